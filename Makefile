@@ -1,0 +1,50 @@
+# Everything a newcomer needs: `make demo` and `make test` set up their own virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
+PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+
+.PHONY: demo test test-sqlite test-postgres lint typecheck check-migrations docs bench clean
+
+$(STAMP): setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,dev]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	cd example && ../$(PY) manage.py migrate --verbosity 0 && ../$(PY) manage.py demo
+
+# The whole suite on SQLite, then on PostgreSQL when one is reachable.
+# REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure.
+test: $(STAMP)
+	@ran="sqlite"; \
+	TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	if $(PY) tests/pg_available.py; then \
+		TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS) || exit 1; ran="$$ran postgresql"; \
+	elif [ -n "$(REQUIRE_POSTGRES)" ]; then \
+		echo "PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable"; exit 1; \
+	else \
+		echo "PostgreSQL unreachable: skipped the PostgreSQL run"; \
+	fi; \
+	echo "make test: the suite passed on: $$ran"
+
+test-sqlite: $(STAMP)
+	TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check audit_events tests example
+	$(VENV)/bin/ruff format --check audit_events tests example
+	$(VENV)/bin/mypy
+
+check-migrations: $(STAMP)
+	$(PY) -m django makemigrations --check --dry-run --settings=tests.settings
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,36 @@
+"""audit_events: every write to a registered model, recorded as an append-only event.
+
+The public API. Importing this package touches no app registry: the names
+below are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .context import audit_context
+from .exceptions import AppendOnlyError, NoHistory, RestoreError
+
+if TYPE_CHECKING:
+    from .replay import history, state_at
+    from .restoration import restore
+
+__all__ = [
+    "AppendOnlyError",
+    "NoHistory",
+    "RestoreError",
+    "audit_context",
+    "history",
+    "restore",
+    "state_at",
+]
+
+_LAZY = {"history": "replay", "state_at": "replay", "restore": "restoration"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

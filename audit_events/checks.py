@@ -1,0 +1,122 @@
+"""System checks for the ``AUDIT_EVENTS`` setting: ``manage.py check`` fails on bad settings.
+
+Ids are stable: E001 unknown model, E002 unknown excluded field, E003 the event
+model registered, E004 unknown key, E005 malformed value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.apps import AppConfig, apps
+from django.core.checks import CheckMessage, Error, Tags, register
+
+from . import conf
+
+_HINT_MODELS = 'List models as "app_label.ModelName", for example AUDIT_EVENTS = {"MODELS": ["bank.Account"]}.'
+
+
+@register(Tags.models)
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    raw = conf.raw_setting()
+    if not isinstance(raw, Mapping):
+        return [Error("AUDIT_EVENTS must be a dict.", hint=_HINT_MODELS, id="audit_events.E005")]
+    errors: list[CheckMessage] = []
+    for key in sorted(set(raw) - conf.KNOWN_KEYS):
+        errors.append(
+            Error(
+                f"AUDIT_EVENTS has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(conf.KNOWN_KEYS))}.",
+                id="audit_events.E004",
+            )
+        )
+    errors += _check_models(raw.get("MODELS", []))
+    errors += _check_excludes(raw.get("EXCLUDE_FIELDS", {}))
+    snapshot_every = raw.get("SNAPSHOT_EVERY", conf.DEFAULT_SNAPSHOT_EVERY)
+    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
+        errors.append(
+            Error(
+                f"AUDIT_EVENTS['SNAPSHOT_EVERY'] must be a positive integer, not {snapshot_every!r}.",
+                id="audit_events.E005",
+            )
+        )
+    return errors
+
+
+def _model(label: Any) -> tuple[Any, str | None]:
+    if not isinstance(label, str) or label.count(".") != 1:
+        return None, f"{label!r} is not a model label of the form 'app_label.ModelName'."
+    app_label, model_name = label.split(".")
+    try:
+        app = apps.get_app_config(app_label)
+    except LookupError:
+        return None, f"{label!r}: no installed app has the label {app_label!r}."
+    try:
+        return app.get_model(model_name), None
+    except LookupError:
+        return None, f"{label!r}: app {app_label!r} has no model {model_name!r}."
+
+
+def _check_models(labels: Any) -> list[CheckMessage]:
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+        return [
+            Error("AUDIT_EVENTS['MODELS'] must be a list of model labels.", hint=_HINT_MODELS, id="audit_events.E005")
+        ]
+    errors: list[CheckMessage] = []
+    for label in labels:
+        model, problem = _model(label)
+        if problem:
+            errors.append(Error(f"AUDIT_EVENTS['MODELS']: {problem}", hint=_HINT_MODELS, id="audit_events.E001"))
+        elif model._meta.app_label == "audit_events":
+            errors.append(
+                Error(
+                    f"AUDIT_EVENTS['MODELS'] lists {label!r}: the event table cannot record itself.",
+                    hint="Remove it; events are append-only and protected by the database instead.",
+                    id="audit_events.E003",
+                )
+            )
+    return errors
+
+
+def _check_excludes(excludes: Any) -> list[CheckMessage]:
+    if not isinstance(excludes, Mapping):
+        return [
+            Error(
+                "AUDIT_EVENTS['EXCLUDE_FIELDS'] must be a dict of model label to a list of field names.",
+                id="audit_events.E005",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for label, names in excludes.items():
+        model, problem = _model(label)
+        if problem:
+            errors.append(Error(f"AUDIT_EVENTS['EXCLUDE_FIELDS']: {problem}", id="audit_events.E001"))
+            continue
+        if isinstance(names, str) or not isinstance(names, (list, tuple)):
+            errors.append(
+                Error(
+                    f"AUDIT_EVENTS['EXCLUDE_FIELDS'][{label!r}] must be a list of field names.", id="audit_events.E005"
+                )
+            )
+            continue
+        known = {f.name for f in model._meta.concrete_fields}
+        for name in names:
+            if name not in known:
+                errors.append(
+                    Error(
+                        f"AUDIT_EVENTS['EXCLUDE_FIELDS'][{label!r}] names {name!r}, which is not a field of "
+                        f"{model._meta.label}.",
+                        hint=f"Its fields: {', '.join(sorted(known))}.",
+                        id="audit_events.E002",
+                    )
+                )
+            elif name == model._meta.pk.name:
+                errors.append(
+                    Error(
+                        f"AUDIT_EVENTS['EXCLUDE_FIELDS'][{label!r}] excludes the primary key {name!r}.",
+                        hint="The primary key identifies the row and is always recorded.",
+                        id="audit_events.E002",
+                    )
+                )
+    return errors

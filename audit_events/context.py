@@ -1,0 +1,99 @@
+"""Runtime switches, on contextvars so threads, async views and tasks each see their own.
+
+Both are context managers that also work as decorators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+_Actor = Any  # a user-like object, or a callable returning one (resolved at write time)
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who is writing, and why; carried by every event written inside it."""
+
+    actor: _Actor = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def resolve_actor(self) -> Any:
+        actor = self.actor
+        if callable(actor) and not hasattr(actor, "_meta"):
+            actor = actor()
+        if actor is None or getattr(actor, "is_anonymous", False):
+            return None
+        return actor
+
+    def event_fields(self) -> dict[str, Any]:
+        """``actor_id``, ``actor_repr`` and ``context`` for an event written now."""
+        actor = self.resolve_actor()
+        return {
+            "actor_id": None if actor is None else str(getattr(actor, "pk", actor)),
+            "actor_repr": "" if actor is None else str(actor)[:255],
+            "context": dict(self.extra),
+        }
+
+
+_current: ContextVar[AuditContext] = ContextVar("audit_events_context", default=AuditContext())  # noqa: B039 (frozen)
+_paused: ContextVar[bool] = ContextVar("audit_events_paused", default=False)
+
+_UNSET: Any = object()
+
+
+def current_context() -> AuditContext:
+    return _current.get()
+
+
+def is_paused() -> bool:
+    return _paused.get()
+
+
+class audit_context(contextlib.ContextDecorator):
+    """Attach an actor, a reason and any extra keys to the events written inside.
+
+    Nests: inner values override outer ones, the rest are inherited::
+
+        with audit_context(actor=request.user, reason="refund #991"):
+            account.save()
+
+    ``actor`` may be a callable returning the user; it is called when an event
+    is written, so authentication that happens late (DRF) is still seen.
+    """
+
+    def __init__(self, actor: _Actor = _UNSET, reason: str | None = None, **extra: Any) -> None:
+        self.actor = actor
+        self.extra = dict(extra)
+        if reason is not None:
+            self.extra["reason"] = reason
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> AuditContext:
+        outer = _current.get()
+        merged = AuditContext(
+            actor=outer.actor if self.actor is _UNSET else self.actor,
+            extra=MappingProxyType({**outer.extra, **self.extra}),
+        )
+        self._tokens.append(_current.set(merged))
+        return merged
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._tokens.pop())
+
+
+class capture_paused(contextlib.ContextDecorator):
+    """Record nothing inside (used by restore, which writes its own events)."""
+
+    def __init__(self) -> None:
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_paused.set(True))
+
+    def __exit__(self, *exc: object) -> None:
+        _paused.reset(self._tokens.pop())

@@ -1,0 +1,15 @@
+"""The errors a user can act on. Messages name the model, the pk and the reason."""
+
+from __future__ import annotations
+
+
+class NoHistory(LookupError):
+    """The row has no recorded events, so there is nothing to read or restore."""
+
+
+class RestoreError(Exception):
+    """A restore cannot be done faithfully; nothing was written."""
+
+
+class AppendOnlyError(Exception):
+    """Events are never updated or deleted: a correction is a new event."""

@@ -1,0 +1,94 @@
+"""The append-only event table."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .exceptions import AppendOnlyError
+
+
+class Action(models.TextChoices):
+    CREATE = "create", _("create")
+    UPDATE = "update", _("update")
+    DELETE = "delete", _("delete")
+    RESTORE = "restore", _("restore")
+    SNAPSHOT = "snapshot", _("snapshot")
+    SYNC = "sync", _("sync")
+
+
+_APPEND_ONLY = "audit events are append-only: record a correction as a new event instead"
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError(_APPEND_ONLY)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(_APPEND_ONLY)
+
+    update.queryset_only = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
+class Event(models.Model):
+    """One recorded write to one row of a registered model."""
+
+    id = models.BigAutoField(primary_key=True)
+    content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("model"))
+    object_pk = models.CharField(_("object pk"), max_length=255)
+    version = models.PositiveIntegerField(_("version"))
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    changes = models.JSONField(_("changes"), default=dict, blank=True)
+    state = models.JSONField(_("state"), null=True, blank=True)
+    created_at = models.DateTimeField(_("time"))
+    operation = models.UUIDField(_("operation"))
+    # NULL, not "", when no actor: "no one" must not look like an id.
+    actor_id = models.CharField(_("actor id"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    actor_repr = models.CharField(_("actor"), max_length=255, blank=True, default="")
+    context = models.JSONField(_("context"), default=dict, blank=True)
+    hash = models.CharField(_("hash"), max_length=64)
+
+    objects: ClassVar[EventQuerySet] = EventQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ("id",)
+        constraints = [
+            # Also the index behind "history of one row", oldest first.
+            models.UniqueConstraint(
+                fields=("content_type", "object_pk", "version"),
+                name="audit_events_row_version",
+            ),
+        ]
+        indexes = [
+            # "events of one row up to time T" (state_at, restore at=...).
+            models.Index(
+                fields=("content_type", "object_pk", "created_at"),
+                name="audit_events_row_time",
+            ),
+            models.Index(fields=("operation",), name="audit_events_operation"),
+            models.Index(fields=("created_at",), name="audit_events_created"),
+            models.Index(fields=("action", "id"), name="audit_events_action"),
+            models.Index(fields=("content_type", "id"), name="audit_events_model"),
+            models.Index(fields=("actor_id",), name="audit_events_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.app_label}.{self.content_type.model} {self.object_pk} v{self.version} {self.action}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError(_APPEND_ONLY)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(_APPEND_ONLY)
+
+    @property
+    def model_class(self) -> type[models.Model] | None:
+        return self.content_type.model_class()

@@ -1,0 +1,217 @@
+"""Which models are recorded, and the wiring that records them.
+
+The registry is rebuilt from ``AUDIT_EVENTS`` when the app is ready and
+whenever the setting changes (``override_settings``). Registering a model
+connects its signals (per sender, so unregistered models keep Django's fast
+delete path and pay nothing) and makes its ``save_base`` atomic; unregistering
+undoes exactly that.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, router, transaction
+from django.db.models import signals
+
+from . import conf
+from .encoding import JSONValue, encode
+
+ModelType = type[models.Model]
+if TYPE_CHECKING:
+    Field = models.Field[Any, Any]
+
+_SET_ACTIONS_EXCLUDED = (models.CASCADE, models.PROTECT, models.RESTRICT, models.DO_NOTHING)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one registered (concrete) model is recorded."""
+
+    model: ModelType
+    fields: tuple[Field, ...]
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    @property
+    def pk_field(self) -> Field:
+        return self.model._meta.pk
+
+    def content_type_id(self) -> int:
+        return ContentType.objects.get_for_model(self.model).pk
+
+    def object_pk(self, pk: Any) -> str:
+        """The row's primary key as canonical text (what ``Event.object_pk`` holds)."""
+        encoded: JSONValue = encode(self.pk_field, self.pk_field.to_python(pk))
+        return encoded if isinstance(encoded, str) else json.dumps(encoded)
+
+    def field(self, name: str) -> Field | None:
+        for field in self.fields:
+            if field.name == name:
+                return field
+        return None
+
+    def snapshot(self, instance: models.Model) -> dict[str, JSONValue]:
+        """The full encoded state of an instance, from its loaded attributes."""
+        return {f.name: encode(f, getattr(instance, f.attname)) for f in self.fields}
+
+
+@dataclass(frozen=True)
+class SetNullLink:
+    """A registered model's foreign key whose rows a parent's delete rewrites."""
+
+    spec: ModelSpec
+    field: models.ForeignKey[Any, Any]
+
+
+_specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
+_set_null_links: dict[ModelType, tuple[SetNullLink, ...]] = {}  # parent model -> links
+_wrapped: dict[ModelType, Callable[..., Any] | None] = {}  # model -> save_base it had in __dict__
+
+
+def spec_for(model: ModelType) -> ModelSpec | None:
+    return _specs.get(model)
+
+
+def registered_specs() -> list[ModelSpec]:
+    return list({id(s): s for s in _specs.values()}.values())
+
+
+def set_null_links(model: ModelType) -> tuple[SetNullLink, ...]:
+    return _set_null_links.get(model, ())
+
+
+def resolve_label(label: str) -> ModelType | None:
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        return None
+
+
+def build_spec(model: ModelType, excluded: tuple[str, ...] = ()) -> ModelSpec:
+    fields = tuple(
+        f for f in model._meta.concrete_fields if f.name not in excluded and not getattr(f, "generated", False)
+    )
+    return ModelSpec(model=model, fields=fields)
+
+
+def sync() -> None:
+    """Make the registry match the current setting."""
+    from .models import Event
+
+    config = conf.get_config()
+    wanted: dict[ModelType, ModelSpec] = {}
+    for label in config.models:
+        model = resolve_label(label)
+        if model is None or model is Event:
+            continue  # reported by the system checks
+        concrete = model._meta.concrete_model
+        assert concrete is not None
+        excluded = config.exclude_fields.get(concrete._meta.label_lower, ())
+        wanted[concrete] = build_spec(concrete, excluded)
+
+    for model in [m for m in _wrapped if m not in wanted]:
+        _unregister(model)
+    for model, spec in wanted.items():
+        if model in _wrapped:
+            _unregister(model)
+        _register(spec)
+    _rebuild_set_null_links()
+
+
+def _family(model: ModelType) -> Iterator[ModelType]:
+    """The concrete model and every proxy of it: signals arrive with either as sender."""
+    yield model
+    for other in apps.get_models():
+        if other._meta.proxy and other._meta.concrete_model is model:
+            yield other
+
+
+def _uid(signal_name: str, model: ModelType) -> str:
+    return f"audit_events.{signal_name}.{model._meta.label_lower}"
+
+
+def _register(spec: ModelSpec) -> None:
+    from . import capture
+
+    model = spec.model
+    for sender in _family(model):
+        _specs[sender] = spec
+        signals.pre_save.connect(capture.pre_save, sender=sender, dispatch_uid=_uid("pre_save", sender))
+        signals.post_save.connect(capture.post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
+        signals.pre_delete.connect(capture.pre_delete, sender=sender, dispatch_uid=_uid("pre_delete", sender))
+        signals.post_delete.connect(capture.post_delete, sender=sender, dispatch_uid=_uid("post_delete", sender))
+    _wrapped[model] = model.__dict__.get("save_base")
+    model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
+
+
+def _unregister(model: ModelType) -> None:
+    for sender in _family(model):
+        _specs.pop(sender, None)
+        signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
+        signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
+        signals.pre_delete.disconnect(sender=sender, dispatch_uid=_uid("pre_delete", sender))
+        signals.post_delete.disconnect(sender=sender, dispatch_uid=_uid("post_delete", sender))
+    original = _wrapped.pop(model)
+    if original is None:
+        del model.save_base
+    else:
+        model.save_base = original  # type: ignore[method-assign]
+
+
+def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
+    """Make one transaction of the save and its event.
+
+    Django sends ``pre_save``/``post_save`` outside its own transaction; without
+    this, a failing event insert in autocommit mode would leave the write
+    committed and unrecorded.
+    """
+
+    @functools.wraps(save_base)
+    def atomic_save_base(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        if type(self) not in _specs:
+            return save_base(self, *args, **kwargs)
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            return save_base(self, *args, **kwargs)
+
+    return atomic_save_base
+
+
+def _rebuild_set_null_links() -> None:
+    from . import capture
+
+    for parent in _set_null_links:
+        for sender in _family(parent):
+            signals.pre_delete.disconnect(sender=sender, dispatch_uid=_uid("set_null_pre", sender))
+            signals.post_delete.disconnect(sender=sender, dispatch_uid=_uid("set_null_post", sender))
+    _set_null_links.clear()
+
+    links: dict[ModelType, list[SetNullLink]] = {}
+    for spec in registered_specs():
+        for field in spec.fields:
+            if not isinstance(field, models.ForeignKey):
+                continue
+            if field.remote_field.on_delete in _SET_ACTIONS_EXCLUDED:
+                continue
+            parent = field.related_model
+            assert isinstance(parent, type)
+            links.setdefault(parent._meta.concrete_model, []).append(SetNullLink(spec, field))  # type: ignore[arg-type]
+    for parent, parent_links in links.items():
+        _set_null_links[parent] = tuple(parent_links)
+        for sender in _family(parent):
+            _set_null_links[sender] = tuple(parent_links)
+            signals.pre_delete.connect(
+                capture.set_null_pre_delete, sender=sender, dispatch_uid=_uid("set_null_pre", sender)
+            )
+            signals.post_delete.connect(
+                capture.set_null_post_delete, sender=sender, dispatch_uid=_uid("set_null_post", sender)
+            )

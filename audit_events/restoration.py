@@ -1,0 +1,183 @@
+"""Putting rows back: one row to any moment, or a whole deletion undone.
+
+A restore is atomic (everything or nothing), writes the historical values
+exactly (raw saves: no ``auto_now`` bump, no custom ``save()``), and records
+itself as ``restore`` events sharing one operation: history is never edited.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, models, router, transaction
+
+from . import journal, registry
+from .capture import diff, locked_rows
+from .context import capture_paused
+from .encoding import decode
+from .exceptions import NoHistory, RestoreError
+from .models import Action, Event
+from .operations import current_operation, operation
+from .replay import State, check_moment, instance_from_state, recorded_state, row_events, spec_or_error
+
+M = TypeVar("M", bound=models.Model)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row to write back, and the reason it is written."""
+
+    spec: registry.ModelSpec
+    model: type[models.Model]
+    pk: Any
+    state: State
+
+
+def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, using: str | None = None) -> M:
+    """Restore a row and return it.
+
+    * ``restore(Account, 32)``: bring back a deleted row as it was last
+      recorded, with everything deleted in the same operation (a cascade, one
+      ``QuerySet.delete()``), parents first, and put back foreign keys that
+      the deletion set to NULL.
+    * ``restore(Account, 32, at=moment)``: put the row back as it was at
+      ``moment``, recreating it if it is deleted now, overwriting it otherwise.
+
+    Raises :class:`NoHistory` if the row has no events, :class:`RestoreError`
+    if it cannot be done faithfully; either way nothing is written.
+    """
+    spec = spec_or_error(model)
+    check_moment(model, pk, at)
+    db = using or router.db_for_write(model)
+    with transaction.atomic(using=db), capture_paused(), operation():
+        events = row_events(spec, pk, db)
+        last = events.order_by("-version").first()
+        if last is None:
+            raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events: there is nothing to restore.")
+        if at is None:
+            if last.action != Action.DELETE:
+                raise RestoreError(
+                    f"{model._meta.label} pk={pk} is not deleted (already restored?); "
+                    "pass at= to put it back as it was at an earlier moment."
+                )
+            _undo_deletion(last, db)
+        else:
+            state = recorded_state(spec, pk, at, db)
+            if state is None:
+                raise RestoreError(f"{model._meta.label} pk={pk} did not exist at {at.isoformat()}.")
+            _write_rows([_Row(spec, model, pk, state)], db)
+    return model._base_manager.using(db).get(pk=pk)
+
+
+def _undo_deletion(delete_event: Event, db: str) -> None:
+    """Recreate every row deleted by the operation of ``delete_event``, and re-attach SET_NULL children."""
+    group = list(Event.objects.using(db).filter(operation=delete_event.operation).order_by("id"))
+    rows: list[_Row] = []
+    for event in reversed(group):  # Django deletes children first: reversed, parents come first
+        if event.action != Action.DELETE:
+            continue
+        model = event.content_type.model_class()
+        spec = registry.spec_for(model) if model is not None else None
+        if model is None or spec is None or event.state is None:
+            raise RestoreError(
+                f"{event.content_type.app_label}.{event.content_type.model} pk={event.object_pk} was deleted "
+                "together with the requested row but is no longer registered or installed; nothing was restored."
+            )
+        pk_field = spec.pk_field
+        rows.append(_Row(spec, model, decode(pk_field, event.state[pk_field.name]), event.state))
+    _write_rows(rows, db, recreate_only=True)
+    _reattach(group, db)
+
+
+def _reattach(group: list[Event], db: str) -> None:
+    """Give back foreign keys that the deletion set to NULL (or a default), where they still are."""
+    for event in group:
+        model = event.content_type.model_class()
+        spec = registry.spec_for(model) if model is not None else None
+        if event.action != Action.UPDATE or spec is None or model is None:
+            continue
+        pk = spec.pk_field.to_python(event.object_pk)
+        live = locked_rows(spec, db, {"pk": pk}, event.object_pk)
+        if not live:
+            continue  # deleted since: nothing to re-attach
+        live_state = next(iter(live.values()))[0]
+        target = dict(live_state)
+        for name, (old, new) in event.changes.items():
+            if live_state.get(name) == new:
+                target[name] = old
+        _write_rows([_Row(spec, model, pk, target)], db)
+
+
+def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
+    """Write each row exactly as recorded, checking first what would make it unfaithful.
+
+    Rows are written one after the other, so a child's checks see its parent
+    restored just before it.
+    """
+    for row in rows:
+        label = row.model._meta.label
+        live = locked_rows(row.spec, db, {"pk": row.pk}, row.spec.object_pk(row.pk))
+        live_state = next(iter(live.values()))[0] if live else None
+        if live_state is not None and recreate_only:
+            raise RestoreError(f"{label} pk={row.pk} already exists (already restored?); nothing was restored.")
+        if live_state == row.state:
+            continue  # already as asked: nothing to write, nothing to record
+        instance = instance_from_state(row.model, row.spec, row.state)
+        instance._state.adding = live_state is None
+        instance._state.db = db
+        _check_parents(row, instance, db)
+        _check_unique(row, instance)
+        _save_exactly(instance, row.spec, exists=live_state is not None, db=db)
+        draft = journal.Draft(
+            content_type_id=row.spec.content_type_id(),
+            content_type_label=row.spec.model._meta.label_lower,
+            object_pk=row.spec.object_pk(row.pk),
+            action=Action.RESTORE,
+            changes={} if live_state is None else diff(live_state, row.state),
+            state=row.state,
+            operation=current_operation(),
+        )
+        journal.write([draft], db)
+
+
+def _check_parents(row: _Row, instance: models.Model, db: str) -> None:
+    for field in row.spec.fields:
+        if not isinstance(field, models.ForeignKey) or field.remote_field.parent_link:
+            continue
+        value = getattr(instance, field.attname)
+        if value is None:
+            continue
+        parent = field.related_model
+        assert isinstance(parent, type)
+        if not parent._base_manager.using(db).filter(**{field.target_field.attname: value}).exists():
+            raise RestoreError(
+                f"{row.model._meta.label} pk={row.pk}: its {field.name} ({parent._meta.label} "
+                f"{field.target_field.attname}={value}) no longer exists; restore that row first. Nothing was restored."
+            )
+
+
+def _check_unique(row: _Row, instance: models.Model) -> None:
+    try:
+        instance.validate_unique()
+        instance.validate_constraints()
+    except ValidationError as error:
+        raise RestoreError(
+            f"{row.model._meta.label} pk={row.pk} cannot be restored: {'; '.join(error.messages)} Nothing was restored."
+        ) from error
+
+
+def _save_exactly(instance: models.Model, spec: registry.ModelSpec, exists: bool, db: str) -> None:
+    """Write every table of the row (parents first) with raw values, sending no signals."""
+    opts = spec.model._meta
+    for klass in [*reversed(opts.get_parent_list()), spec.model]:
+        try:
+            instance._save_table(  # type: ignore[attr-defined]
+                raw=True, cls=klass, force_insert=not exists, force_update=exists, using=db
+            )
+        except DatabaseError as error:
+            raise RestoreError(f"{opts.label} pk={instance.pk} could not be written back: {error}") from error
+    instance._state.adding = False
+    instance._state.db = db

@@ -1,0 +1,105 @@
+"""Models the tests record: every field type, relations, inheritance, odd keys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from model_utils.models import TimeStampedModel
+
+
+class Everything(models.Model):
+    """One field of each concrete type Django ships (ImageField needs Pillow: FileField stands in)."""
+
+    char = models.CharField(max_length=100, blank=True, default="")
+    text = models.TextField(blank=True, default="")
+    slug = models.SlugField(blank=True, default="")
+    email = models.EmailField(blank=True, default="")
+    url = models.URLField(blank=True, default="")
+    small = models.SmallIntegerField(default=0)
+    integer = models.IntegerField(default=0)
+    big = models.BigIntegerField(default=0)
+    positive = models.PositiveIntegerField(default=0)
+    positive_small = models.PositiveSmallIntegerField(default=0)
+    positive_big = models.PositiveBigIntegerField(default=0)
+    floating = models.FloatField(default=0.0)
+    decimal = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    flag = models.BooleanField(default=False)
+    maybe = models.BooleanField(null=True)
+    day = models.DateField(null=True)
+    moment = models.DateTimeField(null=True)
+    clock = models.TimeField(null=True)
+    span = models.DurationField(null=True)
+    ident = models.UUIDField(null=True)
+    blob = models.BinaryField(null=True)
+    data = models.JSONField(null=True)
+    ip = models.GenericIPAddressField(null=True)
+    document = models.FileField(null=True, blank=True)
+    note = models.CharField(max_length=50, null=True)
+    author = models.ForeignKey("Author", null=True, on_delete=models.SET_NULL, related_name="+")
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+    email = models.EmailField(unique=True, null=True)
+    last_seen = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Book(models.Model):
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
+    title = models.CharField(max_length=100)
+    pages = models.IntegerField(default=0)
+    editor = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="edited")
+
+
+class Review(models.Model):
+    book = models.ForeignKey(Book, on_delete=models.CASCADE, related_name="reviews")
+    stars = models.IntegerField(default=3)
+
+
+class BookProxy(Book):
+    class Meta:
+        proxy = True
+
+
+class Place(models.Model):
+    name = models.CharField(max_length=100)
+
+
+class Restaurant(Place):
+    serves_pizza = models.BooleanField(default=False)
+
+
+class Ticket(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=100)
+
+
+class Code(models.Model):
+    code = models.CharField(max_length=20, primary_key=True)
+    label = models.CharField(max_length=100)
+
+
+class Stamped(TimeStampedModel):
+    """auto_now fields (django-model-utils) and a custom save() with a side effect."""
+
+    name = models.CharField(max_length=100)
+    saves = models.IntegerField(default=0)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.saves += 1
+        super().save(*args, **kwargs)
+
+
+class Unregistered(models.Model):
+    name = models.CharField(max_length=100)
+
+
+class Pin(models.Model):
+    """Protects a book from deletion (PROTECT), to make deletes fail."""
+
+    book = models.ForeignKey(Book, on_delete=models.PROTECT)
