@@ -49,11 +49,28 @@ class Author(models.Model):
         return self.name
 
 
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+
+
 class Book(models.Model):
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
     title = models.CharField(max_length=100)
     pages = models.IntegerField(default=0)
     editor = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="edited")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="books")
+    readers = models.ManyToManyField("Reader", through="Loan", blank=True, related_name="books")
+
+
+class Reader(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Loan(models.Model):
+    """An explicit many-to-many ``through`` model."""
+
+    book = models.ForeignKey(Book, on_delete=models.CASCADE)
+    reader = models.ForeignKey(Reader, on_delete=models.CASCADE)
 
 
 class Review(models.Model):

@@ -18,6 +18,8 @@ if os.environ.get("TEST_DB", "sqlite") == "postgres":
             "PASSWORD": os.environ.get("PGPASSWORD", ""),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
+            # One test database per run, so concurrent runs never drop each other's.
+            "TEST": {"NAME": f"test_audit_events_{os.getpid()}"},
         }
     }
 else:
@@ -65,6 +67,8 @@ AUDIT_EVENTS = {
         "tests.Author",
         "tests.Book",
         "tests.Review",
+        "tests.Tag",
+        "tests.Reader",
         "tests.Place",
         "tests.Restaurant",
         "tests.Ticket",
