@@ -1,0 +1,208 @@
+"""What the admin needs on top of ``restore``: deletion groups, their permissions, a row at one version.
+
+Kept apart from ``admin.py`` so that views and the Event admin's action share
+one definition of "who may undo this deletion" and one way of reporting it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_permission_codename
+from django.db import models
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.utils.text import capfirst
+
+from . import registry
+from .encoding import JSONValue, decode
+from .exceptions import NoHistory, RestoreError
+from .models import Action, Event
+from .replay import State, fold, instance_from_state
+from .restoration import restore
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one requested undo: done, or why not."""
+
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One line of a diff table, with values ready to display."""
+
+    name: str
+    before: str
+    after: str
+
+
+def group_models(event: Event) -> list[type[models.Model]]:
+    """Every model that has a row in the deletion ``event`` belongs to (one query)."""
+    ids = (
+        Event.objects.filter(operation=event.operation, action=Action.DELETE)
+        .values_list("content_type_id", flat=True)
+        .distinct()
+    )
+    found = [event.content_type.model_class()] + [model_for(ct_id) for ct_id in ids]
+    return list(dict.fromkeys(m for m in found if m is not None))
+
+
+def missing_add_permissions(user: Any, event: Event) -> list[str]:
+    """The models of the deletion group the user may not add rows to (undo needs all of them)."""
+    missing = []
+    for model in group_models(event):
+        opts = model._meta
+        if not user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}"):
+            missing.append(str(opts.verbose_name_plural))
+    return missing
+
+
+def is_latest(event: Event) -> bool:
+    return not Event.objects.filter(
+        content_type_id=event.content_type_id, object_pk=event.object_pk, version__gt=event.version
+    ).exists()
+
+
+def undo_deletion(event: Event) -> Outcome:
+    """Restore the row deleted by ``event`` with its whole deletion group; never raises for a refusal."""
+    model = event.content_type.model_class()
+    label = f"{event.content_type.app_label}.{event.content_type.model} {event.object_pk}"
+    if event.action != Action.DELETE:
+        return Outcome(False, f"{label}: event #{event.pk} is a {event.action}, not a deletion.")
+    if model is None:
+        return Outcome(False, f"{label}: the model is no longer installed.")
+    if not is_latest(event):
+        return Outcome(False, f"{model._meta.label} pk={event.object_pk} was written again since (already restored?).")
+    try:
+        instance = restore(model, event.object_pk)
+    except (RestoreError, NoHistory) as error:
+        return Outcome(False, str(error))
+    return Outcome(True, f"Restored {model._meta.verbose_name} “{instance}”{_group_summary(event)}.")
+
+
+def _group_summary(event: Event) -> str:
+    counts = Counter(
+        Event.objects.filter(operation=event.operation, action=Action.DELETE)
+        .exclude(pk=event.pk)
+        .values_list("content_type_id", flat=True)
+    )
+    parts = []
+    for ct_id, count in counts.items():
+        model = model_for(ct_id)
+        if model is not None:
+            name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
+            parts.append(f"{count} {name}")
+    return f" together with {', '.join(parts)}" if parts else ""
+
+
+def model_for(content_type_id: int) -> type[models.Model] | None:
+    from django.contrib.contenttypes.models import ContentType
+
+    return ContentType.objects.get_for_id(content_type_id).model_class()
+
+
+def version_state(event: Event) -> State | None:
+    """The row as ``event`` left it (``None`` after a deletion): one query, from the last full state on."""
+    events = Event.objects.filter(
+        content_type_id=event.content_type_id, object_pk=event.object_pk, version__lte=event.version
+    )
+    anchor = events.filter(Q(state__isnull=False) | Q(action=Action.DELETE)).order_by("-version")
+    return fold(events.filter(version__gte=Subquery(anchor.values("version")[:1])).order_by("version"))
+
+
+def live_state(spec: registry.ModelSpec, pk: Any) -> State | None:
+    """The row as the database holds it now, encoded like events are; ``None`` if absent."""
+    instance = spec.model._base_manager.filter(pk=pk).first()
+    return None if instance is None else spec.snapshot(instance)
+
+
+def state_label(model: type[models.Model], state: State | None) -> str:
+    """``str()`` of the row a recorded state describes."""
+    spec = registry.spec_for(model)
+    if spec is None or state is None:
+        return ""
+    try:
+        return str(instance_from_state(model, spec, state))
+    except Exception:  # a __str__ that needs related rows the state does not carry
+        return ""
+
+
+def changes_between(model: type[models.Model] | None, before: State | None, after: State | None) -> list[FieldChange]:
+    """The fields whose value differs between two recorded states, in field order."""
+    before, after = before or {}, after or {}
+    spec = registry.spec_for(model) if model is not None else None
+    names = [f.name for f in spec.fields] if spec else sorted({*before, *after})
+    return [
+        FieldChange(_verbose(spec, name), display(spec, name, before.get(name)), display(spec, name, after.get(name)))
+        for name in names
+        if (name in before or name in after) and before.get(name) != after.get(name)
+    ]
+
+
+def event_changes(event: Event) -> list[FieldChange]:
+    """The diff an event records: its ``changes``, or its full state on create, delete and recreation."""
+    model = event.content_type.model_class()
+    if event.action == Action.DELETE:
+        return changes_between(model, event.state, None)
+    if event.changes:
+        old = {name: change[0] for name, change in event.changes.items()}
+        new = {name: change[1] for name, change in event.changes.items()}
+        return changes_between(model, old, new)
+    if event.action in (Action.CREATE, Action.RESTORE):
+        return changes_between(model, None, event.state)
+    return []
+
+
+def short_diff(event: Event, limit: int = 80) -> str:
+    """One line for a changelist: ``title: 'Old' → 'New'; pages: 1 → 2``."""
+    if event.action == Action.DELETE:
+        return "deleted"
+    if event.changes:
+        text = "; ".join(f"{name}: {_short(old)} → {_short(new)}" for name, (old, new) in event.changes.items())
+    elif event.state:
+        text = ", ".join(f"{name}={_short(value)}" for name, value in event.state.items())
+    else:
+        text = ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(value: JSONValue) -> str:
+    return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _verbose(spec: registry.ModelSpec | None, name: str) -> str:
+    field = spec.field(name) if spec else None
+    return str(capfirst(field.verbose_name)) if field is not None else name
+
+
+def display(spec: registry.ModelSpec | None, name: str, value: JSONValue) -> str:
+    """A recorded value as text, decoded by its field when the field is still there."""
+    if value is None:
+        return "—"
+    field = spec.field(name) if spec else None
+    if field is None:
+        return str(value)
+    try:
+        decoded = decode(field, value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(decoded)
+
+
+def deleted_rows(model: type[models.Model]) -> Any:
+    """Delete events that are their row's latest event: the model's rows deleted now, newest first."""
+    spec = registry.spec_for(model)
+    if spec is None:
+        return Event.objects.none()
+    later = Event.objects.filter(
+        content_type_id=OuterRef("content_type_id"), object_pk=OuterRef("object_pk"), version__gt=OuterRef("version")
+    )
+    return (
+        Event.objects.filter(content_type_id=spec.content_type_id(), action=Action.DELETE)
+        .filter(~Exists(later))
+        .order_by("-id")
+    )

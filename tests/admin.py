@@ -1,0 +1,25 @@
+"""Admin registrations the admin tests drive (the test client and the browser)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from audit_events.admin import AuditedAdminMixin
+
+from .models import Author, Book, Review
+
+
+@admin.register(Author)
+class AuthorAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "email")
+
+
+@admin.register(Book)
+class BookAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("title", "author", "pages")
+    list_select_related = ("author",)
+
+
+@admin.register(Review)
+class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("book", "stars")
