@@ -1,0 +1,102 @@
+"""The database triggers that keep the event table append-only, and their one exception.
+
+Migration ``0002`` installs triggers that refuse ``UPDATE`` and ``DELETE`` on
+the event table (and ``TRUNCATE`` on PostgreSQL). The one sanctioned way to
+empty the table is Django's ``flush``, which the test framework runs between
+transactional tests (``TransactionTestCase``, pytest-django's
+``transactional_db`` and ``live_server``). The app's ``flush`` command (which
+overrides Django's) wraps the flush in :func:`flush_allowed`: when the flush
+statement that erases the event table runs, the triggers are taken off and put
+back around that one statement, inside the flush's own transaction, so no other
+connection ever sees the table unprotected and a failed flush restores them.
+
+Taking a trigger off needs the privileges that dropping it needs (table
+ownership), so this opens no door that was not already open to that role. A
+session setting the trigger consults (a GUC) was rejected: any role allowed to
+write events could set it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .models import Event
+
+
+def installed_triggers(connection: BaseDatabaseWrapper) -> list[str]:
+    """Names of the enabled triggers on the event table (empty on other backends)."""
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
+        elif connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal AND tgenabled <> 'D'",
+                [connection.ops.quote_name(table)],
+            )
+        else:
+            return []
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+@contextlib.contextmanager
+def _lifted(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Take the event table's triggers off, then put them back (call inside a transaction)."""
+    table = Event._meta.db_table
+    quoted = connection.ops.quote_name(table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            # SQLite cannot disable a trigger: drop it and recreate it from its own stored SQL.
+            cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
+            triggers = cursor.fetchall()
+            for name, _sql in triggers:
+                cursor.execute(f"DROP TRIGGER {connection.ops.quote_name(name)}")
+            yield
+            for _name, sql in triggers:
+                cursor.execute(sql)
+        else:
+            # TRUNCATE fires only the statement-level TRUNCATE triggers (tgtype bit 5).
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
+                "AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype & 32 <> 0",
+                [quoted],
+            )
+            names = [connection.ops.quote_name(row[0]) for row in cursor.fetchall()]
+            for name in names:
+                cursor.execute(f"ALTER TABLE {quoted} DISABLE TRIGGER {name}")
+            yield
+            for name in names:
+                cursor.execute(f"ALTER TABLE {quoted} ENABLE TRIGGER {name}")
+
+
+def _erases_events(connection: BaseDatabaseWrapper, sql: str) -> bool:
+    statement = sql.lstrip().upper()
+    if connection.vendor == "postgresql":
+        # TRUNCATE ... CASCADE may reach the event table without naming it.
+        return statement.startswith("TRUNCATE")
+    if connection.vendor == "sqlite":
+        return statement.startswith("DELETE") and connection.ops.quote_name(Event._meta.db_table).upper() in statement
+    return False
+
+
+@contextlib.contextmanager
+def flush_allowed(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Let the flush statements run inside this block erase the event table.
+
+    Only ``TRUNCATE`` statements (PostgreSQL) and ``DELETE`` statements that
+    name the event table (SQLite) are let through; each runs inside the
+    transaction Django's ``execute_sql_flush`` opens.
+    """
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        if not _erases_events(connection, sql):
+            return execute(sql, params, many, context)
+        with _lifted(connection):
+            return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield
