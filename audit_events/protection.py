@@ -35,7 +35,8 @@ def installed_triggers(connection: BaseDatabaseWrapper) -> list[str]:
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
         elif connection.vendor == "postgresql":
             cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal AND tgenabled <> 'D'",
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
+                "AND NOT tgisinternal AND tgenabled <> 'D'",
                 [connection.ops.quote_name(table)],
             )
         else:
