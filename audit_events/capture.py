@@ -7,6 +7,9 @@ Cost per audited write, beyond Django's own statements:
 * delete: one locking SELECT of the old row, one INSERT;
 * a no-op save: the SELECT only.
 
+Foreign keys that a parent's delete sets to NULL (or a default) are recorded
+by the audited ``QuerySet.update()`` Django's Collector calls (``querysets``).
+
 Old values are read from the database inside the write's transaction (the
 ``save_base`` wrapper in ``registry`` makes it one), locked where the backend
 can, never taken from memory.
@@ -27,7 +30,6 @@ from .models import Action, Event
 from .operations import current_operation, deletion_begin, deletion_end
 
 _OLD = "_audit_events_old"
-_SET_NULL = "_audit_events_set_null"
 
 State = dict[str, JSONValue]
 
@@ -60,13 +62,13 @@ def locked_rows(
     return rows
 
 
-def _should_snapshot(last_version: int | None) -> bool:
+def should_snapshot(last_version: int | None) -> bool:
     if last_version is None:
         return True  # a row's first event carries its full state
     return (last_version + 1) % conf.get_config().snapshot_every == 0
 
 
-def _draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
+def draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
     return journal.Draft(
         content_type_id=spec.content_type_id(),
         content_type_label=spec.model._meta.label_lower,
@@ -117,21 +119,21 @@ def post_save(
         return
     new = _saved_state(spec, instance, using, old[0] if old else None, update_fields)
     if old is None:
-        draft = _draft(spec, instance.pk, Action.CREATE, state=new, operation=current_operation())
+        event = draft(spec, instance.pk, Action.CREATE, state=new)
     else:
         old_state, last_version = old
         changes = diff(old_state, new)
         if not changes:
             return  # a save that changes nothing records nothing
-        draft = _draft(
+        event = draft(
             spec,
             instance.pk,
             Action.UPDATE,
             changes=changes,
-            state=new if _should_snapshot(last_version) else None,
+            state=new if should_snapshot(last_version) else None,
             operation=current_operation(),
         )
-    journal.write([draft], using)
+    journal.write([event], using)
 
 
 def _saved_state(
@@ -185,50 +187,4 @@ def post_delete(sender: type[models.Model], instance: models.Model, using: str, 
     spec = registry.spec_for(sender)
     if spec is None or state is None:
         return
-    journal.write([_draft(spec, instance.pk, Action.DELETE, state=state, operation=operation)], using)
-
-
-# --- foreign keys set to NULL / a default by a parent's delete ------------
-
-
-def set_null_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    if is_paused():
-        return
-    pending = []
-    for link in registry.set_null_links(sender):
-        rows = locked_rows(link.spec, using, {link.field.name: instance})
-        if rows:
-            pending.append((link, rows))
-    if pending:
-        instance.__dict__[_SET_NULL] = (pending, deletion_begin(kwargs.get("origin")))
-
-
-def set_null_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    if _SET_NULL not in instance.__dict__:
-        return
-    pending, operation = instance.__dict__.pop(_SET_NULL)
-    deletion_end(kwargs.get("origin"))
-    drafts = []
-    for link, rows in pending:
-        spec = link.spec
-        now = (
-            spec.model._base_manager.using(using)
-            .filter(pk__in=list(rows))
-            .values(spec.pk_field.attname, *(f.attname for f in spec.fields))
-        )
-        for values in now:
-            old_state, last_version = rows[values[spec.pk_field.attname]]
-            new = {f.name: encode(f, values[f.attname]) for f in spec.fields}
-            changes = diff(old_state, new)
-            if changes:
-                drafts.append(
-                    _draft(
-                        spec,
-                        values[spec.pk_field.attname],
-                        Action.UPDATE,
-                        changes=changes,
-                        state=new if _should_snapshot(last_version) else None,
-                        operation=operation,
-                    )
-                )
-    journal.write(drafts, using)
+    journal.write([draft(spec, instance.pk, Action.DELETE, state=state, operation=operation)], using)

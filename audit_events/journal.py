@@ -32,6 +32,7 @@ from django.utils import timezone
 from .context import current_context
 from .encoding import JSONValue, canonical_json
 from .models import Event
+from .operations import current_operation
 
 BATCH_SIZE = 500
 
@@ -66,7 +67,7 @@ class Draft:
     action: str
     changes: dict[str, Any] = field(default_factory=dict)
     state: dict[str, JSONValue] | None = None
-    operation: uuid.UUID = field(default_factory=uuid.uuid4)
+    operation: uuid.UUID = field(default_factory=current_operation)
     created_at: datetime.datetime = field(default_factory=timezone.now)
 
 

@@ -3,8 +3,9 @@
 The registry is rebuilt from ``AUDIT_EVENTS`` when the app is ready and
 whenever the setting changes (``override_settings``). Registering a model
 connects its signals (per sender, so unregistered models keep Django's fast
-delete path and pay nothing) and makes its ``save_base`` atomic; unregistering
-undoes exactly that.
+delete path and pay nothing), makes its ``save_base`` atomic, groups each
+``delete()`` into one operation and gives its managers audited QuerySets
+(``querysets``); unregistering undoes exactly that.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from .encoding import JSONValue, encode
 ModelType = type[models.Model]
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
-
-_SET_ACTIONS_EXCLUDED = (models.CASCADE, models.PROTECT, models.RESTRICT, models.DO_NOTHING)
 
 
 @dataclass(frozen=True)
@@ -64,17 +63,9 @@ class ModelSpec:
         return {f.name: encode(f, getattr(instance, f.attname)) for f in self.fields}
 
 
-@dataclass(frozen=True)
-class SetNullLink:
-    """A registered model's foreign key whose rows a parent's delete rewrites."""
-
-    spec: ModelSpec
-    field: models.ForeignKey[Any, Any]
-
-
 _specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
-_set_null_links: dict[ModelType, tuple[SetNullLink, ...]] = {}  # parent model -> links
-_wrapped: dict[ModelType, Callable[..., Any] | None] = {}  # model -> save_base it had in __dict__
+# model -> the save_base and delete it had in its own __dict__ (None: inherited)
+_wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
 
 
 def spec_for(model: ModelType) -> ModelSpec | None:
@@ -83,10 +74,6 @@ def spec_for(model: ModelType) -> ModelSpec | None:
 
 def registered_specs() -> list[ModelSpec]:
     return list({id(s): s for s in _specs.values()}.values())
-
-
-def set_null_links(model: ModelType) -> tuple[SetNullLink, ...]:
-    return _set_null_links.get(model, ())
 
 
 def resolve_label(label: str) -> ModelType | None:
@@ -124,7 +111,6 @@ def sync() -> None:
         if model in _wrapped:
             _unregister(model)
         _register(spec)
-    _rebuild_set_null_links()
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
@@ -140,7 +126,7 @@ def _uid(signal_name: str, model: ModelType) -> str:
 
 
 def _register(spec: ModelSpec) -> None:
-    from . import capture
+    from . import capture, querysets
 
     model = spec.model
     for sender in _family(model):
@@ -149,22 +135,27 @@ def _register(spec: ModelSpec) -> None:
         signals.post_save.connect(capture.post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
         signals.pre_delete.connect(capture.pre_delete, sender=sender, dispatch_uid=_uid("pre_delete", sender))
         signals.post_delete.connect(capture.post_delete, sender=sender, dispatch_uid=_uid("post_delete", sender))
-    _wrapped[model] = model.__dict__.get("save_base")
+        querysets.install(sender)
+    _wrapped[model] = {name: model.__dict__.get(name) for name in ("save_base", "delete")}
     model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
+    model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
 
 
 def _unregister(model: ModelType) -> None:
+    from . import querysets
+
     for sender in _family(model):
+        querysets.uninstall(sender)
         _specs.pop(sender, None)
         signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
         signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
         signals.pre_delete.disconnect(sender=sender, dispatch_uid=_uid("pre_delete", sender))
         signals.post_delete.disconnect(sender=sender, dispatch_uid=_uid("post_delete", sender))
-    original = _wrapped.pop(model)
-    if original is None:
-        del model.save_base
-    else:
-        model.save_base = original  # type: ignore[method-assign]
+    for name, original in _wrapped.pop(model).items():
+        if original is None:
+            delattr(model, name)
+        else:
+            setattr(model, name, original)
 
 
 def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
@@ -186,32 +177,15 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     return atomic_save_base
 
 
-def _rebuild_set_null_links() -> None:
-    from . import capture
+def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
+    """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation."""
+    from .operations import operation
 
-    for parent in _set_null_links:
-        for sender in _family(parent):
-            signals.pre_delete.disconnect(sender=sender, dispatch_uid=_uid("set_null_pre", sender))
-            signals.post_delete.disconnect(sender=sender, dispatch_uid=_uid("set_null_post", sender))
-    _set_null_links.clear()
+    @functools.wraps(delete)
+    def delete_in_one_operation(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        if type(self) not in _specs:
+            return delete(self, *args, **kwargs)
+        with operation():
+            return delete(self, *args, **kwargs)
 
-    links: dict[ModelType, list[SetNullLink]] = {}
-    for spec in registered_specs():
-        for field in spec.fields:
-            if not isinstance(field, models.ForeignKey):
-                continue
-            if field.remote_field.on_delete in _SET_ACTIONS_EXCLUDED:
-                continue
-            parent = field.related_model
-            assert isinstance(parent, type)
-            links.setdefault(parent._meta.concrete_model, []).append(SetNullLink(spec, field))  # type: ignore[arg-type]
-    for parent, parent_links in links.items():
-        _set_null_links[parent] = tuple(parent_links)
-        for sender in _family(parent):
-            _set_null_links[sender] = tuple(parent_links)
-            signals.pre_delete.connect(
-                capture.set_null_pre_delete, sender=sender, dispatch_uid=_uid("set_null_pre", sender)
-            )
-            signals.post_delete.connect(
-                capture.set_null_post_delete, sender=sender, dispatch_uid=_uid("set_null_post", sender)
-            )
+    return delete_in_one_operation
