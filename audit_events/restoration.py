@@ -128,9 +128,15 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         instance = instance_from_state(row.model, row.spec, row.state)
         instance._state.adding = live_state is None
         instance._state.db = db
+        # A multi-table child deleted together with its parent row: the group
+        # restores the parent row first, so the child fills in only its own table.
+        if live_state is None:
+            present = _parent_rows_present(instance, row.model, db)
+        else:
+            present = {row.model, *row.model._meta.get_parent_list()}
         _check_parents(row, instance, db)
-        _check_unique(row, instance)
-        _save_exactly(instance, row.spec, exists=live_state is not None, db=db)
+        _check_unique(row, instance, exclude={klass._meta.pk.name for klass in present if klass is not row.model})
+        _save_exactly(instance, row.spec, present=present, db=db)
         draft = journal.Draft(
             content_type_id=row.spec.content_type_id(),
             content_type_label=row.spec.model._meta.label_lower,
@@ -159,9 +165,18 @@ def _check_parents(row: _Row, instance: models.Model, db: str) -> None:
             )
 
 
-def _check_unique(row: _Row, instance: models.Model) -> None:
+def _parent_rows_present(instance: models.Model, model: type[models.Model], db: str) -> set[type[models.Model]]:
+    """The multi-table parents of ``model`` that already have a row for ``instance``: one query per parent."""
+    return {
+        klass
+        for klass in model._meta.get_parent_list()
+        if klass._base_manager.using(db).filter(pk=getattr(instance, klass._meta.pk.attname)).exists()
+    }
+
+
+def _check_unique(row: _Row, instance: models.Model, exclude: set[str]) -> None:
     try:
-        instance.validate_unique()
+        instance.validate_unique(exclude=exclude)
         instance.validate_constraints()
     except ValidationError as error:
         raise RestoreError(
@@ -169,10 +184,14 @@ def _check_unique(row: _Row, instance: models.Model) -> None:
         ) from error
 
 
-def _save_exactly(instance: models.Model, spec: registry.ModelSpec, exists: bool, db: str) -> None:
-    """Write every table of the row (parents first) with raw values, sending no signals."""
+def _save_exactly(instance: models.Model, spec: registry.ModelSpec, present: set[type[models.Model]], db: str) -> None:
+    """Write every table of the row (parents first) with raw values, sending no signals.
+
+    ``present`` holds the tables (models) that have the row already: updated, the others inserted.
+    """
     opts = spec.model._meta
     for klass in [*reversed(opts.get_parent_list()), spec.model]:
+        exists = klass in present
         try:
             instance._save_table(  # type: ignore[attr-defined]
                 raw=True, cls=klass, force_insert=not exists, force_update=exists, using=db
