@@ -1,0 +1,469 @@
+"""restore(): one row to any moment, or a whole deletion undone; and every way it refuses."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.db import models
+from django.utils import timezone
+
+from audit_events import NoHistory, RestoreError, history, restore, state_at
+from audit_events.context import capture_paused
+from audit_events.models import Action, Event
+from tests.models import Author, Book, Code, Place, Restaurant, Review, Stamped, Ticket, Unregistered
+
+pytestmark = pytest.mark.django_db
+
+
+def moment() -> datetime.datetime:
+    """A moment strictly after every event written so far and strictly before any written later."""
+    start = timezone.now()
+    while (now := timezone.now()) <= start:
+        pass
+    while timezone.now() <= now:
+        pass
+    return now
+
+
+def everything_in_db() -> tuple[dict[str, list[dict[str, Any]]], list[tuple[Any, ...]]]:
+    """Every row of every test table, and every event: to show that a refused restore wrote nothing."""
+    rows = {
+        model._meta.label: [
+            {k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items()}
+            for row in model._base_manager.order_by("pk").values()
+        ]
+        for model in apps.get_app_config("tests").get_models()
+    }
+    events = list(Event.objects.order_by("id").values_list("id", "object_pk", "version", "action"))
+    return rows, events
+
+
+class NothingWritten:
+    def __enter__(self) -> None:
+        self.before = everything_in_db()
+
+    def __exit__(self, *exc: object) -> None:
+        assert everything_in_db() == self.before
+
+
+def delete(instance: models.Model) -> None:
+    """Delete, keeping the pk on the instance (Django clears it) so the test can name the row."""
+    pk = instance.pk
+    instance.delete()
+    instance.pk = pk
+
+
+def restore_events(operation: uuid.UUID | None = None) -> list[Event]:
+    events = Event.objects.filter(action=Action.RESTORE).order_by("id")
+    return list(events.filter(operation=operation) if operation else events)
+
+
+def row(instance: models.Model) -> dict[str, Any]:
+    """The row as the database holds it now."""
+    model = type(instance)
+    return model._base_manager.filter(pk=instance.pk).values().get()
+
+
+@pytest.fixture
+def library() -> dict[str, Any]:
+    """Author ``ann`` with two books and three reviews, and a book by ``bob`` that ``ann`` edits."""
+    ann = Author.objects.create(name="Ann", email="ann@example.com")
+    bob = Author.objects.create(name="Bob", email="bob@example.com")
+    first = Book.objects.create(author=ann, title="First", pages=10)
+    second = Book.objects.create(author=ann, title="Second", pages=20, editor=bob)
+    reviews = [
+        Review.objects.create(book=first, stars=5),
+        Review.objects.create(book=second, stars=4),
+        Review.objects.create(book=second, stars=2),
+    ]
+    edited = Book.objects.create(author=bob, title="Edited", pages=30, editor=ann)
+    return {"ann": ann, "bob": bob, "books": [first, second], "reviews": reviews, "edited": edited}
+
+
+# --- undo a deletion -------------------------------------------------------
+
+
+def test_restore_deleted_row_brings_back_its_cascade_group(library: dict[str, Any]) -> None:
+    ann, edited = library["ann"], library["edited"]
+    group = [ann, *library["books"], *library["reviews"]]
+    before = {(type(obj), obj.pk): row(obj) for obj in [*group, edited]}
+    delete(ann)
+    assert not Author.objects.filter(pk=ann.pk).exists()
+    assert not Review.objects.filter(pk__in=[r.pk for r in library["reviews"]]).exists()
+    assert Book.objects.get(pk=edited.pk).editor_id is None
+
+    restored = restore(Author, ann.pk)
+
+    assert isinstance(restored, Author)
+    assert restored.pk == ann.pk
+    assert restored.name == "Ann"
+    assert restored.email == "ann@example.com"
+    # Every row is back with its original pk and values, and the SET_NULL child is re-attached.
+    for (model, pk), values in before.items():
+        assert model._base_manager.filter(pk=pk).values().get() == values
+
+
+def test_group_restore_records_one_operation_parents_first(library: dict[str, Any]) -> None:
+    ann, edited = library["ann"], library["edited"]
+    delete(ann)
+    delete_operation = history(ann).last().operation
+
+    restore(Author, ann.pk)
+
+    events = restore_events()
+    assert len({e.operation for e in events}) == 1
+    assert events[0].operation != delete_operation
+    restored = [(e.content_type.model_class(), e.object_pk) for e in events]
+    parents_first = [
+        (Author, str(ann.pk)),
+        *((Book, str(b.pk)) for b in library["books"]),
+        *((Review, str(r.pk)) for r in library["reviews"]),
+    ]
+    assert sorted(restored[: len(parents_first)], key=str) == sorted(parents_first, key=str)
+    order = {key: index for index, key in enumerate(restored)}
+    for book in library["books"]:
+        assert order[(Author, str(ann.pk))] < order[(Book, str(book.pk))]
+    for review in library["reviews"]:
+        assert order[(Book, str(review.book_id))] < order[(Review, str(review.pk))]
+    # The re-attached SET_NULL child is recorded too, as a change of its editor.
+    reattached = [e for e in events if (e.content_type.model_class(), e.object_pk) == (Book, str(edited.pk))]
+    assert [e.changes for e in reattached] == [{"editor": [None, ann.pk]}]
+    # History is never edited: the deletes are still there, the restores come after them.
+    for model, pk in restored:
+        actions = list(history(model, pk).values_list("action", flat=True))
+        assert actions[-1] == Action.RESTORE
+        if model is not Book or pk != str(edited.pk):
+            assert actions[-2] == Action.DELETE
+        versions = list(history(model, pk).values_list("version", flat=True))
+        assert versions == list(range(1, len(versions) + 1))
+
+
+def test_restoring_a_child_of_a_cascade_brings_back_the_whole_group(library: dict[str, Any]) -> None:
+    ann = library["ann"]
+    delete(ann)
+
+    review = restore(Review, library["reviews"][1].pk)
+
+    assert review.stars == 4
+    assert Author.objects.filter(pk=ann.pk).exists()
+    assert Book.objects.filter(author=ann).count() == 2
+    assert Review.objects.filter(book__author=ann).count() == 3
+    assert Book.objects.get(pk=library["edited"].pk).editor_id == ann.pk
+
+
+def test_reattach_leaves_a_foreign_key_changed_since_alone(library: dict[str, Any]) -> None:
+    ann, bob, edited = library["ann"], library["bob"], library["edited"]
+    delete(ann)
+    edited.refresh_from_db()
+    edited.editor = bob
+    edited.save()
+
+    restore(Author, ann.pk)
+
+    assert Book.objects.get(pk=edited.pk).editor_id == bob.pk
+
+
+def test_restore_of_a_lone_deletion_restores_only_that_group(library: dict[str, Any]) -> None:
+    first, second = library["books"]
+    delete(first)  # takes its review with it
+    delete(second)
+
+    restore(Book, first.pk)
+
+    assert Book.objects.filter(pk=first.pk).exists()
+    assert Review.objects.filter(book=first).count() == 1
+    assert not Book.objects.filter(pk=second.pk).exists()
+    assert not Review.objects.filter(book_id=second.pk).exists()
+
+
+def test_restoring_twice_is_refused(library: dict[str, Any]) -> None:
+    ann = library["ann"]
+    delete(ann)
+    restore(Author, ann.pk)
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, ann.pk)
+    assert "tests.Author" in str(error.value)
+    assert f"pk={ann.pk}" in str(error.value)
+    assert "already restored" in str(error.value)
+
+
+def test_delete_restore_delete_restore(library: dict[str, Any]) -> None:
+    ann = library["ann"]
+    delete(ann)
+    restore(Author, ann.pk)
+    delete(Author.objects.get(pk=ann.pk))
+    assert not Review.objects.filter(book__author_id=ann.pk).exists()
+
+    restore(Author, ann.pk)
+
+    assert Review.objects.filter(book__author_id=ann.pk).count() == 3
+    assert Book.objects.get(pk=library["edited"].pk).editor_id == ann.pk
+
+
+# --- restore to a moment ---------------------------------------------------
+
+
+def test_restore_at_overwrites_an_existing_row() -> None:
+    author = Author.objects.create(name="Ann", email="ann@example.com")
+    then = moment()
+    author.name = "Anne"
+    author.email = "anne@example.com"
+    author.save()
+    later = moment()
+
+    restored = restore(Author, author.pk, at=then)
+
+    assert (restored.name, restored.email) == ("Ann", "ann@example.com")
+    assert row(author)["name"] == "Ann"
+    event = history(author).last()
+    assert event.action == Action.RESTORE
+    assert event.changes == {"name": ["Anne", "Ann"], "email": ["anne@example.com", "ann@example.com"]}
+    assert state_at(Author, author.pk, at=later).name == "Anne"  # the past is not rewritten
+    assert state_at(Author, author.pk).name == "Ann"
+
+
+def test_restore_at_recreates_a_deleted_row_alone() -> None:
+    ann = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=ann, title="One", pages=1)
+    Review.objects.create(book=book)
+    book.title = "Two"
+    book.save()
+    then = moment()
+    book.title = "Three"
+    book.save()
+    delete(book)
+
+    restored = restore(Book, book.pk, at=then)
+
+    assert (restored.pk, restored.title, restored.author_id) == (book.pk, "Two", ann.pk)
+    assert not Review.objects.filter(book=book).exists()  # at= puts back one row
+    event = history(Book, book.pk).last()
+    assert (event.action, event.changes) == (Action.RESTORE, {})
+    assert event.state["title"] == "Two"
+
+
+def test_restore_at_the_current_state_writes_nothing() -> None:
+    author = Author.objects.create(name="Ann")
+    with NothingWritten():
+        restored = restore(Author, author.pk, at=moment())
+    assert restored.name == "Ann"
+
+
+def test_restore_writes_historical_values_exactly() -> None:
+    stamped = Stamped.objects.create(name="one")
+    stamped.name = "two"
+    stamped.save()
+    then = moment()
+    at_then = row(stamped)
+    assert at_then["saves"] == 2
+    stamped.name = "three"
+    stamped.save()
+    assert row(stamped)["modified"] > at_then["modified"]
+
+    restored = restore(Stamped, stamped.pk, at=then)
+
+    assert row(stamped) == at_then  # no auto_now bump, no custom save() side effect
+    assert (restored.modified, restored.saves) == (at_then["modified"], 2)
+
+    last = row(stamped)
+    delete(Stamped.objects.get(pk=stamped.pk))
+    restore(Stamped, stamped.pk)
+    assert row(stamped) == last
+
+
+def test_multi_table_inheritance_restore_recreates_both_tables() -> None:
+    restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
+    then = moment()
+    restaurant.name = "Mario's"
+    restaurant.serves_pizza = False
+    restaurant.save()
+
+    restore(Restaurant, restaurant.pk, at=then)
+    assert (Restaurant.objects.get(pk=restaurant.pk).name, row(restaurant)["serves_pizza"]) == ("Luigi's", True)
+
+    delete(Restaurant.objects.get(pk=restaurant.pk))
+    assert not Place.objects.filter(pk=restaurant.pk).exists()
+
+    restored = restore(Restaurant, restaurant.pk)
+
+    assert (restored.name, restored.serves_pizza) == ("Luigi's", True)
+    assert Place.objects.filter(pk=restaurant.pk, name="Luigi's").exists()
+
+
+def test_multi_table_inheritance_restore_at_recreates_both_tables() -> None:
+    restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
+    then = moment()
+    delete(restaurant)
+
+    restored = restore(Restaurant, restaurant.pk, at=then)
+
+    assert (restored.name, restored.serves_pizza) == ("Luigi's", True)
+    assert Place.objects.filter(pk=restaurant.pk, name="Luigi's").exists()
+
+
+def test_uuid_primary_key() -> None:
+    ticket = Ticket.objects.create(title="one")
+    then = moment()
+    ticket.title = "two"
+    ticket.save()
+    assert restore(Ticket, ticket.pk, at=then).title == "one"
+    delete(Ticket.objects.get(pk=ticket.pk))
+
+    restored = restore(Ticket, str(ticket.pk))
+
+    assert (restored.pk, restored.title) == (ticket.pk, "one")
+    assert [e.action for e in history(Ticket, ticket.pk)] == ["create", "update", "restore", "delete", "restore"]
+
+
+@pytest.mark.parametrize("key", ["plain", "a b/c:'d'", "42"])
+def test_char_primary_key(key: str) -> None:
+    code = Code.objects.create(code=key, label="one")
+    then = moment()
+    code.label = "two"
+    code.save()
+    assert restore(Code, key, at=then).label == "one"
+    delete(code)
+
+    restored = restore(Code, key)
+
+    assert (restored.pk, restored.label) == (key, "one")
+    assert [e.action for e in history(Code, key)] == ["create", "update", "restore", "delete", "restore"]
+
+
+# --- refusals: a clear error, nothing written -------------------------------
+
+
+def test_no_history() -> None:
+    with capture_paused():
+        silent = Author.objects.create(name="Silent")
+    for pk in (silent.pk, 999_999):
+        with NothingWritten(), pytest.raises(NoHistory) as error:
+            restore(Author, pk)
+        assert isinstance(error.value, LookupError)
+        assert "tests.Author" in str(error.value)
+        assert f"pk={pk}" in str(error.value)
+        with NothingWritten(), pytest.raises(NoHistory):
+            restore(Author, pk, at=timezone.now())
+
+
+def test_refused_when_the_row_did_not_exist_at_that_moment() -> None:
+    before = moment()
+    author = Author.objects.create(name="Ann")
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, author.pk, at=before)
+    assert "tests.Author" in str(error.value)
+    assert f"pk={author.pk}" in str(error.value)
+    assert "did not exist" in str(error.value)
+
+    delete(author)
+    gone = moment()
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, author.pk, at=gone)
+    assert "did not exist" in str(error.value)
+
+
+def test_refused_when_a_unique_value_is_now_taken(library: dict[str, Any]) -> None:
+    ann = library["ann"]
+    delete(ann)
+    Author.objects.create(name="Other Ann", email="ann@example.com")
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, ann.pk)
+    message = str(error.value)
+    assert "tests.Author" in message
+    assert f"pk={ann.pk}" in message
+    assert "email" in message.lower()
+    assert "already exists" in message
+
+
+def test_refused_at_a_moment_when_a_unique_value_is_now_taken() -> None:
+    ann = Author.objects.create(name="Ann", email="ann@example.com")
+    then = moment()
+    ann.email = "new@example.com"
+    ann.save()
+    Author.objects.create(name="Other", email="ann@example.com")
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, ann.pk, at=then)
+    assert "email" in str(error.value).lower()
+
+
+def test_refused_when_a_parent_row_is_missing() -> None:
+    ann = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=ann, title="One")
+    then = moment()
+    delete(ann)
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Book, book.pk, at=then)
+    message = str(error.value)
+    assert "tests.Book" in message
+    assert f"pk={book.pk}" in message
+    assert "tests.Author" in message
+    assert "no longer exists" in message
+
+
+def test_refused_when_the_parent_of_a_lone_deletion_is_gone() -> None:
+    ann = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=ann, title="One")
+    delete(book)
+    delete(ann)
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Book, book.pk)
+    assert "tests.Author" in str(error.value)
+
+
+def test_refused_for_a_naive_moment() -> None:
+    author = Author.objects.create(name="Ann")
+    naive = datetime.datetime.now()  # the point of the test
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, author.pk, at=naive)
+    message = str(error.value)
+    assert "tests.Author" in message
+    assert f"pk={author.pk}" in message
+    assert "naive" in message
+    with pytest.raises(RestoreError, match="naive"):
+        state_at(Author, author.pk, at=naive)
+
+
+def test_refused_when_not_deleted() -> None:
+    author = Author.objects.create(name="Ann")
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, author.pk)
+    assert "tests.Author" in str(error.value)
+    assert f"pk={author.pk}" in str(error.value)
+    assert "not deleted" in str(error.value)
+
+
+def test_refused_for_an_unregistered_model() -> None:
+    thing = Unregistered.objects.create(name="x")
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Unregistered, thing.pk)
+    assert "tests.Unregistered" in str(error.value)
+    assert "not registered" in str(error.value)
+
+
+def test_group_with_one_conflicting_member_writes_nothing(library: dict[str, Any]) -> None:
+    ann, bob = library["ann"], library["bob"]
+    first, second = library["books"]
+    delete(ann)
+    Book.objects.create(pk=second.pk, author=bob, title="Squatter")  # takes one member's pk
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, ann.pk)
+    message = str(error.value)
+    assert "tests.Book" in message
+    assert f"pk={second.pk}" in message
+    assert not Author.objects.filter(pk=ann.pk).exists()
+    assert not Book.objects.filter(pk=first.pk).exists()
+
+
+def test_group_with_a_member_whose_unique_value_is_taken_writes_nothing() -> None:
+    ann = Author.objects.create(name="Ann", email="ann@example.com")
+    bob = Author.objects.create(name="Bob", email="bob@example.com")
+    Book.objects.create(author=ann, title="One")
+    Author.objects.filter(pk__in=[ann.pk, bob.pk]).delete()  # one operation: one group
+    Author.objects.create(name="New Bob", email="bob@example.com")
+    with NothingWritten(), pytest.raises(RestoreError) as error:
+        restore(Author, ann.pk)
+    assert f"pk={bob.pk}" in str(error.value)
