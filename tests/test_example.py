@@ -54,6 +54,7 @@ def run_demo(database_url: str) -> tuple[str, int]:
 def assert_story(output: str, pk: int, query: Query) -> None:
     # What the demo says...
     assert "account.withdraw('500.00') is refused" in output
+    assert "events recorded for the account: 3 before the refused withdrawal, 3 after it" in output
     assert f"Account.objects.filter(pk={pk}).exists()  ->  False" in output
     assert "the deletion was one operation of 3 events (2 transfer, 1 account)" in output
     assert "balance at that moment: 100.00\n" in output  # state_at, just after the deposit

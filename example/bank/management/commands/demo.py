@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
@@ -48,11 +48,15 @@ class Command(BaseCommand):
         self.say(f"Account.objects.create(owner='Alice')  ->  {account}")
         self.say("account.deposit('100.00'); account.withdraw('30.00')")
         self.say(f"balance: {account.balance}")
+        before = history(account).count()
         try:
             account.withdraw("500.00")
         except InsufficientFunds as error:
             self.say(f"account.withdraw('500.00') is refused: {error}")
-        self.say(f"({history(account).count()} events for the account: the refused withdrawal recorded nothing)")
+        else:
+            raise CommandError("the overdraft was accepted: the example bank is broken")
+        after = history(account).count()
+        self.say(f"events recorded for the account: {before} before the refused withdrawal, {after} after it")
 
         self.step(f"2. history(account): the events of {account}, oldest first")
         self.history_table(account)
