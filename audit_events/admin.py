@@ -91,6 +91,7 @@ class EventAdmin(_EventAdminBase):
     list_filter = ("action", ModelFilter)
     date_hierarchy = "created_at"
     ordering = ("-id",)
+    list_select_related = ("content_type",)  # the row checkbox's label is str(event), which names the model
     search_fields = ("=object_pk",)  # replaced by get_search_results; shows the search box
     search_help_text = _("An object's primary key, or an actor's id or username (exact).")
     show_full_result_count = False

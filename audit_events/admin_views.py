@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -189,7 +189,8 @@ class AuditedAdminMixin(_Base):
         counts = (
             Event.objects.filter(operation__in={e.operation for e in events}, action=Action.DELETE)
             .values("operation", "content_type_id")
-            .annotate(n=Count("id"))
+            .annotate(n=Count("id"), last=Max("id"))
+            .order_by("-last")  # children are deleted first: parents come first
         )
         for row in counts:
             model = undo.model_for(row["content_type_id"])

@@ -88,6 +88,7 @@ def _group_summary(event: Event) -> str:
     counts = Counter(
         Event.objects.filter(operation=event.operation, action=Action.DELETE)
         .exclude(pk=event.pk)
+        .order_by("-id")  # Django deletes children first: reversed, parents come first
         .values_list("content_type_id", flat=True)
     )
     parts = []

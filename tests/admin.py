@@ -12,6 +12,7 @@ from .models import Author, Book, Review
 @admin.register(Author)
 class AuthorAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "email")
+    fields = ("name", "email")
 
 
 @admin.register(Book)

@@ -1,0 +1,459 @@
+"""The admin through Django's test client: the Event admin, history, restore a version, undo delete, permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from audit_events.models import Action, Event
+from tests.models import Author, Book, Review
+
+pytestmark = pytest.mark.django_db
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def snapshot() -> tuple[dict[str, list[dict[str, Any]]], list[tuple[Any, ...]]]:
+    """Every row of the test tables and every event: to prove a refused request wrote nothing."""
+    rows = {
+        model._meta.label: list(model._base_manager.order_by("pk").values())
+        for model in (Author, Book, Review)
+    }
+    return rows, list(Event.objects.order_by("id").values_list("id", "object_pk", "version", "action"))
+
+
+def make_family(name: str = "Ursula", email: str | None = "ursula@example.com") -> Author:
+    """An author with two books, each with reviews: 1 + 2 + 3 rows."""
+    author = Author.objects.create(name=name, email=email)
+    first = Book.objects.create(author=author, title="The Dispossessed", pages=387)
+    second = Book.objects.create(author=author, title="The Lathe of Heaven", pages=184)
+    Review.objects.create(book=first, stars=5)
+    Review.objects.create(book=first, stars=4)
+    Review.objects.create(book=second, stars=5)
+    return author
+
+
+def delete_family(author: Author) -> Event:
+    pk = author.pk
+    author.delete()
+    return Event.objects.get(content_type__model="author", object_pk=str(pk), action=Action.DELETE)
+
+
+def staff(*perms: str, username: str = "clerk") -> Client:
+    """A logged-in staff user holding exactly ``perms`` (codenames like ``tests.add_author``)."""
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+ALL_ADD = ("tests.add_author", "tests.add_book", "tests.add_review")
+EVENTS = reverse("admin:audit_events_event_changelist")
+
+
+# --- the Event admin ----------------------------------------------------------
+
+
+def test_event_admin_is_read_only_even_for_superusers(admin_client: Client) -> None:
+    make_family()
+    event = Event.objects.first()
+    assert event is not None
+    change_url = reverse("admin:audit_events_event_change", args=[event.pk])
+    before = snapshot()
+
+    assert admin_client.get(reverse("admin:audit_events_event_add")).status_code == 403
+    assert admin_client.post(change_url, {"action": "delete"}).status_code == 403
+    assert admin_client.get(reverse("admin:audit_events_event_delete", args=[event.pk])).status_code == 403
+    page = admin_client.get(EVENTS)
+    assert page.status_code == 200
+    assert "delete_selected" not in page.content.decode()
+    detail = admin_client.get(change_url)
+    assert detail.status_code == 200
+    assert 'name="_save"' not in detail.content.decode()
+    assert snapshot() == before
+
+
+def test_changelist_columns_filters_and_short_diff(admin_client: Client) -> None:
+    author = Author.objects.create(name="Old name")
+    author.name = "New name"
+    author.save()
+    body = admin_client.get(EVENTS).content.decode()
+    for column in ("column-created_at", "column-model_name", "column-object", "column-action", "column-actor"):
+        assert column in body
+    assert "name: &#x27;Old name&#x27; → &#x27;New name&#x27;" in body
+
+    updates = admin_client.get(EVENTS, {"action__exact": "update"})
+    assert list(updates.context["cl"].result_list) == list(Event.objects.filter(action="update").order_by("-id"))
+    author_ct = Event.objects.filter(object_pk=str(author.pk)).first().content_type_id  # type: ignore[union-attr]
+    Book.objects.create(author=author, title="t")
+    by_model = admin_client.get(EVENTS, {"model": str(author_ct)})
+    assert {e.content_type_id for e in by_model.context["cl"].result_list} == {author_ct}
+
+
+def test_date_hierarchy_lists_the_periods_of_the_events(admin_client: Client) -> None:
+    Author.objects.create(name="a")
+    event = Event.objects.get()
+    page = admin_client.get(EVENTS)
+    assert page.status_code == 200
+    from django.utils import timezone
+
+    local = timezone.localtime(event.created_at)
+    # All events in one month: the hierarchy opens on that month's days.
+    day_page = admin_client.get(
+        EVENTS, {"created_at__year": local.year, "created_at__month": local.month, "created_at__day": local.day}
+    )
+    assert list(day_page.context["cl"].result_list) == [event]
+    other_year = admin_client.get(EVENTS, {"created_at__year": local.year - 1})
+    assert list(other_year.context["cl"].result_list) == []
+
+
+def test_search_by_object_pk_and_by_actor(admin_client: Client) -> None:
+    from audit_events import audit_context
+
+    alice = User.objects.create_user("alice")
+    with audit_context(actor=alice):
+        by_alice = Author.objects.create(name="by alice")
+    Author.objects.bulk_create([Author(name=f"filler {i}") for i in range(5)])
+    other = Author.objects.create(name="other")
+    assert not User.objects.filter(pk=other.pk).exists()  # its pk must not also match an actor id
+
+    found = admin_client.get(EVENTS, {"q": str(other.pk)}).context["cl"].result_list
+    assert [e.object_pk for e in found] == [str(other.pk)]
+    found = admin_client.get(EVENTS, {"q": "ALICE"}).context["cl"].result_list
+    assert [e.object_pk for e in found] == [str(by_alice.pk)]
+    term = str(alice.pk)
+    found = admin_client.get(EVENTS, {"q": term}).context["cl"].result_list
+    assert any(e.object_pk == str(by_alice.pk) for e in found)
+    assert all(term in (e.actor_id, e.object_pk) for e in found)
+
+
+def test_search_uses_no_like(admin_client: Client) -> None:
+    Author.objects.create(name="x")
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(EVENTS, {"q": "42"})
+    event_queries = [q["sql"] for q in queries.captured_queries if "audit_events_event" in q["sql"]]
+    assert event_queries
+    assert not any(" LIKE " in sql.upper() for sql in event_queries)
+
+
+def test_changelist_query_count_does_not_grow_with_rows(admin_client: Client) -> None:
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(EVENTS).status_code == 200
+        return len(queries)
+
+    make_family("A", "a@example.com")
+    few = count()
+    for i in range(8):
+        make_family(f"Author {i}", f"{i}@example.com")
+    assert Event.objects.count() > 40
+    assert count() == few
+
+
+def test_detail_shows_the_diff_as_a_table(admin_client: Client) -> None:
+    book = Book.objects.create(author=Author.objects.create(name="a"), title="Draft", pages=10)
+    book.title = "Final"
+    book.save()
+    event = Event.objects.get(action=Action.UPDATE)
+    body = admin_client.get(reverse("admin:audit_events_event_change", args=[event.pk])).content.decode()
+    assert '<table class="audit-diff">' in body
+    assert "<th scope='row'>Title</th><td>Draft</td><td>Final</td>" in body
+
+
+# --- the Event admin's "Restore the selected deleted objects" ------------------------
+
+
+def run_restore_action(client: Client, *events: Event) -> Any:
+    data = {"action": "restore_deleted", "_selected_action": [str(e.pk) for e in events]}
+    return client.post(EVENTS, data, follow=True)
+
+
+def test_restore_action_brings_back_the_whole_group(admin_client: Client) -> None:
+    delete_event = delete_family(make_family())
+    assert Author.objects.count() == Book.objects.count() == Review.objects.count() == 0
+
+    response = run_restore_action(admin_client, delete_event)
+
+    assert (Author.objects.count(), Book.objects.count(), Review.objects.count()) == (1, 2, 3)
+    texts = [str(m) for m in response.context["messages"]]
+    assert texts == ["Restored author “Ursula” together with 2 books, 3 reviews."]
+    restores = Event.objects.filter(action=Action.RESTORE)
+    assert restores.count() == 6
+    assert {e.actor_repr for e in restores} == {"admin"}
+    assert {e.context["reason"] for e in restores} == {"undo delete (admin)"}
+
+
+def test_restore_action_reports_each_refusal_and_writes_nothing_for_it(admin_client: Client) -> None:
+    taken = delete_family(make_family("Taken", "taken@example.com"))
+    Author.objects.create(name="Newcomer", email="taken@example.com")  # the unique email is taken now
+    restored = delete_family(make_family("Again", "again@example.com"))
+    run_restore_action(admin_client, restored)
+    orphan_author = make_family("Orphan", "orphan@example.com")
+    review = Review.objects.filter(book__author=orphan_author).first()
+    assert review is not None
+    review_pk = review.pk
+    review.delete()
+    orphan = Event.objects.get(content_type__model="review", object_pk=str(review_pk), action=Action.DELETE)
+    delete_family(orphan_author)  # the review's book is gone now
+    before = snapshot()
+
+    response = run_restore_action(admin_client, taken, restored, orphan)
+
+    texts = [str(m) for m in response.context["messages"]]
+    assert len(texts) == 3
+    assert "email" in texts[0].lower()
+    assert "Nothing was restored" in texts[0]
+    assert "already restored" in texts[1]
+    assert "no longer exists" in texts[2]
+    assert snapshot() == before
+
+
+def test_restore_action_skips_events_that_are_not_deletions(admin_client: Client) -> None:
+    Author.objects.create(name="alive")
+    before = snapshot()
+    response = run_restore_action(admin_client, Event.objects.get())
+    assert "not deletions" in str(next(iter(response.context["messages"])))
+    assert snapshot() == before
+
+
+def test_restore_action_needs_add_permission_for_every_model_of_the_group() -> None:
+    delete_event = delete_family(make_family())
+    client = staff("audit_events.view_event", "tests.add_author", "tests.add_book")  # no add_review
+    before = snapshot()
+    data = {"action": "restore_deleted", "_selected_action": [str(delete_event.pk)]}
+    assert client.post(EVENTS, data).status_code == 403
+    assert snapshot() == before
+
+    allowed = staff("audit_events.view_event", *ALL_ADD, username="boss")
+    allowed.post(EVENTS, data)
+    assert Review.objects.count() == 3
+
+
+# --- the mixin: history -------------------------------------------------------------
+
+
+def history_url(obj: Any) -> str:
+    return reverse(f"admin:tests_{obj._meta.model_name}_history", args=[obj.pk])
+
+
+def test_history_lists_events_with_diffs_and_restore_buttons(admin_client: Client) -> None:
+    author = Author.objects.create(name="First")
+    author.name = "Second"
+    author.save()
+    author.name = "Third"
+    author.save()
+    body = admin_client.get(history_url(author)).content.decode()
+    assert body.count('class="audit-event') == 3
+    assert "<td class=\"before\">First</td><td class=\"after\">Second</td>" in body
+    # Versions 1 and 2 can be restored; the latest is what the row is already.
+    assert body.count("Restore this version") == 2
+
+
+def test_history_needs_view_permission() -> None:
+    author = Author.objects.create(name="a")
+    assert staff().get(history_url(author)).status_code == 403
+    viewer = staff("tests.view_author", username="viewer")
+    page = viewer.get(history_url(author))
+    assert page.status_code == 200
+    assert "Restore this version" not in page.content.decode()  # needs change permission
+
+
+def test_history_of_a_deleted_row(admin_client: Client) -> None:
+    author = Author.objects.create(name="Gone")
+    pk = author.pk
+    author.delete()
+    page = admin_client.get(reverse("admin:tests_author_history", args=[pk]))
+    assert page.status_code == 200
+    assert "This row is deleted" in page.content.decode()
+    assert admin_client.get(reverse("admin:tests_author_history", args=[pk + 100])).status_code == 404
+
+
+# --- the mixin: restore a version ------------------------------------------------------
+
+
+def restore_url(obj: Any, event: Event) -> str:
+    return reverse(f"admin:tests_{obj._meta.model_name}_audit_restore", args=[obj.pk, event.pk])
+
+
+def edited_book() -> tuple[Book, Event]:
+    book = Book.objects.create(author=Author.objects.create(name="a"), title="v1", pages=1)
+    first = Event.objects.get(object_pk=str(book.pk), content_type__model="book")
+    book.title, book.pages = "v2", 2
+    book.save()
+    return book, first
+
+
+def test_restore_version_preview_writes_nothing(admin_client: Client) -> None:
+    book, first = edited_book()
+    before = snapshot()
+    page = admin_client.get(restore_url(book, first))
+    assert page.status_code == 200
+    changes = [(c.name, c.before, c.after) for c in page.context["changes"]]
+    assert changes == [("Title", "v2", "v1"), ("Pages", "2", "1")]
+    assert "csrfmiddlewaretoken" in page.content.decode()
+    assert snapshot() == before
+
+
+def test_restore_version_post_restores_and_records_the_admin_user(admin_client: Client) -> None:
+    book, first = edited_book()
+    response = admin_client.post(restore_url(book, first))
+    assert response.status_code == 302
+    book.refresh_from_db()
+    assert (book.title, book.pages) == ("v1", 1)
+    event = Event.objects.filter(content_type__model="book", object_pk=str(book.pk)).last()
+    assert event is not None
+    assert event.action == Action.RESTORE
+    assert event.actor_repr == "admin"
+    assert (event.changes["title"], event.changes["pages"]) == (["v2", "v1"], [2, 1])
+
+
+def test_restore_version_needs_csrf(admin_user: User) -> None:
+    book, first = edited_book()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    before = snapshot()
+    assert client.post(restore_url(book, first)).status_code == 403
+    assert snapshot() == before
+
+
+def test_restore_version_needs_change_permission() -> None:
+    book, first = edited_book()
+    viewer = staff("tests.view_book")
+    before = snapshot()
+    assert viewer.get(restore_url(book, first)).status_code == 403
+    assert viewer.post(restore_url(book, first)).status_code == 403
+    assert snapshot() == before
+    editor = staff("tests.view_book", "tests.change_book", username="editor")
+    assert editor.post(restore_url(book, first)).status_code == 302
+    book.refresh_from_db()
+    assert book.title == "v1"
+
+
+def test_restore_version_refuses_a_deletion_and_a_foreign_event(admin_client: Client) -> None:
+    book, first = edited_book()
+    other, other_first = edited_book()
+    assert admin_client.get(restore_url(book, other_first)).status_code == 404
+    pk = other.pk
+    other.delete()
+    deletion = Event.objects.get(content_type__model="book", object_pk=str(pk), action=Action.DELETE)
+    url = reverse("admin:tests_book_audit_restore", args=[pk, deletion.pk])
+    assert admin_client.get(url).status_code == 404
+
+
+def test_restore_version_of_a_deleted_row_recreates_it(admin_client: Client) -> None:
+    book, first = edited_book()
+    pk = book.pk
+    book.delete()
+    url = reverse("admin:tests_book_audit_restore", args=[pk, first.pk])
+    assert admin_client.get(url).status_code == 200
+    admin_client.post(url)
+    assert Book.objects.get(pk=pk).title == "v1"
+
+
+# --- the mixin: deleted rows and undo delete --------------------------------------------
+
+
+DELETED = reverse("admin:tests_author_audit_deleted")
+
+
+def undo_url(event: Event) -> str:
+    return reverse("admin:tests_author_audit_undo", args=[event.pk])
+
+
+def test_changelist_links_to_the_deleted_rows(admin_client: Client) -> None:
+    body = admin_client.get(reverse("admin:tests_author_changelist")).content.decode()
+    assert f'href="{DELETED}"' in body
+    assert "Deleted authors" in body
+
+
+def test_deleted_view_lists_deleted_rows_with_what_went_with_them(admin_client: Client) -> None:
+    delete_event = delete_family(make_family())
+    Author.objects.create(name="Alive")
+    page = admin_client.get(DELETED)
+    body = page.content.decode()
+    assert [row["event"] for row in page.context["rows"]] == [delete_event]
+    assert "Ursula" in body
+    assert "2 books, 3 reviews" in body
+    assert f'action="{undo_url(delete_event)}"' in body
+    assert "Alive" not in body
+
+
+def test_undo_delete_restores_the_group(admin_client: Client) -> None:
+    delete_event = delete_family(make_family())
+    response = admin_client.post(undo_url(delete_event), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("admin:tests_author_changelist")
+    assert (Author.objects.count(), Book.objects.count(), Review.objects.count()) == (1, 2, 3)
+    assert "Restored author “Ursula” together with 2 books, 3 reviews." in [str(m) for m in response.context["messages"]]
+    assert admin_client.get(DELETED).context["rows"] == []
+
+    again = admin_client.post(undo_url(delete_event), follow=True)
+    assert any("already restored" in str(m) for m in again.context["messages"])
+
+
+def test_undo_delete_conflict_is_reported_and_writes_nothing(admin_client: Client) -> None:
+    delete_event = delete_family(make_family())
+    Author.objects.create(name="Newcomer", email="ursula@example.com")
+    before = snapshot()
+    response = admin_client.post(undo_url(delete_event), follow=True)
+    assert any("email" in str(m).lower() for m in response.context["messages"])
+    assert snapshot() == before
+
+
+def test_undo_delete_is_post_only(admin_client: Client) -> None:
+    delete_event = delete_family(make_family())
+    before = snapshot()
+    assert admin_client.get(undo_url(delete_event)).status_code == 405
+    assert snapshot() == before
+
+
+def test_undo_delete_needs_add_permission_on_every_model_of_the_group() -> None:
+    delete_event = delete_family(make_family())
+    partial = staff("tests.view_author", "tests.add_author", "tests.add_book")  # reviews were deleted too
+    before = snapshot()
+    assert partial.get(DELETED).status_code == 200
+    assert partial.post(undo_url(delete_event)).status_code == 403
+    assert snapshot() == before
+
+    no_view = staff(*ALL_ADD, username="blind")
+    assert no_view.get(DELETED).status_code == 403
+
+    full = staff("tests.view_author", *ALL_ADD, username="full")
+    assert full.post(undo_url(delete_event)).status_code == 302
+    assert Review.objects.count() == 3
+    assert {e.actor_repr for e in Event.objects.filter(action=Action.RESTORE)} == {"full"}
+
+
+def test_undo_delete_needs_csrf(admin_user: User) -> None:
+    delete_event = delete_family(make_family())
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    before = snapshot()
+    assert client.post(undo_url(delete_event)).status_code == 403
+    assert snapshot() == before
+
+
+# --- writes through the admin carry the admin user --------------------------------------
+
+
+def test_admin_edits_and_deletes_carry_the_admin_user(admin_client: Client, admin_user: User) -> None:
+    author = make_family()
+    change = reverse("admin:tests_author_change", args=[author.pk])
+    assert admin_client.post(change, {"name": "Renamed", "email": "ursula@example.com"}).status_code == 302
+    update = Event.objects.get(action=Action.UPDATE, content_type__model="author")
+    assert (update.actor_id, update.actor_repr) == (str(admin_user.pk), "admin")
+
+    delete = reverse("admin:tests_author_delete", args=[author.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    deletions = Event.objects.filter(action=Action.DELETE)
+    assert deletions.count() == 6
+    assert {e.actor_id for e in deletions} == {str(admin_user.pk)}
