@@ -22,10 +22,7 @@ pytestmark = pytest.mark.django_db
 
 def snapshot() -> tuple[dict[str, list[dict[str, Any]]], list[tuple[Any, ...]]]:
     """Every row of the test tables and every event: to prove a refused request wrote nothing."""
-    rows = {
-        model._meta.label: list(model._base_manager.order_by("pk").values())
-        for model in (Author, Book, Review)
-    }
+    rows = {model._meta.label: list(model._base_manager.order_by("pk").values()) for model in (Author, Book, Review)}
     return rows, list(Event.objects.order_by("id").values_list("id", "object_pk", "version", "action"))
 
 
@@ -254,7 +251,7 @@ def test_history_lists_events_with_diffs_and_restore_buttons(admin_client: Clien
     author.save()
     body = admin_client.get(history_url(author)).content.decode()
     assert body.count('class="audit-event') == 3
-    assert "<td class=\"before\">First</td><td class=\"after\">Second</td>" in body
+    assert '<td class="before">First</td><td class="after">Second</td>' in body
     # Versions 1 and 2 can be restored; the latest is what the row is already.
     assert body.count("Restore this version") == 2
 
@@ -340,7 +337,7 @@ def test_restore_version_needs_change_permission() -> None:
 
 
 def test_restore_version_refuses_a_deletion_and_a_foreign_event(admin_client: Client) -> None:
-    book, first = edited_book()
+    book, _ = edited_book()
     other, other_first = edited_book()
     assert admin_client.get(restore_url(book, other_first)).status_code == 404
     pk = other.pk
@@ -393,7 +390,8 @@ def test_undo_delete_restores_the_group(admin_client: Client) -> None:
     response = admin_client.post(undo_url(delete_event), follow=True)
     assert response.redirect_chain[-1][0] == reverse("admin:tests_author_changelist")
     assert (Author.objects.count(), Book.objects.count(), Review.objects.count()) == (1, 2, 3)
-    assert "Restored author “Ursula” together with 2 books, 3 reviews." in [str(m) for m in response.context["messages"]]
+    texts = [str(m) for m in response.context["messages"]]
+    assert texts == ["Restored author “Ursula” together with 2 books, 3 reviews."]
     assert admin_client.get(DELETED).context["rows"] == []
 
     again = admin_client.post(undo_url(delete_event), follow=True)
