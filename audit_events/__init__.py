@@ -14,6 +14,7 @@ from .exceptions import AppendOnlyError, NoHistory, RestoreError
 if TYPE_CHECKING:
     from .replay import history, state_at
     from .restoration import restore
+    from .snapshots import snapshot_rows
 
 __all__ = [
     "AppendOnlyError",
@@ -22,10 +23,11 @@ __all__ = [
     "audit_context",
     "history",
     "restore",
+    "snapshot_rows",
     "state_at",
 ]
 
-_LAZY = {"history": "replay", "state_at": "replay", "restore": "restoration"}
+_LAZY = {"history": "replay", "state_at": "replay", "restore": "restoration", "snapshot_rows": "snapshots"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,364 @@
+"""Integrity: the database refuses edits, each row's hash chain recomputes, verify finds and repairs drift."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audit_events import AppendOnlyError, RestoreError, restore, snapshot_rows, state_at
+from audit_events.context import capture_paused
+from audit_events.models import Action, Event
+from audit_events.protection import installed_triggers
+from audit_events.verify import Kind, total_work, verify_model
+from tests.models import Author, Code, Ticket, Unregistered
+
+pytestmark = pytest.mark.django_db
+
+TABLE = Event._meta.db_table
+TRIGGERS = {
+    "sqlite": ["audit_events_no_delete", "audit_events_no_update"],
+    "postgresql": ["audit_events_no_truncate", "audit_events_no_update_delete"],
+}
+
+
+def raw(sql: str, params: list[Any] | None = None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@contextlib.contextmanager
+def triggers_dropped() -> Iterator[None]:
+    """Tamper freely inside; everything (the tampering and the DROP) is rolled back on exit."""
+    with transaction.atomic():
+        if connection.vendor == "sqlite":
+            raw("DROP TRIGGER audit_events_no_update")
+            raw("DROP TRIGGER audit_events_no_delete")
+        else:
+            raw(f"DROP TRIGGER audit_events_no_update_delete ON {TABLE}")
+        yield
+        transaction.set_rollback(True)
+    assert installed_triggers(connection) == TRIGGERS[connection.vendor]
+
+
+def findings(model: type[Any], **kwargs: Any) -> list[tuple[str, str, Kind]]:
+    return [(f.model, f.pk, f.kind) for f in verify_model(model, **kwargs)]
+
+
+def event_of(author: Author, version: int) -> Event:
+    return Event.objects.get(object_pk=str(author.pk), version=version, content_type__model="author")
+
+
+def history_of_three() -> Author:
+    """An author with versions 1 (create), 2 (name), 3 (email)."""
+    author = Author.objects.create(name="Ada")
+    author.name = "Ada L."
+    author.save()
+    author.email = f"ada{author.pk}@example.com"
+    author.save()
+    return author
+
+
+# --- the database refuses edits ------------------------------------------
+
+
+def test_the_migration_installs_the_triggers() -> None:
+    assert installed_triggers(connection) == TRIGGERS[connection.vendor]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        f"UPDATE {TABLE} SET action = 'update'",
+        f"UPDATE {TABLE} SET hash = '0' WHERE version = 1",
+        f"DELETE FROM {TABLE} WHERE version = 1",
+        f"DELETE FROM {TABLE}",
+    ],
+)
+def test_raw_update_and_delete_are_refused_by_the_database(sql: str) -> None:
+    history_of_three()
+    before = list(Event.objects.values_list("id", "action", "hash"))
+    with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
+        raw(sql)
+    assert list(Event.objects.values_list("id", "action", "hash")) == before
+
+
+def test_erasing_the_whole_table_is_refused() -> None:
+    """TRUNCATE on PostgreSQL; SQLite has none, its DELETE without WHERE is the same operation."""
+    Author.objects.create(name="Ada")
+    if connection.vendor == "postgresql":
+        raw("SET CONSTRAINTS ALL IMMEDIATE")  # else the test's own pending FK checks refuse TRUNCATE first
+        statement = f"TRUNCATE {TABLE}"
+    else:
+        statement = f"DELETE FROM {TABLE}"
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        raw(statement)
+    assert Event.objects.count() == 1
+
+
+def test_the_orm_refuses_too() -> None:
+    history_of_three()
+    event = Event.objects.first()
+    assert event is not None
+    with pytest.raises(AppendOnlyError):
+        event.save()
+    with pytest.raises(AppendOnlyError):
+        event.delete()
+    with pytest.raises(AppendOnlyError):
+        Event.objects.update(action="x")
+    with pytest.raises(AppendOnlyError):
+        Event.objects.all().delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_still_empties_the_table_and_keeps_it_protected() -> None:
+    """Django's flush (run between transactional tests) lifts the triggers for itself only."""
+    history_of_three()
+    call_command("flush", interactive=False, verbosity=0)
+    assert Event.objects.count() == 0
+    assert installed_triggers(connection) == TRIGGERS[connection.vendor]
+    Author.objects.create(name="Grace")
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        raw(f"DELETE FROM {TABLE}")
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_is_reversible() -> None:
+    try:
+        call_command("migrate", "audit_events", "0001", verbosity=0)
+        assert installed_triggers(connection) == []
+        Author.objects.create(name="Ada")
+        raw(f"UPDATE {TABLE} SET actor_repr = 'x'")  # unprotected now
+        assert Event.objects.get().actor_repr == "x"
+    finally:
+        call_command("migrate", "audit_events", verbosity=0)
+    assert installed_triggers(connection) == TRIGGERS[connection.vendor]
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        raw(f"UPDATE {TABLE} SET actor_repr = 'y'")
+
+
+# --- the hash chain ------------------------------------------------------
+
+
+def test_the_hash_chain_recomputes_from_the_documented_format() -> None:
+    """docs/integrity.rst, written out again here without the app's code."""
+    author = history_of_three()
+    pk = author.pk
+    author.delete()
+    previous = ""
+    events = Event.objects.filter(object_pk=str(pk)).order_by("version")
+    assert [e.action for e in events] == ["create", "update", "update", "delete"]
+    for event in events:
+        content = {
+            "action": event.action,
+            "actor_id": event.actor_id,
+            "actor_repr": event.actor_repr,
+            "changes": event.changes,
+            "content_type": "tests.author",
+            "context": event.context,
+            "created_at": event.created_at.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds"),
+            "object_pk": event.object_pk,
+            "operation": str(event.operation),
+            "state": event.state,
+        }
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert event.hash == hashlib.sha256((previous + text).encode("utf-8")).hexdigest()
+        previous = event.hash
+
+
+# --- verify: clean, tampered, gap ----------------------------------------
+
+
+def test_an_honest_history_verifies_clean() -> None:
+    author = history_of_three()
+    pk = author.pk
+    author.delete()
+    restore(Author, pk)
+    Author.objects.create(name="Grace").delete()
+    Code.objects.create(code="a/b", label="x")
+    Ticket.objects.create(title="t").delete()
+    for model in (Author, Code, Ticket):
+        assert findings(model) == []
+
+
+def test_a_tampered_event_is_named() -> None:
+    author = history_of_three()
+    other = history_of_three()
+    with triggers_dropped():
+        raw(f"UPDATE {TABLE} SET changes = %s WHERE id = %s", ['{"name": ["Ada", "Eve"]}', event_of(author, 2).pk])
+        found = list(verify_model(Author))
+        assert [(f.pk, f.kind) for f in found if f.kind is Kind.TAMPERED] == [(str(author.pk), Kind.TAMPERED)]
+        assert "version 2" in found[0].detail
+        assert str(found[0]).startswith(f"tests.Author pk={author.pk} tampered: version 2")
+        assert all(f.pk != str(other.pk) for f in found)
+    assert findings(Author) == []
+
+
+def test_a_rehashed_event_breaks_the_next_link() -> None:
+    """An attacker who recomputes the altered event's own hash is caught by the next event."""
+    author = history_of_three()
+    second = event_of(author, 2)
+    with triggers_dropped():
+        raw(f"UPDATE {TABLE} SET actor_repr = 'someone else' WHERE id = %s", [second.pk])
+        second.actor_repr = "someone else"
+        from audit_events.journal import event_hash_content
+
+        rehashed = hashlib.sha256((event_of(author, 1).hash + event_hash_content(second)).encode()).hexdigest()
+        raw(f"UPDATE {TABLE} SET hash = %s WHERE id = %s", [rehashed, second.pk])
+        found = list(verify_model(Author))
+        assert [(f.kind, f.detail.split(" (")[0]) for f in found] == [(Kind.TAMPERED, "version 3")]
+
+
+def test_a_deleted_event_is_a_gap() -> None:
+    author = history_of_three()
+    author.name = "Ada King"
+    author.save()
+    with triggers_dropped():
+        raw(f"DELETE FROM {TABLE} WHERE id = %s", [event_of(author, 2).pk])
+        found = list(verify_model(Author))
+        assert [(f.pk, f.kind) for f in found] == [(str(author.pk), Kind.GAP)]
+        assert "version 2 is missing" in found[0].detail
+
+
+def test_a_deleted_first_event_is_a_gap_too() -> None:
+    author = history_of_three()
+    with triggers_dropped():
+        raw(f"DELETE FROM {TABLE} WHERE id = %s", [event_of(author, 1).pk])
+        # Replay is still right (version 3 carries no state, but nothing before it is left to fold).
+        kinds = [f.kind for f in verify_model(Author)]
+        assert kinds[0] is Kind.GAP
+        assert Kind.TAMPERED not in kinds
+
+
+# --- verify: drift and repair --------------------------------------------
+
+
+def test_a_change_made_by_raw_sql_is_drift_then_repaired() -> None:
+    author = history_of_three()
+    raw(f"UPDATE {Author._meta.db_table} SET name = 'Mallory' WHERE id = %s", [author.pk])
+    found = list(verify_model(Author))
+    assert [(f.pk, f.kind, f.repaired) for f in found] == [(str(author.pk), Kind.DRIFT, "")]
+    assert found[0].detail == "name: recorded 'Ada L.', live 'Mallory'"
+    assert Event.objects.filter(action=Action.SYNC).count() == 0  # finding is not repairing
+
+    repaired = list(verify_model(Author, repair=True))
+    assert [(f.kind, f.repaired) for f in repaired] == [(Kind.DRIFT, "sync")]
+    sync = Event.objects.get(action=Action.SYNC)
+    assert sync.changes == {"name": ["Ada L.", "Mallory"]}
+    assert sync.state is not None
+    assert sync.state["name"] == "Mallory"
+    assert sync.version == 4
+    assert sync.context["reason"].startswith("audit_verify --repair")
+    assert findings(Author) == []
+    then = state_at(Author, author.pk)
+    assert then is not None
+    assert then.name == "Mallory"
+
+
+def test_a_row_deleted_by_raw_sql_is_drift_repaired_by_a_delete_event() -> None:
+    author = history_of_three()
+    raw(f"DELETE FROM {Author._meta.db_table} WHERE id = %s", [author.pk])
+    found = list(verify_model(Author, repair=True))
+    assert [(f.kind, f.repaired) for f in found] == [(Kind.DRIFT, "delete")]
+    assert "gone from the table" in found[0].detail
+    assert findings(Author) == []
+    # The repair's delete can be undone (a raw delete left the instance its pk).
+    assert restore(Author, author.pk).email == f"ada{author.pk}@example.com"
+
+
+def test_a_row_with_no_event_is_drift_repaired_by_a_full_state() -> None:
+    with capture_paused():
+        ghost = Author.objects.create(name="Ghost")
+    found = list(verify_model(Author))
+    assert [(f.pk, f.kind) for f in found] == [(str(ghost.pk), Kind.DRIFT)]
+    assert "no events" in found[0].detail
+    list(verify_model(Author, repair=True))
+    event = Event.objects.get(object_pk=str(ghost.pk))
+    assert (event.action, event.version, event.state["name"]) == (Action.SYNC, 1, "Ghost")  # type: ignore[index]
+    assert findings(Author) == []
+
+
+def test_repair_never_touches_a_tampered_row() -> None:
+    author = history_of_three()
+    with triggers_dropped():
+        raw(f"UPDATE {TABLE} SET actor_repr = 'x' WHERE id = %s", [event_of(author, 1).pk])
+        raw(f"UPDATE {Author._meta.db_table} SET name = 'Mallory' WHERE id = %s", [author.pk])
+        count = Event.objects.count()
+        found = list(verify_model(Author, repair=True))
+        assert sorted((f.kind.value, f.repaired) for f in found) == [("drift", ""), ("tampered", "")]
+        assert Event.objects.count() == count
+
+
+def test_verify_streams_in_batches_across_rows_and_chains() -> None:
+    """Batches smaller than one row's history: a chain split across batches still verifies."""
+    authors = [history_of_three() for _ in range(4)]
+    for _ in range(3):
+        authors[1].name += "!"
+        authors[1].save()
+    done: list[int] = []
+    assert findings(Author, batch_size=2) == []
+    list(verify_model(Author, batch_size=2, progress=done.append))
+    assert max(done) <= 2
+    assert sum(done) == total_work(Author) == Event.objects.filter(content_type__model="author").count() + 4
+    raw(f"UPDATE {Author._meta.db_table} SET name = 'x' WHERE id = %s", [authors[3].pk])
+    assert findings(Author, batch_size=2) == [("tests.Author", str(authors[3].pk), Kind.DRIFT)]
+
+
+def test_verify_since_checks_only_rows_written_since() -> None:
+    old = history_of_three()
+    cutoff = timezone.now()
+    while timezone.now() <= cutoff:
+        pass
+    recent = history_of_three()
+    raw(f"UPDATE {Author._meta.db_table} SET name = 'x' WHERE id IN (%s, %s)", [old.pk, recent.pk])
+    assert findings(Author, since=cutoff) == [("tests.Author", str(recent.pk), Kind.DRIFT)]
+    assert len(findings(Author)) == 2
+
+
+def test_verify_refuses_an_unregistered_model() -> None:
+    with pytest.raises(LookupError, match=r"tests\.Unregistered is not registered"):
+        list(verify_model(Unregistered))
+
+
+# --- snapshot_rows ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "make"), [(Author, lambda i: {"name": f"a{i}"}), (Code, lambda i: {"code": f"c{i}"})]
+)
+def test_snapshot_rows_records_rows_without_events_once(model: Any, make: Any) -> None:
+    with capture_paused():
+        silent = [model.objects.create(**make(i)) for i in range(5)]
+    recorded = model.objects.create(**make(99))
+    assert snapshot_rows(model, batch_size=2) == 5
+    snapshots = Event.objects.filter(action=Action.SNAPSHOT).order_by("object_pk")
+    assert sorted(e.object_pk for e in snapshots) == sorted(str(row.pk) for row in silent)
+    assert all(e.version == 1 and e.state is not None for e in snapshots)
+    assert Event.objects.filter(object_pk=str(recorded.pk)).count() == 1  # untouched
+    assert snapshot_rows(model, batch_size=2) == 0  # idempotent
+    assert snapshot_rows(model) == 0
+    assert findings(model) == []
+    again = state_at(model, silent[0].pk)
+    assert again is not None
+    assert again.pk == silent[0].pk
+
+
+def test_snapshot_rows_refuses_an_unregistered_model() -> None:
+    with pytest.raises(RestoreError, match="not registered"):
+        snapshot_rows(Unregistered)
+
+
+def test_snapshot_rows_is_public() -> None:
+    import audit_events
+
+    assert "snapshot_rows" in audit_events.__all__
+    assert audit_events.snapshot_rows is snapshot_rows
