@@ -23,11 +23,11 @@ from django.db import connections, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Cast
 
-from . import conf, journal, registry
+from . import conf, journal, m2m, registry
 from .context import is_paused
 from .encoding import JSONValue, encode, value_field
 from .models import Action, Event
-from .operations import current_operation, deletion_begin, deletion_end
+from .operations import deletion_begin, deletion_end
 
 _OLD = "_audit_events_old"
 
@@ -119,20 +119,18 @@ def post_save(
         return
     new = _saved_state(spec, instance, using, old[0] if old else None, update_fields)
     if old is None:
+        m2m.complete(spec, using, {instance.pk: new}, new_rows=True)
         event = draft(spec, instance.pk, Action.CREATE, state=new)
     else:
         old_state, last_version = old
         changes = diff(old_state, new)
         if not changes:
             return  # a save that changes nothing records nothing
-        event = draft(
-            spec,
-            instance.pk,
-            Action.UPDATE,
-            changes=changes,
-            state=new if should_snapshot(last_version) else None,
-            operation=current_operation(),
-        )
+        snapshot = None
+        if should_snapshot(last_version):
+            snapshot = new
+            m2m.complete(spec, using, {instance.pk: snapshot})
+        event = draft(spec, instance.pk, Action.UPDATE, changes=changes, state=snapshot)
     journal.write([event], using)
 
 
@@ -176,7 +174,10 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
     operation = deletion_begin(kwargs.get("origin"))
     rows = locked_rows(spec, using, {"pk": instance.pk}, spec.object_pk(instance.pk))
     row = next(iter(rows.values()), None)
-    instance.__dict__[_OLD] = (row[0] if row else None, operation)
+    state = row[0] if row else None
+    if state is not None:
+        m2m.complete(spec, using, {instance.pk: state})  # links go with the row: keep them
+    instance.__dict__[_OLD] = (state, operation)
 
 
 def post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from django.db import NotSupportedError, models, transaction
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 
-from . import journal, registry
+from . import journal, m2m, registry
 from .capture import State, diff, draft, locked_rows, should_snapshot
 from .context import capture_paused, is_paused
 from .encoding import encode
@@ -93,8 +93,9 @@ class AuditedQuerySet(models.QuerySet[Any]):
                     f"{spec.label}: this database does not return primary keys from bulk_create(), "
                     "so the rows cannot be recorded; nothing was written."
                 )
-            drafts = [draft(spec, obj.pk, Action.CREATE, state=spec.snapshot(obj)) for obj in created]
-            journal.write(drafts, self.db)
+            states = {obj.pk: spec.snapshot(obj) for obj in created}
+            m2m.complete(spec, self.db, states, new_rows=True)
+            journal.write([draft(spec, pk, Action.CREATE, state=state) for pk, state in states.items()], self.db)
         return created
 
     def delete(self) -> tuple[int, dict[str, int]]:
@@ -132,6 +133,7 @@ def _record_updates(
         rows = spec.model._base_manager.using(using).filter(pk__in=list(before))
         fresh = {v[pk_name]: v for v in rows.values(pk_name, *(f.attname for f in needs_reading))}
     drafts = []
+    snapshots: dict[Any, State] = {}
     for pk, (old, last_version) in before.items():
         new = dict(old)
         for field, value in assigned.get(pk, {}).items():
@@ -144,6 +146,9 @@ def _record_updates(
         if changes:
             state = new if should_snapshot(last_version) else None
             drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, state=state))
+            if state is not None:
+                snapshots[pk] = state
+    m2m.complete(spec, using, snapshots)
     journal.write(drafts, using)
 
 
@@ -188,8 +193,11 @@ def _bulk_create_with_conflicts(
     created = super(AuditedQuerySet, queryset).bulk_create(objs, *args, **kwargs)
     after = by_key(locked_rows(spec, queryset.db, lookup()))
     drafts = []
+    created_states: dict[Any, State] = {}
+    snapshots: dict[Any, State] = {}
     for row_key, (pk, state, last_version) in after.items():
         if row_key not in before:
+            created_states[pk] = state
             drafts.append(draft(spec, pk, Action.CREATE, state=state))
             continue
         _, old_state, _ = before[row_key]
@@ -197,6 +205,10 @@ def _bulk_create_with_conflicts(
         if changes:
             snapshot = state if should_snapshot(last_version) else None
             drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, state=snapshot))
+            if snapshot is not None:
+                snapshots[pk] = snapshot
+    m2m.complete(spec, queryset.db, created_states, new_rows=True)
+    m2m.complete(spec, queryset.db, snapshots)
     journal.write(drafts, queryset.db)
     return created
 

@@ -35,6 +35,7 @@ class ModelSpec:
 
     model: ModelType
     fields: tuple[Field, ...]
+    m2m_fields: tuple[models.ManyToManyField[Any, Any], ...] = ()
 
     @property
     def label(self) -> str:
@@ -68,8 +69,21 @@ _specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
 _wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
 
 
+_M2MLink = tuple[ModelSpec, "models.ManyToManyField[Any, Any]"]
+_m2m_links: dict[ModelType, list[_M2MLink]] = {}  # through model -> fields it stores
+_m2m_targets: dict[ModelType, list[_M2MLink]] = {}  # related model (and proxies) -> fields pointing at it
+
+
 def spec_for(model: ModelType) -> ModelSpec | None:
     return _specs.get(model)
+
+
+def m2m_links(through: ModelType) -> list[_M2MLink]:
+    return _m2m_links.get(through, [])
+
+
+def m2m_targets(model: ModelType) -> list[_M2MLink]:
+    return _m2m_targets.get(model, [])
 
 
 def registered_specs() -> list[ModelSpec]:
@@ -87,7 +101,8 @@ def build_spec(model: ModelType, excluded: tuple[str, ...] = ()) -> ModelSpec:
     fields = tuple(
         f for f in model._meta.concrete_fields if f.name not in excluded and not getattr(f, "generated", False)
     )
-    return ModelSpec(model=model, fields=fields)
+    m2m_fields = tuple(f for f in model._meta.many_to_many if f.name not in excluded)
+    return ModelSpec(model=model, fields=fields, m2m_fields=m2m_fields)
 
 
 def sync() -> None:
@@ -111,6 +126,7 @@ def sync() -> None:
         if model in _wrapped:
             _unregister(model)
         _register(spec)
+    _rebuild_m2m(list(wanted.values()))
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
@@ -189,3 +205,27 @@ def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
             return delete(self, *args, **kwargs)
 
     return delete_in_one_operation
+
+
+def _rebuild_m2m(specs: list[ModelSpec]) -> None:
+    """Connect ``m2m_changed`` per through model, and the delete signals of related models."""
+    from . import m2m
+
+    for through in _m2m_links:
+        signals.m2m_changed.disconnect(sender=through, dispatch_uid=_uid("m2m_changed", through))
+    for target in _m2m_targets:
+        signals.pre_delete.disconnect(sender=target, dispatch_uid=_uid("m2m_target_pre", target))
+        signals.post_delete.disconnect(sender=target, dispatch_uid=_uid("m2m_target_post", target))
+    _m2m_links.clear()
+    _m2m_targets.clear()
+    for spec in specs:
+        for field in spec.m2m_fields:
+            related: Any = field.related_model
+            _m2m_links.setdefault(field.remote_field.through, []).append((spec, field))  # type: ignore[arg-type]
+            for target in _family(related._meta.concrete_model):
+                _m2m_targets.setdefault(target, []).append((spec, field))
+    for through in _m2m_links:
+        signals.m2m_changed.connect(m2m.m2m_changed, sender=through, dispatch_uid=_uid("m2m_changed", through))
+    for target in _m2m_targets:
+        signals.pre_delete.connect(m2m.target_pre_delete, sender=target, dispatch_uid=_uid("m2m_target_pre", target))
+        signals.post_delete.connect(m2m.target_post_delete, sender=target, dispatch_uid=_uid("m2m_target_post", target))

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, router, transaction
 
-from . import journal, registry
+from . import journal, m2m, registry
 from .capture import diff, locked_rows
 from .context import capture_paused
 from .encoding import decode
@@ -100,10 +100,9 @@ def _reattach(group: list[Event], db: str) -> None:
         if event.action != Action.UPDATE or spec is None or model is None:
             continue
         pk = spec.pk_field.to_python(event.object_pk)
-        live = locked_rows(spec, db, {"pk": pk}, event.object_pk)
-        if not live:
+        live_state = _live_state(spec, pk, db)
+        if live_state is None:
             continue  # deleted since: nothing to re-attach
-        live_state = next(iter(live.values()))[0]
         target = dict(live_state)
         for name, (old, new) in event.changes.items():
             if live_state.get(name) == new:
@@ -119,12 +118,17 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
     """
     for row in rows:
         label = row.model._meta.label
-        live = locked_rows(row.spec, db, {"pk": row.pk}, row.spec.object_pk(row.pk))
-        live_state = next(iter(live.values()))[0] if live else None
+        live_state = _live_state(row.spec, row.pk, db)
         if live_state is not None and recreate_only:
             raise RestoreError(f"{label} pk={row.pk} already exists (already restored?); nothing was restored.")
-        if live_state == row.state:
+        if live_state is not None and all(live_state.get(k) == v for k, v in row.state.items()):
             continue  # already as asked: nothing to write, nothing to record
+        missing = m2m.missing_targets(row.spec, row.state, db)
+        if missing:
+            raise RestoreError(
+                f"{label} pk={row.pk} was linked to rows that no longer exist ({', '.join(missing)}); "
+                "restore them first. Nothing was restored."
+            )
         instance = instance_from_state(row.model, row.spec, row.state)
         instance._state.adding = live_state is None
         instance._state.db = db
@@ -137,6 +141,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         _check_parents(row, instance, db)
         _check_unique(row, instance, exclude={klass._meta.pk.name for klass in present if klass is not row.model})
         _save_exactly(instance, row.spec, present=present, db=db)
+        m2m.write_links(row.spec, row.pk, row.state, db)
         draft = journal.Draft(
             content_type_id=row.spec.content_type_id(),
             content_type_label=row.spec.model._meta.label_lower,
@@ -147,6 +152,13 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
             operation=current_operation(),
         )
         journal.write([draft], db)
+
+
+def _live_state(spec: registry.ModelSpec, pk: Any, db: str) -> State | None:
+    """The row as the database holds it now (locked), links included; ``None`` if absent."""
+    live = locked_rows(spec, db, {"pk": pk}, spec.object_pk(pk))
+    m2m.complete(spec, db, {key: state for key, (state, _) in live.items()})
+    return next(iter(live.values()))[0] if live else None
 
 
 def _check_parents(row: _Row, instance: models.Model, db: str) -> None:
