@@ -22,8 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Rows per transaction.")
         parser.add_argument("--database", default=None, help="Database alias (default: the router's choice).")
 
-    def handle(self, *labels: str, **options: Any) -> None:
-        models = registered_models(list(labels))
+    def handle(self, *args: Any, **options: Any) -> None:
+        models = registered_models(options["models"])
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
         for model in models:

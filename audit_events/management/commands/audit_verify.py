@@ -35,9 +35,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--database", default=None, help="Database alias (default: the router's choice).")
 
-    def handle(self, *labels: str, **options: Any) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         since = moment(options["since"], "--since") if options["since"] else None
-        models = registered_models(list(labels))
+        models = registered_models(options["models"])
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
         remaining = repaired = 0
