@@ -16,11 +16,14 @@ import math
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 JSONValue = Any  # what json.loads can return
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_EXACT = decimal.Context(prec=1000)  # quantizing must never round an integer part away
 
 
 def value_field(field: models.Field[Any, Any]) -> models.Field[Any, Any]:
@@ -50,13 +53,29 @@ def encode(field: models.Field[Any, Any], value: Any) -> JSONValue:
             value = field.to_python(value)
         return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
     if isinstance(field, models.DecimalField):
-        return str(field.to_python(value))
+        number = field.to_python(value)
+        if number.is_finite() and field.decimal_places is not None:
+            # The column holds exactly decimal_places digits: 1.5 is stored, and read back,
+            # as 1.5000; both must encode alike or a no-op save would record a change.
+            exponent = decimal.Decimal(1).scaleb(-field.decimal_places)
+            number = number.quantize(exponent, rounding=decimal.ROUND_HALF_UP, context=_EXACT)
+            if number.is_zero():
+                number = number.copy_abs()  # PostgreSQL has no -0
+        return str(number)
     if isinstance(field, models.FloatField):
         number = float(value)
         if math.isfinite(number):
             return number
         return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
-    if isinstance(field, (models.DateTimeField, models.DateField, models.TimeField)):
+    if isinstance(field, models.DateTimeField):
+        moment = field.to_python(value)
+        if settings.USE_TZ and timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)  # as Django does before writing it
+        if timezone.is_aware(moment):
+            # One instant, one text: the database gives it back in UTC whatever zone it was saved in.
+            moment = moment.astimezone(datetime.timezone.utc)
+        return moment.isoformat()
+    if isinstance(field, (models.DateField, models.TimeField)):
         return field.to_python(value).isoformat()
     if isinstance(field, models.UUIDField):
         return str(field.to_python(value))
