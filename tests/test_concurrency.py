@@ -1,0 +1,226 @@
+"""Two writers on one row, for real (PostgreSQL): recorded as they committed."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import F
+
+from audit_events import history, state_at
+from audit_events.encoding import decode
+from audit_events.journal import event_hash_content
+from audit_events.registry import spec_for
+from audit_events.replay import recorded_state
+from tests.models import Author, Book
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+WAIT = 30  # seconds before a stuck thread fails the test (never a pause the test relies on)
+
+
+class Worker(threading.Thread):
+    """A thread with its own database connection, closed at the end, and its error kept for the test."""
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.work = target
+        self.error: BaseException | None = None
+        self.pid: int | None = None
+        self.started_work = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.pid = cursor.fetchone()[0]
+            self.started_work.set()
+            self.work()
+        except BaseException as error:
+            self.error = error
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self.join(WAIT)
+        assert not self.is_alive(), "worker thread is stuck"
+        if self.error is not None:
+            raise self.error
+
+
+def wait_until_blocked_on_a_lock(pid: int) -> None:
+    """Poll pg_stat_activity and pg_locks until backend ``pid`` waits for a lock another holds."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT a.wait_event_type, a.query FROM pg_stat_activity a WHERE a.pid = %s",
+                [pid],
+            )
+            activity = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", [pid])
+            waiting = cursor.fetchone()[0]
+        if activity and activity[0] == "Lock" and waiting:
+            return
+        time.sleep(0.005)  # polling only: the test never relies on a pause
+    pytest.fail(f"backend {pid} never waited for a lock")
+
+
+def assert_chain_intact(events: list[Any]) -> None:
+    previous = ""
+    for event in events:
+        expected = hashlib.sha256((previous + event_hash_content(event)).encode()).hexdigest()
+        assert event.hash == expected, f"hash chain broken at v{event.version}"
+        previous = event.hash
+
+
+def assert_replay_is_the_row(book_pk: int) -> None:
+    spec = spec_for(Book)
+    assert spec is not None
+    live = Book.objects.filter(pk=book_pk).values(*(f.attname for f in spec.fields)).get()
+    state = recorded_state(spec, book_pk)
+    assert state is not None
+    assert {f.attname: decode(f, state[f.name]) for f in spec.fields} == live
+    now = state_at(Book, book_pk)
+    assert now is not None
+    assert {f.attname: getattr(now, f.attname) for f in spec.fields} == live
+
+
+def run_blocked_pair(first: Callable[[], None], second: Callable[[], None]) -> None:
+    """``first`` writes inside a transaction and holds it until ``second`` is seen blocked on the row."""
+    first_wrote = threading.Event()
+    second_blocked = threading.Event()
+
+    def hold() -> None:
+        with transaction.atomic():
+            first()
+            first_wrote.set()
+            assert second_blocked.wait(WAIT), "the second writer never blocked"
+
+    def follow() -> None:
+        assert first_wrote.wait(WAIT)
+        second()
+
+    a, b = Worker(hold), Worker(follow)
+    a.start()
+    b.start()
+    try:
+        assert first_wrote.wait(WAIT), "the first writer never wrote"
+        assert b.started_work.wait(WAIT)
+        assert b.pid is not None
+        wait_until_blocked_on_a_lock(b.pid)
+    finally:
+        second_blocked.set()
+        a.finish()
+        b.finish()
+
+
+def test_two_writers_on_one_row_are_recorded_in_commit_order() -> None:
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="orig", pages=0)
+    for pages in range(1, 8):  # versions 2..8: the two writers make 9 and 10, a snapshot version
+        book.pages = pages
+        book.save()
+    stale = Book.objects.get(pk=book.pk)  # the second writer's copy, read before the first writes
+
+    def first() -> None:
+        mine = Book.objects.get(pk=book.pk)
+        mine.title = "A"
+        mine.pages = 111
+        mine.save()
+
+    def second() -> None:
+        stale.title = "B"
+        stale.save()  # writes its stale pages (7) back over the first writer's 111
+
+    run_blocked_pair(first, second)
+
+    events = list(history(book))
+    assert [e.version for e in events] == list(range(1, 11))
+    a_event, b_event = events[-2:]
+    assert a_event.id < b_event.id
+    assert a_event.created_at < b_event.created_at
+    assert a_event.changes == {"title": ["orig", "A"], "pages": [7, 111]}
+    # The second writer's old values are what the first committed, not its stale copy.
+    assert b_event.changes == {"title": ["A", "B"], "pages": [111, 7]}
+    assert_chain_intact(events)
+    assert_replay_is_the_row(book.pk)
+    assert Book.objects.filter(pk=book.pk).values_list("title", "pages").get() == ("B", 7)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: a writer that waited for the row lock decides on a snapshot from the event version "
+    "its locking SELECT saw before the wait (PostgreSQL evaluates that subquery in the statement's snapshot), "
+    "so the state of version 10 is missing and state_at reads 19 events instead of at most 10",
+)
+def test_a_writer_that_waited_still_stores_the_snapshot_on_its_version() -> None:
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="orig", pages=0)
+    for pages in range(1, 8):  # versions 2..8: the two writers make 9 and 10
+        book.pages = pages
+        book.save()
+
+    def write(title: str) -> Callable[[], None]:
+        def save() -> None:
+            mine = Book.objects.get(pk=book.pk)
+            mine.title = title
+            mine.save()
+
+        return save
+
+    run_blocked_pair(write("A"), write("B"))
+
+    events = list(history(book))
+    assert [e.version for e in events] == list(range(1, 11))
+    assert [e.version for e in events if e.state is not None] == [1, 10]
+
+
+def test_two_increments_with_f_expressions_are_both_recorded() -> None:
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t", pages=10)
+
+    def increment(by: int) -> Callable[[], None]:
+        def save() -> None:
+            mine = Book.objects.get(pk=book.pk)
+            mine.pages = F("pages") + by
+            mine.save(update_fields=["pages"])
+
+        return save
+
+    run_blocked_pair(increment(1), increment(100))
+
+    events = list(history(book))
+    assert [e.changes for e in events[1:]] == [{"pages": [10, 11]}, {"pages": [11, 111]}]
+    assert Book.objects.get(pk=book.pk).pages == 111
+    assert_chain_intact(events)
+    assert_replay_is_the_row(book.pk)
+
+
+def test_a_delete_waits_for_an_update_and_records_its_values() -> None:
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t", pages=10)
+    pk = book.pk
+
+    def update() -> None:
+        mine = Book.objects.get(pk=pk)
+        mine.title = "updated"
+        mine.save()
+
+    def delete() -> None:
+        Book.objects.get(pk=pk).delete()
+
+    run_blocked_pair(update, delete)
+
+    events = list(history(Book, pk))
+    assert [e.action for e in events] == ["create", "update", "delete"]
+    assert events[-1].state is not None
+    assert events[-1].state["title"] == "updated"
+    assert_chain_intact(events)
+    assert not Book.objects.filter(pk=pk).exists()
+    assert recorded_state(spec_for(Book), pk) is None  # type: ignore[arg-type]
