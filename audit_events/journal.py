@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import connections, models
 from django.db.models import Func, Subquery, Value
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
@@ -35,6 +35,7 @@ from .models import Event
 from .operations import current_operation
 
 BATCH_SIZE = 500
+_PARAMS_PER_EVENT = 20
 
 
 class Sha256Hex(Func):
@@ -158,8 +159,19 @@ def _event(draft: Draft, actor_fields: dict[str, Any]) -> Event:
     )
 
 
-def _batches(drafts: Sequence[Draft]) -> Iterable[list[Draft]]:
-    """Batches in which no row appears twice (each row's version is computed per statement)."""
+def _batch_size(using: str) -> int:
+    """Events per INSERT: ``BATCH_SIZE``, or fewer where the backend caps query parameters.
+
+    Each event binds about ``_PARAMS_PER_EVENT`` parameters (its columns and
+    the row key twice more for the version and hash subqueries); Django sizes
+    batches by columns only, which would overshoot SQLite's 999.
+    """
+    limit = connections[using].features.max_query_params
+    return BATCH_SIZE if limit is None else max(1, min(BATCH_SIZE, limit // _PARAMS_PER_EVENT))
+
+
+def _batches(drafts: Sequence[Draft], size: int) -> Iterable[list[Draft]]:
+    """Batches of at most ``size`` in which no row appears twice (versions are computed per statement)."""
     pending = list(drafts)
     while pending:
         batch: list[Draft] = []
@@ -167,7 +179,7 @@ def _batches(drafts: Sequence[Draft]) -> Iterable[list[Draft]]:
         rest: list[Draft] = []
         for draft in pending:
             key = (draft.content_type_id, draft.object_pk)
-            if key in seen or len(batch) >= BATCH_SIZE:
+            if key in seen or len(batch) >= size:
                 rest.append(draft)
             else:
                 seen.add(key)
@@ -177,14 +189,15 @@ def _batches(drafts: Sequence[Draft]) -> Iterable[list[Draft]]:
 
 
 def write(drafts: Sequence[Draft], using: str) -> None:
-    """Insert the drafts as events, one INSERT statement per batch.
+    """Insert the drafts as events.
 
-    Queries: one per batch of up to ``BATCH_SIZE`` events (a row appearing
-    twice goes to the next batch, to keep its versions in order).
+    Queries: one INSERT per batch of up to ``BATCH_SIZE`` events (fewer on
+    SQLite, see :func:`_batch_size`); a row appearing twice goes to a later
+    batch, to keep its versions in order.
     """
     if not drafts:
         return
     fields = current_context().event_fields()
     fields["context"] = json.loads(json.dumps(fields["context"], cls=DjangoJSONEncoder))
-    for batch in _batches(drafts):
+    for batch in _batches(drafts, _batch_size(using)):
         Event.objects.using(using).bulk_create([_event(d, fields) for d in batch])

@@ -84,9 +84,10 @@ class AuditedQuerySet(models.QuerySet[Any]):
         if spec is None or not objs:
             return super().bulk_create(objs, *args, **kwargs)
         conflicts = kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts")
+        key = _conflict_key(spec, objs, kwargs) if conflicts else []
         with transaction.atomic(using=self.db, savepoint=False), operation():
             if conflicts:
-                return _bulk_create_with_conflicts(self, spec, objs, args, kwargs)
+                return _bulk_create_with_conflicts(self, spec, objs, key, args, kwargs)
             created = super().bulk_create(objs, *args, **kwargs)
             if any(obj.pk is None for obj in created):
                 raise NotSupportedError(
@@ -152,10 +153,25 @@ def _record_updates(
     journal.write(drafts, using)
 
 
+def _conflict_key(spec: registry.ModelSpec, objs: list[models.Model], kwargs: dict[str, Any]) -> list[str]:
+    """The fields that tell, before and after a conflicting insert, which row is which."""
+    key = list(kwargs.get("unique_fields") or [])
+    if key:
+        return key
+    if any(obj.pk is None for obj in objs):
+        raise NotSupportedError(
+            f"{spec.label}: bulk_create(ignore_conflicts=True) on an audited model needs every object's "
+            "primary key set (or update_conflicts with unique_fields), so that what happened can be "
+            "recorded; nothing was written."
+        )
+    return ["pk"]
+
+
 def _bulk_create_with_conflicts(
     queryset: AuditedQuerySet,
     spec: registry.ModelSpec,
     objs: list[models.Model],
+    key: list[str],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> list[Any]:
@@ -165,15 +181,6 @@ def _bulk_create_with_conflicts(
     ``unique_fields`` given, else the primary key), so a row that was left
     alone records nothing, an inserted one a create and an updated one an update.
     """
-    key = list(kwargs.get("unique_fields") or [])
-    if not key:
-        if any(obj.pk is None for obj in objs):
-            raise NotSupportedError(
-                f"{spec.label}: bulk_create(ignore_conflicts=True) on an audited model needs every object's "
-                "primary key set (or update_conflicts with unique_fields), so that what happened can be "
-                "recorded; nothing was written."
-            )
-        key = ["pk"]
     key_fields = [spec.pk_field if name == "pk" else spec.model._meta.get_field(name) for name in key]
     attnames = [f.attname for f in key_fields]  # type: ignore[union-attr]
 

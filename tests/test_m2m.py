@@ -1,0 +1,127 @@
+"""Many-to-many changes, from either side, recorded on the declaring row and restored with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit_events import RestoreError, history, restore, state_at
+from audit_events.models import Event
+from tests.models import Author, Book, Loan, Reader, Tag
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def book() -> Book:
+    return Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+
+
+@pytest.fixture
+def tags() -> list[Tag]:
+    return [Tag.objects.create(name=n) for n in "xyz"]
+
+
+def changes(book: Book) -> list[dict[str, object]]:
+    return list(history(book).filter(action="update").values_list("changes", flat=True))
+
+
+def links(book_pk: int) -> list[int]:
+    return sorted(Book.objects.get(pk=book_pk).tags.values_list("pk", flat=True))
+
+
+def test_create_state_lists_every_many_to_many_field(book: Book) -> None:
+    assert history(book).get().state["tags"] == []
+    assert history(book).get().state["readers"] == []
+
+
+def test_forward_add_remove_set_clear(book: Book, tags: list[Tag]) -> None:
+    x, y, z = (t.pk for t in tags)
+    book.tags.add(tags[0], tags[1])
+    book.tags.remove(tags[0])
+    book.tags.set([tags[1], tags[2]])
+    book.tags.clear()
+    assert changes(book) == [
+        {"tags": [[], [x, y]]},
+        {"tags": [[x, y], [y]]},
+        {"tags": [[y], [y, z]]},
+        {"tags": [[y, z], []]},
+    ]
+
+
+def test_reverse_side_records_on_the_declaring_row(book: Book, tags: list[Tag]) -> None:
+    other = Book.objects.create(author=book.author, title="u")
+    tags[0].books.add(book, other)
+    assert changes(book) == [{"tags": [[], [tags[0].pk]]}]
+    assert changes(other) == [{"tags": [[], [tags[0].pk]]}]
+    tags[0].books.clear()
+    assert changes(book)[-1] == {"tags": [[tags[0].pk], []]}
+    assert changes(other)[-1] == {"tags": [[tags[0].pk], []]}
+
+
+def test_adding_links_that_exist_records_nothing(book: Book, tags: list[Tag]) -> None:
+    book.tags.add(tags[0])
+    book.tags.add(tags[0])
+    assert len(changes(book)) == 1
+
+
+def test_explicit_through_model(book: Book) -> None:
+    reader = Reader.objects.create(name="r")
+    book.readers.add(reader)
+    assert changes(book) == [{"readers": [[], [reader.pk]]}]
+    Loan.objects.filter(book=book).delete()  # not through the relation manager: no m2m_changed
+    assert len(changes(book)) == 1
+
+
+def test_state_at_and_restore_bring_links_back(book: Book, tags: list[Tag]) -> None:
+    from django.utils import timezone
+
+    book.tags.set(tags[:2])
+    moment = timezone.now()
+    book.tags.set(tags[2:])
+    assert state_at(Book, book.pk, at=moment) is not None
+    restore(Book, book.pk, at=moment)
+    assert links(book.pk) == [tags[0].pk, tags[1].pk]
+    assert history(book).last().action == "restore"
+
+
+def test_undo_delete_of_the_row_restores_its_links(book: Book, tags: list[Tag]) -> None:
+    book.tags.set(tags)
+    pk = book.pk
+    book.delete()
+    assert history(Book, pk).last().state["tags"] == sorted(t.pk for t in tags)
+    restore(Book, pk)
+    assert links(pk) == sorted(t.pk for t in tags)
+
+
+def test_deleting_a_related_row_is_recorded_and_undone(book: Book, tags: list[Tag]) -> None:
+    book.tags.set(tags)
+    every = sorted(t.pk for t in tags)
+    gone = tags[0].pk
+    tags[0].delete()
+    tag_delete = history(Tag, gone).last()
+    link_change = history(book).last()
+    assert link_change.changes == {"tags": [every, every[1:]]}
+    assert link_change.operation == tag_delete.operation
+    restore(Tag, gone)
+    assert links(book.pk) == every
+
+
+def test_restore_refuses_links_to_rows_that_no_longer_exist(book: Book, tags: list[Tag]) -> None:
+    from django.utils import timezone
+
+    book.tags.set(tags)
+    moment = timezone.now()
+    book.tags.clear()
+    Tag.objects.filter(pk=tags[0].pk).delete()
+    before = Event.objects.count()
+    with pytest.raises(RestoreError, match=rf"tests.Book pk={book.pk}.*tests.Tag pk={tags[0].pk}"):
+        restore(Book, book.pk, at=moment)
+    assert Event.objects.count() == before
+    assert links(book.pk) == []
+
+
+def test_add_query_count(book: Book, tags: list[Tag], django_assert_num_queries) -> None:
+    # Django: the existing links, the INSERT. Auditing: a locking SELECT of the book,
+    # its links before and after, one INSERT of the event.
+    with django_assert_num_queries(2 + 4):
+        book.tags.add(*tags)
