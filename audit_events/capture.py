@@ -86,6 +86,7 @@ def diff(old: State, new: State) -> dict[str, list[JSONValue]]:
 
 
 def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+    instance.__dict__.pop(_OLD, None)  # left by a save or delete that failed before its post_ signal
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
         return
@@ -168,6 +169,7 @@ def _saved_state(
 
 
 def pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    instance.__dict__.pop(_OLD, None)  # left by a save or delete that failed before its post_ signal
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
         return
