@@ -117,5 +117,26 @@ def decode(field: models.Field[Any, Any], data: JSONValue) -> Any:
 
 
 def canonical_json(value: JSONValue) -> str:
-    """The one text form used for hashing: sorted keys, fixed separators, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The one text form used for hashing: sorted keys, fixed separators, UTF-8.
+
+    Numbers are written as every backend gives them back: PostgreSQL's jsonb
+    keeps a number's digits but not a float's exponent nor the sign of zero,
+    so a float of magnitude 1e16 or more is written as the integer it denotes
+    (``1e16`` as ``10000000000000000``) and ``-0.0`` as ``0.0``. Otherwise
+    an event read back would no longer match its own hash.
+    """
+    return json.dumps(_stable_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _stable_numbers(value: JSONValue) -> JSONValue:
+    if isinstance(value, float):
+        if value == 0:
+            return 0.0
+        if math.isfinite(value) and abs(value) >= 1e16:
+            return int(decimal.Decimal(repr(value)))
+        return value
+    if isinstance(value, dict):
+        return {key: _stable_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_stable_numbers(item) for item in value]
+    return value
