@@ -1,0 +1,266 @@
+"""Atomic: a write and its event commit together or not at all (autocommit mode, real transactions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import ProtectedError
+
+from audit_events.context import capture_paused
+from audit_events.models import Event
+from tests.models import Author, Book, Code, Everything, Pin, Review
+from tests.test_capture import events
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REFUSED = "event insert refused by the test"
+
+# A trigger makes every event INSERT fail for real, inside the database.
+INSTALL = {
+    "sqlite": [
+        f"""CREATE TRIGGER test_refuse_events BEFORE INSERT ON audit_events_event
+        BEGIN SELECT RAISE(ABORT, '{REFUSED}'); END"""
+    ],
+    "postgresql": [
+        f"""CREATE FUNCTION test_refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION '{REFUSED}'; END $$""",
+        """CREATE TRIGGER test_refuse_events BEFORE INSERT ON audit_events_event
+        FOR EACH ROW EXECUTE FUNCTION test_refuse_events()""",
+    ],
+}
+REMOVE = {
+    "sqlite": ["DROP TRIGGER test_refuse_events"],
+    "postgresql": [
+        "DROP TRIGGER test_refuse_events ON audit_events_event",
+        "DROP FUNCTION test_refuse_events()",
+    ],
+}
+
+
+def run(statements: list[str]) -> None:
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+
+
+@pytest.fixture
+def events_refused() -> Iterator[None]:
+    """While active, the database refuses to insert any event."""
+    assert connection.get_autocommit(), "these tests need autocommit mode"
+    run(INSTALL[connection.vendor])
+    try:
+        yield
+    finally:
+        run(REMOVE[connection.vendor])
+
+
+@pytest.fixture
+def hidden_reference() -> Iterator[Book]:
+    """A book (with an author and a review) that a foreign key unknown to Django references:
+    deleting it fails in the database itself, after Django sent pre_delete."""
+    book = Book.objects.create(author=Author.objects.create(name="referenced"), title="t")
+    Review.objects.create(book=book)
+    run(
+        [
+            "CREATE TABLE test_hidden_ref (book_id bigint NOT NULL REFERENCES tests_book (id))",
+            f"INSERT INTO test_hidden_ref (book_id) VALUES ({int(book.pk)})",
+        ]
+    )
+    try:
+        yield book
+    finally:
+        run(["DROP TABLE test_hidden_ref"])
+
+
+def test_autocommit_mode_is_what_is_tested() -> None:
+    assert connection.get_autocommit()
+    assert not connection.in_atomic_block
+
+
+# --- the write fails: no event ------------------------------------------------
+
+
+def test_a_create_failing_with_integrity_error_leaves_no_event() -> None:
+    Author.objects.create(name="first", email="taken@example.com")
+    before = Event.objects.count()
+    with pytest.raises(IntegrityError):
+        Author.objects.create(name="second", email="taken@example.com")
+    assert Event.objects.count() == before
+    assert not Author.objects.filter(name="second").exists()
+
+
+def test_an_update_failing_with_integrity_error_leaves_no_event() -> None:
+    Author.objects.create(name="first", email="taken@example.com")
+    author = Author.objects.create(name="second", email="mine@example.com")
+    author.name = "renamed"
+    author.email = "taken@example.com"
+    with pytest.raises(IntegrityError):
+        author.save()
+    assert [e.action for e in events(Author, author.pk)] == ["create"]
+    assert Author.objects.get(pk=author.pk).name == "second"
+
+
+def test_a_failed_save_leaves_nothing_behind_for_a_later_paused_save() -> None:
+    Code.objects.create(code="A", label="a")
+    duplicate = Code(code="A", label="dup")
+    with pytest.raises(IntegrityError):
+        duplicate.save(force_insert=True)
+    before = Event.objects.count()
+    with capture_paused():
+        duplicate.save()  # capture is paused: whatever the failed save left must not be written now
+    assert Event.objects.count() == before
+
+
+def test_a_failed_delete_leaves_nothing_behind_for_a_later_paused_save(hidden_reference: Book) -> None:
+    with capture_paused():
+        author = Author.objects.create(name="a")
+    with pytest.raises(IntegrityError):
+        hidden_reference.author.delete()
+    with pytest.raises(IntegrityError):
+        hidden_reference.delete()
+    before = Event.objects.count()
+    with capture_paused():
+        hidden_reference.title = "b"
+        hidden_reference.save()
+        author.name = "b"
+        author.save()
+        author.delete()
+    assert Event.objects.count() == before
+
+
+def test_a_delete_refused_by_protect_leaves_no_event() -> None:
+    book = Book.objects.create(author=Author.objects.create(name="a"), title="protected")
+    Pin.objects.create(book=book)
+    before = Event.objects.count()
+    with pytest.raises(ProtectedError):
+        book.author.delete()
+    with pytest.raises(ProtectedError):
+        Book.objects.filter(pk=book.pk).delete()
+    assert Event.objects.count() == before
+    assert Book.objects.filter(pk=book.pk).exists()
+
+
+def test_a_delete_failing_in_the_database_leaves_no_event(hidden_reference: Book) -> None:
+    book = hidden_reference
+    before = Event.objects.count()
+    with pytest.raises(IntegrityError):
+        book.author.delete()
+    with pytest.raises(IntegrityError):
+        Book.objects.filter(pk=book.pk).delete()
+    assert Event.objects.count() == before
+    assert Book.objects.filter(pk=book.pk).exists()
+    assert Review.objects.filter(book=book).exists()
+    assert Author.objects.filter(pk=book.author_id).exists()
+
+
+# --- the event fails: no write ------------------------------------------------
+
+
+def test_create_whose_event_is_refused_is_not_written(events_refused: None) -> None:
+    with pytest.raises(DatabaseError, match=REFUSED):
+        Author.objects.create(name="never")
+    assert not Author.objects.filter(name="never").exists()
+
+
+def test_update_whose_event_is_refused_leaves_the_row_unchanged(events_refused: None) -> None:
+    with capture_paused():
+        author = Author.objects.create(name="unchanged", email="u@example.com")
+    author.name = "changed"
+    author.email = "c@example.com"
+    with pytest.raises(DatabaseError, match=REFUSED):
+        author.save()
+    assert Author.objects.filter(pk=author.pk).values_list("name", "email").get() == ("unchanged", "u@example.com")
+    with pytest.raises(DatabaseError, match=REFUSED):
+        author.save(update_fields=["name"])
+    assert Author.objects.get(pk=author.pk).name == "unchanged"
+
+
+def test_delete_whose_event_is_refused_leaves_the_rows(events_refused: None) -> None:
+    with capture_paused():
+        author = Author.objects.create(name="kept")
+        book = Book.objects.create(author=author, title="kept too")
+        edited = Book.objects.create(author=Author.objects.create(name="other"), title="edited", editor=author)
+        pointing = Everything.objects.create(author=author)
+    with pytest.raises(DatabaseError, match=REFUSED):
+        author.delete()
+    assert Author.objects.filter(pk=author.pk).exists()
+    assert Book.objects.filter(pk=book.pk).exists()
+    assert Book.objects.get(pk=edited.pk).editor_id == author.pk  # the SET_NULL was rolled back too
+    assert Everything.objects.get(pk=pointing.pk).author_id == author.pk
+    with pytest.raises(DatabaseError, match=REFUSED):
+        Book.objects.filter(pk=book.pk).delete()
+    assert Book.objects.filter(pk=book.pk).exists()
+
+
+def test_queryset_update_whose_event_is_refused_leaves_the_rows(events_refused: None) -> None:
+    with capture_paused():
+        author = Author.objects.create(name="unchanged")
+    with pytest.raises(DatabaseError, match=REFUSED):
+        Author.objects.filter(pk=author.pk).update(name="changed")
+    assert Author.objects.get(pk=author.pk).name == "unchanged"
+
+
+def test_an_event_refused_inside_an_atomic_block_rolls_the_block_back(events_refused: None) -> None:
+    with capture_paused():
+        author = Author.objects.create(name="unchanged")
+
+    @transaction.atomic
+    def rename() -> None:
+        Author.objects.create(name="other work in the same transaction")
+        author.name = "changed"
+        author.save()
+
+    with pytest.raises(DatabaseError, match=REFUSED):
+        rename()
+    assert not Author.objects.filter(name="other work in the same transaction").exists()
+    assert Author.objects.get(pk=author.pk).name == "unchanged"
+
+
+# --- the transaction is rolled back: neither ----------------------------------
+
+
+class Abort(Exception):
+    pass
+
+
+def rolled_back(work: Callable[[], object]) -> None:
+    """Run ``work`` in an atomic block that is then rolled back by an exception."""
+
+    @transaction.atomic
+    def then_abort() -> None:
+        work()
+        raise Abort
+
+    with pytest.raises(Abort):
+        then_abort()
+
+
+def test_a_rolled_back_atomic_block_leaves_neither_row_nor_event() -> None:
+    kept = Author.objects.create(name="kept")
+    before = Event.objects.count()
+
+    def work() -> None:
+        Author.objects.create(name="rolled back")
+        kept.name = "rolled back too"
+        kept.save()
+        Book.objects.create(author=kept, title="gone")
+
+    rolled_back(work)
+    assert Event.objects.count() == before
+    assert not Author.objects.filter(name="rolled back").exists()
+    assert Author.objects.get(pk=kept.pk).name == "kept"
+
+    kept_pk = kept.pk
+    rolled_back(kept.delete)
+    assert Event.objects.count() == before
+    assert Author.objects.filter(pk=kept_pk).exists()
+
+
+def test_a_rolled_back_savepoint_keeps_the_outer_work_and_its_events() -> None:
+    with transaction.atomic():
+        outer = Author.objects.create(name="outer")
+        rolled_back(lambda: Author.objects.create(name="inner"))
+    assert list(Author.objects.values_list("name", flat=True)) == ["outer"]
+    assert [e.object_pk for e in events(Author)] == [str(outer.pk)]
