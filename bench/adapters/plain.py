@@ -1,0 +1,5 @@
+"""Baseline: plain Django, no auditing."""
+
+from . import Adapter
+
+ADAPTER = Adapter()

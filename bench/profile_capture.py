@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Where audit_events' time goes on single-row writes: statements, round trips, Python.
+
+    BENCH_LIB=audit_events BENCH_DB=audit_events_profile python profile_capture.py [--n 500] [--top 25]
+
+Prints, for save / save(update_fields) / create / delete inside one transaction:
+the statements each sends (CaptureQueriesContext), the time of one round trip
+(``SELECT 1``), the time per op with and without capture, and a cProfile of the
+captured saves sorted by own time and cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import sys
+from pathlib import Path
+from time import perf_counter
+
+os.environ.setdefault("BENCH_LIB", "audit_events")
+os.environ.setdefault("BENCH_DB", "audit_events_profile")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import setup_django
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+
+    adapter, _ = setup_django()
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+    from phases import Bench
+
+    from audit_events.context import capture_paused
+
+    bench = Bench(adapter, args.n, 1, 1, 1)
+    bench.reset()
+    A = bench.Account
+    objs = [A.objects.create(**bench.kwargs(i, "p")) for i in range(args.n)]
+
+    with connection.cursor() as cur:
+        rtt = []
+        for _ in range(300):
+            t0 = perf_counter()
+            cur.execute("SELECT 1")
+            cur.fetchone()
+            rtt.append(perf_counter() - t0)
+    print(f"one round trip (SELECT 1): median {statistics.median(rtt) * 1e6:.0f} µs\n")
+
+    def save(o: object) -> None:
+        o.name += "!"  # type: ignore[attr-defined]
+        o.save()  # type: ignore[attr-defined]
+
+    def save_uf(o: object) -> None:
+        o.status += 1  # type: ignore[attr-defined]
+        o.save(update_fields=["status"])  # type: ignore[attr-defined]
+
+    for label, op in (("save", save), ("save_uf", save_uf)):
+        with transaction.atomic(), CaptureQueriesContext(connection) as cq:
+            op(objs[0])
+        print(f"{label}: {len(cq.captured_queries)} statements inside transaction.atomic():")
+        for q in cq.captured_queries:
+            print(f"  {float(q['time']) * 1e3:6.2f} ms  {q['sql'][:150]}")
+        with CaptureQueriesContext(connection) as cq:
+            op(objs[1])
+        print(f"{label}: {len(cq.captured_queries)} statements in autocommit\n")
+
+    for label, op in (("save", save), ("save_uf", save_uf)):
+        for paused in (True, False):
+            ctx = capture_paused() if paused else transaction.atomic(savepoint=False)
+            with transaction.atomic(), ctx:
+                t0 = perf_counter()
+                for o in objs:
+                    op(o)
+                dt = perf_counter() - t0
+            print(
+                f"{label:8} {'capture paused' if paused else 'captured':15} {dt * 1e6 / len(objs):8.0f} µs/op (atomic)"
+            )
+    print()
+
+    prof = cProfile.Profile()
+    with transaction.atomic():
+        prof.enable()
+        for o in objs:
+            save(o)
+        prof.disable()
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(args.top)
+        text = buf.getvalue()
+        print(f"cProfile of {len(objs)} captured save() calls, by {key}:")
+        print(text[text.find("   ncalls") :])
+
+
+if __name__ == "__main__":
+    main()
