@@ -6,11 +6,15 @@ Both are context managers that also work as decorators.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import copy
+import functools
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+from asgiref.sync import iscoroutinefunction
 
 _Actor = Any  # a user-like object, or a callable returning one (resolved at write time)
 
@@ -44,6 +48,35 @@ _current: ContextVar[AuditContext] = ContextVar("audit_events_context", default=
 _paused: ContextVar[bool] = ContextVar("audit_events_paused", default=False)
 
 _UNSET: Any = object()
+_S = TypeVar("_S", bound="_Switch")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _Switch(contextlib.AbstractContextManager[Any], contextlib.ContextDecorator):
+    """A context manager that is also a decorator, of plain and of ``async`` functions.
+
+    A decorator is one object shared by every call of the function, in every
+    thread and task: each call enters a fresh copy, so overlapping calls never
+    reset each other's tokens.
+    """
+
+    _tokens: list[Any]
+
+    def _recreate_cm(self: _S) -> _S:
+        fresh = copy.copy(self)
+        fresh._tokens = []
+        return fresh
+
+    def __call__(self, func: _F) -> _F:
+        if not iscoroutinefunction(func):
+            return super().__call__(func)
+
+        @functools.wraps(func)
+        async def inner(*args: Any, **kwargs: Any) -> Any:
+            with self._recreate_cm():  # around the awaited body, not around creating the coroutine
+                return await func(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
 
 
 def current_context() -> AuditContext:
@@ -54,7 +87,7 @@ def is_paused() -> bool:
     return _paused.get()
 
 
-class audit_context(contextlib.ContextDecorator):
+class audit_context(_Switch):
     """Attach an actor, a reason and any extra keys to the events written inside.
 
     Nests: inner values override outer ones, the rest are inherited::
@@ -86,7 +119,7 @@ class audit_context(contextlib.ContextDecorator):
         _current.reset(self._tokens.pop())
 
 
-class capture_paused(contextlib.ContextDecorator):
+class capture_paused(_Switch):
     """Record nothing inside (used by restore, which writes its own events)."""
 
     def __init__(self) -> None:
