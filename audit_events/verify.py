@@ -38,7 +38,7 @@ from django.db.models import Q
 from . import journal, registry
 from .capture import diff, locked_rows
 from .context import audit_context
-from .encoding import JSONValue, encode
+from .encoding import JSONValue, canonical_json, encode
 from .models import Action, Event, EventQuerySet
 from .replay import fold, recorded_state
 
@@ -198,6 +198,11 @@ def _check_event(spec: registry.ModelSpec, row: _Row, event: Event) -> None:
     row.state = fold([event], row.state)
 
 
+def same_state(a: State | None, b: State | None) -> bool:
+    """Equal rows, where a number may come back from the database in another form (1e16 as an integer)."""
+    return a == b or canonical_json(a) == canonical_json(b)
+
+
 def _live_states(spec: registry.ModelSpec, db: str, object_pks: list[str]) -> dict[str, State]:
     pk_field = spec.pk_field
     pks = [pk_field.to_python(pk) for pk in object_pks]
@@ -215,7 +220,7 @@ def _check_live(spec: registry.ModelSpec, db: str, rows: list[_Row], repair: boo
     live = _live_states(spec, db, [row.object_pk for row in rows])
     for row in rows:
         yield from row.findings
-        if live.get(row.object_pk) != row.state:
+        if not same_state(live.get(row.object_pk), row.state):
             finding = _confirm_drift(spec, db, row.object_pk, repair=repair and not row.broken)
             if finding is not None:
                 yield finding
@@ -259,7 +264,7 @@ def _confirm_drift(spec: registry.ModelSpec, db: str, object_pk: str, repair: bo
         events = Event.objects.using(db).filter(content_type_id=spec.content_type_id(), object_pk=object_pk)
         has_events = events.exists()
         recorded = recorded_state(spec, pk, using=db) if has_events else None
-        if live == recorded:
+        if same_state(live, recorded):
             return None  # a write landed between the two reads: no drift
         detail = _describe(recorded, live, has_events)
         repaired = _write_repair(spec, db, object_pk, recorded, live) if repair else ""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import decimal
 import hashlib
 import json
+import math
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,11 +18,11 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit_events import AppendOnlyError, RestoreError, restore, snapshot_rows, state_at
-from audit_events.context import capture_paused
+from audit_events.context import audit_context, capture_paused
 from audit_events.models import Action, Event
 from audit_events.protection import installed_triggers
 from audit_events.verify import Kind, total_work, verify_model
-from tests.models import Author, Code, Ticket, Unregistered
+from tests.models import Author, Code, Everything, Ticket, Unregistered
 
 pytestmark = pytest.mark.django_db
 
@@ -149,30 +152,81 @@ def test_the_migration_is_reversible() -> None:
 # --- the hash chain ------------------------------------------------------
 
 
+def stable(value: Any) -> Any:
+    """The two number rules of docs/integrity.rst."""
+    if isinstance(value, float):
+        if value == 0:
+            return 0.0
+        if math.isfinite(value) and abs(value) >= 1e16:
+            return int(decimal.Decimal(repr(value)))
+        return value
+    if isinstance(value, dict):
+        return {k: stable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [stable(v) for v in value]
+    return value
+
+
+def check_chain(events: list[dict[str, Any]], content_type: str) -> str:
+    """docs/integrity.rst's recomputation, verbatim: the standard library only."""
+    previous = ""
+    for e in events:
+        created = e["created_at"].astimezone(datetime.timezone.utc)
+        content = {
+            "action": e["action"],
+            "actor_id": e["actor_id"],
+            "actor_repr": e["actor_repr"],
+            "changes": e["changes"],
+            "content_type": content_type,
+            "context": e["context"],
+            "created_at": created.isoformat(timespec="microseconds"),
+            "object_pk": e["object_pk"],
+            "operation": str(e["operation"]),
+            "state": e["state"],
+        }
+        text = json.dumps(stable(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        expected = hashlib.sha256((previous + text).encode("utf-8")).hexdigest()
+        if expected != e["hash"]:
+            return f"version {e['version']} does not match"
+        previous = e["hash"]
+    return "ok"
+
+
 def test_the_hash_chain_recomputes_from_the_documented_format() -> None:
-    """docs/integrity.rst, written out again here without the app's code."""
     author = history_of_three()
     pk = author.pk
-    author.delete()
-    previous = ""
-    events = Event.objects.filter(object_pk=str(pk)).order_by("version")
-    assert [e.action for e in events] == ["create", "update", "update", "delete"]
-    for event in events:
-        content = {
-            "action": event.action,
-            "actor_id": event.actor_id,
-            "actor_repr": event.actor_repr,
-            "changes": event.changes,
-            "content_type": "tests.author",
-            "context": event.context,
-            "created_at": event.created_at.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds"),
-            "object_pk": event.object_pk,
-            "operation": str(event.operation),
-            "state": event.state,
-        }
-        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        assert event.hash == hashlib.sha256((previous + text).encode("utf-8")).hexdigest()
-        previous = event.hash
+    with audit_context(actor="Grace", reason='r\u00e9sum\u00e9 "quoted"\n'):
+        author.delete()
+    events = list(Event.objects.filter(object_pk=str(pk), content_type__model="author").order_by("version").values())
+    assert [e["action"] for e in events] == ["create", "update", "update", "delete"]
+    assert check_chain(events, "tests.author") == "ok"
+    row = Everything.objects.create(floating=1e16, data={"n": [-0.0, 2.5e300, 0.1]})
+    row.floating = -0.0
+    row.save()
+    events = list(Event.objects.filter(object_pk=str(row.pk), content_type__model="everything").values())
+    assert len(events) == 2
+    assert check_chain(events, "tests.everything") == "ok"
+    events[1]["actor_repr"] = "forged"
+    assert check_chain(events, "tests.everything") == "version 2 does not match"
+
+
+@pytest.mark.parametrize("number", [1e16, -2.5e17, 1.5e300, -0.0, 0.1, 1.0, 1e-7, 9007199254740993.0])
+def test_every_field_type_and_awkward_floats_verify_clean(number: float) -> None:
+    """PostgreSQL's jsonb gives 1e16 back as 10000000000000000: the hash and the replay must not mind."""
+    row = Everything.objects.create(
+        floating=number,
+        data={"x": number, "\u00e9": [1, "\u00fc", None]},
+        decimal=decimal.Decimal("1.5"),
+        moment=datetime.datetime(2020, 1, 1, 12, 30, 0, 123456, tzinfo=datetime.timezone.utc),
+        blob=b"\x00\xff",
+        span=datetime.timedelta(days=1, microseconds=1),
+        ident=uuid.uuid4(),
+        char="\u65e5\u672c",
+        day=datetime.date(2020, 2, 29),
+    )
+    row.floating = number * 2
+    row.save()
+    assert findings(Everything) == []
 
 
 # --- verify: clean, tampered, gap ----------------------------------------
