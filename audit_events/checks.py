@@ -93,6 +93,17 @@ def _check_excludes(excludes: Any) -> list[CheckMessage]:
         if problem:
             errors.append(Error(f"AUDIT_EVENTS['EXCLUDE_FIELDS']: {problem}", id="audit_events.E001"))
             continue
+        if model._meta.proxy:
+            concrete = model._meta.concrete_model._meta.label
+            errors.append(
+                Error(
+                    f"AUDIT_EVENTS['EXCLUDE_FIELDS'] names the proxy model {label!r}: its events are recorded "
+                    f"under {concrete}, so these exclusions would be ignored.",
+                    hint=f"List the fields under {concrete!r} instead.",
+                    id="audit_events.E001",
+                )
+            )
+            continue
         if isinstance(names, str) or not isinstance(names, (list, tuple)):
             errors.append(
                 Error(
@@ -100,7 +111,7 @@ def _check_excludes(excludes: Any) -> list[CheckMessage]:
                 )
             )
             continue
-        known = {f.name for f in model._meta.concrete_fields}
+        known = {f.name for f in [*model._meta.concrete_fields, *model._meta.many_to_many]}
         for name in names:
             if name not in known:
                 errors.append(
