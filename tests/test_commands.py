@@ -172,12 +172,30 @@ def test_progress_bar_draws_on_a_terminal_only() -> None:
     assert piped.getvalue() == ""
 
 
-def test_progress_bar_counts() -> None:
+def test_progress_bar_counts_and_makes_way_for_output() -> None:
     stream = TTY()
     bar = ProgressBar("x", 0, stream, enabled=True)
     bar(3)
     bar.close()
+    bar.close()
     assert stream.getvalue() == "\rx [" + "#" * 30 + "] 3/0\n"
+    off = TTY()
+    ProgressBar("x", 4, off, enabled=False)(2)
+    assert off.getvalue() == ""
+
+
+def test_verify_prints_findings_between_progress_lines() -> None:
+    with capture_paused():
+        Author.objects.bulk_create([Author(name=f"a{i}") for i in range(3)])
+    tty = TTY()
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("audit_verify", "tests.Author", "--batch-size", "2", stdout=out, stderr=tty)
+    assert len(out.getvalue().splitlines()) == 3
+    # The second batch's finding ends the bar's line first; the bar is redrawn after it.
+    assert tty.getvalue() == (
+        "\rtests.Author [" + "#" * 20 + "." * 10 + "] 2/3\n" + "\rtests.Author [" + "#" * 30 + "] 3/3\n"
+    )
 
 
 # --- audit_history ----------------------------------------------------------------

@@ -41,6 +41,8 @@ class ProgressBar:
         self._drawn = True
 
     def close(self) -> None:
+        """End the bar's line (before printing something else, or at the end); it redraws on the next call."""
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+            self._drawn = False
