@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -147,8 +148,8 @@ class EventAdmin(_EventAdminBase):
     @admin.display(description=_("object"))
     def object(self, event: Event) -> SafeString:
         url = reverse("admin:audit_events_event_changelist")
-        query = f"?model={event.content_type_id}&object_pk={event.object_pk}"
-        return format_html('<a href="{}{}">{}</a>', url, query, event.object_pk)
+        query = urlencode({"model": str(event.content_type_id), "object_pk": event.object_pk})
+        return format_html('<a href="{}?{}">{}</a>', url, query, event.object_pk)
 
     @admin.display(description=_("actor"), ordering="actor_id")
     def actor(self, event: Event) -> str:

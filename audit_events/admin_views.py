@@ -82,11 +82,10 @@ class AuditedAdminMixin(_Base):
             return super().delete_view(request, *args, **kwargs)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra = {
-            "audit_deleted_url": self._url("audit_deleted"),
-            "audit_deleted_label": _("Deleted %s") % self.opts.verbose_name_plural,
-            **(extra_context or {}),
-        }
+        extra = dict(extra_context or {})
+        if registry.spec_for(self.model) is not None:
+            extra.setdefault("audit_deleted_url", self._url("audit_deleted"))
+            extra.setdefault("audit_deleted_label", _("Deleted %s") % self.opts.verbose_name_plural)
         with audit_context(actor=request.user):  # actions and list_editable write here
             return super().changelist_view(request, extra)
 
@@ -95,6 +94,8 @@ class AuditedAdminMixin(_Base):
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        if registry.spec_for(self.model) is None:  # not recorded: Django's own history of admin actions
+            return super().history_view(request, object_id, extra_context)
         spec = self._spec()
         pk = self._object_pk(spec, object_id)
         obj = self.get_object(request, unquote(object_id))

@@ -6,7 +6,7 @@ from django.contrib import admin
 
 from audit_events.admin import AuditedAdminMixin
 
-from .models import Author, Book, Review
+from .models import Author, Book, Review, Unregistered
 
 
 @admin.register(Author)
@@ -24,3 +24,8 @@ class BookAdmin(AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(Review)
 class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("book", "stars")
+
+
+@admin.register(Unregistered)
+class UnregisteredAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """The mixin on a model that is not recorded: Django's own pages, no "Deleted" link."""

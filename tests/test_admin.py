@@ -455,3 +455,78 @@ def test_admin_edits_and_deletes_carry_the_admin_user(admin_client: Client, admi
     deletions = Event.objects.filter(action=Action.DELETE)
     assert deletions.count() == 6
     assert {e.actor_id for e in deletions} == {str(admin_user.pk)}
+
+
+# --- odds and ends -----------------------------------------------------------------------
+
+
+def test_the_object_column_links_to_that_rows_events(admin_client: Client) -> None:
+    author = Author.objects.create(name="a")
+    author.name = "b"
+    author.save()
+    Author.objects.create(name="other")
+    event = Event.objects.filter(object_pk=str(author.pk)).first()
+    assert event is not None
+    link = f"?model={event.content_type_id}&amp;object_pk={author.pk}"
+    assert link in admin_client.get(EVENTS).content.decode()
+    rows = admin_client.get(EVENTS, {"model": event.content_type_id, "object_pk": author.pk}).context["cl"].result_list
+    assert [e.version for e in rows] == [2, 1]
+
+
+def test_date_hierarchy_spans_the_years_between_the_first_and_last_event(admin_client: Client) -> None:
+    import datetime
+
+    from audit_events import journal
+    from audit_events.registry import spec_for
+
+    spec = spec_for(Author)
+    assert spec is not None
+    old = [
+        journal.Draft(
+            content_type_id=spec.content_type_id(),
+            content_type_label="tests.author",
+            object_pk=str(900 + year),
+            action=Action.CREATE,
+            state={"id": 900 + year, "name": "old", "email": None},
+            created_at=datetime.datetime(year, 6, 1, tzinfo=datetime.timezone.utc),
+        )
+        for year in (2019, 2021)
+    ]
+    journal.write(old, "default")
+    Author.objects.create(name="now")
+    body = admin_client.get(EVENTS).content.decode()
+    this_year = Event.objects.order_by("-id").first().created_at.year  # type: ignore[union-attr]
+    for year in range(2019, this_year + 1):
+        assert f"created_at__year={year}" in body
+    assert "created_at__year=2018" not in body
+    months = admin_client.get(EVENTS, {"created_at__year": 2021}).content.decode()
+    assert "created_at__month=6" in months
+    assert "created_at__month=7" not in months
+
+
+def test_history_and_deleted_pages_cost_the_same_queries_whatever_their_length(admin_client: Client) -> None:
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url).status_code == 200
+        return len(captured)
+
+    author = Author.objects.create(name="v1", email="v@example.com")
+    delete_family(make_family("Gone 0", "g0@example.com"))
+    short_history, short_deleted = queries(history_url(author)), queries(DELETED)
+    for version in range(2, 20):
+        author.name = f"v{version}"
+        author.save()
+    for i in range(1, 6):
+        delete_family(make_family(f"Gone {i}", f"g{i}@example.com"))
+    assert (queries(history_url(author)), queries(DELETED)) == (short_history, short_deleted)
+
+
+def test_the_mixin_on_an_unrecorded_model_keeps_djangos_pages(admin_client: Client) -> None:
+    from tests.models import Unregistered
+
+    thing = Unregistered.objects.create(name="plain")
+    assert admin_client.get(reverse("admin:tests_unregistered_history", args=[thing.pk])).status_code == 200
+    changelist = admin_client.get(reverse("admin:tests_unregistered_changelist")).content.decode()
+    assert "audit_deleted" not in changelist
+    assert "Deleted unregistereds" not in changelist
+    assert admin_client.get(reverse("admin:tests_unregistered_audit_deleted")).status_code == 404
