@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 from typing import Any
 
 import pytest
@@ -281,3 +282,13 @@ def test_first_event_of_an_unrecorded_row_can_be_its_delete() -> None:
     assert [e.action for e in history(Author, pk)] == [Action.DELETE]
     assert restore(Author, pk).email == "old@example.com"
     assert Event.objects.filter(object_pk=str(pk), content_type__model="author").count() == 2
+
+
+def test_state_at_takes_a_moment_in_any_zone() -> None:
+    author = Author.objects.create(name="one")
+    then = moment()
+    author.name = "two"
+    author.save()
+    for zone in ("Asia/Kathmandu", "America/St_Johns", "UTC"):
+        local = then.astimezone(zoneinfo.ZoneInfo(zone))
+        assert state_at(Author, author.pk, at=local).name == "one"

@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit_events import NoHistory, RestoreError, history, restore, state_at
 from audit_events.context import capture_paused
 from audit_events.models import Action, Event
-from tests.models import Author, Book, Code, Place, Restaurant, Review, Stamped, Ticket, Unregistered
+from tests.models import Author, Book, BookProxy, Code, Place, Restaurant, Review, Stamped, Ticket, Unregistered
 
 pytestmark = pytest.mark.django_db
 
@@ -467,3 +467,31 @@ def test_group_with_a_member_whose_unique_value_is_taken_writes_nothing() -> Non
     with NothingWritten(), pytest.raises(RestoreError) as error:
         restore(Author, ann.pk)
     assert f"pk={bob.pk}" in str(error.value)
+
+
+def test_deleting_the_parent_of_a_multi_table_child_restores_both() -> None:
+    restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
+    pk = restaurant.pk
+    Place.objects.get(pk=pk).delete()  # takes the Restaurant row with it
+    assert not Restaurant.objects.filter(pk=pk).exists()
+
+    place = restore(Place, pk)
+
+    assert place.name == "Luigi's"
+    assert Restaurant.objects.filter(pk=pk, serves_pizza=True).exists()
+
+
+def test_restore_through_a_proxy_model() -> None:
+    ann = Author.objects.create(name="Ann")
+    book = BookProxy.objects.create(author=ann, title="one")
+    then = moment()
+    book.title = "two"
+    book.save()
+
+    restored = restore(BookProxy, book.pk, at=then)
+
+    assert isinstance(restored, BookProxy)
+    assert Book.objects.get(pk=book.pk).title == "one"
+    delete(book)
+    assert restore(BookProxy, book.pk).title == "one"
+    assert [e.action for e in history(Book, book.pk)] == ["create", "update", "restore", "delete", "restore"]
