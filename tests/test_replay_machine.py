@@ -101,7 +101,7 @@ def field_values() -> dict[str, st.SearchStrategy[Any]]:
         "ip": st.none() | _ips,
         "document": st.none() | st.sampled_from(["", "a.txt", "reports/2026/q1.pdf"]),
         "note": st.none() | st.text(_text, max_size=50),
-        "author_id": st.none() | st.integers(0, 2),  # an index into the machine's authors, never deleted
+        "author_id": st.none() | st.integers(0, 2),  # an index into the machine's live authors
     }
 
 
@@ -160,6 +160,7 @@ class Replay(RuleBasedStateMachine):
         self.atomic = transaction.atomic()
         self.atomic.__enter__()
         self.authors = [Author.objects.create(name=f"author {i}").pk for i in range(3)]
+        self.deleted_authors: dict[int, set[int]] = {}  # author pk -> rows its delete set to NULL
         self.pks: list[int] = []  # every row ever created, alive or not
         self.seen_events = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
         self.moments: list[tuple[datetime.datetime, dict[int, Row]]] = []
@@ -190,8 +191,20 @@ class Replay(RuleBasedStateMachine):
     def assign(self, instance: Everything, values: dict[str, Any]) -> None:
         for name, value in values.items():
             if name == "author_id" and value is not None:
-                value = self.authors[value]
+                live = self.live_authors()
+                value = live[value % len(live)] if live else None
             setattr(instance, name, value)
+
+    def live_authors(self) -> list[int]:
+        return [pk for pk in self.authors if pk not in self.deleted_authors]
+
+    def parent_gone(self, row: Row) -> bool:
+        return row["author_id"] in self.deleted_authors
+
+    def assert_unchanged(self, before: dict[int, Row], but: int | None = None) -> None:
+        for pk in set(self.live()) | set(before):
+            if pk != but:
+                assert same(self.live().get(pk), before.get(pk)), f"pk={pk} changed"
 
     def event_count(self) -> int:
         return Event.objects.count()
@@ -244,6 +257,12 @@ class Replay(RuleBasedStateMachine):
     def restore_deleted(self, data: st.DataObject) -> None:
         pk = data.draw(st.sampled_from(sorted(set(self.pks) - set(self.live()))))
         last_seen = next(rows[pk] for _, rows in reversed(self.moments) if pk in rows)
+        if self.parent_gone(last_seen):
+            before = (self.live(), self.event_count())
+            with pytest.raises(RestoreError, match="no longer exists"):
+                restore(Everything, pk)
+            assert (select_rows(), self.event_count()) == before
+            return
         restored = restore(Everything, pk)
         self.record()
         assert same(self.live().get(pk), last_seen)
@@ -255,18 +274,42 @@ class Replay(RuleBasedStateMachine):
         pk = data.draw(st.sampled_from(self.pks))
         at, rows = data.draw(st.sampled_from(self.moments))
         before = (self.live(), self.event_count())
-        if pk in rows:
+        if pk in rows and not self.parent_gone(rows[pk]):
             restored = restore(Everything, pk, at=at)
             self.record()
             assert same(self.live()[pk], rows[pk])
             assert same(instance_row(restored), rows[pk])
-            for other in set(self.live()) | set(before[0]):
-                if other != pk:
-                    assert same(self.live().get(other), before[0].get(other))
+            self.assert_unchanged(before[0], but=pk)
         else:
-            with pytest.raises(RestoreError, match="did not exist"):
+            with pytest.raises(RestoreError, match="no longer exists" if pk in rows else "did not exist"):
                 restore(Everything, pk, at=at)
             assert (select_rows(), self.event_count()) == before
+
+    @precondition(lambda self: bool(self.live_authors()))
+    @rule(data=st.data())
+    def delete_author(self, data: st.DataObject) -> None:
+        author = data.draw(st.sampled_from(self.live_authors()))
+        before = self.live()
+        Author.objects.get(pk=author).delete()
+        self.record()
+        nulled = {pk for pk, row in before.items() if row["author_id"] == author}
+        for pk in before:  # SET_NULL: its rows lose their author, nothing else changes
+            assert same(self.live().get(pk), {**before[pk], "author_id": None} if pk in nulled else before[pk])
+        self.deleted_authors[author] = nulled
+
+    @precondition(lambda self: bool(self.deleted_authors))
+    @rule(data=st.data())
+    def restore_author(self, data: st.DataObject) -> None:
+        author = data.draw(st.sampled_from(sorted(self.deleted_authors)))
+        before = self.live()
+        restore(Author, author)
+        self.record()
+        nulled = self.deleted_authors.pop(author)
+        for pk in set(before) | set(self.live()):
+            expected = before.get(pk)
+            if pk in nulled and expected is not None and expected["author_id"] is None:
+                expected = {**expected, "author_id": author}  # re-attached where it is still NULL
+            assert same(self.live().get(pk), expected), f"pk={pk}"
 
     @precondition(lambda self: bool(self.live()))
     @rule(data=st.data())
