@@ -1,0 +1,249 @@
+"""What capture costs, in statements, pinned.
+
+Per audited write, beyond the plain Django statements:
+
+====================  ======================  =====================================
+write                 inside a transaction    in autocommit mode
+====================  ======================  =====================================
+create                + 1 INSERT              + BEGIN, + 1 INSERT, + COMMIT
+save (full/fields)    + 1 SELECT + 1 INSERT   + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
+save changing nothing + 1 SELECT              + BEGIN, + 1 SELECT, + COMMIT
+delete                + 1 SELECT + 1 INSERT   + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
+====================  ======================  =====================================
+
+Django's ``CaptureQueriesContext`` records ``BEGIN`` and ``COMMIT`` as entries of
+their own (``debug_transaction``), so they are counted here like statements.
+The SELECT is ``FOR UPDATE`` on PostgreSQL. Unregistered models pay nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, models
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext, override_settings
+
+from audit_events.models import Event
+from tests.models import Author, Code, Everything, Restaurant, Review, Ticket, Unregistered
+from tests.test_capture import BASE
+
+OFF = {**BASE, "MODELS": []}
+
+
+def without(label: str) -> dict[str, Any]:
+    return {**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}
+
+
+@pytest.fixture(autouse=True)
+def content_types(db: None) -> None:
+    """Content types are cached per process; the first lookup is not what is measured."""
+    for model in [Author, Review, Ticket, Code, Restaurant, Everything, Unregistered]:
+        ContentType.objects.get_for_model(model)
+
+
+def sql(captured: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries]
+
+
+def count(work: Callable[[], object]) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        work()
+    return sql(captured)
+
+
+def is_event_insert(statement: str) -> bool:
+    return statement.startswith('INSERT INTO "audit_events_event"')
+
+
+def is_lock(statement: str, table: str) -> bool:
+    locking = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return statement.startswith("SELECT") and f'FROM "{table}"' in statement and statement.endswith(locking)
+
+
+# --- inside a transaction (the test's own) ---------------------------------------
+
+
+def new_author() -> Author:
+    return Author.objects.create(name="a", email=None)
+
+
+def test_create_costs_one_insert(django_assert_num_queries: Any) -> None:
+    with override_settings(AUDIT_EVENTS=without("tests.Author")):
+        assert len(count(new_author)) == 1
+    with django_assert_num_queries(2) as captured:
+        new_author()
+    assert is_event_insert(sql(captured)[1])
+
+
+def test_create_with_a_fresh_uuid_key_reads_nothing(django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(2) as captured:
+        Ticket.objects.create(title="t")
+    assert [s.split()[0] for s in sql(captured)] == ["INSERT", "INSERT"]
+
+
+def test_create_with_a_given_key_looks_for_the_row_first(django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(3) as captured:
+        Code.objects.create(code="C", label="c")  # the row may exist: it is one SELECT to know
+    assert is_lock(sql(captured)[0], "tests_code")
+
+
+def test_multi_table_create(django_assert_num_queries: Any) -> None:
+    with override_settings(AUDIT_EVENTS=without("tests.Restaurant")):
+        assert len(count(lambda: Restaurant.objects.create(name="r"))) == 2  # both tables
+    with django_assert_num_queries(3):
+        Restaurant.objects.create(name="r")
+
+
+@pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
+def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, update_fields: Any) -> None:
+    author = new_author()
+    with override_settings(AUDIT_EVENTS=without("tests.Author")):
+        author.name = "plain"
+        assert len(count(lambda: author.save(update_fields=update_fields))) == 1
+    author.name = "audited"
+    with django_assert_num_queries(3) as captured:
+        author.save(update_fields=update_fields)
+    statements = sql(captured)
+    assert is_lock(statements[0], "tests_author")
+    assert statements[1].startswith("UPDATE")
+    assert is_event_insert(statements[2])
+
+
+def test_a_save_that_changes_nothing_costs_only_the_select(django_assert_num_queries: Any) -> None:
+    author = new_author()
+    with django_assert_num_queries(2) as captured:
+        author.save()
+    assert is_lock(sql(captured)[0], "tests_author")
+    assert not any(is_event_insert(s) for s in sql(captured))
+
+
+def test_saving_an_f_expression_reads_the_result_back(django_assert_num_queries: Any) -> None:
+    row = Everything.objects.create(integer=1)
+    row.integer = F("integer") + 1
+    with django_assert_num_queries(4):  # lock, UPDATE, read the computed value, event
+        row.save()
+
+
+def test_delete_costs_one_select_and_one_insert(django_assert_num_queries: Any) -> None:
+    from tests.models import Book
+
+    book = Book.objects.create(author=new_author(), title="t")
+    with override_settings(AUDIT_EVENTS=without("tests.Review")):
+        assert len(count(Review.objects.create(book=book).delete)) == 1
+    review = Review.objects.create(book=book)
+    with django_assert_num_queries(3) as captured:
+        review.delete()
+    statements = sql(captured)
+    assert is_lock(statements[0], "tests_review")
+    assert statements[1].startswith("DELETE")
+    assert is_event_insert(statements[2])
+
+
+# --- autocommit mode --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_autocommit_mode_each_audited_write_is_one_transaction(django_assert_num_queries: Any) -> None:
+    from tests.models import Book
+
+    assert connection.get_autocommit()
+    for model in [Author, Review]:
+        ContentType.objects.get_for_model(model)
+    with override_settings(AUDIT_EVENTS=OFF):
+        assert count(new_author)[0].startswith("INSERT")  # plain Django: one statement, no transaction
+        assert len(count(new_author)) == 1
+
+    with django_assert_num_queries(4) as captured:
+        author = new_author()
+    assert sql(captured)[0] == "BEGIN"
+    assert sql(captured)[-1] == "COMMIT"
+
+    author.name = "changed"
+    with django_assert_num_queries(5) as captured:  # BEGIN, SELECT, UPDATE, INSERT, COMMIT
+        author.save()
+    assert (sql(captured)[0], sql(captured)[-1]) == ("BEGIN", "COMMIT")
+
+    author.email = "e@example.com"
+    with django_assert_num_queries(5):
+        author.save(update_fields=["email"])
+
+    with django_assert_num_queries(4):  # BEGIN, SELECT, UPDATE, COMMIT
+        author.save()
+
+    review = Review.objects.create(book=Book.objects.create(author=author, title="t"))
+    with django_assert_num_queries(5) as captured:  # BEGIN, SELECT, DELETE, INSERT, COMMIT
+        review.delete()
+    assert (sql(captured)[0], sql(captured)[-1]) == ("BEGIN", "COMMIT")
+    assert Event.objects.filter(content_type__model="review", action="delete").count() == 1
+
+
+# --- unregistered models pay nothing ---------------------------------------------
+
+
+def normalized(statements: list[str]) -> list[str]:
+    """Statements with the row-specific numbers taken out, to compare two runs."""
+    uuids = r"'[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}'"
+    return [re.sub(r"\b\d+\b", "N", re.sub(uuids, "UUID", re.sub(r'"s\d+_x\d+"', "SP", s))) for s in statements]
+
+
+def writes(model: type[models.Model], **fields: Any) -> list[str]:
+    """Every ORM write path once, on ``model``; the statements they issued."""
+    manager = model._default_manager
+    statements: list[str] = []
+
+    def run(work: Callable[[], object]) -> None:
+        statements.extend(count(work))
+
+    row = model(**fields)
+    run(row.save)
+    run(lambda: manager.create(**fields))
+    run(lambda: manager.get_or_create(pk=row.pk, defaults=fields))
+    run(lambda: manager.update_or_create(pk=row.pk, defaults=fields))
+    run(row.save)
+    run(lambda: row.save(update_fields=list(fields)))
+    run(lambda: manager.filter(pk=row.pk).update(**fields))
+    run(lambda: manager.bulk_create([model(**fields), model(**fields)]))
+    run(lambda: manager.bulk_update(list(manager.all()[:2]), list(fields)))
+    run(row.delete)
+    run(lambda: manager.all().delete())
+    return statements
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "label"),
+    [
+        (Unregistered, {"name": "x"}, None),
+        (Ticket, {"title": "x"}, "tests.Ticket"),
+        (Review, {"stars": 4}, "tests.Review"),
+    ],
+    ids=["never-registered", "ticket-turned-off", "review-turned-off"],
+)
+def test_an_unregistered_model_issues_exactly_what_plain_django_issues(
+    model: type[models.Model], fields: dict[str, Any], label: str | None
+) -> None:
+    if model is Review:
+        from tests.models import Book
+
+        fields = {**fields, "book": Book.objects.create(author=new_author(), title="t")}
+    with override_settings(AUDIT_EVENTS=OFF):  # nothing registered: plain Django
+        plain = writes(model, **fields)
+    before = Event.objects.count()
+    with override_settings(AUDIT_EVENTS=without(label) if label else BASE):
+        others_registered = writes(model, **fields)
+    assert normalized(others_registered) == normalized(plain)
+    assert Event.objects.count() == before
+    assert len(plain) >= 10
+
+
+def test_registering_again_after_turning_off_costs_the_same_as_before(django_assert_num_queries: Any) -> None:
+    with override_settings(AUDIT_EVENTS=OFF):
+        pass
+    author = new_author()
+    author.name = "again"
+    with django_assert_num_queries(3):
+        author.save()
