@@ -14,6 +14,11 @@ never by the table:
    too (changed outside capture, or registered after it held data:
    ``audit_snapshot`` records those).
 
+Queries: per batch of events, one SELECT of the events and one of their live
+rows; per batch of live rows, one SELECT of their keys and one of the keys
+that have events; per suspected drift, a locked re-check (three SELECTs) and,
+with ``repair``, one INSERT. None per healthy row.
+
 A suspected drift is checked again under the row's lock before it is
 reported (a write may have landed between the two reads), and ``repair``
 appends, in that same transaction, an event that makes replay equal the live

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit_events import AppendOnlyError, RestoreError, restore, snapshot_rows, state_at
@@ -365,6 +367,31 @@ def test_verify_streams_in_batches_across_rows_and_chains() -> None:
     assert sum(done) == total_work(Author) == Event.objects.filter(content_type__model="author").count() + 4
     raw(f"UPDATE {Author._meta.db_table} SET name = 'x' WHERE id = %s", [authors[3].pk])
     assert findings(Author, batch_size=2) == [("tests.Author", str(authors[3].pk), Kind.DRIFT)]
+
+
+def queries_of(function: Any) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        function()
+    return len(queries)
+
+
+def test_verify_and_snapshot_cost_queries_per_batch_not_per_row() -> None:
+    """Memory and queries follow the batch, never the table: 2 rows or 30 cost the same."""
+    ContentType.objects.clear_cache()
+    few = [history_of_three() for _ in range(2)]
+    with capture_paused():
+        Author.objects.bulk_create([Author(name="silent") for _ in range(2)])
+    assert snapshot_rows(Author) == 2
+    few_verify = queries_of(lambda: list(verify_model(Author)))
+    with capture_paused():
+        Author.objects.bulk_create([Author(name="silent") for _ in range(2)])
+    few_snapshot = queries_of(lambda: snapshot_rows(Author))
+    many = [history_of_three() for _ in range(28)]
+    with capture_paused():
+        Author.objects.bulk_create([Author(name="silent") for _ in range(30)])
+    assert queries_of(lambda: snapshot_rows(Author)) == few_snapshot
+    assert queries_of(lambda: list(verify_model(Author))) == few_verify
+    assert len(few) + len(many) == 30
 
 
 def test_verify_since_checks_only_rows_written_since() -> None:
