@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models import Q
 
 from . import journal, registry
@@ -111,9 +111,30 @@ def verify_model(
     if spec is None:
         raise LookupError(f"{model._meta.label} is not registered for auditing.")
     db = using or router.db_for_write(model)
-    yield from _check_events(spec, db, since, repair, batch_size, progress)
+    content_type = ContentType.objects.db_manager(db).get_for_id(spec.content_type_id())
+    yield from _check_events(content_type, spec, db, since, repair, batch_size, progress)
     if since is None:
         yield from _check_unrecorded(spec, db, repair, batch_size, progress)
+
+
+def unregistered_content_types(using: str = DEFAULT_DB_ALIAS) -> list[ContentType]:
+    """Content types that have events but no registered model (unregistered since, or uninstalled)."""
+    registered = {spec.content_type_id() for spec in registry.registered_specs()}
+    ids = Event.objects.using(using).order_by().values_list("content_type_id", flat=True).distinct()
+    manager = ContentType.objects.db_manager(using)
+    return sorted((manager.get_for_id(pk) for pk in set(ids) - registered), key=lambda ct: (ct.app_label, ct.model))
+
+
+def verify_chains(
+    content_type: ContentType,
+    *,
+    since: datetime.datetime | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Progress | None = None,
+) -> Iterator[Finding]:
+    """Versions and hash chains only, for events whose model is no longer registered (no live row to compare)."""
+    yield from _check_events(content_type, None, using, since, False, batch_size, progress)
 
 
 def total_work(model: type[models.Model], since: datetime.datetime | None = None, using: str | None = None) -> int:
@@ -121,28 +142,41 @@ def total_work(model: type[models.Model], since: datetime.datetime | None = None
     spec = registry.spec_for(model)
     assert spec is not None
     db = using or router.db_for_write(model)
-    events = _events(spec, db, since).count()
+    events = _events(spec.content_type_id(), db, since).count()
     return events if since is not None else events + spec.model._base_manager.using(db).count()
 
 
-def _events(spec: registry.ModelSpec, db: str, since: datetime.datetime | None) -> EventQuerySet:
-    events = Event.objects.using(db).filter(content_type_id=spec.content_type_id())
+def event_count(
+    content_type: ContentType, since: datetime.datetime | None = None, using: str = DEFAULT_DB_ALIAS
+) -> int:
+    """How many items :func:`verify_chains` will report to ``progress``."""
+    return _events(content_type.pk, using, since).count()
+
+
+def _events(content_type_id: int, db: str, since: datetime.datetime | None) -> EventQuerySet:
+    events = Event.objects.using(db).filter(content_type_id=content_type_id)
     if since is not None:
-        recent = Event.objects.using(db).filter(content_type_id=spec.content_type_id(), created_at__gte=since)
+        recent = Event.objects.using(db).filter(content_type_id=content_type_id, created_at__gte=since)
         events = events.filter(object_pk__in=recent.values("object_pk"))
     return events
 
 
+def _label(content_type: ContentType, spec: registry.ModelSpec | None) -> str:
+    return spec.model._meta.label if spec is not None else f"{content_type.app_label}.{content_type.model}"
+
+
 def _check_events(
-    spec: registry.ModelSpec,
+    content_type: ContentType,
+    spec: registry.ModelSpec | None,
     db: str,
     since: datetime.datetime | None,
     repair: bool,
     batch_size: int,
     progress: Progress | None,
 ) -> Iterator[Finding]:
-    content_type = ContentType.objects.db_manager(db).get_for_id(spec.content_type_id())
-    events = _events(spec, db, since).order_by("object_pk", "version")
+    """Stream the events of one content type; compare replay with live rows when its model is registered."""
+    label = _label(content_type, spec)
+    events = _events(content_type.pk, db, since).order_by("object_pk", "version")
     current: _Row | None = None
     after: tuple[str, int] | None = None
     while True:
@@ -161,17 +195,24 @@ def _check_events(
                 if current is not None:
                     done.append(current)
                 current = _Row(event.object_pk)
-            _check_event(spec, current, event)
+            _check_event(label, current, event)
         after = (batch[-1].object_pk, batch[-1].version)
-        yield from _check_live(spec, db, done, repair)
+        yield from _finish(spec, db, done, repair)
         if progress:
             progress(len(batch))
     if current is not None:
-        yield from _check_live(spec, db, [current], repair)
+        yield from _finish(spec, db, [current], repair)
 
 
-def _check_event(spec: registry.ModelSpec, row: _Row, event: Event) -> None:
-    label = spec.model._meta.label
+def _finish(spec: registry.ModelSpec | None, db: str, rows: list[_Row], repair: bool) -> Iterator[Finding]:
+    if spec is None:
+        for row in rows:
+            yield from row.findings
+    else:
+        yield from _check_live(spec, db, rows, repair)
+
+
+def _check_event(label: str, row: _Row, event: Event) -> None:
     chain_known = True
     if event.version != row.expected_version:
         if event.version > row.expected_version:

@@ -7,8 +7,10 @@ import io
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from audit_events.context import audit_context, capture_paused
@@ -102,6 +104,29 @@ def test_verify_finds_drift_repairs_it_then_is_clean() -> None:
     assert "1 drift(s) repaired" in repaired
     assert Event.objects.filter(action=Action.SYNC).count() == 1
     assert run("audit_verify").startswith("audit_verify: OK")
+
+
+def test_verify_proves_the_chains_of_models_no_longer_registered() -> None:
+    author = Author.objects.create(name="Ada")
+    author.name = "Ada L."
+    author.save()
+    others = [label for label in settings.AUDIT_EVENTS["MODELS"] if label != "tests.Author"]
+    with override_settings(AUDIT_EVENTS={**settings.AUDIT_EVENTS, "MODELS": others}):
+        out = run("audit_verify")
+        assert "tests.author (chains only: not registered)" in out
+        assert "tests.Author," not in out
+        with transaction.atomic():
+            if connection.vendor == "sqlite":
+                raw("DROP TRIGGER audit_events_no_update")
+            else:
+                raw(f"DROP TRIGGER audit_events_no_update_delete ON {TABLE}")
+            raw(f"UPDATE {TABLE} SET actor_repr = 'x' WHERE version = 2")
+            printed = io.StringIO()
+            with pytest.raises(CommandError, match=r"1 finding\(s\)"):
+                call_command("audit_verify", "--repair", stdout=printed, stderr=io.StringIO())
+            assert printed.getvalue().startswith(f"tests.author pk={author.pk} tampered: version 2")
+            transaction.set_rollback(True)
+        assert "not registered" in str(fails("audit_verify", "tests.Author"))
 
 
 def test_verify_since() -> None:

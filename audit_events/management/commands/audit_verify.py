@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
 
 from ... import verify
 from ..arguments import moment, registered_models
@@ -40,33 +42,49 @@ class Command(BaseCommand):
         models = registered_models(options["models"])
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        remaining = repaired = 0
+        self.remaining = self.repaired = 0
+        checked = []
         for model in models:
-            bar = ProgressBar.for_command(
-                model._meta.label,
-                verify.total_work(model, since, options["database"]),
-                self.stderr,
-                options["verbosity"],
+            total = verify.total_work(model, since, options["database"])
+            findings = verify.verify_model(
+                model,
+                since=since,
+                repair=options["repair"],
+                batch_size=options["batch_size"],
+                using=options["database"],
+                progress=(bar := ProgressBar.for_command(model._meta.label, total, self.stderr, options["verbosity"])),
             )
-            try:
-                for finding in verify.verify_model(
-                    model,
+            self._report(findings, bar)
+            checked.append(model._meta.label)
+        if not options["models"]:
+            # Events of models no longer registered: their chains can still be proved.
+            db = options["database"] or DEFAULT_DB_ALIAS
+            for content_type in verify.unregistered_content_types(db):
+                label = f"{content_type.app_label}.{content_type.model}"
+                total = verify.event_count(content_type, since, db)
+                findings = verify.verify_chains(
+                    content_type,
                     since=since,
-                    repair=options["repair"],
                     batch_size=options["batch_size"],
-                    using=options["database"],
-                    progress=bar,
-                ):
-                    bar.close()
-                    self.stdout.write(str(finding))
-                    if finding.repaired:
-                        repaired += 1
-                    else:
-                        remaining += 1
-            finally:
-                bar.close()
-        if remaining:
-            raise CommandError(f"audit_verify: {remaining} finding(s) ({repaired} repaired).", returncode=1)
+                    using=db,
+                    progress=(bar := ProgressBar.for_command(label, total, self.stderr, options["verbosity"])),
+                )
+                self._report(findings, bar)
+                checked.append(f"{label} (chains only: not registered)")
+        if self.remaining:
+            raise CommandError(f"audit_verify: {self.remaining} finding(s) ({self.repaired} repaired).", returncode=1)
         if options["verbosity"] > 0:
-            checked = ", ".join(m._meta.label for m in models) or "no registered model"
-            self.stdout.write(f"audit_verify: OK ({checked}; {repaired} drift(s) repaired).")
+            summary = ", ".join(checked) or "no registered model"
+            self.stdout.write(f"audit_verify: OK ({summary}; {self.repaired} drift(s) repaired).")
+
+    def _report(self, findings: Iterator[verify.Finding], bar: ProgressBar) -> None:
+        try:
+            for finding in findings:
+                bar.close()  # end the bar's line: the finding gets its own
+                self.stdout.write(str(finding))
+                if finding.repaired:
+                    self.repaired += 1
+                else:
+                    self.remaining += 1
+        finally:
+            bar.close()
