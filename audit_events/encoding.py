@@ -80,7 +80,7 @@ def encode(field: models.Field[Any, Any], value: Any) -> JSONValue:
     if isinstance(field, models.UUIDField):
         return str(field.to_python(value))
     if isinstance(field, models.BooleanField):
-        return bool(value)
+        return field.to_python(value)  # as Django reads "0" before writing it: False, where bool() says True
     if isinstance(field, (models.IntegerField, models.AutoField)):
         return int(value)
     if isinstance(field, models.GenericIPAddressField):
