@@ -242,3 +242,34 @@ def test_non_finite_floats_in_a_row(db: None, number: float) -> None:
     field = FIELDS["floating"]
     assert same(field, decode(field, event_state(row)["floating"]), number)
     assert encode(field, Everything.objects.get(pk=row.pk).floating) == encode(field, number)
+
+
+ACCEPTED = [
+    ("flag", "0"),
+    ("flag", 1),
+    ("maybe", "1"),
+    ("integer", "5"),
+    ("floating", "1.5"),
+    ("floating", decimal.Decimal("0.1")),
+    ("decimal", "1.5"),
+    ("decimal", 1.5),
+    ("day", "2024-01-02"),
+    ("moment", "2024-01-02T03:04:05.123456+02:00"),
+    ("clock", "12:34:56.789"),
+    ("ident", "12345678123456781234567812345678"),
+    ("ident", "12345678-1234-5678-1234-567812345678".upper()),
+    ("ip", "2001:0db8:0000::1"),
+    ("char", 5),
+    ("blob", bytearray(b"ab")),
+    ("data", {"b": 1, "a": (1, 2)}),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), ACCEPTED, ids=[f"{n}={v!r}" for n, v in ACCEPTED])
+def test_values_in_any_form_django_accepts_encode_as_what_is_stored(db: None, name: str, value: Any) -> None:
+    """A form or a fixture may set "0" on a BooleanField or "5" on an IntegerField: Django converts it."""
+    field = FIELDS[name]
+    row = Everything.objects.create(**{name: value})
+    stored = getattr(Everything.objects.get(pk=row.pk), field.attname)
+    assert encode(field, value) == encode(field, stored)
+    assert same(field, decode(field, event_state(row)[name]), stored)
