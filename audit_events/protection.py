@@ -26,6 +26,18 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .models import Event
 
+# What migration 0002 installs, by backend (audit_verify reports any that is missing).
+EXPECTED_TRIGGERS = {
+    "sqlite": ("audit_events_no_delete", "audit_events_no_update"),
+    "postgresql": ("audit_events_no_truncate", "audit_events_no_update_delete"),
+}
+
+
+def missing_triggers(connection: BaseDatabaseWrapper) -> list[str]:
+    """The append-only triggers this backend should have and does not (dropped, disabled, lost in a rebuild)."""
+    present = set(installed_triggers(connection))
+    return [name for name in EXPECTED_TRIGGERS.get(connection.vendor, ()) if name not in present]
+
 
 def installed_triggers(connection: BaseDatabaseWrapper) -> list[str]:
     """Names of the enabled triggers on the event table (empty on other backends)."""

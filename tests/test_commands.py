@@ -82,10 +82,11 @@ def test_verify_names_a_tampered_row_and_exits_non_zero() -> None:
             raw(f"DROP TRIGGER audit_events_no_update_delete ON {TABLE}")
         raw(f"UPDATE {TABLE} SET changes = %s WHERE version = 2", ['{"name": ["Ada", "Eve"]}'])
         out = io.StringIO()
-        with pytest.raises(CommandError, match=r"2 finding\(s\)") as info:
+        with pytest.raises(CommandError, match=r"3 finding\(s\)") as info:
             call_command("audit_verify", "tests.Author", stdout=out, stderr=io.StringIO())
         assert info.value.returncode == 1
-        tampered, drift = out.getvalue().splitlines()
+        unprotected, tampered, drift = out.getvalue().splitlines()
+        assert unprotected.startswith(f"{TABLE} unprotected: ")
         assert tampered.startswith(f"tests.Author pk={author.pk} tampered: version 2 (event id ")
         assert drift == f"tests.Author pk={author.pk} drift: name: recorded 'Eve', live 'Ada L.'"
         transaction.set_rollback(True)
@@ -122,11 +123,31 @@ def test_verify_proves_the_chains_of_models_no_longer_registered() -> None:
                 raw(f"DROP TRIGGER audit_events_no_update_delete ON {TABLE}")
             raw(f"UPDATE {TABLE} SET actor_repr = 'x' WHERE version = 2")
             printed = io.StringIO()
-            with pytest.raises(CommandError, match=r"1 finding\(s\)"):
+            with pytest.raises(CommandError, match=r"2 finding\(s\)"):
                 call_command("audit_verify", "--repair", stdout=printed, stderr=io.StringIO())
-            assert printed.getvalue().startswith(f"tests.author pk={author.pk} tampered: version 2")
+            assert printed.getvalue().splitlines()[1].startswith(f"tests.author pk={author.pk} tampered: version 2")
             transaction.set_rollback(True)
         assert "not registered" in str(fails("audit_verify", "tests.Author"))
+
+
+def test_verify_reports_missing_triggers() -> None:
+    Author.objects.create(name="Ada")
+    with transaction.atomic():
+        if connection.vendor == "sqlite":
+            raw("DROP TRIGGER audit_events_no_delete")
+            missing = "audit_events_no_delete"
+        else:
+            raw(f"DROP TRIGGER audit_events_no_truncate ON {TABLE}")
+            missing = "audit_events_no_truncate"
+        printed = io.StringIO()
+        with pytest.raises(CommandError, match=r"1 finding\(s\)"):
+            call_command("audit_verify", "tests.Author", stdout=printed, stderr=io.StringIO())
+        assert printed.getvalue() == (
+            f"{TABLE} unprotected: the database would accept UPDATE/DELETE, trigger(s) {missing} missing "
+            "(re-create them: see migration audit_events 0002)\n"
+        )
+        transaction.set_rollback(True)
+    assert run("audit_verify", "tests.Author").startswith("audit_verify: OK")
 
 
 def test_verify_since() -> None:

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 
-from ... import verify
+from ... import protection, verify
+from ...models import Event
 from ..arguments import moment, registered_models
 from ..progress import ProgressBar
 
@@ -44,6 +45,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         self.remaining = self.repaired = 0
         checked = []
+        self._check_protection(options["database"] or DEFAULT_DB_ALIAS)
         for model in models:
             total = verify.total_work(model, since, options["database"])
             findings = verify.verify_model(
@@ -76,6 +78,15 @@ class Command(BaseCommand):
         if options["verbosity"] > 0:
             summary = ", ".join(checked) or "no registered model"
             self.stdout.write(f"audit_verify: OK ({summary}; {self.repaired} drift(s) repaired).")
+
+    def _check_protection(self, using: str) -> None:
+        missing = protection.missing_triggers(connections[using])
+        if missing:
+            self.remaining += 1
+            self.stdout.write(
+                f"{Event._meta.db_table} unprotected: the database would accept UPDATE/DELETE, "
+                f"trigger(s) {', '.join(missing)} missing (re-create them: see migration audit_events 0002)"
+            )
 
     def _report(self, findings: Iterator[verify.Finding], bar: ProgressBar) -> None:
         try:
