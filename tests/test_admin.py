@@ -530,3 +530,17 @@ def test_the_mixin_on_an_unrecorded_model_keeps_djangos_pages(admin_client: Clie
     assert "audit_deleted" not in changelist
     assert "Deleted unregistereds" not in changelist
     assert admin_client.get(reverse("admin:tests_unregistered_audit_deleted")).status_code == 404
+
+
+def test_the_changelist_counts_events_up_to_a_cap(admin_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit_events.admin import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "cap", 5)
+    for i in range(3):
+        Author.objects.create(name=f"a{i}")
+    assert "3 audit events" in admin_client.get(EVENTS).content.decode()
+    for i in range(3):
+        Author.objects.create(name=f"b{i}")
+    body = admin_client.get(EVENTS).content.decode()
+    assert "More than 5 events" in body
+    assert "6 audit events" not in body
