@@ -7,6 +7,9 @@ Cost per audited write, beyond Django's own statements:
 * delete: one locking SELECT of the old row, one INSERT;
 * a no-op save: the SELECT only.
 
+The event's version, hash and whether it stores a full state are decided by
+the database inside the INSERT (``journal``): no query for the row's history.
+
 Foreign keys that a parent's delete sets to NULL (or a default) are recorded
 by the audited ``QuerySet.update()`` Django's Collector calls (``querysets``).
 
@@ -20,13 +23,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connections, models
-from django.db.models import OuterRef, Subquery
-from django.db.models.functions import Cast
 
-from . import conf, journal, m2m, registry
+from . import journal, m2m, registry
 from .context import is_paused
-from .encoding import JSONValue, encode, value_field
-from .models import Action, Event
+from .encoding import JSONValue, encode
+from .models import Action
 from .operations import deletion_begin, deletion_end
 
 _OLD = "_audit_events_old"
@@ -34,38 +35,32 @@ _OLD = "_audit_events_old"
 State = dict[str, JSONValue]
 
 
-def locked_rows(
-    spec: registry.ModelSpec, using: str, lookup: dict[str, Any], object_pk: str | None = None
-) -> dict[Any, tuple[State, int | None]]:
-    """Current rows matching ``lookup``, locked, with each row's latest event version.
+def lock_rows(spec: registry.ModelSpec, using: str, lookup: dict[str, Any]) -> dict[Any, State]:
+    """The full current state of the rows matching ``lookup``, locked, many-to-many links included.
 
-    ``object_pk`` names the one row looked up; without it, the latest version
-    is found only for integer keys, and an unknown one (``None``) merely makes
-    the next event carry a full state. Queries: one SELECT (``FOR UPDATE``
-    where the backend supports it).
+    Queries: one SELECT (``FOR UPDATE`` where the backend supports it); each
+    many-to-many field is a subquery of it, not a query of its own.
     """
     qs = spec.model._base_manager.using(using).filter(**lookup)
     if connections[using].features.has_select_for_update:
         qs = qs.select_for_update()
     pk_name = spec.pk_field.attname
-    names = [f.attname for f in spec.fields]
-    key: Any = object_pk
-    if key is None and isinstance(value_field(spec.pk_field), models.IntegerField):
-        key = Cast(OuterRef("pk"), output_field=models.CharField())
-    if key is not None:
-        events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=key)
-        qs = qs.annotate(_audit_last_version=Subquery(events.order_by("-version").values("version")[:1]))
-    rows: dict[Any, tuple[State, int | None]] = {}
-    for values in qs.values(pk_name, *names, *(["_audit_last_version"] if key is not None else [])):
+    links = {f"_audit_links_{field.name}": field for field in spec.m2m_fields}
+    qs = qs.annotate(**{alias: m2m.linked_keys(field) for alias, field in links.items()})
+    rows: dict[Any, State] = {}
+    for values in qs.values(pk_name, *(f.attname for f in spec.fields), *links):
         state = {f.name: encode(f, values[f.attname]) for f in spec.fields}
-        rows[values[pk_name]] = (state, values.get("_audit_last_version"))
+        for alias, field in links.items():
+            state[field.name] = m2m.decode_keys(field, values[alias])
+        rows[values[pk_name]] = state
     return rows
 
 
-def should_snapshot(last_version: int | None) -> bool:
-    if last_version is None:
-        return True  # a row's first event carries its full state
-    return (last_version + 1) % conf.get_config().snapshot_every == 0
+def locked_rows(
+    spec: registry.ModelSpec, using: str, lookup: dict[str, Any], object_pk: str | None = None
+) -> dict[Any, tuple[State, None]]:
+    """:func:`lock_rows` in the shape older callers expect; to be removed."""
+    return {pk: (state, None) for pk, state in lock_rows(spec, using, lookup).items()}
 
 
 def draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
@@ -90,10 +85,9 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
         return
-    old: tuple[State, int | None] | None = None
+    old: State | None = None
     if instance.pk is not None and not _pk_is_fresh(instance, raw):
-        rows = locked_rows(spec, using, {"pk": instance.pk}, spec.object_pk(instance.pk))
-        old = next(iter(rows.values()), None)
+        old = next(iter(lock_rows(spec, using, {"pk": instance.pk}).values()), None)
     instance.__dict__[_OLD] = old
 
 
@@ -118,20 +112,15 @@ def post_save(
     spec = registry.spec_for(sender)
     if spec is None:
         return
-    new = _saved_state(spec, instance, using, old[0] if old else None, update_fields)
+    new = _saved_state(spec, instance, using, old, update_fields)
     if old is None:
-        m2m.complete(spec, using, {instance.pk: new}, new_rows=True)
-        event = draft(spec, instance.pk, Action.CREATE, state=new)
+        event = draft(spec, instance.pk, Action.CREATE, state=m2m.without_links(spec, new))
     else:
-        old_state, last_version = old
-        changes = diff(old_state, new)
+        changes = diff(old, new)
         if not changes:
             return  # a save that changes nothing records nothing
-        snapshot = None
-        if should_snapshot(last_version):
-            snapshot = new
-            m2m.complete(spec, using, {instance.pk: snapshot})
-        event = draft(spec, instance.pk, Action.UPDATE, changes=changes, state=snapshot)
+        # A save leaves many-to-many links as they were.
+        event = draft(spec, instance.pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
     journal.write([event], using)
 
 
@@ -174,11 +163,7 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
     if spec is None or is_paused():
         return
     operation = deletion_begin(kwargs.get("origin"))
-    rows = locked_rows(spec, using, {"pk": instance.pk}, spec.object_pk(instance.pk))
-    row = next(iter(rows.values()), None)
-    state = row[0] if row else None
-    if state is not None:
-        m2m.complete(spec, using, {instance.pk: state})  # links go with the row: keep them
+    state = next(iter(lock_rows(spec, using, {"pk": instance.pk}).values()), None)
     instance.__dict__[_OLD] = (state, operation)
 
 

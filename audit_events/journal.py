@@ -25,16 +25,19 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models
-from django.db.models import Func, Subquery, Value
-from django.db.models.functions import Coalesce, Concat
+from django.db.models import Case, Func, Subquery, Value, When
+from django.db.models.functions import Coalesce, Concat, Mod
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from . import conf
 from .context import current_context
 from .encoding import JSONValue, canonical_json
 from .models import Event
 from .operations import current_operation
 
 BATCH_SIZE = 500
+State = dict[str, JSONValue]
 _PARAMS_PER_EVENT = 20
 
 
@@ -67,7 +70,9 @@ class Draft:
     object_pk: str
     action: str
     changes: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, JSONValue] | None = None
+    state: State | None = None
+    # A full state to store only if the event's version falls on a snapshot.
+    snapshot: State | None = None
     operation: uuid.UUID = field(default_factory=current_operation)
     created_at: datetime.datetime = field(default_factory=timezone.now)
 
@@ -134,27 +139,42 @@ def _latest(draft: Draft, column: str) -> Subquery:
 
 
 def _event(draft: Draft, actor_fields: dict[str, Any]) -> Event:
-    content = hash_content(
-        content_type=draft.content_type_label,
-        object_pk=draft.object_pk,
-        action=draft.action,
-        changes=draft.changes,
-        state=draft.state,
-        created_at=draft.created_at,
-        operation=draft.operation,
-        **actor_fields,
-    )
+    def content(state: State | None) -> str:
+        return hash_content(
+            content_type=draft.content_type_label,
+            object_pk=draft.object_pk,
+            action=draft.action,
+            changes=draft.changes,
+            state=state,
+            created_at=draft.created_at,
+            operation=draft.operation,
+            **actor_fields,
+        )
+
+    version = Coalesce(_latest(draft, "version"), 0) + 1
+    # A missing state is SQL NULL (Value(None, JSONField()) would be JSON null).
+    state: Any = draft.state
+    hashed: Any = Value(content(draft.state))
+    if draft.state is None and draft.snapshot is not None:
+        # Only the database knows this event's version (a writer that waited for
+        # the row lock may be further on than it read), so it decides whether the
+        # event lands on a snapshot: the row's first event, or every N-th.
+        every = conf.get_config().snapshot_every
+        due = [Exact(version, 1), Exact(Mod(version, every), 0)]
+        snapshot = Value(draft.snapshot, models.JSONField())
+        state = Case(*(When(condition, then=snapshot) for condition in due))
+        with_state = Value(content(draft.snapshot))
+        hashed = Case(*(When(condition, then=with_state) for condition in due), default=Value(content(None)))
     return Event(
         content_type_id=draft.content_type_id,
         object_pk=draft.object_pk,
-        version=Coalesce(_latest(draft, "version"), 0) + 1,
+        version=version,
         action=draft.action,
         changes=draft.changes,
-        # Value(None) would store JSON null; a missing state is SQL NULL.
-        state=draft.state,
+        state=state,
         created_at=draft.created_at,
         operation=draft.operation,
-        hash=Sha256Hex(Concat(Coalesce(_latest(draft, "hash"), Value("")), Value(content))),
+        hash=Sha256Hex(Concat(Coalesce(_latest(draft, "hash"), Value("")), hashed)),
         **actor_fields,
     )
 

@@ -15,10 +15,12 @@ after, one INSERT of events.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
+from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry
 from .context import is_paused
@@ -37,6 +39,33 @@ def _columns(field: models.ManyToManyField[Any, Any]) -> tuple[type[models.Model
     return through, source, target
 
 
+class _JSONKeys(Aggregate):
+    """The aggregated values as JSON array text (order unspecified: callers sort)."""
+
+    function = "JSON_GROUP_ARRAY"  # SQLite
+    output_field = models.TextField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="CAST(JSONB_AGG(%(expressions)s) AS text)", **extra)
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="JSON_ARRAYAGG", **extra)
+
+
+def linked_keys(field: models.ManyToManyField[Any, Any]) -> Subquery:
+    """A subquery of the outer row's related pks, as JSON text (``None`` when it has none)."""
+    through, source, target = _columns(field)
+    pairs = through._base_manager.filter(**{source: OuterRef("pk")}).order_by().values(source)
+    return Subquery(pairs.annotate(keys=_JSONKeys(target)).values("keys")[:1])
+
+
+def decode_keys(field: models.ManyToManyField[Any, Any], text: str | None) -> list[JSONValue]:
+    """What :func:`linked_keys` returned, as the sorted encoded pks a state holds."""
+    target_pk = field.related_model._meta.pk
+    values = json.loads(text) if text else []
+    return sorted(encode(target_pk, target_pk.to_python(value)) for value in values)
+
+
 def read_links(
     field: models.ManyToManyField[Any, Any], using: str, owners: Iterable[Any]
 ) -> dict[Any, list[JSONValue]]:
@@ -51,14 +80,9 @@ def read_links(
     return {owner: sorted(values) for owner, values in links.items()}
 
 
-def complete(
-    spec: registry.ModelSpec, using: str, states: dict[Any, dict[str, JSONValue]], new_rows: bool = False
-) -> None:
-    """Add every many-to-many field to full states (new rows have no links: no query)."""
-    for field in spec.m2m_fields:
-        links = {pk: [] for pk in states} if new_rows else read_links(field, using, states)
-        for pk, state in states.items():
-            state[field.name] = links.get(pk, [])
+def without_links(spec: registry.ModelSpec, state: dict[str, JSONValue]) -> dict[str, JSONValue]:
+    """The state of a row just created: no links yet (no query)."""
+    return {**state, **{field.name: [] for field in spec.m2m_fields}}
 
 
 def write_links(spec: registry.ModelSpec, pk: Any, state: dict[str, JSONValue], using: str) -> None:
@@ -115,28 +139,24 @@ def _owners(
 def _remember(
     instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: list[Any], using: str
 ) -> None:
-    rows = capture.locked_rows(spec, using, {"pk__in": owners})
+    rows = capture.lock_rows(spec, using, {"pk__in": owners})
     if rows:
-        before = read_links(field, using, rows)
-        instance.__dict__.setdefault(_BEFORE, {})[key] = (rows, before)
+        instance.__dict__.setdefault(_BEFORE, {})[key] = rows
 
 
 def _record(instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, using: str) -> None:
-    rows, before = instance.__dict__.get(_BEFORE, {}).pop(key, (None, None))
+    rows = instance.__dict__.get(_BEFORE, {}).pop(key, None)
     if rows is None:
         return
     after = read_links(field, using, rows)
     with operation():
         drafts = []
-        for pk, (state, last_version) in rows.items():
-            if before[pk] == after[pk]:
+        for pk, state in rows.items():
+            if state[field.name] == after[pk]:
                 continue
-            snapshot = None
-            if capture.should_snapshot(last_version):
-                snapshot = dict(state)
-                complete(spec, using, {pk: snapshot})
-            changes = {field.name: [before[pk], after[pk]]}
-            drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, state=snapshot))
+            changes = {field.name: [state[field.name], after[pk]]}
+            snapshot = {**state, field.name: after[pk]}
+            drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=snapshot))
         journal.write(drafts, using)
 
 

@@ -26,7 +26,7 @@ from django.db import NotSupportedError, models, transaction
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 
 from . import journal, m2m, registry
-from .capture import State, diff, draft, locked_rows, should_snapshot
+from .capture import State, diff, draft, lock_rows
 from .context import capture_paused, is_paused
 from .encoding import encode
 from .models import Action
@@ -52,7 +52,7 @@ class AuditedQuerySet(models.QuerySet[Any]):
         if spec is None:
             return super().update(**kwargs)
         with transaction.atomic(using=self.db, savepoint=False), operation():
-            before = locked_rows(spec, self.db, {"pk__in": self.values("pk")})
+            before = lock_rows(spec, self.db, {"pk__in": self.values("pk")})
             count = super().update(**kwargs)
             fields = {name: spec.field(name) or _field_by_attname(spec, name) for name in kwargs}
             tracked = {field: kwargs[name] for name, field in fields.items() if field is not None}
@@ -66,9 +66,9 @@ class AuditedQuerySet(models.QuerySet[Any]):
             return super().bulk_update(objs, fields, batch_size=batch_size)
         with transaction.atomic(using=self.db, savepoint=False), operation():
             pks = [obj.pk for obj in objs]
-            before: dict[Any, tuple[State, int | None]] = {}
+            before: dict[Any, State] = {}
             for start in range(0, len(pks), _IN_CHUNK):
-                before.update(locked_rows(spec, self.db, {"pk__in": pks[start : start + _IN_CHUNK]}))
+                before.update(lock_rows(spec, self.db, {"pk__in": pks[start : start + _IN_CHUNK]}))
             with capture_paused():  # Django's bulk_update calls update(): record once, here
                 count = super().bulk_update(objs, fields, batch_size=batch_size)
             listed = [f for f in spec.fields if f.name in fields or f.attname in fields]
@@ -94,8 +94,7 @@ class AuditedQuerySet(models.QuerySet[Any]):
                     f"{spec.label}: this database does not return primary keys from bulk_create(), "
                     "so the rows cannot be recorded; nothing was written."
                 )
-            states = {obj.pk: spec.snapshot(obj) for obj in created}
-            m2m.complete(spec, self.db, states, new_rows=True)
+            states = {obj.pk: m2m.without_links(spec, spec.snapshot(obj)) for obj in created}
             journal.write([draft(spec, pk, Action.CREATE, state=state) for pk, state in states.items()], self.db)
         return created
 
@@ -119,7 +118,7 @@ def _field_by_attname(spec: registry.ModelSpec, attname: str) -> models.Field[An
 def _record_updates(
     spec: registry.ModelSpec,
     using: str,
-    before: dict[Any, tuple[State, int | None]],
+    before: dict[Any, State],
     assigned: dict[Any, dict[models.Field[Any, Any], Any]],
 ) -> None:
     """Write update events for the rows in ``before`` whose tracked values really changed.
@@ -134,8 +133,7 @@ def _record_updates(
         rows = spec.model._base_manager.using(using).filter(pk__in=list(before))
         fresh = {v[pk_name]: v for v in rows.values(pk_name, *(f.attname for f in needs_reading))}
     drafts = []
-    snapshots: dict[Any, State] = {}
-    for pk, (old, last_version) in before.items():
+    for pk, old in before.items():
         new = dict(old)
         for field, value in assigned.get(pk, {}).items():
             if field in needs_reading:
@@ -145,11 +143,7 @@ def _record_updates(
             new[field.name] = encode(field, value)
         changes = diff(old, new)
         if changes:
-            state = new if should_snapshot(last_version) else None
-            drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, state=state))
-            if state is not None:
-                snapshots[pk] = state
-    m2m.complete(spec, using, snapshots)
+            drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, snapshot=new))
     journal.write(drafts, using)
 
 
@@ -192,30 +186,20 @@ def _bulk_create_with_conflicts(
             query |= models.Q(**{a: getattr(obj, a) for a in attnames})
         return {"pk__in": spec.model._base_manager.filter(query).values("pk")}
 
-    def by_key(rows: dict[Any, tuple[State, int | None]]) -> dict[tuple[Any, ...], tuple[Any, State, int | None]]:
+    def by_key(rows: dict[Any, State]) -> dict[tuple[Any, ...], tuple[Any, State]]:
         names = [f.name for f in key_fields]
-        return {tuple(state[n] for n in names): (pk, state, last) for pk, (state, last) in rows.items()}
+        return {tuple(state[n] for n in names): (pk, state) for pk, state in rows.items()}
 
-    before = by_key(locked_rows(spec, queryset.db, lookup()))
+    before = by_key(lock_rows(spec, queryset.db, lookup()))
     created = super(AuditedQuerySet, queryset).bulk_create(objs, *args, **kwargs)
-    after = by_key(locked_rows(spec, queryset.db, lookup()))
     drafts = []
-    created_states: dict[Any, State] = {}
-    snapshots: dict[Any, State] = {}
-    for row_key, (pk, state, last_version) in after.items():
+    for row_key, (pk, state) in by_key(lock_rows(spec, queryset.db, lookup())).items():
         if row_key not in before:
-            created_states[pk] = state
             drafts.append(draft(spec, pk, Action.CREATE, state=state))
             continue
-        _, old_state, _ = before[row_key]
-        changes = diff(old_state, state)
+        changes = diff(before[row_key][1], state)
         if changes:
-            snapshot = state if should_snapshot(last_version) else None
-            drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, state=snapshot))
-            if snapshot is not None:
-                snapshots[pk] = snapshot
-    m2m.complete(spec, queryset.db, created_states, new_rows=True)
-    m2m.complete(spec, queryset.db, snapshots)
+            drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
     journal.write(drafts, queryset.db)
     return created
 

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, router, transaction
 
 from . import journal, m2m, registry
-from .capture import diff, locked_rows
+from .capture import diff, lock_rows
 from .context import capture_paused
 from .encoding import decode
 from .exceptions import NoHistory, RestoreError
@@ -156,9 +156,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
 
 def _live_state(spec: registry.ModelSpec, pk: Any, db: str) -> State | None:
     """The row as the database holds it now (locked), links included; ``None`` if absent."""
-    live = locked_rows(spec, db, {"pk": pk}, spec.object_pk(pk))
-    m2m.complete(spec, db, {key: state for key, (state, _) in live.items()})
-    return next(iter(live.values()))[0] if live else None
+    return next(iter(lock_rows(spec, db, {"pk": pk}).values()), None)
 
 
 def _check_parents(row: _Row, instance: models.Model, db: str) -> None:

@@ -153,12 +153,6 @@ def test_two_writers_on_one_row_are_recorded_in_commit_order() -> None:
     assert Book.objects.filter(pk=book.pk).values_list("title", "pages").get() == ("B", 7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a writer that waited for the row lock decides on a snapshot from the event version "
-    "its locking SELECT saw before the wait (PostgreSQL evaluates that subquery in the statement's snapshot), "
-    "so the state of version 10 is missing and state_at reads 19 events instead of at most 10",
-)
 def test_a_writer_that_waited_still_stores_the_snapshot_on_its_version() -> None:
     author = Author.objects.create(name="Ann")
     book = Book.objects.create(author=author, title="orig", pages=0)
