@@ -112,7 +112,7 @@ def post_save(
     spec = registry.spec_for(sender)
     if spec is None:
         return
-    new = _saved_state(spec, instance, using, old, update_fields)
+    new = _saved_state(spec, instance, using, old, update_fields, kwargs.get("raw", False))
     if old is None:
         event = draft(spec, instance.pk, Action.CREATE, state=m2m.without_links(spec, new))
     else:
@@ -130,6 +130,7 @@ def _saved_state(
     using: str,
     old: State | None,
     update_fields: frozenset[str] | None,
+    raw: bool = False,
 ) -> State:
     """The row as the save left it, without extra queries where the instance knows it."""
     deferred = instance.get_deferred_fields()
@@ -141,7 +142,9 @@ def _saved_state(
             state[field.name] = old[field.name]
             continue
         value = instance.__dict__.get(field.attname)
-        if hasattr(value, "resolve_expression"):
+        # A raw save (loaddata) of a multi-table child writes only its own table: the
+        # instance does not hold its parents' fields, the database does.
+        if hasattr(value, "resolve_expression") or (raw and field.model is not spec.model):
             expressions.append(field)
         else:
             state[field.name] = encode(field, value)
