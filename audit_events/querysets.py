@@ -99,7 +99,7 @@ class AuditedQuerySet(models.QuerySet[Any]):
         return created
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        if self._audit_spec() is None:
+        if is_paused() or not registry.groups_deletes(self.model):
             return super().delete()
         with operation():
             return super().delete()

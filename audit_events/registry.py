@@ -72,6 +72,9 @@ _wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
 _M2MLink = tuple[ModelSpec, "models.ManyToManyField[Any, Any]"]
 _m2m_links: dict[ModelType, list[_M2MLink]] = {}  # through model -> fields it stores
 _m2m_targets: dict[ModelType, list[_M2MLink]] = {}  # related model (and proxies) -> fields pointing at it
+# Unregistered models whose delete reaches registered rows (CASCADE, SET_NULL...),
+# and the delete they had in their own __dict__ (None: inherited).
+_deleting_parents: dict[ModelType, Callable[..., Any] | None] = {}
 
 
 def spec_for(model: ModelType) -> ModelSpec | None:
@@ -127,6 +130,7 @@ def sync() -> None:
             _unregister(model)
         _register(spec)
     _rebuild_m2m(list(wanted.values()))
+    _rebuild_deleting_parents()
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
@@ -193,13 +197,18 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     return atomic_save_base
 
 
+def groups_deletes(model: ModelType) -> bool:
+    """Whether a delete of ``model`` is one operation: it is registered, or reaches registered rows."""
+    return model in _specs or model in _deleting_parents
+
+
 def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
     """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation."""
     from .operations import operation
 
     @functools.wraps(delete)
     def delete_in_one_operation(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        if type(self) not in _specs:
+        if not groups_deletes(type(self)):
             return delete(self, *args, **kwargs)
         with operation():
             return delete(self, *args, **kwargs)
@@ -229,3 +238,50 @@ def _rebuild_m2m(specs: list[ModelSpec]) -> None:
     for target in _m2m_targets:
         signals.pre_delete.connect(m2m.target_pre_delete, sender=target, dispatch_uid=_uid("m2m_target_pre", target))
         signals.post_delete.connect(m2m.target_post_delete, sender=target, dispatch_uid=_uid("m2m_target_post", target))
+
+
+def _rebuild_deleting_parents() -> None:
+    """Group the deletes of unregistered models that cascade to, or set NULL on, registered rows.
+
+    Without this, each SET_NULL update Django's Collector makes would be an
+    operation of its own, apart from the deletes of the same cascade. The
+    models found (transitively, through any on_delete but PROTECT, RESTRICT
+    and DO_NOTHING) get the wrapped ``delete()`` and the audited QuerySets
+    registered models have; nothing else of theirs is recorded.
+    """
+    from . import querysets
+
+    for model, original in list(_deleting_parents.items()):
+        for sender in _family(model):
+            querysets.uninstall(sender)
+        if original is None:
+            del model.delete
+        else:
+            model.delete = original  # type: ignore[method-assign]
+    _deleting_parents.clear()
+
+    reached = {spec.model for spec in registered_specs()}
+    parents: set[ModelType] = set()
+    inert = (models.PROTECT, models.RESTRICT, models.DO_NOTHING)
+    changed = True
+    while changed:
+        changed = False
+        for model in apps.get_models():
+            for field in model._meta.concrete_fields:
+                if not field.many_to_one and not field.one_to_one:
+                    continue
+                if model._meta.concrete_model not in reached and model not in reached:
+                    continue
+                remote: Any = field.remote_field
+                if remote.on_delete in inert:
+                    continue
+                parent: Any = remote.model._meta.concrete_model
+                if parent not in reached:
+                    reached.add(parent)
+                    parents.add(parent)
+                    changed = True
+    for model in parents - set(_wrapped):
+        _deleting_parents[model] = model.__dict__.get("delete")
+        model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
+        for sender in _family(model):
+            querysets.install(sender)

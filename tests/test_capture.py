@@ -264,6 +264,18 @@ def test_multi_table_inheritance_records_parent_fields() -> None:
     assert only(Place, place.pk).state == {"id": place.pk, "name": "Just a place"}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: saving a multi-table child records events under the child only; the registered "
+    "parent model's own history of the same row stays empty until the row is deleted",
+)
+def test_saving_a_multi_table_child_records_the_registered_parent_too() -> None:
+    restaurant = Restaurant.objects.create(name="Luigi's")
+    restaurant.name = "Mario's"
+    restaurant.save()
+    assert [e.action for e in events(Place, restaurant.pk)] == ["create", "update"]
+
+
 def test_uuid_primary_key_is_canonical_text() -> None:
     ticket = Ticket.objects.create(title="T")
     assert isinstance(ticket.pk, uuid.UUID)
