@@ -200,11 +200,18 @@ def _save_exactly(instance: models.Model, spec: registry.ModelSpec, present: set
     ``present`` holds the tables (models) that have the row already: updated, the others inserted.
     """
     opts = spec.model._meta
+    # An existing row keeps its fields that are not recorded (EXCLUDE_FIELDS): nothing to restore them from.
+    recorded = frozenset(field.name for field in spec.fields)
     for klass in [*reversed(opts.get_parent_list()), spec.model]:
         exists = klass in present
         try:
             instance._save_table(  # type: ignore[attr-defined]
-                raw=True, cls=klass, force_insert=not exists, force_update=exists, using=db
+                raw=True,
+                cls=klass,
+                force_insert=not exists,
+                force_update=exists,
+                using=db,
+                update_fields=recorded if exists else None,
             )
         except DatabaseError as error:
             raise RestoreError(f"{opts.label} pk={instance.pk} could not be written back: {error}") from error

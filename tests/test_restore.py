@@ -495,3 +495,16 @@ def test_restore_through_a_proxy_model() -> None:
     delete(book)
     assert restore(BookProxy, book.pk).title == "one"
     assert [e.action for e in history(Book, book.pk)] == ["create", "update", "restore", "delete", "restore"]
+
+
+def test_restore_at_keeps_the_live_value_of_an_excluded_field() -> None:
+    seen = timezone.now().replace(microsecond=0)
+    author = Author.objects.create(name="Ann")
+    then = moment()
+    author.name = "Anne"
+    author.last_seen = seen  # EXCLUDE_FIELDS: never recorded
+    author.save()
+
+    restore(Author, author.pk, at=then)
+
+    assert Author.objects.values_list("name", "last_seen").get(pk=author.pk) == ("Ann", seen)
