@@ -21,6 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
@@ -35,10 +36,27 @@ if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
     _Base = ModelAdmin[Any]
+    _PaginatorBase = Paginator[Event]
 else:
     _Base = object
+    _PaginatorBase = Paginator
 
 PER_PAGE = 50
+
+
+class CappedPaginator(_PaginatorBase):
+    """Counts at most ``cap`` events (``cap + 1`` means "more than ``cap``").
+
+    An exact ``COUNT(*)`` over a million events costs more than the whole page
+    (a fifth of a second on PostgreSQL, over a second for the deleted rows'
+    ``NOT EXISTS``); pages past the cap are reached by filtering, not paging.
+    """
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return int(self.object_list[: self.cap + 1].count())  # type: ignore[attr-defined]
 
 
 class AuditedAdminMixin(_Base):
@@ -102,7 +120,7 @@ class AuditedAdminMixin(_Base):
         if not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=pk)
-        page = Paginator(events.select_related("content_type").order_by("-version"), PER_PAGE).get_page(
+        page = CappedPaginator(events.select_related("content_type").order_by("-version"), PER_PAGE).get_page(
             request.GET.get("p")
         )
         if obj is None and not page.object_list:
@@ -183,7 +201,7 @@ class AuditedAdminMixin(_Base):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         own = self._spec().content_type_id()
-        page = Paginator(undo.deleted_rows(self.model), PER_PAGE).get_page(request.GET.get("p"))
+        page = CappedPaginator(undo.deleted_rows(self.model), PER_PAGE).get_page(request.GET.get("p"))
         events = list(page.object_list)
         # What else each deletion took with it: one query for the whole page.
         others: dict[Any, list[str]] = defaultdict(list)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_permission_codename
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils.text import capfirst
 
 from . import registry
+from .capture import locked_rows
 from .encoding import JSONValue, decode
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
@@ -116,9 +117,11 @@ def version_state(event: Event) -> State | None:
 
 
 def live_state(spec: registry.ModelSpec, pk: Any) -> State | None:
-    """The row as the database holds it now, encoded like events are; ``None`` if absent."""
-    instance = spec.model._base_manager.filter(pk=pk).first()
-    return None if instance is None else spec.snapshot(instance)
+    """The row as the database holds it now (many-to-many links included), as ``restore`` reads it."""
+    db = router.db_for_write(spec.model)
+    with transaction.atomic(using=db):  # locked_rows locks where it can, which needs a transaction
+        rows = locked_rows(spec, db, {"pk": pk}, spec.object_pk(pk))
+    return next(iter(rows.values()))[0] if rows else None
 
 
 def state_label(model: type[models.Model], state: State | None) -> str:
@@ -136,7 +139,7 @@ def changes_between(model: type[models.Model] | None, before: State | None, afte
     """The fields whose value differs between two recorded states, in field order."""
     before, after = before or {}, after or {}
     spec = registry.spec_for(model) if model is not None else None
-    names = [f.name for f in spec.fields] if spec else sorted({*before, *after})
+    names = [f.name for f in (*spec.fields, *spec.m2m_fields)] if spec else sorted({*before, *after})
     return [
         FieldChange(_verbose(spec, name), display(spec, name, before.get(name)), display(spec, name, after.get(name)))
         for name in names
@@ -175,8 +178,14 @@ def _short(value: JSONValue) -> str:
     return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
+def _field(spec: registry.ModelSpec | None, name: str) -> Any:
+    if spec is None:
+        return None
+    return spec.field(name) or next((f for f in spec.m2m_fields if f.name == name), None)
+
+
 def _verbose(spec: registry.ModelSpec | None, name: str) -> str:
-    field = spec.field(name) if spec else None
+    field = _field(spec, name)
     return str(capfirst(field.verbose_name)) if field is not None else name
 
 
@@ -184,9 +193,11 @@ def display(spec: registry.ModelSpec | None, name: str, value: JSONValue) -> str
     """A recorded value as text, decoded by its field when the field is still there."""
     if value is None:
         return "—"
-    field = spec.field(name) if spec else None
+    field = _field(spec, name)
     if field is None:
         return str(value)
+    if field.many_to_many:  # the linked rows' keys
+        return ", ".join(str(key) for key in value) or "—"
     try:
         decoded = decode(field, value)
     except (TypeError, ValueError):

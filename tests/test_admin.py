@@ -544,3 +544,34 @@ def test_the_changelist_counts_events_up_to_a_cap(admin_client: Client, monkeypa
     body = admin_client.get(EVENTS).content.decode()
     assert "More than 5 events" in body
     assert "6 audit events" not in body
+
+
+def test_many_to_many_changes_show_in_the_history_and_the_preview(admin_client: Client) -> None:
+    from tests.models import Tag
+
+    book = Book.objects.create(author=Author.objects.create(name="a"), title="Tagged")
+    first = Event.objects.get(content_type__model="book", object_pk=str(book.pk))
+    sf, classic = Tag.objects.create(name="sf"), Tag.objects.create(name="classic")
+    book.tags.add(sf, classic)
+
+    history = admin_client.get(history_url(book))
+    changes = [(c.name, c.before, c.after) for row in history.context["rows"] for c in row["changes"]]
+    assert ("Tags", "—", f"{sf.pk}, {classic.pk}") in changes
+
+    preview = admin_client.get(restore_url(book, first))
+    assert [(c.name, c.before, c.after) for c in preview.context["changes"]] == [
+        ("Tags", f"{sf.pk}, {classic.pk}", "—")
+    ]
+    admin_client.post(restore_url(book, first))
+    assert list(book.tags.all()) == []
+
+
+def test_the_deleted_page_counts_up_to_the_cap_too(admin_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit_events.admin import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "cap", 2)
+    for i in range(3):
+        Author.objects.create(name=f"gone {i}").delete()
+    body = admin_client.get(DELETED).content.decode()
+    assert "More than 2 entries" in body
+    assert body.count("Undo delete") == 3
