@@ -28,7 +28,7 @@ from . import journal, m2m, registry
 from .context import is_paused
 from .encoding import JSONValue, encode
 from .models import Action
-from .operations import deletion_begin, deletion_end
+from .operations import current_operation
 
 _OLD = "_audit_events_old"
 
@@ -165,7 +165,7 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
         return
-    operation = deletion_begin(kwargs.get("origin"))
+    operation = current_operation()  # delete() and QuerySet.delete() opened one for the whole deletion
     state = next(iter(lock_rows(spec, using, {"pk": instance.pk}).values()), None)
     instance.__dict__[_OLD] = (state, operation)
 
@@ -174,7 +174,6 @@ def post_delete(sender: type[models.Model], instance: models.Model, using: str, 
     if _OLD not in instance.__dict__:
         return
     state, operation = instance.__dict__.pop(_OLD)
-    deletion_end(kwargs.get("origin"))
     spec = registry.spec_for(sender)
     if spec is None or state is None:
         return

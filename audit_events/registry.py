@@ -123,6 +123,7 @@ def sync() -> None:
         excluded = config.exclude_fields.get(concrete._meta.label_lower, ())
         wanted[concrete] = build_spec(concrete, excluded)
 
+    _forget_deleting_parents()  # first: a parent may be registered now, and must not be torn down after
     for model in [m for m in _wrapped if m not in wanted]:
         _unregister(model)
     for model, spec in wanted.items():
@@ -130,7 +131,7 @@ def sync() -> None:
             _unregister(model)
         _register(spec)
     _rebuild_m2m(list(wanted.values()))
-    _rebuild_deleting_parents()
+    _find_deleting_parents()
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
@@ -240,15 +241,7 @@ def _rebuild_m2m(specs: list[ModelSpec]) -> None:
         signals.post_delete.connect(m2m.target_post_delete, sender=target, dispatch_uid=_uid("m2m_target_post", target))
 
 
-def _rebuild_deleting_parents() -> None:
-    """Group the deletes of unregistered models that cascade to, or set NULL on, registered rows.
-
-    Without this, each SET_NULL update Django's Collector makes would be an
-    operation of its own, apart from the deletes of the same cascade. The
-    models found (transitively, through any on_delete but PROTECT, RESTRICT
-    and DO_NOTHING) get the wrapped ``delete()`` and the audited QuerySets
-    registered models have; nothing else of theirs is recorded.
-    """
+def _forget_deleting_parents() -> None:
     from . import querysets
 
     for model, original in list(_deleting_parents.items()):
@@ -259,6 +252,18 @@ def _rebuild_deleting_parents() -> None:
         else:
             model.delete = original  # type: ignore[method-assign]
     _deleting_parents.clear()
+
+
+def _find_deleting_parents() -> None:
+    """Group the deletes of unregistered models that cascade to, or set NULL on, registered rows.
+
+    Without this, each SET_NULL update Django's Collector makes would be an
+    operation of its own, apart from the deletes of the same cascade. The
+    models found (transitively, through any on_delete but PROTECT, RESTRICT
+    and DO_NOTHING) get the wrapped ``delete()`` and the audited QuerySets
+    registered models have; nothing else of theirs is recorded.
+    """
+    from . import querysets
 
     reached = {spec.model for spec in registered_specs()}
     parents: set[ModelType] = set()

@@ -239,3 +239,15 @@ def test_bulk_create_query_count(rows: int, author: Author, django_assert_num_qu
     with django_assert_num_queries(plain + _inserts(rows)):  # + INSERTs of events, no SELECT
         Book.objects.bulk_create([Book(author=author, title="t") for _ in range(rows)])
     assert Event.objects.filter(action="create", content_type__model="book").count() == rows
+
+
+def test_a_model_registered_after_being_only_a_deleting_parent_keeps_its_audited_deletes(author: Author) -> None:
+    from django.test import override_settings
+
+    # With only Book registered, Author is merely a model whose delete reaches books.
+    with override_settings(AUDIT_EVENTS={"MODELS": ["tests.Book"]}):
+        pass
+    other = Author.objects.create(name="Bob", email="bob@example.com")
+    Book.objects.create(author=author, title="b")
+    Author.objects.filter(pk__in=[author.pk, other.pk]).delete()
+    assert len(set(Event.objects.filter(action="delete").values_list("operation", flat=True))) == 1
