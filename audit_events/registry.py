@@ -81,6 +81,11 @@ def spec_for(model: ModelType) -> ModelSpec | None:
     return _specs.get(model)
 
 
+def parent_specs(spec: ModelSpec) -> list[ModelSpec]:
+    """The registered multi-table parents of a registered model: its rows are theirs too."""
+    return [parent for p in spec.model._meta.get_parent_list() if (parent := _specs.get(p)) is not None]
+
+
 def m2m_links(through: ModelType) -> list[_M2MLink]:
     return _m2m_links.get(through, [])
 

@@ -21,7 +21,15 @@ from .encoding import decode
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
 from .operations import current_operation, operation
-from .replay import State, check_moment, instance_from_state, recorded_state, row_events, spec_or_error
+from .replay import (
+    State,
+    check_moment,
+    instance_from_state,
+    recorded_state,
+    row_events,
+    spec_or_error,
+    unknown_before,
+)
 
 M = TypeVar("M", bound=models.Model)
 
@@ -67,6 +75,9 @@ def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, usi
         else:
             state = recorded_state(spec, pk, at, db)
             if state is None:
+                first = events.order_by("version").first()
+                if first is not None and first.action != Action.CREATE and at < first.created_at:
+                    raise RestoreError(unknown_before(model, pk, at, first))
                 raise RestoreError(f"{model._meta.label} pk={pk} did not exist at {at.isoformat()}.")
             _write_rows([_Row(spec, model, pk, state)], db)
     return model._base_manager.using(db).get(pk=pk)
@@ -140,18 +151,35 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
             present = {row.model, *row.model._meta.get_parent_list()}
         _check_parents(row, instance, db)
         _check_unique(row, instance, exclude={klass._meta.pk.name for klass in present if klass is not row.model})
+        # The row is also a row of its registered multi-table parents: they record the restore too.
+        views = [(row.spec, row.pk, live_state)] + [
+            (parent, pk, _live_state(parent, pk, db))
+            for parent in registry.parent_specs(row.spec)
+            if (pk := getattr(instance, parent.pk_field.attname)) is not None
+        ]
         _save_exactly(instance, row.spec, present=present, db=db)
         m2m.write_links(row.spec, row.pk, row.state, db)
-        draft = journal.Draft(
-            content_type_id=row.spec.content_type_id(),
-            content_type_label=row.spec.model._meta.label_lower,
-            object_pk=row.spec.object_pk(row.pk),
-            action=Action.RESTORE,
-            changes={} if live_state is None else diff(live_state, row.state),
-            state=row.state,
-            operation=current_operation(),
-        )
-        journal.write([draft], db)
+        drafts = []
+        for spec, pk, live in views:
+            state = {name: row.state[name] for name in _names(spec) if name in row.state}
+            if live is not None and all(live.get(k) == v for k, v in state.items()):
+                continue  # this view of the row was already as restored
+            drafts.append(
+                journal.Draft(
+                    content_type_id=spec.content_type_id(),
+                    content_type_label=spec.model._meta.label_lower,
+                    object_pk=spec.object_pk(pk),
+                    action=Action.RESTORE,
+                    changes={} if live is None else diff(live, state),
+                    state=state,
+                    operation=current_operation(),
+                )
+            )
+        journal.write(drafts, db)
+
+
+def _names(spec: registry.ModelSpec) -> list[str]:
+    return [f.name for f in spec.fields] + [f.name for f in spec.m2m_fields]
 
 
 def _live_state(spec: registry.ModelSpec, pk: Any, db: str) -> State | None:
