@@ -1,7 +1,8 @@
 """End to end in a real browser: delete an author with its books and reviews in the admin, then undo it.
 
 Drives Debian's Chromium through Playwright (never a browser Playwright
-downloads). Skipped, saying how to enable it, when either is missing. With
+downloads). Skipped, saying how to enable it, when either is missing; with
+``REQUIRE_BROWSER=1`` (CI) that is a failure instead. With
 ``AUDIT_EVENTS_SCREENSHOTS=<dir>`` it also saves the screenshots used in the
 docs (``admin-history.png``, ``admin-deleted.png``).
 """
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from django.contrib.auth.models import User
@@ -67,16 +68,23 @@ def live_server(transactional_db: None) -> Iterator[LiveServer]:
             server.stop()
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip, or fail where the browser test must run (CI sets ``REQUIRE_BROWSER=1``)."""
+    if os.environ.get("REQUIRE_BROWSER"):
+        pytest.fail(f"{reason} (REQUIRE_BROWSER is set): {HOW_TO_ENABLE}")
+    pytest.skip(f"{reason}: {HOW_TO_ENABLE}")
+
+
 @pytest.fixture
 def chromium() -> Callable[[], AbstractContextManager[Any]]:
     """Opens a Chromium page. Use it in a ``with`` block that makes no ORM call: while Playwright's sync API
     runs, this thread holds an event loop and another context, where Django would open a second connection."""
     if not CHROMIUM.exists():
-        pytest.skip(f"browser test needs {CHROMIUM}: {HOW_TO_ENABLE}")
+        unavailable(f"browser test needs {CHROMIUM}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip(f"browser test needs the playwright package: {HOW_TO_ENABLE}")
+        unavailable("browser test needs the playwright package")
 
     @contextmanager
     def open_page() -> Iterator[Any]:
