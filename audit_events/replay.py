@@ -94,15 +94,29 @@ def instance_from_state(model: type[M], spec: registry.ModelSpec, state: State) 
     return instance
 
 
+def unknown_before(model: type[models.Model], pk: Any, at: datetime.datetime | None, first: Event) -> str:
+    """Why a row recorded only after it existed cannot be seen before its first event."""
+    moment = "then" if at is None else f"at {at.isoformat()}"
+    return (
+        f"{model._meta.label} pk={pk} is recorded only from {first.created_at.isoformat()} "
+        f"(its first event is a {first.action}, not a create): its state {moment} is unknown."
+    )
+
+
 def state_at(model: type[M], pk: Any, at: datetime.datetime | None = None) -> M | None:
     """The row as it was at ``at`` (an unsaved instance), or ``None`` if it did not exist then.
 
-    Raises :class:`NoHistory` when the row has no events at all.
+    Raises :class:`NoHistory` when the row has no events at all, or none up to
+    ``at`` while its first event shows it existed before it was recorded.
     """
     spec = spec_or_error(model)
     check_moment(model, pk, at)
     events = list(events_until(spec, pk, at))
-    if not events and not row_events(spec, pk).exists():
-        raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events.")
+    if not events:
+        first = row_events(spec, pk).order_by("version").first()
+        if first is None:
+            raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events.")
+        if first.action != Action.CREATE:
+            raise NoHistory(unknown_before(model, pk, at, first))
     state = fold(events)
     return None if state is None else instance_from_state(model, spec, state)

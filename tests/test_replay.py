@@ -256,10 +256,17 @@ def test_rows_that_existed_before_registration_replay(unrecorded: str) -> None:
             author = Author.objects.create(name="old", email="old@example.com")
         assert spec_for(Author) is not None
     assert not history(author).exists()
+    unrecorded_then = moment()
 
     author.name = "new"
     author.save()
     first = moment()
+
+    # The row existed before its first event, but what it held then was never recorded.
+    with pytest.raises(NoHistory, match=rf"tests\.Author pk={author.pk} is recorded only from .*unknown"):
+        state_at(Author, author.pk, at=unrecorded_then)
+    with pytest.raises(RestoreError, match=rf"tests\.Author pk={author.pk} is recorded only from .*unknown"):
+        restore(Author, author.pk, at=unrecorded_then)
 
     event = history(author).get()
     assert (event.version, event.action, event.changes) == (1, Action.UPDATE, {"name": ["old", "new"]})
