@@ -4,10 +4,11 @@
     python bench/bench.py                       # the full run (PostgreSQL + SQLite)
     BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 python bench/bench.py   # smoke
 
-Settings (environment): BENCH_N rows per single-row phase (2000), BENCH_BULK rows
+Settings (environment): BENCH_N rows per single-row phase (1000), BENCH_BULK rows
 per bulk phase (10000), BENCH_REPS repetitions (3), BENCH_HISTORY history
 lengths (10,1000,10000), BENCH_LIBS, BENCH_VENDORS ("postgresql sqlite"),
 BENCH_SQLITE_REPS (1), BENCH_SNAPSHOTS (1: run the SNAPSHOT_EVERY study),
+BENCH_SNAPSHOT_SAVES (1000: saves timed per SNAPSHOT_EVERY value),
 BENCH_REV (measure audit_events at a git revision instead of the working tree),
 PIN (0; 1 pins PostgreSQL's postmaster to CPU 0 and the client to CPU 1, as the
 peer harness did, and restores the postmaster's affinity afterwards; off by
@@ -102,7 +103,7 @@ def source_tree(raw: Path) -> dict[str, str]:
 
 
 def main() -> int:
-    n, bulk = env("BENCH_N", "2000"), env("BENCH_BULK", "10000")
+    n, bulk = env("BENCH_N", "1000"), env("BENCH_BULK", "10000")
     reps = int(env("BENCH_REPS", "3"))
     sqlite_reps = int(env("BENCH_SQLITE_REPS", "1"))
     history = env("BENCH_HISTORY", "10,1000,10000")
@@ -150,8 +151,9 @@ def main() -> int:
             events = max(int(s) for s in history.split(","))
             cmd = [*pin.client, str(pythons["audit_events"]), str(HERE / "snapshots.py")]
             cmd += ["--events", str(events), "--json", str(raw / "snapshots.json")]
+            cmd += ["--saves", env("BENCH_SNAPSHOT_SAVES", "1000")]
             if events < 1000:
-                cmd += ["--every", "10,0", "--reads", "3", "--restores", "2"]
+                cmd += ["--every", "10,0", "--reads", "3", "--restores", "2", "--saves", "20"]
             t0 = time.monotonic()
             run_env = {**base_env, "BENCH_LIB": "audit_events", "BENCH_DB": "audit_events_snapshots"}
             with open(raw / "snapshots.log", "w") as log:

@@ -19,7 +19,7 @@ import pstats
 import statistics
 import sys
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time
 
 os.environ.setdefault("BENCH_LIB", "audit_events")
 os.environ.setdefault("BENCH_DB", "audit_events_profile")
@@ -73,16 +73,29 @@ def main() -> None:
             op(objs[1])
         print(f"{label}: {len(cq.captured_queries)} statements in autocommit\n")
 
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+
+    def server_cpu() -> float:
+        """CPU seconds the PostgreSQL backend of this connection has used (Linux /proc)."""
+        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    # CPU time, unlike wall time, hardly depends on what else the machine runs.
+    print("per op, inside transaction.atomic(): wall, client CPU, PostgreSQL backend CPU (µs)")
     for label, op in (("save", save), ("save_uf", save_uf)):
-        for paused in (True, False):
+        for paused in (True, False, True, False):
             ctx = capture_paused() if paused else transaction.atomic(savepoint=False)
             with transaction.atomic(), ctx:
-                t0 = perf_counter()
+                t0, c0, s0 = perf_counter(), process_time(), server_cpu()
                 for o in objs:
                     op(o)
-                dt = perf_counter() - t0
+                dt, dc, ds = perf_counter() - t0, process_time() - c0, server_cpu() - s0
+            k = 1e6 / len(objs)
             print(
-                f"{label:8} {'capture paused' if paused else 'captured':15} {dt * 1e6 / len(objs):8.0f} µs/op (atomic)"
+                f"  {label:8} {'capture paused' if paused else 'captured':15} wall {dt * k:7.0f}"
+                f"  client CPU {dc * k:6.0f}  server CPU {ds * k:6.0f}"
             )
     print()
 
