@@ -97,6 +97,7 @@ class EventAdmin(_EventAdminBase):
     search_help_text = _("An object's primary key, or an actor's id or username (exact).")
     show_full_result_count = False
     paginator = CappedPaginator
+    change_form_template = "audit_events/event_change_form.html"
     list_per_page = 50
     actions = ["restore_deleted"]
     fields = (

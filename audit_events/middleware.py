@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -54,12 +54,9 @@ class AuditContextMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_for(request)
         with audit_context(actor=_lazy_user(request), **request_context(request, request_id)):
-            response: HttpResponse = await self._async_get_response(request)
+            response: HttpResponse = await self.get_response(request)
         response.headers.setdefault(REQUEST_ID_HEADER, request_id)
         return response
-
-    def _async_get_response(self, request: HttpRequest) -> Awaitable[HttpResponse]:
-        return self.get_response(request)  # type: ignore[no-any-return]
 
 
 def request_id_for(request: HttpRequest) -> str:
