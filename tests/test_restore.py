@@ -508,3 +508,28 @@ def test_restore_at_keeps_the_live_value_of_an_excluded_field() -> None:
     restore(Author, author.pk, at=then)
 
     assert Author.objects.values_list("name", "last_seen").get(pk=author.pk) == ("Ann", seen)
+
+
+def test_one_queryset_delete_is_restored_as_one_group() -> None:
+    ann = Author.objects.create(name="Ann", email="ann@example.com")
+    bob = Author.objects.create(name="Bob", email="bob@example.com")
+    kept = Author.objects.create(name="Kept")
+    book = Book.objects.create(author=bob, title="Bob's")
+    Author.objects.filter(pk__in=[ann.pk, bob.pk]).delete()
+    Author.objects.filter(pk=kept.pk).delete()  # another operation
+
+    restore(Author, ann.pk)
+
+    assert set(Author.objects.values_list("name", flat=True)) == {"Ann", "Bob"}
+    assert Book.objects.filter(pk=book.pk, author=bob.pk).exists()
+
+
+def test_reattach_skips_a_child_deleted_since(library: dict[str, Any]) -> None:
+    ann, edited = library["ann"], library["edited"]
+    delete(ann)
+    delete(Book.objects.get(pk=edited.pk))
+
+    restore(Author, ann.pk)
+
+    assert Author.objects.filter(pk=ann.pk).exists()
+    assert not Book.objects.filter(pk=edited.pk).exists()
