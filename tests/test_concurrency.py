@@ -17,6 +17,7 @@ from audit_events.encoding import decode
 from audit_events.journal import event_hash_content
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
+from audit_events.verify import verify_model
 from tests.models import Author, Book
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -77,6 +78,7 @@ def assert_chain_intact(events: list[Any]) -> None:
         expected = hashlib.sha256((previous + event_hash_content(event)).encode()).hexdigest()
         assert event.hash == expected, f"hash chain broken at v{event.version}"
         previous = event.hash
+    assert [str(finding) for finding in verify_model(Book)] == []  # audit_verify agrees
 
 
 def assert_replay_is_the_row(book_pk: int) -> None:
