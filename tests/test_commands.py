@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit_events.context import audit_context, capture_paused
 from audit_events.management.progress import ProgressBar
 from audit_events.models import Action, Event
-from tests.models import Author, Book, Code
+from tests.models import Author, Book, Code, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -278,14 +278,14 @@ def test_restore_a_deleted_row_with_its_cascade() -> None:
     pk = author.pk
     author.delete()
     dry = run("audit_restore", "tests.Author", str(pk), "--dry-run")
-    assert f'would recreate tests.author pk={pk}: email=null, id={pk}, name="Ada"' in dry
-    assert f"would recreate tests.book pk={book.pk}:" in dry
+    assert f'would recreate tests.Author pk={pk}: email=null, id={pk}, name="Ada"' in dry
+    assert f"would recreate tests.Book pk={book.pk}:" in dry
     assert dry.endswith("Dry run: nothing was written.\n")
     assert not Author.objects.filter(pk=pk).exists()
     assert not Event.objects.filter(action=Action.RESTORE).exists()
 
     out = run("audit_restore", "tests.Author", str(pk))
-    assert f"recreated tests.author pk={pk}" in out
+    assert f"recreated tests.Author pk={pk}" in out
     assert Book.objects.get(pk=book.pk).title == "Notes"
 
 
@@ -296,12 +296,12 @@ def test_restore_at_a_moment_and_its_dry_run() -> None:
     author.save()
     dry = run("audit_restore", "tests.Author", str(author.pk), "--at", then.isoformat(), "--dry-run")
     assert dry == (
-        f'would change tests.author pk={author.pk}: name: "Mallory" -> "Ada"\nDry run: nothing was written.\n'
+        f'would change tests.Author pk={author.pk}: name: "Mallory" -> "Ada"\nDry run: nothing was written.\n'
     )
     author.refresh_from_db()
     assert author.name == "Mallory"
     out = run("audit_restore", "tests.Author", str(author.pk), "--at", then.isoformat())
-    assert out == f'changed tests.author pk={author.pk}: name: "Mallory" -> "Ada"\n'
+    assert out == f'changed tests.Author pk={author.pk}: name: "Mallory" -> "Ada"\n'
     author.refresh_from_db()
     assert author.name == "Ada"
     again = run("audit_restore", "tests.Author", str(author.pk), "--at", then.isoformat())
@@ -323,3 +323,14 @@ def test_restore_bad_arguments() -> None:
     assert "has no recorded events" in str(fails("audit_restore", "tests.Author", "999", "--dry-run"))
     author.refresh_from_db()
     assert author.name == "B"
+
+
+def test_text_and_uuid_keys_on_the_command_line() -> None:
+    code = Code.objects.create(code="a/b c", label="x")
+    code.delete()
+    assert "would recreate tests.Code pk=a/b c:" in run("audit_restore", "tests.Code", "a/b c", "--dry-run")
+    assert run("audit_history", "tests.Code", "a/b c").splitlines()[2].split()[2] == "delete"
+    ticket = Ticket.objects.create(title="t")
+    lines = run("audit_history", "tests.Ticket", str(ticket.pk).upper()).splitlines()
+    assert len(lines) == 2
+    assert "not a valid primary key" in str(fails("audit_history", "tests.Ticket", "not-a-uuid"))

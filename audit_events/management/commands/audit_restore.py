@@ -67,7 +67,9 @@ def _restore(model: type[models.Model], pk: Any, at: datetime.datetime | None, d
 
 
 def _describe(event: Event, dry_run: bool) -> str:
-    label = f"{event.content_type.app_label}.{event.content_type.model} pk={event.object_pk}"
+    model = event.content_type.model_class()
+    name = model._meta.label if model else f"{event.content_type.app_label}.{event.content_type.model}"
+    label = f"{name} pk={event.object_pk}"
     if event.changes:
         return f"{'would change' if dry_run else 'changed'} {label}: {show_changes(event.changes)}"
     return f"{'would recreate' if dry_run else 'recreated'} {label}: {show_state(event.state)}"
