@@ -29,7 +29,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events.models import Event
-from tests.models import Author, Code, Everything, Restaurant, Review, Ticket, Unregistered
+from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered
 from tests.test_capture import BASE
 
 OFF = {**BASE, "MODELS": []}
@@ -42,7 +42,7 @@ def without(label: str) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def content_types(db: None) -> None:
     """Content types are cached per process; the first lookup is not what is measured."""
-    for model in [Author, Review, Ticket, Code, Restaurant, Everything, Unregistered]:
+    for model in [Author, Review, Ticket, Code, Place, Restaurant, Everything, Unregistered]:
         ContentType.objects.get_for_model(model)
 
 
