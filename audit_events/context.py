@@ -37,8 +37,9 @@ class AuditContext:
     def event_fields(self) -> dict[str, Any]:
         """``actor_id``, ``actor_repr`` and ``context`` for an event written now."""
         actor = self.resolve_actor()
+        key = None if actor is None else getattr(actor, "pk", actor)
         return {
-            "actor_id": None if actor is None else str(getattr(actor, "pk", actor)),
+            "actor_id": None if key is None else str(key),  # an unsaved user has no id: not "None"
             "actor_repr": "" if actor is None else str(actor)[:255],
             "context": dict(self.extra),
         }
