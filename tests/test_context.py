@@ -245,3 +245,21 @@ def test_a_lazy_user_like_request_user_is_recorded() -> None:
         author = Author.objects.create(name="x")
     event = Event.objects.get(object_pk=str(author.pk), content_type__model="author")
     assert (event.actor_id, event.actor_repr) == (str(user.pk), "lazy")
+
+
+@pytest.mark.django_db
+def test_an_unsaved_user_is_recorded_by_name_without_an_id() -> None:
+    with audit_context(actor=User(username="not-saved-yet")):
+        author = Author.objects.create(name="x")
+    event = Event.objects.get(object_pk=str(author.pk), content_type__model="author")
+    assert (event.actor_id, event.actor_repr) == (None, "not-saved-yet")
+
+
+def test_an_actor_that_is_not_a_user_is_recorded_as_text() -> None:
+    with audit_context(actor="billing-cron"):
+        assert fields()["actor_id"] == "billing-cron"
+    with audit_context(actor=lambda: "resolved-later"):
+        assert (fields()["actor_id"], fields()["actor_repr"]) == ("resolved-later", "resolved-later")
+    long_name = "x" * 300
+    with audit_context(actor=long_name):
+        assert len(fields()["actor_repr"]) == 255
