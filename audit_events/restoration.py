@@ -243,5 +243,16 @@ def _save_exactly(instance: models.Model, spec: registry.ModelSpec, present: set
             )
         except DatabaseError as error:
             raise RestoreError(f"{opts.label} pk={instance.pk} could not be written back: {error}") from error
+    # A FileField writes None as "" from an instance (its descriptor wraps None in a
+    # FieldFile): put a recorded NULL back with one UPDATE, only when there is one.
+    nulls = [
+        f
+        for f in spec.fields
+        if isinstance(f, models.FileField) and f.null and getattr(instance, f.attname).name is None
+    ]
+    for klass in {f.model for f in nulls}:
+        models.QuerySet(klass, using=db).filter(pk=getattr(instance, klass._meta.pk.attname)).update(
+            **{f.attname: None for f in nulls if f.model is klass}
+        )
     instance._state.adding = False
     instance._state.db = db

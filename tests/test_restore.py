@@ -14,7 +14,19 @@ from django.utils import timezone
 from audit_events import NoHistory, RestoreError, history, restore, state_at
 from audit_events.context import capture_paused
 from audit_events.models import Action, Event
-from tests.models import Author, Book, BookProxy, Code, Place, Restaurant, Review, Stamped, Ticket, Unregistered
+from tests.models import (
+    Author,
+    Book,
+    BookProxy,
+    Code,
+    Everything,
+    Place,
+    Restaurant,
+    Review,
+    Stamped,
+    Ticket,
+    Unregistered,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -533,3 +545,17 @@ def test_reattach_skips_a_child_deleted_since(library: dict[str, Any]) -> None:
 
     assert Author.objects.filter(pk=ann.pk).exists()
     assert not Book.objects.filter(pk=edited.pk).exists()
+
+
+def test_a_null_file_field_is_restored_as_null_not_empty() -> None:
+    thing = Everything.objects.create(document="a.txt")
+    Everything.objects.filter(pk=thing.pk).update(document=None)  # only update() can store NULL there
+    null_then = moment()
+    Everything.objects.filter(pk=thing.pk).update(document="b.txt")
+
+    restore(Everything, thing.pk, at=null_then)
+    assert Everything.objects.values_list("document", flat=True).get(pk=thing.pk) is None
+
+    Everything.objects.get(pk=thing.pk).delete()
+    restore(Everything, thing.pk)
+    assert Everything.objects.values_list("document", flat=True).get(pk=thing.pk) is None
