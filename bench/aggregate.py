@@ -178,21 +178,21 @@ def queries_table(res: Results, v: str, mode: str, libs: list[str]) -> Table:
 
 def snapshots_table(snap: dict[str, Any]) -> Table:
     rows_in = snap["rows"]
-    keys = [k for k in rows_in[0] if k.startswith(("state_at_", "restore_"))]
-    head = ["SNAPSHOT_EVERY", "save() µs", "bytes/event", "full states", *[_snap_head(k) for k in keys]]
+    keys = [k for k in rows_in[0] if k.startswith(("state_at_", "restore_")) and "_cpu_" not in k]
+    head = ["SNAPSHOT_EVERY", "save() µs (CPU)", "bytes/event", "full states", *[_snap_head(k) for k in keys]]
     rows = []
     for r in rows_in:
         size = "-" if r["bytes_per_event"] is None else f"{r['bytes_per_event']:.0f}"
-        rows.append(
-            [
-                str(r["every"] or "never"),
-                f"{r['save_us']:.0f}",
-                size,
-                str(r["full_states"]),
-                *[f"{r[k]:.0f}" for k in keys],
-            ]
-        )
-    title = f"SNAPSHOT_EVERY: one row, {snap['events']:,} events, {_vendor(snap['db']['vendor'])} (µs)"
+        cells = []
+        for k in keys:
+            cpu = r.get(k.replace("state_at_", "state_at_cpu_")) if k.startswith("state_at_") else None
+            cells.append(f"{r[k]:.0f}" + ("" if cpu is None else f" ({cpu:.0f})"))
+        save = f"{r['save_us']:.0f}" + (f" ({r['save_cpu']:.0f})" if "save_cpu" in r else "")
+        rows.append([str(r["every"] or "never"), save, size, str(r["full_states"]), *cells])
+    title = (
+        f"SNAPSHOT_EVERY: one row, {snap['events']:,} events, {_vendor(snap['db']['vendor'])}"
+        " (median wall µs; in brackets, client + PostgreSQL CPU µs)"
+    )
     return (title, head, rows)
 
 

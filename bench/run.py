@@ -99,6 +99,19 @@ def db_info() -> dict[str, str]:
     return info
 
 
+def backend_cpu() -> float:
+    """CPU seconds used so far by this connection's PostgreSQL backend (0 on SQLite): Linux /proc."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0.0
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpus(pid: int) -> str:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

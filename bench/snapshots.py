@@ -21,12 +21,12 @@ import os
 import statistics
 import sys
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time
 
 os.environ.setdefault("BENCH_LIB", "audit_events")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import db_info, setup_django
+from run import backend_cpu, db_info, setup_django
 
 NEVER = 10**9
 
@@ -60,13 +60,14 @@ def main() -> None:
             obj = A.objects.create(**bench.kwargs(1, "s"))
             saves = min(args.saves, args.events - 1)
             gc.collect()
-            t0 = perf_counter()
+            t0, c0, s0 = perf_counter(), process_time(), backend_cpu()
             for start in range(0, saves, 500):
                 with transaction.atomic():
                     for _ in range(start, min(saves, start + 500)):
                         obj.status += 1
                         obj.save()
             save_us = (perf_counter() - t0) * 1e6 / saves
+            save_cpu = (process_time() - c0 + backend_cpu() - s0) * 1e6 / saves
             with transaction.atomic():  # the rest of the history, in the shape capture writes it
                 adapter.synthesize(A, obj, args.events, every or NEVER)
             events = Event.objects.order_by("version")
@@ -78,13 +79,16 @@ def main() -> None:
                     cur.execute("SELECT pg_total_relation_size('audit_events_event')")
                     size = cur.fetchone()[0] / events.count()
             moments = list(events.values_list("created_at", flat=True))
-            row = {"every": every, "save_us": save_us, "bytes_per_event": size, "full_states": with_state}
+            row = {"every": every, "save_us": save_us, "save_cpu": save_cpu, "bytes_per_event": size}
+            row["full_states"] = with_state
             for k in lengths:
                 times = []
+                c0, s0 = process_time(), backend_cpu()
                 for _ in range(args.reads):
                     t0 = perf_counter()
                     state = state_at(A, obj.pk, at=moments[k - 2])
                     times.append(perf_counter() - t0)
+                row[f"state_at_cpu_{k}"] = (process_time() - c0 + backend_cpu() - s0) * 1e6 / args.reads
                 assert state is not None
                 assert state.status == k - 2
                 row[f"state_at_{k}"] = statistics.median(times) * 1e6
