@@ -117,15 +117,13 @@ def post_save(
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if kwargs.get("raw") else [spec, *registry.parent_specs(spec)]
-    drafts = [d for view in views if (d := _save_event(view, instance, old, new)) is not None]
+    drafts = [d for view in views if (d := view_event(view, getattr(instance, view.pk_field.attname), old, new))]
     journal.write(drafts, using)
 
 
-def _save_event(
-    spec: registry.ModelSpec, instance: models.Model, old: State | None, new: State
-) -> journal.Draft | None:
-    """The event of one save, seen as a row of ``spec``'s model; ``None`` if nothing changed."""
-    pk = getattr(instance, spec.pk_field.attname)
+def view_event(spec: registry.ModelSpec, pk: Any, old: State | None, new: State) -> journal.Draft | None:
+    """The event of a write seen as a row of ``spec``'s model (a multi-table
+    child's row is also its parents'); ``None`` if nothing changed there."""
     names = [f.name for f in spec.fields] + [f.name for f in spec.m2m_fields]
     new = {name: new[name] for name in names if name in new}
     if old is None:
@@ -133,8 +131,8 @@ def _save_event(
     old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
-        return None  # a save that changes nothing records nothing
-    # A save leaves many-to-many links as they were.
+        return None  # a write that changes nothing records nothing
+    # Fields not written (links by a save) are as they were: the candidate snapshot keeps them.
     return draft(spec, pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
 
 

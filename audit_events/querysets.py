@@ -26,7 +26,7 @@ from django.db import NotSupportedError, models, transaction
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 
 from . import journal, m2m, registry
-from .capture import State, diff, draft, lock_rows
+from .capture import State, diff, draft, lock_rows, view_event
 from .context import capture_paused, is_paused
 from .encoding import encode
 from .models import Action
@@ -132,6 +132,7 @@ def _record_updates(
         pk_name = spec.pk_field.attname
         rows = spec.model._base_manager.using(using).filter(pk__in=list(before))
         fresh = {v[pk_name]: v for v in rows.values(pk_name, *(f.attname for f in needs_reading))}
+    views = [spec, *registry.parent_specs(spec)]
     drafts = []
     for pk, old in before.items():
         new = dict(old)
@@ -141,9 +142,9 @@ def _record_updates(
             elif isinstance(value, models.Model):
                 value = value.pk
             new[field.name] = encode(field, value)
-        changes = diff(old, new)
-        if changes:
-            drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, snapshot=new))
+        for view in views:  # the row, and the same row under its registered multi-table parents
+            if event := view_event(view, pk, old, new):
+                drafts.append(event)
     journal.write(drafts, using)
 
 

@@ -251,3 +251,14 @@ def test_a_model_registered_after_being_only_a_deleting_parent_keeps_its_audited
     Book.objects.create(author=author, title="b")
     Author.objects.filter(pk__in=[author.pk, other.pk]).delete()
     assert len(set(Event.objects.filter(action="delete").values_list("operation", flat=True))) == 1
+
+
+def test_update_of_a_multi_table_child_is_recorded_under_its_registered_parent_too() -> None:
+    from tests.models import Place, Restaurant
+
+    restaurant = Restaurant.objects.create(name="Luigi's")
+    Restaurant.objects.filter(pk=restaurant.pk).update(name="Mario's", serves_pizza=True)
+    assert updates(Restaurant, restaurant.pk) == [{"name": ["Luigi's", "Mario's"], "serves_pizza": [False, True]}]
+    assert updates(Place, restaurant.pk) == [{"name": ["Luigi's", "Mario's"]}]
+    assert_replay_matches_table(Place)
+    assert_replay_matches_table(Restaurant)
