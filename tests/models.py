@@ -120,3 +120,12 @@ class Pin(models.Model):
     """Protects a book from deletion (PROTECT), to make deletes fail."""
 
     book = models.ForeignKey(Book, on_delete=models.PROTECT)
+
+
+class Line(models.Model):
+    """A composite primary key (Django 5.2); registered by the tests that need it."""
+
+    pk = models.CompositePrimaryKey("order", "number")
+    order = models.IntegerField()
+    number = models.IntegerField()
+    qty = models.IntegerField(default=1)

@@ -300,6 +300,24 @@ def test_char_primary_key_given_on_a_new_instance_of_an_existing_row_is_an_updat
     assert [(e.action, e.changes) for e in events(Code, "X")] == [("create", {}), ("update", {"label": ["one", "two"]})]
 
 
+def test_composite_primary_key_is_canonical_text() -> None:
+    from tests.models import Line
+
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+        line = Line.objects.create(order=1, number=2, qty=3)
+        line.qty = 4
+        line.save()
+        Line.objects.get(pk=(1, 2)).delete()
+        assert [(e.object_pk, e.action) for e in events(Line)] == [
+            ("[1, 2]", "create"),
+            ("[1, 2]", "update"),
+            ("[1, 2]", "delete"),
+        ]
+        assert events(Line)[0].state == {"order": 1, "number": 2, "qty": 3}
+        assert events(Line)[1].changes == {"qty": [3, 4]}
+        assert [e.version for e in history(Line, (1, 2))] == [1, 2, 3]
+
+
 @pytest.mark.parametrize("load", ["only", "defer"])
 def test_deferred_instances_save_without_lazy_loads_and_diff_correctly(load: str) -> None:
     author = Author.objects.create(name="Ursula", email="u@example.com")
