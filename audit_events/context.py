@@ -39,7 +39,8 @@ class AuditContext:
         actor = self.resolve_actor()
         key = None if actor is None else getattr(actor, "pk", actor)
         return {
-            "actor_id": None if key is None else str(key),  # an unsaved user has no id: not "None"
+            # An unsaved user has no id: not "None". The column holds 255 characters.
+            "actor_id": None if key is None else str(key)[:255],
             "actor_repr": "" if actor is None else str(actor)[:255],
             "context": dict(self.extra),
         }

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
 
 _current: ContextVar[uuid.UUID | None] = ContextVar("audit_events_operation", default=None)
 
@@ -22,17 +22,12 @@ def current_operation() -> uuid.UUID:
     return _current.get() or uuid.uuid4()
 
 
-class operation(contextlib.ContextDecorator):
+@contextlib.contextmanager
+def operation() -> Iterator[uuid.UUID]:
     """Group every event written inside into one operation (nested ones join the outer)."""
-
-    def __init__(self) -> None:
-        self._tokens: list[Any] = []
-
-    def __enter__(self) -> uuid.UUID:
-        existing = _current.get()
-        op = existing or uuid.uuid4()
-        self._tokens.append(_current.set(op))
-        return op
-
-    def __exit__(self, *exc: object) -> None:
-        _current.reset(self._tokens.pop())
+    op = _current.get() or uuid.uuid4()
+    token = _current.set(op)
+    try:
+        yield op
+    finally:
+        _current.reset(token)

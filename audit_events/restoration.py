@@ -97,10 +97,19 @@ def _undo_deletion(delete_event: Event, db: str) -> None:
                 f"{event.content_type.app_label}.{event.content_type.model} pk={event.object_pk} was deleted "
                 "together with the requested row but is no longer registered or installed; nothing was restored."
             )
+        if event.pk != delete_event.pk and _deleted_again(event, db):
+            continue  # brought back and deleted since: that later deletion holds it now
         pk_field = spec.pk_field
         rows.append(_Row(spec, model, decode(pk_field, event.state[pk_field.name]), event.state))
     _write_rows(rows, db, recreate_only=True)
     _reattach(group, db)
+
+
+def _deleted_again(event: Event, db: str) -> bool:
+    """Whether the row's latest event is a later deletion than ``event`` (by another operation)."""
+    events = Event.objects.using(db).filter(content_type_id=event.content_type_id, object_pk=event.object_pk)
+    latest = events.order_by("-version").values_list("version", "action").first()
+    return latest is not None and latest[0] > event.version and latest[1] == Action.DELETE
 
 
 def _reattach(group: list[Event], db: str) -> None:

@@ -263,3 +263,15 @@ def test_an_actor_that_is_not_a_user_is_recorded_as_text() -> None:
     long_name = "x" * 300
     with audit_context(actor=long_name):
         assert len(fields()["actor_repr"]) == 255
+
+
+@pytest.mark.django_db
+def test_a_long_plain_text_actor_is_cut_to_the_column() -> None:
+    from audit_events.models import Event
+    from tests.models import Author
+
+    with audit_context(actor="x" * 300):
+        Author.objects.create(name="A")
+    event = Event.objects.get()
+    assert event.actor_id == "x" * 255
+    assert event.actor_repr == "x" * 255

@@ -559,3 +559,21 @@ def test_a_null_file_field_is_restored_as_null_not_empty() -> None:
     Everything.objects.get(pk=thing.pk).delete()
     restore(Everything, thing.pk)
     assert Everything.objects.values_list("document", flat=True).get(pk=thing.pk) is None
+
+
+def test_undo_leaves_a_member_that_was_brought_back_and_written_since() -> None:
+    ann = Author.objects.create(name="Ann")
+    one = Book.objects.create(author=ann, title="One")
+    two = Book.objects.create(author=ann, title="Two")
+    before = timezone.now()
+    Book.objects.filter(pk__in=[one.pk, two.pk]).delete()  # one group
+    restore(Book, two.pk, at=before)  # just "Two" back
+    Book.objects.filter(pk=two.pk).update(title="Two, edited")
+    Book.objects.filter(pk=two.pk).delete()  # a deletion of its own
+
+    restore(Book, one.pk)  # undo the first deletion
+
+    assert Book.objects.filter(pk=one.pk).exists()
+    assert not Book.objects.filter(pk=two.pk).exists()  # the later deletion holds it
+    restore(Book, two.pk)
+    assert Book.objects.get(pk=two.pk).title == "Two, edited"
