@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres lint typecheck check-migrations docs bench clean
+.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 lint check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ lint: $(STAMP)
 
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations --check --dry-run --settings=tests.settings
+
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# The sdist and wheel, twine check, and the wheel installed in a fresh virtualenv.
+test-packaging: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -m packaging tests/test_packaging.py
+
+# Django 6.x on Python 3.12/3.13 from pyenv (the full matrix: `.venv/bin/nox -t tests`).
+test-django6: $(STAMP)
+	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" "tests(python='3.12', django='6.0', db='sqlite')"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -27,6 +27,7 @@ def only_problem(setting: Any) -> tuple[str, str]:
     return found[0]
 
 
+@pytest.mark.django_db  # Django 6.1's JSONField check opens a cursor
 def test_the_test_settings_pass() -> None:
     assert problems(BASE) == []
     call_command("check", verbosity=0)
@@ -158,6 +159,7 @@ def test_several_problems_are_all_reported() -> None:
     ]
 
 
+@pytest.mark.django_db  # Django 6.1's JSONField check opens a cursor
 def test_manage_py_check_fails_with_the_ids() -> None:
     with (
         override_settings(AUDIT_EVENTS={"MODELS": ["tests.Nope"], "EXCLUDE_FIELDS": {"tests.Author": ["nickname"]}}),
