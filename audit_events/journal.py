@@ -17,6 +17,7 @@ event's fields as in :func:`hash_content`.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,10 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, models
-from django.db.models import Case, Func, Subquery, Value, When
-from django.db.models.functions import Coalesce, Concat, Mod
-from django.db.models.lookups import Exact
+from django.db import connections
 from django.utils import timezone
 
 from . import conf
@@ -36,29 +34,12 @@ from .encoding import JSONValue, canonical_json
 from .models import Event
 from .operations import current_operation
 
+_CREATED_AT = Event._meta.get_field("created_at")
+_OPERATION = Event._meta.get_field("operation")
+
 BATCH_SIZE = 500
 State = dict[str, JSONValue]
 _PARAMS_PER_EVENT = 20
-
-
-class Sha256Hex(Func):
-    """Lower-case hex SHA-256 of a text, on every backend the app supports.
-
-    Django's own ``SHA256`` needs pgcrypto on PostgreSQL; the built-in
-    ``sha256()`` (PostgreSQL 11+) does not.
-    """
-
-    function = "SHA256"  # SQLite: registered by Django's backend on each connection
-    arity = 1
-    output_field = models.CharField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(
-            compiler, connection, template="encode(sha256(convert_to(%(expressions)s, 'UTF8')), 'hex')", **extra
-        )
-
-    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="SHA2(%(expressions)s, 256)", **extra)
 
 
 @dataclass(frozen=True)
@@ -130,15 +111,89 @@ def _canonical_time(moment: datetime.datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-def _latest(draft: Draft, column: str) -> Subquery:
-    return Subquery(
-        Event.objects.filter(content_type_id=draft.content_type_id, object_pk=draft.object_pk)
-        .order_by("-version")
-        .values(column)[:1]
+# One row of the derived table the INSERT reads: the draft's values, then its
+# version and the hash of the row's previous event, looked up by the database.
+_COLUMNS = (
+    "content_type_id",
+    "object_pk",
+    "action",
+    "changes",
+    "state",  # always stored (create, delete, restore...), or NULL
+    "snapshot",  # stored only if the version falls on a snapshot, or NULL
+    "created_at",
+    "operation",
+    "actor_id",
+    "actor_repr",
+    "context",
+    "content_with_state",  # the hashed content if a state is stored
+    "content_without",  # ... and if none is
+)
+_JSON = {"changes", "state", "snapshot", "context"}
+
+
+@functools.lru_cache(maxsize=64)
+def _sql(alias: str, rows: int, every: int) -> str:
+    """``INSERT INTO event ... SELECT ... FROM (VALUES ...)`` for ``rows`` drafts.
+
+    The statement is plain SQL, built once per batch shape: compiling ORM
+    expressions per event cost far more than the round trip it saves. The
+    database computes each event's version (the row's latest + 1), whether it
+    stores a state (always, or when the version is 1 or a multiple of
+    SNAPSHOT_EVERY) and its hash (SHA-256 of the previous hash + the content).
+    """
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    table = quote(Event._meta.db_table)
+    postgres = connection.vendor == "postgresql"
+
+    def cast(column: str, value: str) -> str:
+        if not postgres:
+            return value
+        kind = {"created_at": "timestamptz", "operation": "uuid"}.get(column, "jsonb" if column in _JSON else None)
+        return f"CAST({value} AS {kind})" if kind else value
+
+    def sha256(value: str) -> str:
+        return f"encode(sha256(convert_to({value}, 'UTF8')), 'hex')" if postgres else f"SHA256({value})"
+
+    n = len(_COLUMNS)
+    values = ", ".join("(" + ", ".join(["%s"] * n) + ")" for _ in range(rows))
+    named = ", ".join(f"v.column{i + 1} AS {name}" for i, name in enumerate(_COLUMNS))
+    latest = (
+        f"SELECT {{column}} FROM {table} AS e WHERE e.content_type_id = d.content_type_id "
+        "AND e.object_pk = d.object_pk ORDER BY e.version DESC LIMIT 1"
+    )
+    # "%%": a literal % for the drivers' parameter style (SQLite's too, through Django).
+    keeps = f"(w.state IS NOT NULL OR (w.snapshot IS NOT NULL AND (w.version = 1 OR w.version %% {int(every)} = 0)))"
+    columns = [
+        "content_type_id", "object_pk", "version", "action", "changes", "state",
+        "created_at", "operation", "actor_id", "actor_repr", "context", "hash",
+    ]  # fmt: skip
+    select = [
+        "w.content_type_id",
+        "w.object_pk",
+        "w.version",
+        "w.action",
+        cast("changes", "w.changes"),
+        f"CASE WHEN w.state IS NOT NULL THEN {cast('state', 'w.state')} WHEN {keeps} "
+        f"THEN {cast('state', 'w.snapshot')} ELSE NULL END",
+        cast("created_at", "w.created_at"),
+        cast("operation", "w.operation"),
+        "w.actor_id",
+        "w.actor_repr",
+        cast("context", "w.context"),
+        sha256(f"w.previous || CASE WHEN {keeps} THEN w.content_with_state ELSE w.content_without END"),
+    ]
+    return (
+        f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
+        f"SELECT {', '.join(select)} FROM ("
+        f"SELECT d.*, COALESCE(({latest.format(column='e.version')}), 0) + 1 AS version, "
+        f"COALESCE(({latest.format(column='e.hash')}), '') AS previous "
+        f"FROM (SELECT {named} FROM (VALUES {values}) AS v) AS d"
+        ") AS w"
     )
 
 
-def _event(draft: Draft, actor_fields: dict[str, Any]) -> Event:
+def _params(draft: Draft, actor: dict[str, Any], connection: Any) -> list[Any]:
     def content(state: State | None) -> str:
         return hash_content(
             content_type=draft.content_type_label,
@@ -148,35 +203,28 @@ def _event(draft: Draft, actor_fields: dict[str, Any]) -> Event:
             state=state,
             created_at=draft.created_at,
             operation=draft.operation,
-            **actor_fields,
+            **actor,
         )
 
-    version = Coalesce(_latest(draft, "version"), 0) + 1
-    # A missing state is SQL NULL (Value(None, JSONField()) would be JSON null).
-    state: Any = draft.state
-    hashed: Any = Value(content(draft.state))
-    if draft.state is None and draft.snapshot is not None:
-        # Only the database knows this event's version (a writer that waited for
-        # the row lock may be further on than it read), so it decides whether the
-        # event lands on a snapshot: the row's first event, or every N-th.
-        every = conf.get_config().snapshot_every
-        due = [Exact(version, 1), Exact(Mod(version, every), 0)]
-        snapshot = Value(draft.snapshot, models.JSONField())
-        state = Case(*(When(condition, then=snapshot) for condition in due))
-        with_state = Value(content(draft.snapshot))
-        hashed = Case(*(When(condition, then=with_state) for condition in due), default=Value(content(None)))
-    return Event(
-        content_type_id=draft.content_type_id,
-        object_pk=draft.object_pk,
-        version=version,
-        action=draft.action,
-        changes=draft.changes,
-        state=state,
-        created_at=draft.created_at,
-        operation=draft.operation,
-        hash=Sha256Hex(Concat(Coalesce(_latest(draft, "hash"), Value("")), hashed)),
-        **actor_fields,
-    )
+    def as_json(value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    with_state = draft.state if draft.state is not None else draft.snapshot
+    return [
+        draft.content_type_id,
+        draft.object_pk,
+        draft.action,
+        as_json(draft.changes),
+        as_json(draft.state),
+        as_json(draft.snapshot if draft.state is None else None),
+        _CREATED_AT.get_db_prep_save(draft.created_at, connection),
+        _OPERATION.get_db_prep_save(draft.operation, connection),
+        actor["actor_id"],
+        actor["actor_repr"],
+        as_json(actor["context"]),
+        content(with_state),
+        content(None),
+    ]
 
 
 def _batch_size(using: str) -> int:
@@ -217,7 +265,11 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     """
     if not drafts:
         return
-    fields = current_context().event_fields()
-    fields["context"] = json.loads(json.dumps(fields["context"], cls=DjangoJSONEncoder))
-    for batch in _batches(drafts, _batch_size(using)):
-        Event.objects.using(using).bulk_create([_event(d, fields) for d in batch])
+    connection = connections[using]
+    actor = current_context().event_fields()
+    actor["context"] = json.loads(json.dumps(actor["context"], cls=DjangoJSONEncoder))
+    every = conf.get_config().snapshot_every
+    with connection.cursor() as cursor:
+        for batch in _batches(drafts, _batch_size(using)):
+            params = [p for d in batch for p in _params(d, actor, connection)]
+            cursor.execute(_sql(using, len(batch), every), params)
