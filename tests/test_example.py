@@ -6,6 +6,7 @@ read back with plain SQL rather than through the demo's own words.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -93,7 +94,7 @@ def test_demo_tells_the_story_and_can_run_again(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
 
     def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db:  # "with connect()" alone never closes it
             return db.execute(sql.replace("%s", "?"), params).fetchall()
 
     first_output, first = run_demo(url)
