@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 lint check-migrations docs bench clean venv
+.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 bench-smoke lint check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,8 @@ test-postgres: $(STAMP)
 	TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check audit_events tests example
-	$(VENV)/bin/ruff format --check audit_events tests example
+	$(VENV)/bin/ruff check audit_events tests example bench noxfile.py docs/conf.py
+	$(VENV)/bin/ruff format --check audit_events tests example bench noxfile.py docs/conf.py
 	$(VENV)/bin/mypy
 
 check-migrations: $(STAMP)
@@ -56,7 +56,16 @@ test-packaging: $(STAMP)
 
 # Django 6.x on Python 3.12/3.13 from pyenv (the full matrix: `.venv/bin/nox -t tests`).
 test-django6: $(STAMP)
-	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" "tests(python='3.12', django='6.0', db='sqlite')"
+	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')"
+
+# Side by side with plain Django and the peer libraries (each in its own virtualenv
+# under .venvs/); writes docs/_generated/benchmark.rst. Not part of `make test`.
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+bench-smoke: $(STAMP)
+	BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 BENCH_LIBS="plain audit_events" \
+	BENCH_DOC=bench-out/smoke.rst $(PY) bench/bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache .mypy_cache .ruff_cache .hypothesis
