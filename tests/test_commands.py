@@ -11,11 +11,11 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
-from django.utils import timezone
 
 from audit_events.context import audit_context, capture_paused
 from audit_events.management.progress import ProgressBar
 from audit_events.models import Action, Event
+from tests.helpers import moment
 from tests.models import Author, Book, Code, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -42,16 +42,6 @@ def fails(*args: Any, **options: Any) -> CommandError:
 def raw(sql: str, params: list[Any] | None = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-
-
-def moment() -> datetime.datetime:
-    """A moment strictly between the events written before and after the call."""
-    start = timezone.now()
-    while (now := timezone.now()) <= start:
-        pass
-    while timezone.now() <= now:
-        pass
-    return now
 
 
 class TTY(io.StringIO):

@@ -15,21 +15,12 @@ from audit_events.context import capture_paused
 from audit_events.models import Action, Event
 from audit_events.registry import spec_for
 from audit_events.replay import events_until, recorded_state
+from tests.helpers import moment
 from tests.models import Author, Book, Code, Place, Restaurant, Ticket, Unregistered
 
 pytestmark = pytest.mark.django_db
 
 SNAPSHOT_EVERY = 10  # tests/settings.py
-
-
-def moment() -> datetime.datetime:
-    """A moment strictly after every event written so far and strictly before any written later."""
-    start = timezone.now()
-    while (now := timezone.now()) <= start:
-        pass
-    while timezone.now() <= now:
-        pass
-    return now
 
 
 def author_spec() -> Any:

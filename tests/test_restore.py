@@ -14,6 +14,7 @@ from django.utils import timezone
 from audit_events import NoHistory, RestoreError, history, restore, state_at
 from audit_events.context import capture_paused
 from audit_events.models import Action, Event
+from tests.helpers import moment
 from tests.models import (
     Author,
     Book,
@@ -29,16 +30,6 @@ from tests.models import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def moment() -> datetime.datetime:
-    """A moment strictly after every event written so far and strictly before any written later."""
-    start = timezone.now()
-    while (now := timezone.now()) <= start:
-        pass
-    while timezone.now() <= now:
-        pass
-    return now
 
 
 def everything_in_db() -> tuple[dict[str, list[dict[str, Any]]], list[tuple[Any, ...]]]:
