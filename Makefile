@@ -20,16 +20,20 @@ demo: $(STAMP)
 
 # The whole suite on SQLite, then on PostgreSQL when one is reachable.
 # REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure.
+# Branch coverage of audit_events/ is collected over both runs and reported at the end.
+COVERAGE := --cov=audit_events --cov-append --cov-report=
 test: $(STAMP)
 	@ran="sqlite"; \
-	TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+	$(PY) -m coverage erase; \
+	TEST_DB=sqlite $(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS) || exit 1; \
 	if $(PY) tests/pg_available.py; then \
-		TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS) || exit 1; ran="$$ran postgresql"; \
+		TEST_DB=postgres $(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS) || exit 1; ran="$$ran postgresql"; \
 	elif [ -n "$(REQUIRE_POSTGRES)" ]; then \
 		echo "PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable"; exit 1; \
 	else \
 		echo "PostgreSQL unreachable: skipped the PostgreSQL run"; \
 	fi; \
+	$(PY) -m coverage report; \
 	echo "make test: the suite passed on: $$ran"
 
 test-sqlite: $(STAMP)
