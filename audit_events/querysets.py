@@ -237,7 +237,6 @@ def install(model: type[models.Model]) -> None:
         if id(manager) not in _swapped:
             _swapped[id(manager)] = (manager, type(manager))
             manager.__class__ = _audited(type(manager), models.Manager, "Manager")
-    _forget_related_managers()
 
 
 def uninstall(model: type[models.Model]) -> None:
@@ -245,11 +244,13 @@ def uninstall(model: type[models.Model]) -> None:
         swapped = _swapped.pop(id(manager), None)
         if swapped is not None:
             manager.__class__ = swapped[1]
-    _forget_related_managers()
 
 
-def _forget_related_managers() -> None:
-    """Related managers (``author.books``) are built once from the default manager's class: rebuild them."""
+def forget_related_managers() -> None:
+    """Related managers (``author.books``) are built once from the default manager's class: rebuild them.
+
+    Called once after the registry installed or removed audited managers.
+    """
     from django.apps import apps
 
     for model in apps.get_models():

@@ -115,6 +115,7 @@ def build_spec(model: ModelType, excluded: tuple[str, ...] = ()) -> ModelSpec:
 
 def sync() -> None:
     """Make the registry match the current setting."""
+    from . import querysets
     from .models import Event
 
     config = conf.get_config()
@@ -137,6 +138,7 @@ def sync() -> None:
         _register(spec)
     _rebuild_m2m(list(wanted.values()))
     _find_deleting_parents()
+    querysets.forget_related_managers()
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
