@@ -56,11 +56,9 @@ def lock_rows(spec: registry.ModelSpec, using: str, lookup: dict[str, Any]) -> d
     return rows
 
 
-def locked_rows(
-    spec: registry.ModelSpec, using: str, lookup: dict[str, Any], object_pk: str | None = None
-) -> dict[Any, tuple[State, None]]:
-    """:func:`lock_rows` in the shape older callers expect; to be removed."""
-    return {pk: (state, None) for pk, state in lock_rows(spec, using, lookup).items()}
+def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
+    """One row's full current state, locked (:func:`lock_rows`); ``None`` if there is no such row."""
+    return next(iter(lock_rows(spec, using, {"pk": pk}).values()), None)
 
 
 def draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
@@ -87,7 +85,7 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
         return
     old: State | None = None
     if instance.pk is not None and not _pk_is_fresh(instance, raw):
-        old = next(iter(lock_rows(spec, using, {"pk": instance.pk}).values()), None)
+        old = live_state(spec, using, instance.pk)
     instance.__dict__[_OLD] = old
 
 
@@ -178,7 +176,7 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
     if spec is None or is_paused():
         return
     operation = current_operation()  # delete() and QuerySet.delete() opened one for the whole deletion
-    state = next(iter(lock_rows(spec, using, {"pk": instance.pk}).values()), None)
+    state = live_state(spec, using, instance.pk)
     instance.__dict__[_OLD] = (state, operation)
 
 

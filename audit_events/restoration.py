@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, router, transaction
 
-from . import journal, m2m, registry
-from .capture import diff, lock_rows
+from . import capture, journal, m2m, registry
+from .capture import diff
 from .context import capture_paused
 from .encoding import decode
 from .exceptions import NoHistory, RestoreError
@@ -120,7 +120,7 @@ def _reattach(group: list[Event], db: str) -> None:
         if event.action != Action.UPDATE or spec is None or model is None:
             continue
         pk = spec.pk_field.to_python(event.object_pk)
-        live_state = _live_state(spec, pk, db)
+        live_state = capture.live_state(spec, db, pk)
         if live_state is None:
             continue  # deleted since: nothing to re-attach
         target = dict(live_state)
@@ -138,7 +138,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
     """
     for row in rows:
         label = row.model._meta.label
-        live_state = _live_state(row.spec, row.pk, db)
+        live_state = capture.live_state(row.spec, db, row.pk)
         if live_state is not None and recreate_only:
             raise RestoreError(f"{label} pk={row.pk} already exists (already restored?); nothing was restored.")
         if live_state is not None and all(live_state.get(k) == v for k, v in row.state.items()):
@@ -162,7 +162,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         _check_unique(row, instance, exclude={klass._meta.pk.name for klass in present if klass is not row.model})
         # The row is also a row of its registered multi-table parents: they record the restore too.
         views = [(row.spec, row.pk, live_state)] + [
-            (parent, pk, _live_state(parent, pk, db))
+            (parent, pk, capture.live_state(parent, db, pk))
             for parent in registry.parent_specs(row.spec)
             if (pk := getattr(instance, parent.pk_field.attname)) is not None
         ]
@@ -189,11 +189,6 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
 
 def _names(spec: registry.ModelSpec) -> list[str]:
     return [f.name for f in spec.fields] + [f.name for f in spec.m2m_fields]
-
-
-def _live_state(spec: registry.ModelSpec, pk: Any, db: str) -> State | None:
-    """The row as the database holds it now (locked), links included; ``None`` if absent."""
-    return next(iter(lock_rows(spec, db, {"pk": pk}).values()), None)
 
 
 def _check_parents(row: _Row, instance: models.Model, db: str) -> None:

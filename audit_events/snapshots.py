@@ -22,7 +22,7 @@ from typing import Any
 from django.db import models, router, transaction
 
 from . import journal
-from .capture import locked_rows
+from .capture import lock_rows
 from .models import Action, Event
 from .replay import spec_or_error
 
@@ -61,7 +61,7 @@ def snapshot_rows(
         missing = _unrecorded(content_type_id, db, {spec.object_pk(pk): pk for pk in pks})
         if missing:
             with transaction.atomic(using=db):
-                rows = locked_rows(spec, db, {"pk__in": list(missing.values())})
+                rows = lock_rows(spec, db, {"pk__in": list(missing.values())})
                 # Looked for again under the lock: a concurrent save may have recorded some.
                 still = _unrecorded(content_type_id, db, {spec.object_pk(pk): pk for pk in rows})
                 drafts = [
@@ -70,7 +70,7 @@ def snapshot_rows(
                         content_type_label=spec.model._meta.label_lower,
                         object_pk=text,
                         action=Action.SNAPSHOT,
-                        state=rows[pk][0],
+                        state=rows[pk],
                     )
                     for text, pk in still.items()
                 ]

@@ -15,8 +15,7 @@ from django.db import models, router, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils.text import capfirst
 
-from . import registry
-from .capture import locked_rows
+from . import capture, registry
 from .encoding import JSONValue, decode
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
@@ -119,9 +118,8 @@ def version_state(event: Event) -> State | None:
 def live_state(spec: registry.ModelSpec, pk: Any) -> State | None:
     """The row as the database holds it now (many-to-many links included), as ``restore`` reads it."""
     db = router.db_for_write(spec.model)
-    with transaction.atomic(using=db):  # locked_rows locks where it can, which needs a transaction
-        rows = locked_rows(spec, db, {"pk": pk}, spec.object_pk(pk))
-    return next(iter(rows.values()))[0] if rows else None
+    with transaction.atomic(using=db):  # the read locks where it can, which needs a transaction
+        return capture.live_state(spec, db, pk)
 
 
 def state_label(model: type[models.Model], state: State | None) -> str:

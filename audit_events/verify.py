@@ -41,7 +41,7 @@ from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models import Q
 
 from . import journal, registry
-from .capture import diff, locked_rows
+from .capture import diff, live_state
 from .context import audit_context
 from .encoding import JSONValue, canonical_json, encode
 from .models import Action, Event, EventQuerySet
@@ -305,8 +305,7 @@ def _confirm_drift(spec: registry.ModelSpec, db: str, object_pk: str, repair: bo
     label = spec.model._meta.label
     pk = spec.pk_field.to_python(object_pk)
     with transaction.atomic(using=db):
-        live_rows = locked_rows(spec, db, {"pk": pk}, object_pk)
-        live = next(iter(live_rows.values()))[0] if live_rows else None
+        live = live_state(spec, db, pk)
         events = Event.objects.using(db).filter(content_type_id=spec.content_type_id(), object_pk=object_pk)
         has_events = events.exists()
         recorded = recorded_state(spec, pk, using=db) if has_events else None
