@@ -6,6 +6,17 @@ statement per batch of events, and it stays right under concurrency: a writer
 that waited for another's row lock runs its INSERT in a fresh snapshot
 (READ COMMITTED), so it sees the event the other writer committed.
 
+Inside a transaction, events wait on the connection (:class:`Pending`) and
+are inserted together just before COMMIT: one INSERT for up to
+``BATCH_SIZE`` events, however many writes made them. They are inserted
+earlier whenever something could see them missing: before any statement that
+names the event table (history, restore, the admin, raw SQL), before a
+savepoint is created, and when ``BATCH_SIZE`` of them are waiting. A
+rollback, or a rollback to a savepoint, drops the ones waiting, which were
+all made after the savepoint. If the INSERT fails at COMMIT, the transaction
+is rolled back and the error raised: the writes and their events commit
+together or not at all.
+
 Hash format (documented in docs/integrity.rst)::
 
     hash = sha256_hex(previous_hash_of_the_same_row + canonical_json(content))
@@ -238,38 +249,142 @@ def _batch_size(using: str) -> int:
     return BATCH_SIZE if limit is None else max(1, min(BATCH_SIZE, limit // _PARAMS_PER_EVENT))
 
 
-def _batches(drafts: Sequence[Draft], size: int) -> Iterable[list[Draft]]:
+def _batches(rows: Sequence[_Row], size: int) -> Iterable[list[_Row]]:
     """Batches of at most ``size`` in which no row appears twice (versions are computed per statement)."""
-    pending = list(drafts)
+    pending = list(rows)
     while pending:
-        batch: list[Draft] = []
+        batch: list[_Row] = []
         seen: set[tuple[int, str]] = set()
-        rest: list[Draft] = []
-        for draft in pending:
-            key = (draft.content_type_id, draft.object_pk)
-            if key in seen or len(batch) >= size:
-                rest.append(draft)
+        rest: list[_Row] = []
+        for row in pending:
+            if row.key in seen or len(batch) >= size:
+                rest.append(row)
             else:
-                seen.add(key)
-                batch.append(draft)
+                seen.add(row.key)
+                batch.append(row)
         yield batch
         pending = rest
 
 
 def write(drafts: Sequence[Draft], using: str) -> None:
-    """Insert the drafts as events.
+    """Record the drafts as events of the current transaction.
 
-    Queries: one INSERT per batch of up to ``BATCH_SIZE`` events (fewer on
-    SQLite, see :func:`_batch_size`); a row appearing twice goes to a later
-    batch, to keep its versions in order.
+    The actor and context are taken now; the INSERT waits for COMMIT (or an
+    earlier flush, see :class:`Pending`). Outside a transaction (manual
+    transaction management) it is immediate. Queries: one INSERT per batch of
+    up to ``BATCH_SIZE`` events (fewer on SQLite, see :func:`_batch_size`); a
+    row appearing twice goes to a later batch, to keep its versions in order.
     """
     if not drafts:
         return
     connection = connections[using]
     actor = current_context().event_fields()
     actor["context"] = json.loads(json.dumps(actor["context"], cls=DjangoJSONEncoder))
-    every = conf.get_config().snapshot_every
-    with connection.cursor() as cursor:
-        for batch in _batches(drafts, _batch_size(using)):
-            params = [p for d in batch for p in _params(d, actor, connection)]
-            cursor.execute(_sql(using, len(batch), every), params)
+    pending = Pending.of(connection)
+    pending.add(_Row((d.content_type_id, d.object_pk), _params(d, actor, connection)) for d in drafts)
+    if not connection.in_atomic_block or len(pending) >= BATCH_SIZE:
+        pending.flush()
+
+
+def flush(using: str) -> None:
+    """Insert the events waiting on connection ``using`` now (a no-op if none are)."""
+    pending: Pending | None = connections[using].__dict__.get(_PENDING)
+    if pending is not None:
+        pending.flush()
+
+
+_PENDING = "_audit_events_pending"
+_EVENT_TABLE = Event._meta.db_table
+
+
+@dataclass(frozen=True)
+class _Row:
+    key: tuple[int, str]  # (content type, object pk): one row's events keep their order
+    params: list[Any]
+
+
+class Pending:
+    """The events of a connection's open transaction that are not inserted yet.
+
+    Created on a connection's first event, it wraps that connection's
+    ``commit``, ``rollback``, ``savepoint``, ``savepoint_rollback`` and
+    ``close`` (on the instance: other connections are untouched), and, while
+    events wait, puts an execute wrapper first in ``execute_wrappers`` that
+    inserts them before any statement naming the event table.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.rows: list[_Row] = []
+        self._commit = connection.commit
+        self._rollback = connection.rollback
+        self._savepoint = connection.savepoint
+        self._savepoint_rollback = connection.savepoint_rollback
+        self._close = connection.close
+        connection.commit = self.commit
+        connection.rollback = self.rollback
+        connection.savepoint = self.savepoint
+        connection.savepoint_rollback = self.savepoint_rollback
+        connection.close = self.close
+
+    @classmethod
+    def of(cls, connection: Any) -> Pending:
+        pending: Pending | None = connection.__dict__.get(_PENDING)
+        if pending is None:
+            pending = connection.__dict__[_PENDING] = cls(connection)
+        return pending
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, rows: Iterable[_Row]) -> None:
+        if not self.rows:
+            self.connection.execute_wrappers.insert(0, self._before_event_reads)
+        self.rows.extend(rows)
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        rows = self._drop()
+        every = conf.get_config().snapshot_every
+        with self.connection.cursor() as cursor:
+            for batch in _batches(rows, _batch_size(self.connection.alias)):
+                params = [p for row in batch for p in row.params]
+                cursor.execute(_sql(self.connection.alias, len(batch), every), params)
+
+    def _drop(self) -> list[_Row]:
+        rows, self.rows = self.rows, []
+        if rows and self._before_event_reads in self.connection.execute_wrappers:
+            self.connection.execute_wrappers.remove(self._before_event_reads)
+        return rows
+
+    def _before_event_reads(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        if not isinstance(sql, str) or _EVENT_TABLE in sql:
+            self.flush()
+        return execute(sql, params, many, context)
+
+    # The connection's transaction methods, wrapped.
+
+    def commit(self) -> None:
+        try:
+            self.flush()
+        except BaseException:
+            self.rollback()  # the writes go with their events
+            raise
+        self._commit()
+
+    def rollback(self) -> None:
+        self._drop()
+        self._rollback()
+
+    def savepoint(self) -> Any:
+        self.flush()  # what waits now was made before the savepoint: a rollback to it must keep it
+        return self._savepoint()
+
+    def savepoint_rollback(self, sid: Any) -> None:
+        self._drop()  # everything waiting was made after the latest savepoint, so after this one
+        self._savepoint_rollback(sid)
+
+    def close(self) -> None:
+        self._drop()
+        self._close()

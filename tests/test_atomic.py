@@ -264,3 +264,51 @@ def test_a_rolled_back_savepoint_keeps_the_outer_work_and_its_events() -> None:
         rolled_back(lambda: Author.objects.create(name="inner"))
     assert list(Author.objects.values_list("name", flat=True)) == ["outer"]
     assert [e.object_pk for e in events(Author)] == [str(outer.pk)]
+
+
+# --- events wait for COMMIT: what a transaction sees, and what it drops -------------
+
+
+def test_rolling_back_to_a_savepoint_drops_exactly_the_events_made_after_it() -> None:
+    with transaction.atomic():
+        first = Author.objects.create(name="first")
+        try:
+            with transaction.atomic():  # savepoint 1
+                Author.objects.create(name="inside 1")
+                with transaction.atomic():  # savepoint 2, released below
+                    Author.objects.create(name="inside 2")
+                raise Abort
+        except Abort:
+            pass
+        last = Author.objects.create(name="last")
+    assert list(Author.objects.order_by("pk").values_list("name", flat=True)) == ["first", "last"]
+    assert [e.object_pk for e in events(Author)] == [str(first.pk), str(last.pk)]
+    assert [e.version for e in events(Author)] == [1, 1]
+
+
+def test_the_transaction_sees_its_own_events_before_commit_through_any_read() -> None:
+    table = Event._meta.db_table
+    with transaction.atomic():
+        author = Author.objects.create(name="a")
+        author.name = "b"
+        author.save()
+        with connection.cursor() as cursor:  # raw SQL too
+            cursor.execute(f"SELECT action FROM {table} ORDER BY id")
+            assert [row[0] for row in cursor.fetchall()] == ["create", "update"]
+        author.name = "c"
+        author.save()
+        assert Author.objects.filter(pk=author.pk, name="c").exists()  # not a read of events
+        assert [e.version for e in events(Author, author.pk)] == [1, 2, 3]
+
+
+def test_manual_transactions_insert_events_at_once_and_commit_or_roll_back_with_the_writes() -> None:
+    transaction.set_autocommit(False)
+    try:
+        kept = Author.objects.create(name="kept")
+        transaction.commit()
+        Author.objects.create(name="dropped")
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+    assert list(Author.objects.values_list("name", flat=True)) == ["kept"]
+    assert [e.object_pk for e in events(Author)] == [str(kept.pk)]

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from audit_events import audit_context, history
 from audit_events.context import capture_paused
 from audit_events.models import Event
+from tests.helpers import at_commit
 from tests.models import (
     Author,
     Book,
@@ -327,8 +328,10 @@ def test_deferred_instances_save_without_lazy_loads_and_diff_correctly(load: str
         else Author.objects.defer("email").get(pk=author.pk)
     )
     partial.name = "Octavia"
+    at_commit()
     with CaptureQueriesContext(connection) as queries:
         partial.save()
+        at_commit()
     assert "email" in partial.get_deferred_fields()  # nothing loaded it
     # the locking SELECT, the UPDATE, the event INSERT
     assert len(queries) == 3, [q["sql"] for q in queries.captured_queries]

@@ -5,11 +5,16 @@ Per audited write, beyond the plain Django statements:
 ====================  ======================  =====================================
 write                 inside a transaction    in autocommit mode
 ====================  ======================  =====================================
-create                + 1 INSERT              + BEGIN, + 1 INSERT, + COMMIT
-save (full/fields)    + 1 SELECT + 1 INSERT   + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
+create                + 1 INSERT at COMMIT    + BEGIN, + 1 INSERT, + COMMIT
+save (full/fields)    + 1 SELECT              + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
 save changing nothing + 1 SELECT              + BEGIN, + 1 SELECT, + COMMIT
-delete                + 1 SELECT + 1 INSERT   + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
+delete                + 1 SELECT              + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
 ====================  ======================  =====================================
+
+Inside a transaction, the events wait and COMMIT inserts them, up to 500 per
+INSERT: one statement for all the writes of the transaction, shared. The tests
+here run in a transaction that is never committed; ``at_commit()`` does what
+COMMIT would, and a single write's count includes it.
 
 Django's ``CaptureQueriesContext`` records ``BEGIN`` and ``COMMIT`` as entries of
 their own (``debug_transaction``), so they are counted here like statements.
@@ -30,6 +35,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import history
 from audit_events.models import Event
+from tests.helpers import at_commit
 from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered
 from tests.test_capture import BASE
 
@@ -78,18 +84,21 @@ def test_create_costs_one_insert(django_assert_num_queries: Any) -> None:
         assert len(count(new_author)) == 1
     with django_assert_num_queries(2) as captured:
         new_author()
+        at_commit()
     assert is_event_insert(sql(captured)[1])
 
 
 def test_create_with_a_fresh_uuid_key_reads_nothing(django_assert_num_queries: Any) -> None:
     with django_assert_num_queries(2) as captured:
         Ticket.objects.create(title="t")
+        at_commit()
     assert [s.split()[0] for s in sql(captured)] == ["INSERT", "INSERT"]
 
 
 def test_create_with_a_given_key_looks_for_the_row_first(django_assert_num_queries: Any) -> None:
     with django_assert_num_queries(3) as captured:
         Code.objects.create(code="C", label="c")  # the row may exist: it is one SELECT to know
+        at_commit()
     assert is_lock(sql(captured)[0], "tests_code")
 
 
@@ -98,6 +107,7 @@ def test_multi_table_create(django_assert_num_queries: Any) -> None:
         assert len(count(lambda: Restaurant.objects.create(name="r"))) == 2  # both tables
     with django_assert_num_queries(3):
         Restaurant.objects.create(name="r")
+        at_commit()
 
 
 @pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
@@ -106,9 +116,11 @@ def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, up
     with override_settings(AUDIT_EVENTS=without("tests.Author")):
         author.name = "plain"
         assert len(count(lambda: author.save(update_fields=update_fields))) == 1
+    at_commit()
     author.name = "audited"
     with django_assert_num_queries(3) as captured:
         author.save(update_fields=update_fields)
+        at_commit()
     statements = sql(captured)
     assert is_lock(statements[0], "tests_author")
     assert statements[1].startswith("UPDATE")
@@ -117,8 +129,10 @@ def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, up
 
 def test_a_save_that_changes_nothing_costs_only_the_select(django_assert_num_queries: Any) -> None:
     author = new_author()
+    at_commit()
     with django_assert_num_queries(2) as captured:
         author.save()
+        at_commit()
     assert is_lock(sql(captured)[0], "tests_author")
     assert not any(is_event_insert(s) for s in sql(captured))
 
@@ -128,8 +142,10 @@ def test_saving_an_f_expression_reads_the_result_back(django_assert_num_queries:
     row.integer = F("integer") + 1
     # Django 6.0+ reads F() results back with UPDATE ... RETURNING: no read of our own then.
     returning = getattr(connection.features, "can_return_rows_from_update", False)
+    at_commit()
     with django_assert_num_queries(4 - int(returning)):  # lock, UPDATE, read the computed value, event
         row.save()
+        at_commit()
     assert history(row).last().changes == {"integer": [1, 2]}
 
 
@@ -140,12 +156,26 @@ def test_delete_costs_one_select_and_one_insert(django_assert_num_queries: Any) 
     with override_settings(AUDIT_EVENTS=without("tests.Review")):
         assert len(count(Review.objects.create(book=book).delete)) == 1
     review = Review.objects.create(book=book)
+    at_commit()
     with django_assert_num_queries(3) as captured:
         review.delete()
+        at_commit()
     statements = sql(captured)
     assert is_lock(statements[0], "tests_review")
     assert statements[1].startswith("DELETE")
     assert is_event_insert(statements[2])
+
+
+def test_the_events_of_a_transaction_share_one_insert_at_commit(django_assert_num_queries: Any) -> None:
+    authors = [new_author() for _ in range(10)]
+    at_commit()
+    with django_assert_num_queries(10 * 2 + 1) as captured:  # per save: SELECT, UPDATE; then one INSERT
+        for author in authors:
+            author.name = "renamed"
+            author.save()
+        at_commit()
+    assert [is_event_insert(s) for s in sql(captured)] == [False] * 20 + [True]
+    assert Event.objects.filter(action="update").count() == 10
 
 
 # --- autocommit mode --------------------------------------------------------------
@@ -184,6 +214,21 @@ def test_in_autocommit_mode_each_audited_write_is_one_transaction(django_assert_
         review.delete()
     assert (sql(captured)[0], sql(captured)[-1]) == ("BEGIN", "COMMIT")
     assert Event.objects.filter(content_type__model="review", action="delete").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_transaction_inserts_its_events_in_one_statement_before_commit() -> None:
+    from django.db import transaction
+
+    ContentType.objects.get_for_model(Author)
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        for i in range(5):
+            Author.objects.create(name=f"author {i}")
+    statements = sql(captured)
+    assert (statements[0], statements[-1]) == ("BEGIN", "COMMIT")
+    assert [s.split()[0] for s in statements[1:-1]] == ["INSERT"] * 6
+    assert is_event_insert(statements[-2])
+    assert Event.objects.filter(action="create").count() == 5
 
 
 # --- unregistered models pay nothing ---------------------------------------------
@@ -234,6 +279,7 @@ def test_an_unregistered_model_issues_exactly_what_plain_django_issues(
         from tests.models import Book
 
         fields = {**fields, "book": Book.objects.create(author=new_author(), title="t")}
+    at_commit()
     with override_settings(AUDIT_EVENTS=OFF):  # nothing registered: plain Django
         plain = writes(model, **fields)
     before = Event.objects.count()
@@ -248,6 +294,8 @@ def test_registering_again_after_turning_off_costs_the_same_as_before(django_ass
     with override_settings(AUDIT_EVENTS=OFF):
         pass
     author = new_author()
+    at_commit()
     author.name = "again"
     with django_assert_num_queries(3):
         author.save()
+        at_commit()
