@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connections, models
+from django.db.models.expressions import RawSQL
 
 from . import journal, m2m, registry
 from .context import is_paused
@@ -41,24 +42,80 @@ def lock_rows(spec: registry.ModelSpec, using: str, lookup: dict[str, Any]) -> d
     Queries: one SELECT (``FOR UPDATE`` where the backend supports it); each
     many-to-many field is a subquery of it, not a query of its own.
     """
-    qs = spec.model._base_manager.using(using).filter(**lookup)
-    if connections[using].features.has_select_for_update:
-        qs = qs.select_for_update()
-    pk_name = spec.pk_field.attname
-    links = {f"_audit_links_{field.name}": field for field in spec.m2m_fields}
-    qs = qs.annotate(**{alias: m2m.linked_keys(field) for alias, field in links.items()})
     rows: dict[Any, State] = {}
-    for values in qs.values(pk_name, *(f.attname for f in spec.fields), *links):
-        state = {f.name: encode(f, values[f.attname]) for f in spec.fields}
-        for alias, field in links.items():
-            state[field.name] = m2m.decode_keys(field, values[alias])
-        rows[values[pk_name]] = state
+    for values in _locking_queryset(spec, using).filter(**lookup):
+        rows[values[spec.pk_field.attname]] = _state(spec, values)
     return rows
 
 
 def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
-    """One row's full current state, locked (:func:`lock_rows`); ``None`` if there is no such row."""
-    return next(iter(lock_rows(spec, using, {"pk": pk}).values()), None)
+    """One row's full current state, locked (:func:`lock_rows`); ``None`` if there is no such row.
+
+    The statement is compiled once per model and connection (this runs on
+    every save and delete); only the key changes from one call to the next.
+    """
+    if getattr(spec.pk_field, "fields", None):  # a composite primary key: the general query
+        return next(iter(lock_rows(spec, using, {"pk": pk}).values()), None)
+    connection = connections[using]
+    selects = connection.__dict__.setdefault(_SELECTS, {})
+    select: _OneRow | None = selects.get(spec.model)
+    if select is None or select.spec is not spec:
+        select = selects[spec.model] = _OneRow(spec, connection)
+    return select.fetch(pk)
+
+
+_SELECTS = "_audit_events_selects"
+
+
+def _locking_queryset(spec: registry.ModelSpec, using: str) -> models.QuerySet[Any, dict[str, Any]]:
+    qs = spec.model._base_manager.using(using).all()
+    if connections[using].features.has_select_for_update:
+        qs = qs.select_for_update()
+    links = {_links_alias(field): m2m.linked_keys(field) for field in spec.m2m_fields}
+    values: models.QuerySet[Any, dict[str, Any]] = qs.annotate(**links).values(
+        spec.pk_field.attname, *(f.attname for f in spec.fields), *links
+    )
+    return values
+
+
+def _links_alias(field: models.ManyToManyField[Any, Any]) -> str:
+    return f"_audit_links_{field.name}"
+
+
+def _state(spec: registry.ModelSpec, values: dict[str, Any]) -> State:
+    state = {f.name: encode(f, values[f.attname]) for f in spec.fields}
+    for field in spec.m2m_fields:
+        state[field.name] = m2m.decode_keys(field, values[_links_alias(field)])
+    return state
+
+
+class _OneRow:
+    """:func:`_locking_queryset` for one key, compiled once: its SQL, the key's slot, the converters."""
+
+    def __init__(self, spec: registry.ModelSpec, connection: Any) -> None:
+        self.spec = spec
+        self.connection = connection
+        key = object()  # stands for the key in the compiled parameters
+        qs = _locking_queryset(spec, connection.alias).filter(pk=RawSQL("%s", (key,)))
+        self.compiler = qs.query.get_compiler(connection=connection)
+        self.sql, params = self.compiler.as_sql()
+        self.params = list(params)
+        self.slot = next(i for i, p in enumerate(self.params) if p is key)
+        selected = self.compiler.select[: self.compiler.col_count]
+        self.names = [alias for _, _, alias in selected]
+        self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
+
+    def fetch(self, pk: Any) -> State | None:
+        params = list(self.params)
+        params[self.slot] = self.spec.pk_field.get_db_prep_value(pk, self.connection)
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        if self.converters:
+            rows = list(self.compiler.apply_converters(rows, self.converters))
+        return _state(self.spec, dict(zip(self.names, rows[0], strict=True)))
 
 
 def draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
