@@ -125,6 +125,9 @@ def canonical_json(value: JSONValue) -> str:
     (``1e16`` as ``10000000000000000``) and ``-0.0`` as ``0.0``. Otherwise
     an event read back would no longer match its own hash.
     """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if "e+" not in text and "-0.0" not in text:
+        return text  # no float written with an exponent nor a negative zero: nothing to rewrite
     return json.dumps(_stable_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
