@@ -2,10 +2,13 @@
 
 Cost per audited write, beyond Django's own statements:
 
-* create: one INSERT (the event);
-* update: one locking SELECT of the old row, one INSERT;
-* delete: one locking SELECT of the old row, one INSERT;
-* a no-op save: the SELECT only.
+* create: nothing (its event is inserted with the transaction's others);
+* update: on PostgreSQL nothing, the UPDATE itself returns the old row
+  (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``,
+  :func:`do_update`); elsewhere one locking SELECT of the old row first;
+* delete: one locking SELECT of the old row;
+* and, per transaction, one INSERT of up to 500 events before COMMIT
+  (``journal``).
 
 The event's version, hash and whether it stores a full state are decided by
 the database inside the INSERT (``journal``): no query for the row's history.
@@ -20,7 +23,8 @@ can, never taken from memory.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 from django.db.models.expressions import RawSQL
@@ -34,6 +38,8 @@ from .operations import current_operation
 _OLD = "_audit_events_old"
 
 State = dict[str, JSONValue]
+if TYPE_CHECKING:
+    Field = models.Field[Any, Any]
 
 
 def lock_rows(spec: registry.ModelSpec, using: str, lookup: dict[str, Any]) -> dict[Any, State]:
@@ -56,12 +62,15 @@ def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
     """
     if getattr(spec.pk_field, "fields", None):  # a composite primary key: the general query
         return next(iter(lock_rows(spec, using, {"pk": pk}).values()), None)
-    connection = connections[using]
+    return _one_row(spec, connections[using]).fetch(pk)
+
+
+def _one_row(spec: registry.ModelSpec, connection: Any) -> _OneRow:
     selects = connection.__dict__.setdefault(_SELECTS, {})
     select: _OneRow | None = selects.get(spec.model)
     if select is None or select.spec is not spec:
         select = selects[spec.model] = _OneRow(spec, connection)
-    return select.fetch(pk)
+    return select
 
 
 _SELECTS = "_audit_events_selects"
@@ -106,16 +115,61 @@ class _OneRow:
         self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
 
     def fetch(self, pk: Any) -> State | None:
+        return self._run(self.sql, self._params(pk))
+
+    def update(self, pk: Any, values: list[tuple[Field, Any, Any]]) -> tuple[bool, State | None] | None:
+        """``UPDATE ... FROM (this SELECT) AS old ... RETURNING old.*`` (PostgreSQL).
+
+        One statement writes ``values`` and brings back the row as it was
+        (locked by the subquery's ``FOR UPDATE`` before the UPDATE touches it).
+        Returns the old state, or ``None`` if no row has the key, or ``None``
+        for the whole result where the values need Django's own compiler
+        (expressions, fields with their own placeholder, model instances).
+        """
+        connection, quote = self.connection, self.connection.ops.quote_name
+        assignments: list[str] = []
+        params: list[Any] = []
+        for field, _model, value in values:
+            if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+                return None
+            if hasattr(field, "get_placeholder"):
+                return None
+            value = field.get_db_prep_save(value, connection=connection)
+            if hasattr(value, "as_sql"):
+                return None
+            assignments.append(f"{quote(field.column)} = {'NULL' if value is None else '%s'}")
+            if value is not None:
+                params.append(value)
+        table = quote(self.spec.model._meta.db_table)
+        sql = (
+            f"UPDATE {table} SET {', '.join(assignments)} FROM ({self.sql}) AS {_OLD_ROW} "
+            f"WHERE {table}.{quote(self.spec.pk_field.column)} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
+            f"RETURNING {_OLD_ROW}.*"
+        )
+        old = self._run(sql, params + self._params(pk))
+        return old is not None, old
+
+    @property
+    def pk_index(self) -> int:
+        return self.names.index(self.spec.pk_field.attname)
+
+    def _params(self, pk: Any) -> list[Any]:
         params = list(self.params)
         params[self.slot] = self.spec.pk_field.get_db_prep_value(pk, self.connection)
+        return params
+
+    def _run(self, sql: str, params: list[Any]) -> State | None:
         with self.connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         if not rows:
             return None
         if self.converters:
             rows = list(self.compiler.apply_converters(rows, self.converters))
         return _state(self.spec, dict(zip(self.names, rows[0], strict=True)))
+
+
+_OLD_ROW = '"_audit_events_old"'
 
 
 def draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
@@ -140,10 +194,59 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
         return
-    old: State | None = None
+    old: State | object | None = None
     if instance.pk is not None and not _pk_is_fresh(instance, raw):
-        old = live_state(spec, using, instance.pk)
+        old = _FROM_UPDATE if _update_returns_old_row(spec, using) else live_state(spec, using, instance.pk)
     instance.__dict__[_OLD] = old
+
+
+# pre_save's mark: the UPDATE will bring the old row back itself (:func:`do_update`).
+# Left as it is (an INSERT was forced), there was no old row.
+_FROM_UPDATE = object()
+
+
+def _update_returns_old_row(spec: registry.ModelSpec, using: str) -> bool:
+    """PostgreSQL, one table (no multi-table parents), a single-column key."""
+    return (
+        connections[using].vendor == "postgresql"
+        and not spec.model._meta.parents
+        and not getattr(spec.pk_field, "fields", None)
+    )
+
+
+def do_update(
+    original: Callable[..., Any],
+    instance: models.Model,
+    base_qs: models.QuerySet[Any],
+    using: str,
+    pk_val: Any,
+    values: list[tuple[Field, Any, Any]],
+    update_fields: Any,
+    forced_update: bool,
+    *returning_fields: Any,
+) -> Any:
+    """``Model._do_update`` of a registered model: the UPDATE of a save.
+
+    Where :func:`pre_save` left the mark, the old row comes back from the
+    UPDATE itself (:meth:`_OneRow.update`): the save costs no statement more
+    than plain Django's. Otherwise (values Django must compile itself,
+    ``select_on_save``, Django 6 returning fields) the row is read and locked
+    first, then Django's own UPDATE runs.
+    """
+    args = (base_qs, using, pk_val, values, update_fields, forced_update, *returning_fields)
+    if instance.__dict__.get(_OLD) is not _FROM_UPDATE:
+        return original(instance, *args)
+    spec = registry.spec_for(type(instance))
+    assert spec is not None
+    simple = values and not any(returning_fields) and not (instance._meta.select_on_save and not forced_update)
+    result = _one_row(spec, connections[using]).update(pk_val, values) if simple else None
+    if result is None:
+        instance.__dict__[_OLD] = live_state(spec, using, pk_val)
+        return original(instance, *args)
+    updated, instance.__dict__[_OLD] = result
+    if returning_fields:  # Django 6: the rows returned, none asked for
+        return [()] if updated else []
+    return updated
 
 
 def _pk_is_fresh(instance: models.Model, raw: bool) -> bool:
@@ -164,6 +267,8 @@ def post_save(
     if _OLD not in instance.__dict__:
         return
     old = instance.__dict__.pop(_OLD)
+    if old is _FROM_UPDATE:
+        old = None
     spec = registry.spec_for(sender)
     if spec is None:
         return

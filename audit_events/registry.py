@@ -3,8 +3,9 @@
 The registry is rebuilt from ``AUDIT_EVENTS`` when the app is ready and
 whenever the setting changes (``override_settings``). Registering a model
 connects its signals (per sender, so unregistered models keep Django's fast
-delete path and pay nothing), makes its ``save_base`` atomic, groups each
-``delete()`` into one operation and gives its managers audited QuerySets
+delete path and pay nothing), makes its ``save_base`` atomic, lets the UPDATE
+of its saves return the row it overwrites (``capture.do_update``), groups
+each ``delete()`` into one operation and gives its managers audited QuerySets
 (``querysets``); unregistering undoes exactly that.
 """
 
@@ -164,8 +165,9 @@ def _register(spec: ModelSpec) -> None:
         signals.pre_delete.connect(capture.pre_delete, sender=sender, dispatch_uid=_uid("pre_delete", sender))
         signals.post_delete.connect(capture.post_delete, sender=sender, dispatch_uid=_uid("post_delete", sender))
         querysets.install(sender)
-    _wrapped[model] = {name: model.__dict__.get(name) for name in ("save_base", "delete")}
+    _wrapped[model] = {name: model.__dict__.get(name) for name in ("save_base", "_do_update", "delete")}
     model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
+    model._do_update = _old_row_returning_update(model._do_update)  # type: ignore[method-assign]
     model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
 
 
@@ -203,6 +205,17 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
             return save_base(self, *args, **kwargs)
 
     return atomic_save_base
+
+
+def _old_row_returning_update(do_update: Callable[..., Any]) -> Callable[..., Any]:
+    """Let the UPDATE of a save bring back the row it overwrites (``capture.do_update``)."""
+    from . import capture
+
+    @functools.wraps(do_update)
+    def audited_do_update(self: models.Model, *args: Any) -> Any:
+        return capture.do_update(do_update, self, *args)
+
+    return audited_do_update
 
 
 def groups_deletes(model: ModelType) -> bool:

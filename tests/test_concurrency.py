@@ -220,3 +220,25 @@ def test_a_delete_waits_for_an_update_and_records_its_values() -> None:
     assert_chain_intact(events)
     assert not Book.objects.filter(pk=pk).exists()
     assert recorded_state(spec_for(Book), pk) is None  # type: ignore[arg-type]
+
+
+def test_a_save_that_waited_for_a_delete_records_the_row_made_again() -> None:
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t", pages=10)
+    stale = Book.objects.get(pk=book.pk)
+
+    def delete() -> None:
+        Book.objects.get(pk=book.pk).delete()
+
+    def save() -> None:
+        stale.title = "back"
+        stale.save()  # its UPDATE finds no row once the delete committed: Django inserts it
+
+    run_blocked_pair(delete, save)
+
+    events = list(history(Book, book.pk))
+    assert [e.action for e in events] == ["create", "delete", "create"]
+    assert events[-1].state is not None
+    assert events[-1].state["title"] == "back"
+    assert_chain_intact(events)
+    assert_replay_is_the_row(book.pk)
