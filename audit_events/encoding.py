@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import functools
 import json
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -40,52 +42,83 @@ def encode(field: models.Field[Any, Any], value: Any) -> JSONValue:
     """Encode ``value`` (as held in ``field``'s attname) into plain JSON."""
     if value is None:
         return None
+    entry = _ENCODERS.get(id(field))
+    if entry is None or entry[0] is not field:
+        if len(_ENCODERS) > 10_000:  # fields made on the fly (tests): never hold them all
+            _ENCODERS.clear()
+        entry = _ENCODERS[id(field)] = (field, _encoder(field))
+    return entry[1](value)
+
+
+# id(field) -> (field, its encoder): which branch of _encoder a field takes is
+# decided once, not on every value (capture encodes every field of every write).
+_ENCODERS: dict[int, tuple[models.Field[Any, Any], Callable[[Any], JSONValue]]] = {}
+
+
+def _encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
     if isinstance(field, models.JSONField):
         # Round-trip through the field's own encoder, as the database does.
-        return json.loads(json.dumps(value, cls=field.encoder))
+        json_encoder = field.encoder
+        return lambda value: json.loads(json.dumps(value, cls=json_encoder))
     field = value_field(field)
     if isinstance(field, models.FileField):
-        return str(getattr(value, "name", value) or "")
+        return lambda value: str(getattr(value, "name", value) or "")
     if isinstance(field, models.BinaryField):
-        return base64.b64encode(bytes(value)).decode("ascii")
+        return lambda value: base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(field, models.DurationField):
-        if not isinstance(value, datetime.timedelta):
-            value = field.to_python(value)
-        return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+        return functools.partial(_duration, field)
     if isinstance(field, models.DecimalField):
-        number = field.to_python(value)
-        if number.is_finite() and field.decimal_places is not None:
-            # The column holds exactly decimal_places digits: 1.5 is stored, and read back,
-            # as 1.5000; both must encode alike or a no-op save would record a change.
-            exponent = decimal.Decimal(1).scaleb(-field.decimal_places)
-            number = number.quantize(exponent, rounding=decimal.ROUND_HALF_UP, context=_EXACT)
-            if number.is_zero():
-                number = number.copy_abs()  # PostgreSQL has no -0
-        return str(number)
+        return functools.partial(_decimal, field)
     if isinstance(field, models.FloatField):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-        return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+        return _float
     if isinstance(field, models.DateTimeField):
-        moment = field.to_python(value)
-        if settings.USE_TZ and timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)  # as Django does before writing it
-        if timezone.is_aware(moment):
-            # One instant, one text: the database gives it back in UTC whatever zone it was saved in.
-            moment = moment.astimezone(datetime.timezone.utc)
-        return moment.isoformat()
+        return functools.partial(_datetime, field)
     if isinstance(field, (models.DateField, models.TimeField)):
-        return field.to_python(value).isoformat()
-    if isinstance(field, models.UUIDField):
-        return str(field.to_python(value))
+        to_python = field.to_python
+        return lambda value: to_python(value).isoformat()
+    if isinstance(field, (models.UUIDField, models.GenericIPAddressField)):
+        to_python = field.to_python
+        return lambda value: str(to_python(value))
     if isinstance(field, models.BooleanField):
-        return field.to_python(value)  # as Django reads "0" before writing it: False, where bool() says True
+        return field.to_python  # as Django reads "0" before writing it: False, where bool() says True
     if isinstance(field, (models.IntegerField, models.AutoField)):
-        return int(value)
-    if isinstance(field, models.GenericIPAddressField):
-        return str(field.to_python(value))
-    return field.to_python(value)
+        return int
+    return field.to_python
+
+
+def _duration(field: models.Field[Any, Any], value: Any) -> int:
+    if not isinstance(value, datetime.timedelta):
+        value = field.to_python(value)
+    return int((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds)
+
+
+def _decimal(field: models.DecimalField[Any, Any], value: Any) -> str:
+    number = field.to_python(value)
+    if number.is_finite() and field.decimal_places is not None:
+        # The column holds exactly decimal_places digits: 1.5 is stored, and read back,
+        # as 1.5000; both must encode alike or a no-op save would record a change.
+        exponent = decimal.Decimal(1).scaleb(-field.decimal_places)
+        number = number.quantize(exponent, rounding=decimal.ROUND_HALF_UP, context=_EXACT)
+        if number.is_zero():
+            number = number.copy_abs()  # PostgreSQL has no -0
+    return str(number)
+
+
+def _float(value: Any) -> float | str:
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+
+
+def _datetime(field: models.Field[Any, Any], value: Any) -> str:
+    moment = field.to_python(value)
+    if settings.USE_TZ and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)  # as Django does before writing it
+    if timezone.is_aware(moment):
+        # One instant, one text: the database gives it back in UTC whatever zone it was saved in.
+        moment = moment.astimezone(datetime.timezone.utc)
+    return str(moment.isoformat())
 
 
 def decode(field: models.Field[Any, Any], data: JSONValue) -> Any:
