@@ -173,6 +173,18 @@ def _sql(alias: str, rows: int, every: int) -> str:
         f"SELECT {{column}} FROM {table} AS e WHERE e.content_type_id = d.content_type_id "
         "AND e.object_pk = d.object_pk ORDER BY e.version DESC LIMIT 1"
     )
+    drafts = f"(SELECT {named} FROM (VALUES {values}) AS v) AS d"
+    if postgres:
+        # One index lookup per event for both the version and the previous hash.
+        last = f"LEFT JOIN LATERAL ({latest.format(column='e.version, e.hash')}) AS last ON true"
+        numbered = f"SELECT d.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
+        numbered += f"FROM {drafts} {last} OFFSET 0"
+    else:
+        numbered = (
+            f"SELECT d.*, COALESCE(({latest.format(column='e.version')}), 0) + 1 AS version, "
+            f"COALESCE(({latest.format(column='e.hash')}), '') AS previous FROM {drafts} LIMIT -1 OFFSET 0"
+        )
+    # OFFSET 0: w is computed once per event, not once per use of w.version below.
     # "%%": a literal % for the drivers' parameter style (SQLite's too, through Django).
     keeps = f"(w.state IS NOT NULL OR (w.snapshot IS NOT NULL AND (w.version = 1 OR w.version %% {int(every)} = 0)))"
     columns = [
@@ -194,14 +206,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
         cast("context", "w.context"),
         sha256(f"w.previous || CASE WHEN {keeps} THEN w.content_with_state ELSE w.content_without END"),
     ]
-    return (
-        f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
-        f"SELECT {', '.join(select)} FROM ("
-        f"SELECT d.*, COALESCE(({latest.format(column='e.version')}), 0) + 1 AS version, "
-        f"COALESCE(({latest.format(column='e.hash')}), '') AS previous "
-        f"FROM (SELECT {named} FROM (VALUES {values}) AS v) AS d"
-        ") AS w"
-    )
+    return f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) SELECT {', '.join(select)} FROM ({numbered}) AS w"
 
 
 def _params(draft: Draft, actor: dict[str, Any], connection: Any) -> list[Any]:
