@@ -38,7 +38,10 @@ class Event(models.Model):
     """One recorded write to one row of a registered model."""
 
     id = models.BigAutoField(primary_key=True)
-    content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("model"))
+    # No index of its own: the (content_type, ...) indexes below lead with it.
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("model"), db_index=False
+    )
     object_pk = models.CharField(_("object pk"), max_length=255)
     version = models.PositiveIntegerField(_("version"))
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
