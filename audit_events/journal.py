@@ -177,8 +177,10 @@ def _sql(alias: str, rows: int, every: int) -> str:
     if postgres:
         # One index lookup per event for both the version and the previous hash.
         last = f"LEFT JOIN LATERAL ({latest.format(column='e.version, e.hash')}) AS last ON true"
-        numbered = f"SELECT d.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
-        numbered += f"FROM {drafts} {last} OFFSET 0"
+        numbered = (
+            "SELECT d.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
+            f"FROM {drafts} {last} OFFSET 0"
+        )
     else:
         numbered = (
             f"SELECT d.*, COALESCE(({latest.format(column='e.version')}), 0) + 1 AS version, "
@@ -206,7 +208,8 @@ def _sql(alias: str, rows: int, every: int) -> str:
         cast("context", "w.context"),
         sha256(f"w.previous || CASE WHEN {keeps} THEN w.content_with_state ELSE w.content_without END"),
     ]
-    return f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) SELECT {', '.join(select)} FROM ({numbered}) AS w"
+    into = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)})"
+    return f"{into} SELECT {', '.join(select)} FROM ({numbered}) AS w"
 
 
 def _params(draft: Draft, actor: dict[str, Any], connection: Any) -> list[Any]:
