@@ -136,8 +136,9 @@ _COLUMNS = (
     "actor_id",
     "actor_repr",
     "context",
-    "content_with_state",  # the hashed content if a state is stored
-    "content_without",  # ... and if none is
+    # The hashed content up to its state, which comes last: the database appends
+    # the state's canonical text (the one stored) or null, and the closing brace.
+    "content_head",
 )
 _JSON = {"changes", "state", "snapshot", "context"}
 _PG_TYPES = dict.fromkeys(_COLUMNS, "text") | {
@@ -202,6 +203,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
     # OFFSET 0: w is computed once per event, not once per use of w.version below.
     # "%%": a literal % for the drivers' parameter style (SQLite's too, through Django).
     keeps = f"(w.state IS NOT NULL OR (w.snapshot IS NOT NULL AND (w.version = 1 OR w.version %% {int(every)} = 0)))"
+    hashed_state = f"CASE WHEN {keeps} THEN COALESCE(w.state, w.snapshot) ELSE 'null' END"
     columns = [
         "content_type_id", "object_pk", "version", "action", "changes", "state",
         "created_at", "operation", "actor_id", "actor_repr", "context", "hash",
@@ -219,44 +221,49 @@ def _sql(alias: str, rows: int, every: int) -> str:
         "w.actor_id",
         "w.actor_repr",
         cast("context", "w.context"),
-        sha256(f"w.previous || CASE WHEN {keeps} THEN w.content_with_state ELSE w.content_without END"),
+        sha256(f"w.previous || w.content_head || {hashed_state} || '}}'"),
     ]
     into = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)})"
     return f"{into} SELECT {', '.join(select)} FROM ({numbered}) AS w"
 
 
 def _params(draft: Draft, actor: dict[str, Any], connection: Any) -> list[Any]:
-    def content(state: State | None) -> str:
-        return hash_content(
-            content_type=draft.content_type_label,
-            object_pk=draft.object_pk,
-            action=draft.action,
-            changes=draft.changes,
-            state=state,
-            created_at=draft.created_at,
-            operation=draft.operation,
-            **actor,
-        )
+    """The draft's values in ``_COLUMNS`` order.
 
-    def as_json(value: Any) -> str | None:
-        return None if value is None else json.dumps(value)
-
-    with_state = draft.state if draft.state is not None else draft.snapshot
+    A state is written once, as canonical JSON: it is both the text stored
+    and the text hashed, so ``hash_content`` (with the state last) is the
+    content head + that text + ``}``.
+    """
+    without_state = hash_content(
+        content_type=draft.content_type_label,
+        object_pk=draft.object_pk,
+        action=draft.action,
+        changes=draft.changes,
+        state=None,
+        created_at=draft.created_at,
+        operation=draft.operation,
+        **actor,
+    )
+    assert without_state.endswith(_NO_STATE)
+    state = None if draft.state is None else canonical_json(draft.state)
+    snapshot = None if draft.state is not None or draft.snapshot is None else canonical_json(draft.snapshot)
     return [
         draft.content_type_id,
         draft.object_pk,
         draft.action,
-        as_json(draft.changes),
-        as_json(draft.state),
-        as_json(draft.snapshot if draft.state is None else None),
+        json.dumps(draft.changes),
+        state,
+        snapshot,
         _CREATED_AT.get_db_prep_save(draft.created_at, connection),
         _OPERATION.get_db_prep_save(draft.operation, connection),
         actor["actor_id"],
         actor["actor_repr"],
-        as_json(actor["context"]),
-        content(with_state),
-        content(None),
+        json.dumps(actor["context"]),
+        without_state[: -len(_NO_STATE)] + '"state":',
     ]
+
+
+_NO_STATE = '"state":null}'
 
 
 def _pg_record(params: list[Any]) -> dict[str, Any]:
@@ -307,7 +314,8 @@ def write(drafts: Sequence[Draft], using: str) -> None:
         return
     connection = connections[using]
     actor = current_context().event_fields()
-    actor["context"] = json.loads(json.dumps(actor["context"], cls=DjangoJSONEncoder))
+    if actor["context"]:  # as it will read back: plain JSON
+        actor["context"] = json.loads(json.dumps(actor["context"], cls=DjangoJSONEncoder))
     pending = Pending.of(connection)
     pending.add(_Row((d.content_type_id, d.object_pk), _params(d, actor, connection)) for d in drafts)
     if not connection.in_atomic_block or len(pending) >= BATCH_SIZE:
