@@ -6,7 +6,9 @@ Cost per audited write, beyond Django's own statements:
 * update: on PostgreSQL nothing, the UPDATE itself returns the old row
   (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``,
   :func:`do_update`); elsewhere one locking SELECT of the old row first;
-* delete: one locking SELECT of the old row;
+* delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
+  for one-table models without many-to-many fields; otherwise one locking
+  SELECT of the old row first;
 * and, per transaction, one INSERT of up to 500 events before COMMIT
   (``journal``).
 
@@ -23,7 +25,9 @@ can, never taken from memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
@@ -112,6 +116,7 @@ class _OneRow:
         self.slot = next(i for i, p in enumerate(self.params) if p is key)
         selected = self.compiler.select[: self.compiler.col_count]
         self.names = [alias for _, _, alias in selected]
+        self.columns = [sql for _, (sql, _), _ in selected]
         self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
 
     def fetch(self, pk: Any) -> State | None:
@@ -162,11 +167,16 @@ class _OneRow:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        if not rows:
-            return None
+        return next(iter(self.states(rows).values()), None)
+
+    def states(self, rows: list[Any]) -> dict[str, State]:
+        """Rows of this SELECT's columns, as states by canonical pk."""
         if self.converters:
             rows = list(self.compiler.apply_converters(rows, self.converters))
-        return _state(self.spec, dict(zip(self.names, rows[0], strict=True)))
+        pk = self.names.index(self.spec.pk_field.attname)
+        return {
+            self.spec.object_pk(row[pk]): _state(self.spec, dict(zip(self.names, row, strict=True))) for row in rows
+        }
 
 
 _OLD_ROW = '"_audit_events_old"'
@@ -338,6 +348,11 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
     if spec is None or is_paused():
         return
     operation = current_operation()  # delete() and QuerySet.delete() opened one for the whole deletion
+    scope = _deleting.get()
+    if scope is not None and _update_returns_old_row(spec, using) and not spec.m2m_fields:
+        scope.on(connections[using]).expect(spec)
+        instance.__dict__[_OLD] = (_FROM_DELETE, operation)
+        return
     state = live_state(spec, using, instance.pk)
     instance.__dict__[_OLD] = (state, operation)
 
@@ -347,6 +362,94 @@ def post_delete(sender: type[models.Model], instance: models.Model, using: str, 
         return
     state, operation = instance.__dict__.pop(_OLD)
     spec = registry.spec_for(sender)
-    if spec is None or state is None:
+    if spec is None:
+        return
+    if state is _FROM_DELETE:
+        scope = _deleting.get()
+        assert scope is not None
+        state = scope.on(connections[using]).deleted_row(spec, instance.pk)
+    if state is None:
         return
     journal.write([draft(spec, instance.pk, Action.DELETE, state=state, operation=operation)], using)
+
+
+# pre_delete's mark: the DELETE will return the row itself (:func:`deleting`).
+_FROM_DELETE = object()
+
+
+class _Deleting:
+    """The deletes of one ``delete()`` or ``QuerySet.delete()`` call, per connection."""
+
+    def __init__(self) -> None:
+        self.connections: dict[str, _ReturningDeletes] = {}
+
+    def on(self, connection: Any) -> _ReturningDeletes:
+        returning = self.connections.get(connection.alias)
+        if returning is None:
+            returning = self.connections[connection.alias] = _ReturningDeletes(connection)
+        return returning
+
+
+_deleting: ContextVar[_Deleting | None] = ContextVar("audit_events_deleting", default=None)
+
+
+@contextlib.contextmanager
+def deleting() -> Iterator[None]:
+    """Around a ``delete()``/``QuerySet.delete()``: on PostgreSQL the DELETE returns the rows.
+
+    Django's Collector deletes rows with ``DELETE FROM t WHERE t.pk IN (...)``;
+    for a registered one-table model without many-to-many fields, whose
+    ``pre_delete`` read nothing, that statement gets ``RETURNING`` the
+    columns the locking SELECT would have read, while this is active
+    (:class:`_ReturningDeletes`): the old row costs no statement of its own.
+    """
+    if _deleting.get() is not None:
+        yield  # the outer call's scope holds
+        return
+    scope = _Deleting()
+    token = _deleting.set(scope)
+    try:
+        yield
+    finally:
+        _deleting.reset(token)
+        for returning in scope.connections.values():
+            returning.remove()
+
+
+class _ReturningDeletes:
+    """An execute wrapper that adds ``RETURNING`` to the Collector's DELETE of expected tables."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.expected: dict[str, _OneRow] = {}  # the DELETE's start -> the columns to return
+        self.seen: set[type[models.Model]] = set()
+        self.rows: dict[tuple[type[models.Model], str], State] = {}
+        connection.execute_wrappers.insert(0, self)
+
+    def expect(self, spec: registry.ModelSpec) -> None:
+        quote = self.connection.ops.quote_name
+        table, pk = quote(spec.model._meta.db_table), quote(spec.pk_field.column)
+        self.expected.setdefault(f"DELETE FROM {table} WHERE {table}.{pk} IN (", _one_row(spec, self.connection))
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        select = next((s for start, s in self.expected.items() if isinstance(sql, str) and sql.startswith(start)), None)
+        if select is None:
+            return execute(sql, params, many, context)
+        result = execute(f"{sql} RETURNING {', '.join(select.columns)}", params, many, context)
+        self.seen.add(select.spec.model)
+        for object_pk, state in select.states(context["cursor"].fetchall()).items():
+            self.rows[(select.spec.model, object_pk)] = state
+        return result
+
+    def deleted_row(self, spec: registry.ModelSpec, pk: Any) -> State | None:
+        """The row the DELETE returned; ``None`` if it deleted none (another transaction had)."""
+        if spec.model not in self.seen:
+            raise RuntimeError(
+                f"audit_events: the DELETE of {spec.label} did not have the expected form, so the deleted "
+                "row could not be recorded; the delete is undone. Please report this with your Django version."
+            )
+        return self.rows.pop((spec.model, spec.object_pk(pk)), None)
+
+    def remove(self) -> None:
+        if self in self.connection.execute_wrappers:
+            self.connection.execute_wrappers.remove(self)

@@ -26,7 +26,7 @@ from django.db import NotSupportedError, models, transaction
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 
 from . import journal, m2m, registry
-from .capture import State, diff, draft, lock_rows, view_event
+from .capture import State, deleting, diff, draft, lock_rows, view_event
 from .context import capture_paused, is_paused
 from .encoding import encode
 from .models import Action
@@ -101,7 +101,7 @@ class AuditedQuerySet(models.QuerySet[Any]):
     def delete(self) -> tuple[int, dict[str, int]]:
         if is_paused() or not registry.groups_deletes(self.model):
             return super().delete()
-        with operation():
+        with operation(), deleting():
             return super().delete()
 
     # Django marks these so managers do not copy them; keep it so.

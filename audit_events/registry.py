@@ -224,14 +224,16 @@ def groups_deletes(model: ModelType) -> bool:
 
 
 def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
-    """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation."""
+    """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation,
+    whose DELETE statements return the rows they delete (``capture.deleting``)."""
+    from .capture import deleting
     from .operations import operation
 
     @functools.wraps(delete)
     def delete_in_one_operation(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         if not groups_deletes(type(self)):
             return delete(self, *args, **kwargs)
-        with operation():
+        with operation(), deleting():
             return delete(self, *args, **kwargs)
 
     return delete_in_one_operation

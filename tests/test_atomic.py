@@ -312,3 +312,19 @@ def test_manual_transactions_insert_events_at_once_and_commit_or_roll_back_with_
         transaction.set_autocommit(True)
     assert list(Author.objects.values_list("name", flat=True)) == ["kept"]
     assert [e.object_pk for e in events(Author)] == [str(kept.pk)]
+
+
+@pytest.mark.postgres
+def test_a_delete_whose_statement_is_not_recognized_is_refused_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL the DELETE returns the deleted row; if that statement ever took a form
+    this app does not recognize, the row would be gone unrecorded: the delete is refused."""
+    from audit_events import capture
+
+    author = Author.objects.create(name="kept")
+    monkeypatch.setattr(capture._ReturningDeletes, "expect", lambda self, spec: None)  # recognizes nothing
+    with pytest.raises(RuntimeError, match="did not have the expected form"):
+        author.delete()
+    assert Author.objects.filter(pk=author.pk).exists()
+    assert [e.action for e in events(Author, author.pk)] == ["create"]

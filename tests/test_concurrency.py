@@ -242,3 +242,22 @@ def test_a_save_that_waited_for_a_delete_records_the_row_made_again() -> None:
     assert events[-1].state["title"] == "back"
     assert_chain_intact(events)
     assert_replay_is_the_row(book.pk)
+
+
+def test_a_delete_returning_its_row_waits_for_an_update_and_records_its_values() -> None:
+    author = Author.objects.create(name="Ann", email="ann@example.com")  # no many-to-many: DELETE ... RETURNING
+
+    def update() -> None:
+        mine = Author.objects.get(pk=author.pk)
+        mine.name = "updated"
+        mine.save()
+
+    def delete() -> None:
+        Author.objects.filter(pk=author.pk).delete()
+
+    run_blocked_pair(update, delete)
+
+    events = list(history(Author, author.pk))
+    assert [e.action for e in events] == ["create", "update", "delete"]
+    assert events[-1].state == {"id": author.pk, "name": "updated", "email": "ann@example.com"}
+    assert not Author.objects.filter(pk=author.pk).exists()
