@@ -227,7 +227,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
     return f"{into} SELECT {', '.join(select)} FROM ({numbered}) AS w"
 
 
-def _params(draft: Draft, actor: dict[str, Any], connection: Any) -> list[Any]:
+def _params(draft: Draft, actor: dict[str, Any], context: str, connection: Any) -> list[Any]:
     """The draft's values in ``_COLUMNS`` order.
 
     A state is written once, as canonical JSON: it is both the text stored
@@ -251,14 +251,14 @@ def _params(draft: Draft, actor: dict[str, Any], connection: Any) -> list[Any]:
         draft.content_type_id,
         draft.object_pk,
         draft.action,
-        json.dumps(draft.changes),
+        json.dumps(draft.changes) if draft.changes else "{}",
         state,
         snapshot,
         _CREATED_AT.get_db_prep_save(draft.created_at, connection),
         _OPERATION.get_db_prep_save(draft.operation, connection),
         actor["actor_id"],
         actor["actor_repr"],
-        json.dumps(actor["context"]),
+        context,
         without_state[: -len(_NO_STATE)] + '"state":',
     ]
 
@@ -314,10 +314,12 @@ def write(drafts: Sequence[Draft], using: str) -> None:
         return
     connection = connections[using]
     actor = current_context().event_fields()
+    context = "{}"
     if actor["context"]:  # as it will read back: plain JSON
-        actor["context"] = json.loads(json.dumps(actor["context"], cls=DjangoJSONEncoder))
+        context = json.dumps(actor["context"], cls=DjangoJSONEncoder)
+        actor["context"] = json.loads(context)
     pending = Pending.of(connection)
-    pending.add(_Row((d.content_type_id, d.object_pk), _params(d, actor, connection)) for d in drafts)
+    pending.add(_Row((d.content_type_id, d.object_pk), _params(d, actor, context, connection)) for d in drafts)
     if not connection.in_atomic_block or len(pending) >= BATCH_SIZE:
         pending.flush()
 
