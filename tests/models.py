@@ -129,3 +129,26 @@ class Line(models.Model):
     order = models.IntegerField()
     number = models.IntegerField()
     qty = models.IntegerField(default=1)
+
+
+class ExpressionCharField(models.CharField):  # type: ignore[type-arg]
+    """A field whose database value is an SQL expression (as some custom fields make it)."""
+
+    def get_db_prep_save(self, value: Any, connection: Any) -> Any:
+        value = super().get_db_prep_save(value, connection)
+        return None if value is None else models.Value(value, output_field=models.CharField())
+
+
+class Prepared(models.Model):
+    """Saves whose UPDATE Django must compile itself; registered by the tests that need it."""
+
+    name = ExpressionCharField(max_length=50)
+
+
+class SelectOnSave(models.Model):
+    """``select_on_save``: Django looks for the row before updating it; registered by the tests that need it."""
+
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        select_on_save = True

@@ -328,3 +328,13 @@ def test_a_delete_whose_statement_is_not_recognized_is_refused_and_loses_nothing
         author.delete()
     assert Author.objects.filter(pk=author.pk).exists()
     assert [e.action for e in events(Author, author.pk)] == ["create"]
+
+
+@pytest.mark.postgres  # Django never closes the test suite's in-memory SQLite database
+def test_events_of_a_transaction_whose_connection_closed_are_not_carried_into_the_next() -> None:
+    with transaction.atomic():
+        Author.objects.create(name="lost with its connection")
+        connection.close()  # the transaction is gone with it, rolled back by the database
+    kept = Author.objects.create(name="next transaction")
+    assert list(Author.objects.values_list("name", flat=True)) == ["next transaction"]
+    assert [e.object_pk for e in events(Author)] == [str(kept.pk)]

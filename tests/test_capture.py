@@ -567,3 +567,20 @@ def test_both_views_of_a_multi_table_row_replay_to_the_live_rows_through_saves_a
         assert recorded_state(spec, restaurant.pk) == live
     assert [e.action for e in events(Place, restaurant.pk)] == ["create", "update", "restore"]
     assert events(Place, restaurant.pk)[-1].changes == {"name": ["Mario's", "Luigi's"]}
+
+
+@pytest.mark.parametrize("label", ["tests.Prepared", "tests.SelectOnSave"])
+def test_saves_django_must_compile_itself_read_the_old_row_first(label: str) -> None:
+    """On PostgreSQL an UPDATE usually brings back the old row; where Django must build the
+    UPDATE itself (values that are expressions, select_on_save), the row is read first."""
+    from django.apps import apps
+
+    model = apps.get_model(label)
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], label]}):
+        row = model.objects.create(name="first")
+        with capture_paused():
+            model.objects.filter(pk=row.pk).update(name="changed elsewhere")
+        row.name = "second"
+        row.save()
+        assert [e.changes for e in events(model, row.pk)][1:] == [{"name": ["changed elsewhere", "second"]}]
+        assert model.objects.get(pk=row.pk).name == "second"
