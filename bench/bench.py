@@ -5,7 +5,7 @@
     BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 python bench/bench.py   # smoke
 
 Settings (environment): BENCH_N rows per single-row phase (500), BENCH_BULK rows
-per bulk phase (10000), BENCH_REPS repetitions (3), BENCH_HISTORY history
+per bulk phase (10000), BENCH_REPS repetitions (5), BENCH_HISTORY history
 lengths (10,1000,10000), BENCH_LIBS, BENCH_VENDORS ("postgresql sqlite"),
 BENCH_SQLITE_REPS (1), BENCH_SNAPSHOTS (1: run the SNAPSHOT_EVERY study),
 BENCH_SNAPSHOT_SAVES (1000: saves timed per SNAPSHOT_EVERY value),
@@ -104,7 +104,7 @@ def source_tree(raw: Path) -> dict[str, str]:
 
 def main() -> int:
     n, bulk = env("BENCH_N", "500"), env("BENCH_BULK", "10000")
-    reps = int(env("BENCH_REPS", "3"))
+    reps = int(env("BENCH_REPS", "5"))
     sqlite_reps = int(env("BENCH_SQLITE_REPS", "1"))
     history = env("BENCH_HISTORY", "10,1000,10000")
     libs = env("BENCH_LIBS", ALL_LIBS).split()
