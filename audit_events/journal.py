@@ -305,8 +305,8 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     """Record the drafts as events of the current transaction.
 
     The actor and context are taken now; the INSERT waits for COMMIT (or an
-    earlier flush, see :class:`Pending`). Outside a transaction (manual
-    transaction management) it is immediate. Queries: one INSERT per batch of
+    earlier flush, see :class:`Pending`). Outside ``atomic()``, and in an
+    atomic block of a transaction managed by hand, it is immediate. Queries: one INSERT per batch of
     up to ``BATCH_SIZE`` events (fewer on SQLite, see :func:`_batch_size`); a
     row appearing twice goes to a later batch, to keep its versions in order.
     """
@@ -319,8 +319,10 @@ def write(drafts: Sequence[Draft], using: str) -> None:
         context = json.dumps(actor["context"], cls=DjangoJSONEncoder)
         actor["context"] = json.loads(context)
     pending = Pending.of(connection)
-    pending.add(_Row((d.content_type_id, d.object_pk), _params(d, actor, context, connection)) for d in drafts)
-    if not connection.in_atomic_block or len(pending) >= BATCH_SIZE:
+    pending.add([_Row((d.content_type_id, d.object_pk), _params(d, actor, context, connection)) for d in drafts])
+    # An atomic block inside a transaction managed by hand (set_autocommit(False))
+    # ends without COMMIT: its events cannot wait for one.
+    if not connection.in_atomic_block or not connection.commit_on_exit or len(pending) >= BATCH_SIZE:
         pending.flush()
 
 
@@ -359,11 +361,13 @@ class Pending:
         self._savepoint = connection.savepoint
         self._savepoint_rollback = connection.savepoint_rollback
         self._close = connection.close
+        self._set_autocommit = connection.set_autocommit
         connection.commit = self.commit
         connection.rollback = self.rollback
         connection.savepoint = self.savepoint
         connection.savepoint_rollback = self.savepoint_rollback
         connection.close = self.close
+        connection.set_autocommit = self.set_autocommit
 
     @classmethod
     def of(cls, connection: Any) -> Pending:
@@ -375,8 +379,8 @@ class Pending:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, rows: Iterable[_Row]) -> None:
-        if not self.rows:
+    def add(self, rows: list[_Row]) -> None:
+        if rows and not self.rows:
             self.connection.execute_wrappers.insert(0, self._before_event_reads)
         self.rows.extend(rows)
 
@@ -385,14 +389,21 @@ class Pending:
             return
         rows = self._drop()
         every = conf.get_config().snapshot_every
-        with self.connection.cursor() as cursor:
-            for batch in _batches(rows, _batch_size(self.connection.alias)):
-                if self.connection.vendor == "postgresql":  # one JSON document: a list of rows
-                    document = json.dumps([_pg_record(row.params) for row in batch], ensure_ascii=False)
-                    cursor.execute(_sql(self.connection.alias, 0, every), [document])
-                else:
-                    params = [p for row in batch for p in row.params]
-                    cursor.execute(_sql(self.connection.alias, len(batch), every), params)
+        try:
+            with self.connection.cursor() as cursor:
+                for batch in _batches(rows, _batch_size(self.connection.alias)):
+                    if self.connection.vendor == "postgresql":  # one JSON document: a list of rows
+                        document = json.dumps([_pg_record(row.params) for row in batch], ensure_ascii=False)
+                        cursor.execute(_sql(self.connection.alias, 0, every), [document])
+                    else:
+                        params = [p for row in batch for p in row.params]
+                        cursor.execute(_sql(self.connection.alias, len(batch), every), params)
+        except BaseException:
+            # The events are lost with this error: the writes they record must not commit
+            # without them, even if the caller catches it.
+            if self.connection.in_atomic_block:
+                self.connection.needs_rollback = True
+            raise
 
     def _drop(self) -> list[_Row]:
         rows, self.rows = self.rows, []
@@ -408,6 +419,7 @@ class Pending:
     # The connection's transaction methods, wrapped.
 
     def commit(self) -> None:
+        self.connection.validate_no_atomic_block()
         try:
             self.flush()
         except BaseException:
@@ -416,17 +428,29 @@ class Pending:
         self._commit()
 
     def rollback(self) -> None:
-        self._drop()
-        self._rollback()
+        self.connection.validate_no_atomic_block()  # refused inside atomic(): nothing is rolled back
+        try:
+            self._rollback()
+        finally:
+            self._drop()
 
     def savepoint(self) -> Any:
         self.flush()  # what waits now was made before the savepoint: a rollback to it must keep it
         return self._savepoint()
 
     def savepoint_rollback(self, sid: Any) -> None:
-        self._drop()  # everything waiting was made after the latest savepoint, so after this one
-        self._savepoint_rollback(sid)
+        try:
+            self._savepoint_rollback(sid)
+        finally:
+            self._drop()  # everything waiting was made after the latest savepoint, so after this one
 
     def close(self) -> None:
-        self._drop()
-        self._close()
+        try:
+            self._close()
+        finally:
+            self._drop()
+
+    def set_autocommit(self, autocommit: bool, *args: Any, **kwargs: Any) -> None:
+        if autocommit:  # SQLite and MySQL commit what is open without a commit() call
+            self.flush()
+        self._set_autocommit(autocommit, *args, **kwargs)

@@ -315,19 +315,41 @@ def test_manual_transactions_insert_events_at_once_and_commit_or_roll_back_with_
 
 
 @pytest.mark.postgres
-def test_a_delete_whose_statement_is_not_recognized_is_refused_and_loses_nothing(
+def test_a_delete_no_statement_of_which_was_seen_is_refused_and_loses_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On PostgreSQL the DELETE returns the deleted row; if that statement ever took a form
-    this app does not recognize, the row would be gone unrecorded: the delete is refused."""
+    """On PostgreSQL the DELETE returns the deleted row; if the row were ever deleted by a
+    statement this app did not see, it would be gone unrecorded: the delete is refused."""
     from audit_events import capture
 
     author = Author.objects.create(name="kept")
-    monkeypatch.setattr(capture._ReturningDeletes, "expect", lambda self, spec: None)  # recognizes nothing
-    with pytest.raises(RuntimeError, match="did not have the expected form"):
+    monkeypatch.setattr(capture._ReturningDeletes, "expect", lambda self, spec, pk: None)  # sees nothing
+    with pytest.raises(RuntimeError, match="did not see"):
         author.delete()
     assert Author.objects.filter(pk=author.pk).exists()
     assert [e.action for e in events(Author, author.pk)] == ["create"]
+
+
+@pytest.mark.postgres
+def test_a_delete_of_another_form_reads_the_marked_rows_before_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DELETE of the table in a form not recognized (a custom compiler adding a filter, say):
+    the rows marked for deletion are read, locked, just before it."""
+    from audit_events import capture
+
+    expect = capture._ReturningDeletes.expect
+
+    def expect_another_form(self: capture._ReturningDeletes, spec: object, pk: object) -> None:
+        expect(self, spec, pk)  # type: ignore[arg-type]
+        self.expected = {start.replace(" IN (", " = ANY ("): select for start, select in self.expected.items()}
+
+    monkeypatch.setattr(capture._ReturningDeletes, "expect", expect_another_form)
+    authors = [Author.objects.create(name=f"author {i}", email=f"{i}@example.com") for i in range(3)]
+    Author.objects.filter(pk__in=[a.pk for a in authors[:2]]).delete()
+    assert not Author.objects.filter(pk__in=[a.pk for a in authors[:2]]).exists()
+    for author in authors[:2]:
+        assert events(Author, author.pk)[-1].action == "delete"
+        assert events(Author, author.pk)[-1].state == {"id": author.pk, "name": author.name, "email": author.email}
+    assert [e.action for e in events(Author, authors[2].pk)] == ["create"]
 
 
 @pytest.mark.postgres  # Django never closes the test suite's in-memory SQLite database
@@ -338,3 +360,44 @@ def test_events_of_a_transaction_whose_connection_closed_are_not_carried_into_th
     kept = Author.objects.create(name="next transaction")
     assert list(Author.objects.values_list("name", flat=True)) == ["next transaction"]
     assert [e.object_pk for e in events(Author)] == [str(kept.pk)]
+
+
+def test_an_atomic_block_in_a_transaction_managed_by_hand_inserts_its_events_at_once() -> None:
+    def events_in_the_table() -> int:
+        raw = connection.connection.cursor()  # the DB-API cursor: nothing of Django's runs first
+        try:
+            raw.execute(f"SELECT count(*) FROM {Event._meta.db_table}")
+            return int(raw.fetchone()[0])
+        finally:
+            raw.close()
+
+    transaction.set_autocommit(False)
+    try:
+        with transaction.atomic():  # ends without COMMIT (SQLite's set_autocommit(True) commits without one)
+            first = Author.objects.create(name="first")
+        assert events_in_the_table() == 1
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    assert [e.object_pk for e in events(Author)] == [str(first.pk)]
+
+
+def test_a_rollback_refused_inside_an_atomic_block_keeps_the_waiting_events() -> None:
+    from django.db.transaction import TransactionManagementError
+
+    with transaction.atomic():
+        author = Author.objects.create(name="kept")
+        with pytest.raises(TransactionManagementError):
+            connection.rollback()  # not allowed here: nothing is rolled back
+    assert [e.object_pk for e in events(Author)] == [str(author.pk)]
+
+
+def test_events_refused_when_a_savepoint_is_made_roll_the_transaction_back(events_refused: None) -> None:
+    with transaction.atomic():
+        Author.objects.create(name="never")
+        try:
+            with transaction.atomic():  # the savepoint inserts the waiting event first: refused
+                pass
+        except DatabaseError:
+            pass  # caught, but the transaction cannot commit writes whose events are lost
+    assert not Author.objects.filter(name="never").exists()
