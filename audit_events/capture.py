@@ -234,6 +234,7 @@ def do_update(
     update_fields: Any,
     forced_update: bool,
     *returning_fields: Any,
+    **kwargs: Any,
 ) -> Any:
     """``Model._do_update`` of a registered model: the UPDATE of a save.
 
@@ -245,14 +246,23 @@ def do_update(
     """
     args = (base_qs, using, pk_val, values, update_fields, forced_update, *returning_fields)
     if instance.__dict__.get(_OLD) is not _FROM_UPDATE:
-        return original(instance, *args)
+        return original(instance, *args, **kwargs)
     spec = registry.spec_for(type(instance))
-    assert spec is not None
-    simple = values and not any(returning_fields) and not (instance._meta.select_on_save and not forced_update)
+    if spec is None:  # unregistered while saving: as pre_save would have
+        return original(instance, *args, **kwargs)
+    returns = bool(returning_fields and returning_fields[0]) or bool(kwargs.get("returning_fields"))
+    simple = (
+        values
+        and not returns
+        and not kwargs
+        # A model (or a library, e.g. optimistic locking) with its own _do_update keeps it.
+        and original is models.Model._do_update
+        and not (instance._meta.select_on_save and not forced_update)
+    )
     result = _one_row(spec, connections[using]).update(pk_val, values) if simple else None
     if result is None:
         instance.__dict__[_OLD] = live_state(spec, using, pk_val)
-        return original(instance, *args)
+        return original(instance, *args, **kwargs)
     updated, instance.__dict__[_OLD] = result
     if returning_fields:  # Django 6: the rows returned, none asked for
         return [()] if updated else []
@@ -350,7 +360,7 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
     operation = current_operation()  # delete() and QuerySet.delete() opened one for the whole deletion
     scope = _deleting.get()
     if scope is not None and _update_returns_old_row(spec, using) and not spec.m2m_fields:
-        scope.on(connections[using]).expect(spec)
+        scope.on(connections[using]).expect(spec, instance.pk)
         instance.__dict__[_OLD] = (_FROM_DELETE, operation)
         return
     state = live_state(spec, using, instance.pk)
@@ -366,7 +376,8 @@ def post_delete(sender: type[models.Model], instance: models.Model, using: str, 
         return
     if state is _FROM_DELETE:
         scope = _deleting.get()
-        assert scope is not None
+        if scope is None:  # post_delete sent outside the delete() that marked it
+            raise RuntimeError(f"audit_events: the deleted {spec.label} row was not read; the delete is undone.")
         state = scope.on(connections[using]).deleted_row(spec, instance.pk)
     if state is None:
         return
@@ -378,15 +389,15 @@ _FROM_DELETE = object()
 
 
 class _Deleting:
-    """The deletes of one ``delete()`` or ``QuerySet.delete()`` call, per connection."""
+    """The deletes of one ``delete()`` or ``QuerySet.delete()`` call, per connection object."""
 
     def __init__(self) -> None:
-        self.connections: dict[str, _ReturningDeletes] = {}
+        self.connections: dict[int, _ReturningDeletes] = {}
 
     def on(self, connection: Any) -> _ReturningDeletes:
-        returning = self.connections.get(connection.alias)
-        if returning is None:
-            returning = self.connections[connection.alias] = _ReturningDeletes(connection)
+        returning = self.connections.get(id(connection))
+        if returning is None or returning.connection is not connection:
+            returning = self.connections[id(connection)] = _ReturningDeletes(connection)
         return returning
 
 
@@ -417,38 +428,77 @@ def deleting() -> Iterator[None]:
 
 
 class _ReturningDeletes:
-    """An execute wrapper that adds ``RETURNING`` to the Collector's DELETE of expected tables."""
+    """An execute wrapper that adds ``RETURNING`` to the Collector's DELETE of expected rows.
+
+    ``expected`` maps the start of the DELETE Django's Collector sends for a
+    model (``DELETE FROM t WHERE t.pk IN (``) to the columns to return. A
+    DELETE of such a table in another form (a custom compiler adding its own
+    filter, say) is preceded by the locking SELECT of the rows marked for
+    deletion, so their state is read all the same.
+    """
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self.expected: dict[str, _OneRow] = {}  # the DELETE's start -> the columns to return
-        self.seen: set[type[models.Model]] = set()
+        self.expected: dict[str, _OneRow] = {}
+        self.marked: dict[type[models.Model], set[str]] = {}  # canonical pks pre_delete marked
+        self.covered: set[tuple[type[models.Model], str]] = set()  # rows a DELETE was seen for
         self.rows: dict[tuple[type[models.Model], str], State] = {}
         connection.execute_wrappers.insert(0, self)
 
-    def expect(self, spec: registry.ModelSpec) -> None:
+    def expect(self, spec: registry.ModelSpec, pk: Any) -> None:
         quote = self.connection.ops.quote_name
-        table, pk = quote(spec.model._meta.db_table), quote(spec.pk_field.column)
-        self.expected.setdefault(f"DELETE FROM {table} WHERE {table}.{pk} IN (", _one_row(spec, self.connection))
+        table, pk_column = quote(spec.model._meta.db_table), quote(spec.pk_field.column)
+        self.expected.setdefault(f"DELETE FROM {table} WHERE {table}.{pk_column} IN (", _one_row(spec, self.connection))
+        self.marked.setdefault(spec.model, set()).add(spec.object_pk(pk))
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        select = next((s for start, s in self.expected.items() if isinstance(sql, str) and sql.startswith(start)), None)
-        if select is None:
+        if not isinstance(sql, str) or not sql.startswith("DELETE FROM "):
             return execute(sql, params, many, context)
+        for start, select in self.expected.items():
+            if sql.startswith(start):
+                return self._returning(select, execute, sql, params, many, context)
+            if sql.startswith(start.split(" WHERE ")[0] + " "):  # this table, another form: read first
+                self._read_marked(select)
+                break
+        return execute(sql, params, many, context)
+
+    def _returning(
+        self, select: _OneRow, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
         result = execute(f"{sql} RETURNING {', '.join(select.columns)}", params, many, context)
-        self.seen.add(select.spec.model)
-        for object_pk, state in select.states(context["cursor"].fetchall()).items():
-            self.rows[(select.spec.model, object_pk)] = state
+        model, object_pk = select.spec.model, select.spec.object_pk
+        self.covered.update((model, object_pk(p)) for p in params or ())  # the keys of its IN (...)
+        for pk, state in select.states(context["cursor"].fetchall()).items():
+            self.rows[(model, pk)] = state
         return result
 
+    def _read_marked(self, select: _OneRow) -> None:
+        spec = select.spec
+        pks = [pk for pk in self.marked.get(spec.model, ()) if (spec.model, pk) not in self.covered]
+        found = lock_rows(spec, self.connection.alias, {"pk__in": [spec.pk_field.to_python(pk) for pk in pks]})
+        for pk, state in found.items():
+            self.rows[(spec.model, spec.object_pk(pk))] = state
+        self.covered.update((spec.model, pk) for pk in pks)
+
     def deleted_row(self, spec: registry.ModelSpec, pk: Any) -> State | None:
-        """The row the DELETE returned; ``None`` if it deleted none (another transaction had)."""
-        if spec.model not in self.seen:
+        """The row as it was deleted; ``None`` if it was gone already (another transaction deleted it).
+
+        If no DELETE of the row was seen (``post_delete`` sent by code that
+        deleted nothing, or deleted by other means), the row is read now: a row
+        still there is recorded as deleted, as a ``pre_delete`` read would have
+        had it; a row gone unseen cannot be recorded, and the delete is refused.
+        """
+        key = (spec.model, spec.object_pk(pk))
+        if key in self.covered:
+            return self.rows.pop(key, None)
+        state = live_state(spec, self.connection.alias, pk)
+        if state is None:
             raise RuntimeError(
-                f"audit_events: the DELETE of {spec.label} did not have the expected form, so the deleted "
-                "row could not be recorded; the delete is undone. Please report this with your Django version."
+                f"audit_events: the {spec.label} row {key[1]} was deleted by a statement this app did not "
+                "see, so it could not be recorded; the delete is undone. Please report this with your "
+                "Django version."
             )
-        return self.rows.pop((spec.model, spec.object_pk(pk)), None)
+        return state
 
     def remove(self) -> None:
         if self in self.connection.execute_wrappers:

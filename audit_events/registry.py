@@ -212,8 +212,8 @@ def _old_row_returning_update(do_update: Callable[..., Any]) -> Callable[..., An
     from . import capture
 
     @functools.wraps(do_update)
-    def audited_do_update(self: models.Model, *args: Any) -> Any:
-        return capture.do_update(do_update, self, *args)
+    def audited_do_update(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        return capture.do_update(do_update, self, *args, **kwargs)
 
     return audited_do_update
 

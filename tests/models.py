@@ -152,3 +152,14 @@ class SelectOnSave(models.Model):
 
     class Meta:
         select_on_save = True
+
+
+class OwnUpdate(models.Model):
+    """Its own ``_do_update``, as optimistic-locking libraries add; registered by the tests that need it."""
+
+    name = models.CharField(max_length=50)
+
+    def _do_update(self, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "refused":
+            raise ValueError("refused by the model's own _do_update")
+        return super()._do_update(*args, **kwargs)  # type: ignore[misc]

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext, override_settings
 
@@ -584,3 +584,16 @@ def test_saves_django_must_compile_itself_read_the_old_row_first(label: str) -> 
         row.save()
         assert [e.changes for e in events(model, row.pk)][1:] == [{"name": ["changed elsewhere", "second"]}]
         assert model.objects.get(pk=row.pk).name == "second"
+
+
+def test_a_models_own_do_update_still_runs() -> None:
+    from tests.models import OwnUpdate
+
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.OwnUpdate"]}):
+        row = OwnUpdate.objects.create(name="first")
+        row.name = "refused"
+        with pytest.raises(ValueError, match="own _do_update"), transaction.atomic():
+            row.save()
+        row.name = "second"
+        row.save()
+        assert [e.changes for e in events(OwnUpdate, row.pk)][1:] == [{"name": ["first", "second"]}]
