@@ -44,6 +44,9 @@ else:
             "PORT": os.environ.get("BENCH_PGPORT", ""),
             "USER": os.environ.get("BENCH_PGUSER", "postgres"),
             "PASSWORD": os.environ.get("BENCH_PGPASSWORD", ""),
+            # BENCH_PG_SERVER_SIDE_BINDING=1: psycopg 3 binds on the server, and prepares
+            # a statement it has run 5 times on the connection (plans are reused).
+            "OPTIONS": {"server_side_binding": os.environ.get("BENCH_PG_SERVER_SIDE_BINDING") == "1"},
         }
     }
 
