@@ -44,9 +44,13 @@ else:
             "PORT": os.environ.get("BENCH_PGPORT", ""),
             "USER": os.environ.get("BENCH_PGUSER", "postgres"),
             "PASSWORD": os.environ.get("BENCH_PGPASSWORD", ""),
-            # BENCH_PG_SERVER_SIDE_BINDING=1: psycopg 3 binds on the server, and prepares
-            # a statement it has run 5 times on the connection (plans are reused).
-            "OPTIONS": {"server_side_binding": os.environ.get("BENCH_PG_SERVER_SIDE_BINDING") == "1"},
+            # BENCH_PG_SERVER_SIDE_BINDING=1: psycopg 3 binds on the server, and prepares a
+            # statement it has run 5 times on the connection (Django's default is never).
+            "OPTIONS": (
+                {"server_side_binding": True, "prepare_threshold": 5}
+                if os.environ.get("BENCH_PG_SERVER_SIDE_BINDING") == "1"
+                else {}
+            ),
         }
     }
 
