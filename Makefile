@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 bench-smoke lint check-migrations docs bench clean venv
+.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 test-prepared bench-smoke lint check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ test-django6: $(STAMP)
 # under .venvs/); writes docs/_generated/benchmark.rst. Not part of `make test`.
 bench: $(STAMP)
 	$(PY) bench/bench.py
+
+# PostgreSQL through psycopg 3 with prepared statements (docs/installation.rst).
+test-prepared: $(STAMP)
+	$(VENV)/bin/nox -s prepared
 
 bench-smoke: $(STAMP)
 	BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 BENCH_LIBS="plain audit_events" \

@@ -91,6 +91,20 @@ def tests(session: nox.Session, django: str, db: str) -> None:
     )
 
 
+@nox.session(python="3.11", tags=["tests"])
+def prepared(session: nox.Session) -> None:
+    """PostgreSQL through psycopg 3 with server-side binding and prepared statements,
+    the configuration docs/installation.rst recommends (``TEST_PG_PREPARED=1``)."""
+    if not _postgres_reachable(session):
+        if os.environ.get("REQUIRE_POSTGRES"):
+            session.error("PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable")
+        session.skip("PostgreSQL unreachable")
+    session.install("-e", ".[test]", _django_requirement("5.2"), "psycopg[binary]>=3.1.8")
+    session.run("python", "-c", "import django.db.backends.postgresql.psycopg_any as p; assert p.is_psycopg3")
+    args = session.posargs or ["-q", "-p", "no:cacheprovider"]
+    session.run("python", "-m", "pytest", *args, env={"TEST_DB": "postgres", "TEST_PG_PREPARED": "1"})
+
+
 @nox.session(python="3.11", tags=["gates"])
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check) and mypy strict on the package."""

@@ -20,6 +20,13 @@ if os.environ.get("TEST_DB", "sqlite") == "postgres":
             "PORT": os.environ.get("PGPORT", "5432"),
             # One test database per run, so concurrent runs never drop each other's.
             "TEST": {"NAME": f"test_audit_events_{os.getpid()}"},
+            # TEST_PG_PREPARED=1 (psycopg 3): server-side binding and prepared statements,
+            # the configuration docs/installation.rst recommends.
+            "OPTIONS": (
+                {"server_side_binding": True, "prepare_threshold": 5}
+                if os.environ.get("TEST_PG_PREPARED") == "1"
+                else {}
+            ),
         }
     }
 else:
