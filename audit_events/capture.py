@@ -64,9 +64,13 @@ def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
     The statement is compiled once per model and connection (this runs on
     every save and delete); only the key changes from one call to the next.
     """
-    if getattr(spec.pk_field, "fields", None):  # a composite primary key: the general query
+    if _composite_key(spec):  # the general query
         return next(iter(lock_rows(spec, using, {"pk": pk}).values()), None)
     return _one_row(spec, connections[using]).fetch(pk)
+
+
+def _composite_key(spec: registry.ModelSpec) -> bool:
+    return bool(getattr(spec.pk_field, "fields", None))
 
 
 def _one_row(spec: registry.ModelSpec, connection: Any) -> _OneRow:
@@ -116,6 +120,7 @@ class _OneRow:
         self.slot = next(i for i, p in enumerate(self.params) if p is key)
         selected = self.compiler.select[: self.compiler.col_count]
         self.names = [alias for _, _, alias in selected]
+        self.pk_index = self.names.index(spec.pk_field.attname)
         self.columns = [sql for _, (sql, _), _ in selected]
         self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
 
@@ -154,10 +159,6 @@ class _OneRow:
         old = self._run(sql, params + self._params(pk))
         return old is not None, old
 
-    @property
-    def pk_index(self) -> int:
-        return self.names.index(self.spec.pk_field.attname)
-
     def _params(self, pk: Any) -> list[Any]:
         params = list(self.params)
         params[self.slot] = self.spec.pk_field.get_db_prep_value(pk, self.connection)
@@ -173,9 +174,9 @@ class _OneRow:
         """Rows of this SELECT's columns, as states by canonical pk."""
         if self.converters:
             rows = list(self.compiler.apply_converters(rows, self.converters))
-        pk = self.names.index(self.spec.pk_field.attname)
         return {
-            self.spec.object_pk(row[pk]): _state(self.spec, dict(zip(self.names, row, strict=True))) for row in rows
+            self.spec.object_pk(row[self.pk_index]): _state(self.spec, dict(zip(self.names, row, strict=True)))
+            for row in rows
         }
 
 
@@ -217,11 +218,7 @@ _FROM_UPDATE = object()
 
 def _update_returns_old_row(spec: registry.ModelSpec, using: str) -> bool:
     """PostgreSQL, one table (no multi-table parents), a single-column key."""
-    return (
-        connections[using].vendor == "postgresql"
-        and not spec.model._meta.parents
-        and not getattr(spec.pk_field, "fields", None)
-    )
+    return connections[using].vendor == "postgresql" and not spec.model._meta.parents and not _composite_key(spec)
 
 
 def do_update(

@@ -306,9 +306,10 @@ def write(drafts: Sequence[Draft], using: str) -> None:
 
     The actor and context are taken now; the INSERT waits for COMMIT (or an
     earlier flush, see :class:`Pending`). Outside ``atomic()``, and in an
-    atomic block of a transaction managed by hand, it is immediate. Queries: one INSERT per batch of
-    up to ``BATCH_SIZE`` events (fewer on SQLite, see :func:`_batch_size`); a
-    row appearing twice goes to a later batch, to keep its versions in order.
+    atomic block of a transaction managed by hand, it is immediate. Queries:
+    one INSERT per batch of up to ``BATCH_SIZE`` events (fewer on SQLite, see
+    :func:`_batch_size`); a row appearing twice goes to a later batch, to keep
+    its versions in order.
     """
     if not drafts:
         return
@@ -347,27 +348,21 @@ class Pending:
     """The events of a connection's open transaction that are not inserted yet.
 
     Created on a connection's first event, it wraps that connection's
-    ``commit``, ``rollback``, ``savepoint``, ``savepoint_rollback`` and
-    ``close`` (on the instance: other connections are untouched), and, while
-    events wait, puts an execute wrapper first in ``execute_wrappers`` that
-    inserts them before any statement naming the event table.
+    transaction methods (``_WRAPPED``; on the instance: other connections are
+    untouched), and, while events wait, puts an execute wrapper first in
+    ``execute_wrappers`` that inserts them before any statement naming the
+    event table.
     """
+
+    _WRAPPED = ("commit", "rollback", "savepoint", "savepoint_rollback", "close", "set_autocommit")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.rows: list[_Row] = []
-        self._commit = connection.commit
-        self._rollback = connection.rollback
-        self._savepoint = connection.savepoint
-        self._savepoint_rollback = connection.savepoint_rollback
-        self._close = connection.close
-        self._set_autocommit = connection.set_autocommit
-        connection.commit = self.commit
-        connection.rollback = self.rollback
-        connection.savepoint = self.savepoint
-        connection.savepoint_rollback = self.savepoint_rollback
-        connection.close = self.close
-        connection.set_autocommit = self.set_autocommit
+        # The connection's own methods, called by the wrappers below.
+        self.original = {name: getattr(connection, name) for name in self._WRAPPED}
+        for name in self._WRAPPED:
+            setattr(connection, name, getattr(self, name))
 
     @classmethod
     def of(cls, connection: Any) -> Pending:
@@ -425,32 +420,32 @@ class Pending:
         except BaseException:
             self.rollback()  # the writes go with their events
             raise
-        self._commit()
+        self.original["commit"]()
 
     def rollback(self) -> None:
         self.connection.validate_no_atomic_block()  # refused inside atomic(): nothing is rolled back
         try:
-            self._rollback()
+            self.original["rollback"]()
         finally:
             self._drop()
 
     def savepoint(self) -> Any:
         self.flush()  # what waits now was made before the savepoint: a rollback to it must keep it
-        return self._savepoint()
+        return self.original["savepoint"]()
 
     def savepoint_rollback(self, sid: Any) -> None:
         try:
-            self._savepoint_rollback(sid)
+            self.original["savepoint_rollback"](sid)
         finally:
             self._drop()  # everything waiting was made after the latest savepoint, so after this one
 
     def close(self) -> None:
         try:
-            self._close()
+            self.original["close"]()
         finally:
             self._drop()
 
     def set_autocommit(self, autocommit: bool, *args: Any, **kwargs: Any) -> None:
         if autocommit:  # SQLite and MySQL commit what is open without a commit() call
             self.flush()
-        self._set_autocommit(autocommit, *args, **kwargs)
+        self.original["set_autocommit"](autocommit, *args, **kwargs)
