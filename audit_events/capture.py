@@ -301,7 +301,7 @@ def post_save(
 def view_event(spec: registry.ModelSpec, pk: Any, old: State | None, new: State) -> journal.Draft | None:
     """The event of a write seen as a row of ``spec``'s model (a multi-table
     child's row is also its parents'); ``None`` if nothing changed there."""
-    names = [f.name for f in spec.fields] + [f.name for f in spec.m2m_fields]
+    names = spec.names
     new = {name: new[name] for name in names if name in new}
     if old is None:
         return draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))

@@ -46,6 +46,11 @@ class ModelSpec:
     def pk_field(self) -> Field:
         return self.model._meta.pk
 
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        """What a state of this model holds: its fields' names, then its many-to-many fields'."""
+        return tuple(f.name for f in self.fields) + tuple(f.name for f in self.m2m_fields)
+
     def content_type_id(self) -> int:
         return ContentType.objects.get_for_model(self.model).pk
 

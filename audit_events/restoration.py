@@ -170,7 +170,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         m2m.write_links(row.spec, row.pk, row.state, db)
         drafts = []
         for spec, pk, live in views:
-            state = {name: row.state[name] for name in _names(spec) if name in row.state}
+            state = {name: row.state[name] for name in spec.names if name in row.state}
             if live is not None and all(live.get(k) == v for k, v in state.items()):
                 continue  # this view of the row was already as restored
             drafts.append(
@@ -185,10 +185,6 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
                 )
             )
         journal.write(drafts, db)
-
-
-def _names(spec: registry.ModelSpec) -> list[str]:
-    return [f.name for f in spec.fields] + [f.name for f in spec.m2m_fields]
 
 
 def _check_parents(row: _Row, instance: models.Model, db: str) -> None:
