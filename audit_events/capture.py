@@ -100,7 +100,7 @@ def _links_alias(field: models.ManyToManyField[Any, Any]) -> str:
 
 
 def _state(spec: registry.ModelSpec, values: dict[str, Any]) -> State:
-    state = {f.name: encode(f, values[f.attname]) for f in spec.fields}
+    state = {f.name: None if (v := values[a]) is None else to_json(v) for f, a, to_json in spec.encoders}
     for field in spec.m2m_fields:
         state[field.name] = m2m.decode_keys(field, values[_links_alias(field)])
     return state
@@ -302,10 +302,12 @@ def view_event(spec: registry.ModelSpec, pk: Any, old: State | None, new: State)
     """The event of a write seen as a row of ``spec``'s model (a multi-table
     child's row is also its parents'); ``None`` if nothing changed there."""
     names = spec.names
-    new = {name: new[name] for name in names if name in new}
+    if not spec.name_set.issuperset(new):  # a child's state seen as its parent's row
+        new = {name: new[name] for name in names if name in new}
     if old is None:
         return draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))
-    old = {name: old[name] for name in names if name in old}
+    if not spec.name_set.issuperset(old):
+        old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
         return None  # a write that changes nothing records nothing
@@ -322,27 +324,30 @@ def _saved_state(
     raw: bool = False,
 ) -> State:
     """The row as the save left it, without extra queries where the instance knows it."""
-    deferred = instance.get_deferred_fields()
+    values = instance.__dict__
+    deferred = () if old is None else instance.get_deferred_fields()
     state: State = {}
     expressions: list[models.Field[Any, Any]] = []
-    for field in spec.fields:
-        unsaved = update_fields is not None and field.name not in update_fields and field.attname not in update_fields
-        if old is not None and (unsaved or field.attname in deferred):
-            state[field.name] = old[field.name]
+    for field, attname, encode_value in spec.encoders:
+        name = field.name
+        unsaved = update_fields is not None and name not in update_fields and attname not in update_fields
+        if old is not None and (unsaved or attname in deferred):
+            state[name] = old[name]  # not written by this save
             continue
-        value = instance.__dict__.get(field.attname)
+        value = values.get(attname)
         # A raw save (loaddata) of a multi-table child writes only its own table: the
         # instance does not hold its parents' fields, the database does.
         if hasattr(value, "resolve_expression") or (raw and field.model is not spec.model):
             expressions.append(field)
         else:
-            state[field.name] = encode(field, value)
-    if expressions:
-        # F() and other expressions are only known after the database ran them.
-        fresh = spec.model._base_manager.using(using).filter(pk=instance.pk).values(*(f.attname for f in expressions))
-        row = fresh.get()
-        for field in expressions:
-            state[field.name] = encode(field, row[field.attname])
+            state[name] = None if value is None else encode_value(value)
+    if not expressions:
+        return state  # every field, in order
+    # F() and other expressions are only known after the database ran them.
+    fresh = spec.model._base_manager.using(using).filter(pk=instance.pk).values(*(f.attname for f in expressions))
+    row = fresh.get()
+    for field in expressions:
+        state[field.name] = encode(field, row[field.attname])
     return {f.name: state[f.name] for f in spec.fields}
 
 

@@ -42,12 +42,17 @@ def encode(field: models.Field[Any, Any], value: Any) -> JSONValue:
     """Encode ``value`` (as held in ``field``'s attname) into plain JSON."""
     if value is None:
         return None
+    return encoder(field)(value)
+
+
+def encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
+    """:func:`encode` for ``field``'s values that are not ``None``, chosen once per field."""
     entry = _ENCODERS.get(id(field))
     if entry is None or entry[0] is not field:
         if len(_ENCODERS) > 10_000:  # fields made on the fly (tests): never hold them all
             _ENCODERS.clear()
         entry = _ENCODERS[id(field)] = (field, _encoder(field))
-    return entry[1](value)
+    return entry[1]
 
 
 # id(field) -> (field, its encoder): which branch of _encoder a field takes is
@@ -158,10 +163,14 @@ def canonical_json(value: JSONValue) -> str:
     (``1e16`` as ``10000000000000000``) and ``-0.0`` as ``0.0``. Otherwise
     an event read back would no longer match its own hash.
     """
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL.encode(value)
     if "e+" not in text and "-0.0" not in text:
         return text  # no float written with an exponent nor a negative zero: nothing to rewrite
-    return json.dumps(_stable_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(_stable_numbers(value))
+
+
+# Made once: json.dumps with these options would build an encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _stable_numbers(value: JSONValue) -> JSONValue:

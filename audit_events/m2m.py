@@ -82,6 +82,8 @@ def read_links(
 
 def without_links(spec: registry.ModelSpec, state: dict[str, JSONValue]) -> dict[str, JSONValue]:
     """The state of a row just created: no links yet (no query)."""
+    if not spec.m2m_fields:
+        return state
     return {**state, **{field.name: [] for field in spec.m2m_fields}}
 
 

@@ -23,7 +23,7 @@ from django.db import models, router, transaction
 from django.db.models import signals
 
 from . import conf
-from .encoding import JSONValue, encode
+from .encoding import JSONValue, encode, encoder, value_field
 
 ModelType = type[models.Model]
 if TYPE_CHECKING:
@@ -51,13 +51,28 @@ class ModelSpec:
         """What a state of this model holds: its fields' names, then its many-to-many fields'."""
         return tuple(f.name for f in self.fields) + tuple(f.name for f in self.m2m_fields)
 
+    @functools.cached_property
+    def encoders(self) -> tuple[tuple[Field, str, Callable[[Any], JSONValue]], ...]:
+        """Each field, its attname and its encoder (:func:`.encoding.encoder`: for values not ``None``)."""
+        return tuple((f, f.attname, encoder(f)) for f in self.fields)
+
+    @functools.cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
+
     def content_type_id(self) -> int:
         return ContentType.objects.get_for_model(self.model).pk
 
     def object_pk(self, pk: Any) -> str:
         """The row's primary key as canonical text (what ``Event.object_pk`` holds)."""
+        if type(pk) is int and self._integer_key:  # the common case, on every write: its digits
+            return str(pk)
         encoded: JSONValue = encode(self.pk_field, self.pk_field.to_python(pk))
         return encoded if isinstance(encoded, str) else json.dumps(encoded)
+
+    @functools.cached_property
+    def _integer_key(self) -> bool:
+        return isinstance(value_field(self.pk_field), (models.IntegerField, models.AutoField))
 
     def field(self, name: str) -> Field | None:
         for field in self.fields:
@@ -67,7 +82,7 @@ class ModelSpec:
 
     def snapshot(self, instance: models.Model) -> dict[str, JSONValue]:
         """The full encoded state of an instance, from its loaded attributes."""
-        return {f.name: encode(f, getattr(instance, f.attname)) for f in self.fields}
+        return {f.name: None if (v := getattr(instance, a)) is None else to_json(v) for f, a, to_json in self.encoders}
 
 
 _specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
