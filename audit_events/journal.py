@@ -53,7 +53,7 @@ State = dict[str, JSONValue]
 _PARAMS_PER_EVENT = 20
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per event
 class Draft:
     """An event about to be written; version and hash are left to the database."""
 
@@ -227,50 +227,74 @@ def _sql(alias: str, rows: int, every: int) -> str:
     return f"{into} SELECT {', '.join(select)} FROM ({numbered}) AS w"
 
 
-def _params(draft: Draft, actor: dict[str, Any], context: str, connection: Any) -> list[Any]:
-    """The draft's values in ``_COLUMNS`` order.
+@dataclass(frozen=True)
+class _Author:
+    """What the events of one :func:`write` share: who wrote them, in what context.
 
-    A state is written once, as canonical JSON: it is both the text stored
-    and the text hashed, so ``hash_content`` (with the state last) is the
-    content head + that text + ``}``.
+    ``head`` holds the same values as canonical JSON members, ready for
+    :func:`_record`'s content head.
     """
-    without_state = hash_content(
-        content_type=draft.content_type_label,
-        object_pk=draft.object_pk,
-        action=draft.action,
-        changes=draft.changes,
-        state=None,
-        created_at=draft.created_at,
-        operation=draft.operation,
-        **actor,
+
+    actor_id: str | None
+    actor_repr: str
+    context: str  # stored: plain JSON as the JSONField would write it
+    head_actor: str  # ',"actor_id":...,"actor_repr":...'
+    head_context: str  # ',"context":...'
+
+    @classmethod
+    def now(cls) -> _Author:
+        fields = current_context().event_fields()
+        context, plain = "{}", {}
+        if fields["context"]:  # as it will read back: plain JSON
+            context = json.dumps(fields["context"], cls=DjangoJSONEncoder)
+            plain = json.loads(context)
+        actor_id, actor_repr = fields["actor_id"], fields["actor_repr"]
+        head_id = "null" if actor_id is None else _text(actor_id)
+        return cls(
+            actor_id=actor_id,
+            actor_repr=actor_repr,
+            context=context,
+            head_actor=f',"actor_id":{head_id},"actor_repr":{_text(actor_repr)}',
+            head_context=f',"context":{canonical_json(plain)}',
+        )
+
+
+_text = json.encoder.encode_basestring  # a str as canonical_json writes it
+_DOCUMENT = json.JSONEncoder(ensure_ascii=False)  # made once: json.dumps(..., ensure_ascii=False) makes one per call
+
+
+def _record(draft: Draft, author: _Author, connection: Any) -> dict[str, Any]:
+    """The draft's values by ``_COLUMNS`` name, as the connection's INSERT takes them.
+
+    The hashed content is :func:`hash_content`'s text, written here member by
+    member in its key order, so that the canonical JSON of the changes is made
+    once, both stored and hashed (a test holds the two equal). Its state comes
+    last and is left out: a state is written once, as canonical JSON, both the
+    text stored and the text hashed, and the database appends it (or ``null``)
+    and the closing brace.
+    """
+    changes = canonical_json(draft.changes) if draft.changes else "{}"
+    created_at, operation = _canonical_time(draft.created_at), str(draft.operation)
+    head = (
+        f'{{"action":{_text(draft.action)}{author.head_actor},"changes":{changes},'
+        f'"content_type":{_text(draft.content_type_label)}{author.head_context},"created_at":{_text(created_at)},'
+        f'"object_pk":{_text(draft.object_pk)},"operation":{_text(operation)},"state":'
     )
-    assert without_state.endswith(_NO_STATE)
-    state = None if draft.state is None else canonical_json(draft.state)
-    snapshot = None if draft.state is not None or draft.snapshot is None else canonical_json(draft.snapshot)
-    return [
-        draft.content_type_id,
-        draft.object_pk,
-        draft.action,
-        json.dumps(draft.changes) if draft.changes else "{}",
-        state,
-        snapshot,
-        _CREATED_AT.get_db_prep_save(draft.created_at, connection),
-        _OPERATION.get_db_prep_save(draft.operation, connection),
-        actor["actor_id"],
-        actor["actor_repr"],
-        context,
-        without_state[: -len(_NO_STATE)] + '"state":',
-    ]
-
-
-_NO_STATE = '"state":null}'
-
-
-def _pg_record(params: list[Any]) -> dict[str, Any]:
-    record = dict(zip(_COLUMNS, params, strict=True))
-    record["created_at"] = record["created_at"].isoformat()
-    record["operation"] = str(record["operation"])
-    return record
+    postgres = connection.vendor == "postgresql"  # the record goes as JSON: times and UUIDs as text
+    return {
+        "content_type_id": draft.content_type_id,
+        "object_pk": draft.object_pk,
+        "action": draft.action,
+        "changes": changes,
+        "state": None if draft.state is None else canonical_json(draft.state),
+        "snapshot": None if draft.state is not None or draft.snapshot is None else canonical_json(draft.snapshot),
+        "created_at": created_at if postgres else _CREATED_AT.get_db_prep_save(draft.created_at, connection),
+        "operation": operation if postgres else _OPERATION.get_db_prep_save(draft.operation, connection),
+        "actor_id": author.actor_id,
+        "actor_repr": author.actor_repr,
+        "context": author.context,
+        "content_head": head,
+    }
 
 
 def _batch_size(using: str) -> int:
@@ -314,13 +338,9 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     if not drafts:
         return
     connection = connections[using]
-    actor = current_context().event_fields()
-    context = "{}"
-    if actor["context"]:  # as it will read back: plain JSON
-        context = json.dumps(actor["context"], cls=DjangoJSONEncoder)
-        actor["context"] = json.loads(context)
+    author = _Author.now()
     pending = Pending.of(connection)
-    pending.add([_Row((d.content_type_id, d.object_pk), _params(d, actor, context, connection)) for d in drafts])
+    pending.add([_Row((d.content_type_id, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))
     # ends without COMMIT: its events cannot wait for one.
     if not connection.in_atomic_block or not connection.commit_on_exit or len(pending) >= BATCH_SIZE:
@@ -341,7 +361,7 @@ _EVENT_TABLE = Event._meta.db_table
 @dataclass(frozen=True)
 class _Row:
     key: tuple[int, str]  # (content type, object pk): one row's events keep their order
-    params: list[Any]
+    record: dict[str, Any]  # by _COLUMNS name
 
 
 class Pending:
@@ -388,11 +408,11 @@ class Pending:
             with self.connection.cursor() as cursor:
                 for batch in _batches(rows, _batch_size(self.connection.alias)):
                     if self.connection.vendor == "postgresql":  # one JSON document: a list of rows
-                        document = json.dumps([_pg_record(row.params) for row in batch], ensure_ascii=False)
+                        document = _DOCUMENT.encode([row.record for row in batch])
                         cursor.execute(_sql(self.connection.alias, 0, every), [document])
                     else:
-                        params = [p for row in batch for p in row.params]
-                        cursor.execute(_sql(self.connection.alias, len(batch), every), params)
+                        values = [row.record[column] for row in batch for column in _COLUMNS]
+                        cursor.execute(_sql(self.connection.alias, len(batch), every), values)
         except BaseException:
             # The events are lost with this error: the writes they record must not commit
             # without them, even if the caller catches it.
