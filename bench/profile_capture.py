@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--profile", choices=("save", "save_uf", "create", "delete"), default="save")
     args = ap.parse_args()
 
     adapter, _ = setup_django()
@@ -114,17 +115,21 @@ def main() -> None:
             )
     print()
 
+    ops = {label: (op, items) for label, op, items in plans}
+    if args.profile == "delete":
+        made[:] = [A.objects.create(**bench.kwargs(i, "d-")) for i in range(len(objs))]
+    op, items = ops[args.profile]
     prof = cProfile.Profile()
     with transaction.atomic():
         prof.enable()
-        for o in objs:
-            save(o)
+        for o in items():
+            op(o)
         prof.disable()
     for key in ("tottime", "cumulative"):
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(args.top)
         text = buf.getvalue()
-        print(f"cProfile of {len(objs)} captured save() calls, by {key}:")
+        print(f"cProfile of {len(objs)} captured {args.profile} calls, by {key}:")
         print(text[text.find("   ncalls") :])
 
 
