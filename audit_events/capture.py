@@ -52,10 +52,8 @@ def lock_rows(spec: registry.ModelSpec, using: str, lookup: dict[str, Any]) -> d
     Queries: one SELECT (``FOR UPDATE`` where the backend supports it); each
     many-to-many field is a subquery of it, not a query of its own.
     """
-    rows: dict[Any, State] = {}
-    for values in _locking_queryset(spec, using).filter(**lookup):
-        rows[values[spec.pk_field.attname]] = _state(spec, values)
-    return rows
+    pk_index = _columns(spec).index(spec.pk_field.attname)
+    return {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using).filter(**lookup)}
 
 
 def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
@@ -84,25 +82,32 @@ def _one_row(spec: registry.ModelSpec, connection: Any) -> _OneRow:
 _SELECTS = "_audit_events_selects"
 
 
-def _locking_queryset(spec: registry.ModelSpec, using: str) -> models.QuerySet[Any, dict[str, Any]]:
+def _locking_queryset(spec: registry.ModelSpec, using: str) -> models.QuerySet[Any, tuple[Any, ...]]:
+    """Rows of :func:`_columns`, then each many-to-many field's links, locked."""
     qs = spec.model._base_manager.using(using).all()
     if connections[using].features.has_select_for_update:
         qs = qs.select_for_update()
     links = {_links_alias(field): m2m.linked_keys(field) for field in spec.m2m_fields}
-    values: models.QuerySet[Any, dict[str, Any]] = qs.annotate(**links).values(
-        spec.pk_field.attname, *(f.attname for f in spec.fields), *links
-    )
-    return values
+    rows: models.QuerySet[Any, tuple[Any, ...]] = qs.annotate(**links).values_list(*_columns(spec), *links)
+    return rows
+
+
+def _columns(spec: registry.ModelSpec) -> list[str]:
+    """The attnames the locking SELECT reads: the fields', in order, then the pk's if no field is it."""
+    attnames = [f.attname for f in spec.fields]
+    return attnames if spec.pk_field.attname in attnames else [*attnames, spec.pk_field.attname]
 
 
 def _links_alias(field: models.ManyToManyField[Any, Any]) -> str:
     return f"_audit_links_{field.name}"
 
 
-def _state(spec: registry.ModelSpec, values: dict[str, Any]) -> State:
-    state = {f.name: None if (v := values[a]) is None else to_json(v) for f, a, to_json in spec.encoders}
-    for field in spec.m2m_fields:
-        state[field.name] = m2m.decode_keys(field, values[_links_alias(field)])
+def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
+    """A row of :func:`_locking_queryset`, encoded."""
+    state = {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
+    links = len(row) - len(spec.m2m_fields)
+    for i, field in enumerate(spec.m2m_fields, links):
+        state[field.name] = m2m.decode_keys(field, row[i])
     return state
 
 
@@ -174,18 +179,18 @@ class _OneRow:
         """Rows of this SELECT's columns, as states by canonical pk."""
         if self.converters:
             rows = list(self.compiler.apply_converters(rows, self.converters))
-        return {
-            self.spec.object_pk(row[self.pk_index]): _state(self.spec, dict(zip(self.names, row, strict=True)))
-            for row in rows
-        }
+        return {self.spec.object_pk(row[self.pk_index]): _state(self.spec, row) for row in rows}
 
 
 _OLD_ROW = '"_audit_events_old"'
 
 
-def draft(spec: registry.ModelSpec, pk: Any, action: str, **kwargs: Any) -> journal.Draft:
+def draft(
+    spec: registry.ModelSpec, pk: Any, action: str, content_type_id: int | None = None, **kwargs: Any
+) -> journal.Draft:
+    """An event of ``spec``'s row ``pk``; ``content_type_id`` saves the lookup when a caller writes many."""
     return journal.Draft(
-        content_type_id=spec.content_type_id(),
+        content_type_id=spec.content_type_id() if content_type_id is None else content_type_id,
         content_type_label=spec.model._meta.label_lower,
         object_pk=spec.object_pk(pk),
         action=action,
@@ -298,21 +303,23 @@ def post_save(
     journal.write(drafts, using)
 
 
-def view_event(spec: registry.ModelSpec, pk: Any, old: State | None, new: State) -> journal.Draft | None:
+def view_event(
+    spec: registry.ModelSpec, pk: Any, old: State | None, new: State, content_type_id: int | None = None
+) -> journal.Draft | None:
     """The event of a write seen as a row of ``spec``'s model (a multi-table
     child's row is also its parents'); ``None`` if nothing changed there."""
     names = spec.names
     if not spec.name_set.issuperset(new):  # a child's state seen as its parent's row
         new = {name: new[name] for name in names if name in new}
     if old is None:
-        return draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))
+        return draft(spec, pk, Action.CREATE, content_type_id, state=m2m.without_links(spec, new))
     if not spec.name_set.issuperset(old):
         old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
         return None  # a write that changes nothing records nothing
     # Fields not written (links by a save) are as they were: the candidate snapshot keeps them.
-    return draft(spec, pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
+    return draft(spec, pk, Action.UPDATE, content_type_id, changes=changes, snapshot={**old, **new})
 
 
 def _saved_state(

@@ -310,6 +310,10 @@ def _batch_size(using: str) -> int:
 
 def _batches(rows: Sequence[_Row], size: int) -> Iterable[list[_Row]]:
     """Batches of at most ``size`` in which no row appears twice (versions are computed per statement)."""
+    if len({row.key for row in rows}) == len(rows):  # the common case: each row once
+        for start in range(0, len(rows), size):
+            yield list(rows[start : start + size])
+        return
     pending = list(rows)
     while pending:
         batch: list[_Row] = []

@@ -95,7 +95,9 @@ class AuditedQuerySet(models.QuerySet[Any]):
                     "so the rows cannot be recorded; nothing was written."
                 )
             states = {obj.pk: m2m.without_links(spec, spec.snapshot(obj)) for obj in created}
-            journal.write([draft(spec, pk, Action.CREATE, state=state) for pk, state in states.items()], self.db)
+            content_type_id = spec.content_type_id()
+            drafts = [draft(spec, pk, Action.CREATE, content_type_id, state=state) for pk, state in states.items()]
+            journal.write(drafts, self.db)
         return created
 
     def delete(self) -> tuple[int, dict[str, int]]:
@@ -132,7 +134,7 @@ def _record_updates(
         pk_name = spec.pk_field.attname
         rows = spec.model._base_manager.using(using).filter(pk__in=list(before))
         fresh = {v[pk_name]: v for v in rows.values(pk_name, *(f.attname for f in needs_reading))}
-    views = [spec, *registry.parent_specs(spec)]
+    views = [(view, view.content_type_id()) for view in [spec, *registry.parent_specs(spec)]]
     drafts = []
     for pk, old in before.items():
         new = dict(old)
@@ -142,8 +144,8 @@ def _record_updates(
             elif isinstance(value, models.Model):
                 value = value.pk
             new[field.name] = encode(field, value)
-        for view in views:  # the row, and the same row under its registered multi-table parents
-            if event := view_event(view, pk, old, new):
+        for view, content_type_id in views:  # the row, and the same row under its registered multi-table parents
+            if event := view_event(view, pk, old, new, content_type_id):
                 drafts.append(event)
     journal.write(drafts, using)
 
