@@ -132,6 +132,10 @@ def same(field: models.Field[Any, Any], a: Any, b: Any) -> bool:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)  # "::ffff:0:0" is "::ffff:0.0.0.0"
     if isinstance(field, models.JSONField) or a is None or b is None:
         return bool(a == b)
+    if isinstance(a, datetime.datetime) and isinstance(b, datetime.datetime) and a.tzinfo and b.tzinfo:
+        # PEP 495: a time in a DST fold (02:00 on a night clocks go back) never equals
+        # a time of another zone, even the same instant: compare the instants.
+        return a.astimezone(datetime.timezone.utc) == b.astimezone(datetime.timezone.utc)
     return type(a) is type(b) and bool(a == b)
 
 
