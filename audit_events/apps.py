@@ -21,6 +21,7 @@ class AuditEventsConfig(AppConfig):
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:
     if setting == "AUDIT_EVENTS":
-        from . import registry
+        from . import prepared, registry
 
         registry.sync()
+        prepared.forget()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections, models
 from django.db.models.expressions import RawSQL
 
-from . import journal, m2m, registry
+from . import journal, m2m, prepared, registry
 from .context import is_paused
 from .encoding import JSONValue, encode
 from .models import Action
@@ -161,7 +161,7 @@ class _OneRow:
             f"WHERE {table}.{quote(self.spec.pk_field.column)} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
             f"RETURNING {_OLD_ROW}.*"
         )
-        old = self._run(sql, params + self._params(pk))
+        old = self._run(sql, params + self._params(pk), prepare=True)
         return old is not None, old
 
     def _params(self, pk: Any) -> list[Any]:
@@ -169,9 +169,12 @@ class _OneRow:
         params[self.slot] = self.spec.pk_field.get_db_prep_value(pk, self.connection)
         return params
 
-    def _run(self, sql: str, params: list[Any]) -> State | None:
+    def _run(self, sql: str, params: list[Any], prepare: bool = False) -> State | None:
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            if prepare:  # a save's UPDATE, planned once per connection (``prepared``)
+                prepared.execute(cursor, sql, params)
+            else:
+                cursor.execute(sql, params)
             rows = cursor.fetchall()
         return next(iter(self.states(rows).values()), None)
 

@@ -41,6 +41,11 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
                 id="audit_events.E005",
             )
         )
+    prepare = raw.get("PREPARE_STATEMENTS", True)
+    if not isinstance(prepare, bool):
+        errors.append(
+            Error(f"AUDIT_EVENTS['PREPARE_STATEMENTS'] must be True or False, not {prepare!r}.", id="audit_events.E005")
+        )
     return errors
 
 

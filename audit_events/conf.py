@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 
 SETTING_NAME = "AUDIT_EVENTS"
-KNOWN_KEYS = frozenset({"MODELS", "EXCLUDE_FIELDS", "SNAPSHOT_EVERY"})
+KNOWN_KEYS = frozenset({"MODELS", "EXCLUDE_FIELDS", "SNAPSHOT_EVERY", "PREPARE_STATEMENTS"})
 DEFAULT_SNAPSHOT_EVERY = 100
 
 
@@ -24,6 +24,7 @@ class Config:
     models: tuple[str, ...] = ()
     exclude_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    prepare_statements: bool = True  # PostgreSQL: see ``prepared``
 
 
 def raw_setting() -> Any:
@@ -48,7 +49,9 @@ def get_config() -> Config:
     snapshot_every = raw.get("SNAPSHOT_EVERY", DEFAULT_SNAPSHOT_EVERY)
     if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
         snapshot_every = DEFAULT_SNAPSHOT_EVERY
+    prepare_statements = raw.get("PREPARE_STATEMENTS", True)
     return Config(
+        prepare_statements=prepare_statements if isinstance(prepare_statements, bool) else True,
         models=tuple(label for label in models if isinstance(label, str)),
         exclude_fields={
             str(label).lower(): tuple(names) for label, names in exclude.items() if isinstance(names, (list, tuple))

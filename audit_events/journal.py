@@ -39,7 +39,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.utils import timezone
 
-from . import conf
+from . import conf, prepared
 from .context import current_context
 from .encoding import JSONValue, canonical_json
 from .models import Event
@@ -413,7 +413,7 @@ class Pending:
                 for batch in _batches(rows, _batch_size(self.connection.alias)):
                     if self.connection.vendor == "postgresql":  # one JSON document: a list of rows
                         document = _DOCUMENT.encode([row.record for row in batch])
-                        cursor.execute(_sql(self.connection.alias, 0, every), [document])
+                        prepared.execute(cursor, _sql(self.connection.alias, 0, every), [document])
                     else:
                         values = [row.record[column] for row in batch for column in _COLUMNS]
                         cursor.execute(_sql(self.connection.alias, len(batch), every), values)

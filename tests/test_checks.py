@@ -132,6 +132,7 @@ def test_unknown_keys_are_e004_one_each() -> None:
         ({"MODELS": ["tests.Author"], "SNAPSHOT_EVERY": 0}, "SNAPSHOT_EVERY"),
         ({"MODELS": ["tests.Author"], "SNAPSHOT_EVERY": "10"}, "SNAPSHOT_EVERY"),
         ({"MODELS": ["tests.Author"], "SNAPSHOT_EVERY": True}, "SNAPSHOT_EVERY"),
+        ({"MODELS": ["tests.Author"], "PREPARE_STATEMENTS": "yes"}, "PREPARE_STATEMENTS"),
     ],
 )
 def test_malformed_values_are_e005(setting: Any, culprit: str) -> None:

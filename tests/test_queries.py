@@ -40,7 +40,7 @@ from django.db import connection, models
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from audit_events import history
+from audit_events import history, prepared
 from audit_events.models import Event
 from tests.helpers import at_commit
 from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered
@@ -63,7 +63,8 @@ def content_types(db: None) -> None:
 
 
 def sql(captured: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in captured.captured_queries]
+    """The statements run, prepared ones (PostgreSQL) as what they stand for."""
+    return [prepared.statement(q["sql"]) for q in captured.captured_queries]
 
 
 def count(work: Callable[[], object]) -> list[str]:

@@ -1,0 +1,119 @@
+"""PostgreSQL: the save's UPDATE and the event INSERT are prepared once per connection (``prepared``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
+
+from audit_events import history, prepared
+from tests.helpers import at_commit
+from tests.models import Author
+from tests.test_capture import BASE
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(os.environ.get("TEST_DB") != "postgres", reason="PostgreSQL only"),
+]
+# TEST_PG_PREPARED=1: psycopg 3 binds on the server and prepares by itself; this app then does not.
+PSYCOPG_PREPARES = os.environ.get("TEST_PG_PREPARED") == "1"
+
+
+def ours() -> dict[str, str]:
+    """This session's prepared statements of this app: name -> statement."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'audit_events_%%'")
+        return dict(cursor.fetchall())
+
+
+def statements(work: Any) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        work()
+    return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+
+
+def rename(author: Author, name: str) -> None:
+    with transaction.atomic():
+        author.name = name
+        author.save()
+
+
+@pytest.fixture(autouse=True)
+def fresh_session() -> Iterator[None]:
+    connection.close()  # each test starts on a session with nothing prepared
+    yield
+    connection.close()
+
+
+@pytest.mark.skipif(PSYCOPG_PREPARES, reason="psycopg prepares by itself here")
+def test_the_update_and_the_insert_are_prepared_on_first_use_then_executed() -> None:
+    ContentType.objects.get_for_model(Author)  # cached: not what is counted
+    made: list[Author] = []
+    first = statements(lambda: (made.append(Author.objects.create(name="Ada")), rename(made[0], "Ada L.")))
+    author = made[0]
+    second = statements(lambda: rename(author, "Ada Lovelace"))
+    # A first use prepares and executes in one string: as many statements as unprepared.
+    assert [prepared.statement(s).split()[0] for s in first] == ["INSERT", "INSERT", "UPDATE", "INSERT"]
+    assert first[1].startswith("PREPARE audit_events_")
+    assert " AS INSERT INTO " in first[1]
+    assert first[2].startswith("PREPARE audit_events_")
+    assert " AS UPDATE " in first[2]
+    assert first[3].startswith("EXECUTE audit_events_")
+    assert len(second) == 2, second
+    assert second[0].startswith("EXECUTE audit_events_")
+    assert second[1].startswith("EXECUTE audit_events_")
+    assert prepared.statement(second[0]).startswith('UPDATE "tests_author" SET')
+    assert prepared.statement(second[1]).startswith('INSERT INTO "audit_events_event"')
+    assert len(ours()) == 2
+    # And what they recorded is what the plain statements record.
+    assert [(e.version, e.changes) for e in history(author)] == [
+        (1, {}),
+        (2, {"name": ["Ada", "Ada L."]}),
+        (3, {"name": ["Ada L.", "Ada Lovelace"]}),
+    ]
+
+
+def test_off_by_the_setting_or_behind_a_transaction_pooler() -> None:
+    author = Author.objects.create(name="Ada")
+    with override_settings(AUDIT_EVENTS={**BASE, "PREPARE_STATEMENTS": False}):
+        sent = statements(lambda: rename(author, "Ada L."))
+    assert sent[0].startswith('UPDATE "tests_author" SET')
+    assert sent[1].startswith('INSERT INTO "audit_events_event"')
+    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True  # what Django asks of PgBouncer's pooling
+    try:
+        connection.close()
+        sent = statements(lambda: rename(author, "Ada Lovelace"))
+    finally:
+        del connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"]
+    assert sent[0].startswith('UPDATE "tests_author" SET')
+    assert sent[1].startswith('INSERT INTO "audit_events_event"')
+    assert ours() == {}
+    assert [e.version for e in history(author)] == [1, 2, 3]
+
+
+def test_a_new_session_prepares_again() -> None:
+    author = Author.objects.create(name="Ada")
+    rename(author, "Ada L.")
+    connection.close()  # the session, and its prepared statements, are gone
+    rename(author, "Ada Lovelace")
+    assert [e.changes for e in history(author)][-1] == {"name": ["Ada L.", "Ada Lovelace"]}
+
+
+def test_a_failed_first_use_leaves_the_next_save_working() -> None:
+    """PREPARE survives a rollback, so a failed first use must not make the next one collide."""
+    Author.objects.create(name="Grace", email="grace@example.com")
+    ada = Author.objects.create(name="Ada", email="ada@example.com")
+    ada.email = "grace@example.com"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ada.save()  # the UPDATE's first use: prepared, then refused by the unique constraint
+    ada.refresh_from_db()
+    ada.name = "Ada L."
+    with transaction.atomic():
+        ada.save()
+    at_commit()
+    assert [e.changes for e in history(ada)] == [{}, {"name": ["Ada", "Ada L."]}]
