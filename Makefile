@@ -67,7 +67,7 @@ test-django6: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench.py
 
-# PostgreSQL through psycopg 3 with prepared statements (docs/installation.rst).
+# PostgreSQL through psycopg 3: psycopg preparing (server-side binding), then this app preparing (client-side).
 test-prepared: $(STAMP)
 	$(VENV)/bin/nox -s prepared
 

@@ -92,9 +92,15 @@ def tests(session: nox.Session, django: str, db: str) -> None:
 
 
 @nox.session(python="3.11", tags=["tests"])
-def prepared(session: nox.Session) -> None:
-    """PostgreSQL through psycopg 3 with server-side binding and prepared statements,
-    the configuration docs/installation.rst recommends (``TEST_PG_PREPARED=1``)."""
+@nox.parametrize("binding", ["server", "client"])
+def prepared(session: nox.Session, binding: str) -> None:
+    """PostgreSQL through psycopg 3, which the default sessions (psycopg2) do not cover.
+
+    ``binding="server"``: server-side binding and ``prepare_threshold``, psycopg
+    preparing every statement (``TEST_PG_PREPARED=1``). ``binding="client"``:
+    Django's default for psycopg 3, where this app prepares its own statements
+    with SQL ``PREPARE`` (``audit_events.prepared``).
+    """
     if not _postgres_reachable(session):
         if os.environ.get("REQUIRE_POSTGRES"):
             session.error("PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable")
@@ -102,7 +108,8 @@ def prepared(session: nox.Session) -> None:
     session.install("-e", ".[test]", _django_requirement("5.2"), "psycopg[binary]>=3.1.8")
     session.run("python", "-c", "import django.db.backends.postgresql.psycopg_any as p; assert p.is_psycopg3")
     args = session.posargs or ["-q", "-p", "no:cacheprovider"]
-    session.run("python", "-m", "pytest", *args, env={"TEST_DB": "postgres", "TEST_PG_PREPARED": "1"})
+    flag = "1" if binding == "server" else "0"
+    session.run("python", "-m", "pytest", *args, env={"TEST_DB": "postgres", "TEST_PG_PREPARED": flag})
 
 
 @nox.session(python="3.11", tags=["gates"])
