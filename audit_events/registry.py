@@ -81,8 +81,13 @@ class ModelSpec:
         return None
 
     def snapshot(self, instance: models.Model) -> dict[str, JSONValue]:
-        """The full encoded state of an instance, from its loaded attributes."""
-        return {f.name: None if (v := getattr(instance, a)) is None else to_json(v) for f, a, to_json in self.encoders}
+        """The full encoded state of an instance, from its loaded attributes (deferred ones are loaded)."""
+        loaded = instance.__dict__  # read directly: the field descriptors cost a call per field
+        state = {}
+        for field, attname, to_json in self.encoders:
+            value = loaded[attname] if attname in loaded else getattr(instance, attname)
+            state[field.name] = None if value is None else to_json(value)
+        return state
 
 
 _specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
