@@ -170,12 +170,14 @@ class _OneRow:
         return params
 
     def _run(self, sql: str, params: list[Any], prepare: bool = False) -> State | None:
-        with self.connection.cursor() as cursor:
-            if prepare:  # a save's UPDATE, planned once per connection (``prepared``)
-                prepared.execute(cursor, sql, params)
-            else:
-                cursor.execute(sql, params)
+        if prepare:  # a save's UPDATE, planned once per connection (``prepared``)
+            cursor = prepared.cursor(self.connection)
+            prepared.execute(cursor, sql, params)
             rows = cursor.fetchall()
+        else:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
         return next(iter(self.states(rows).values()), None)
 
     def states(self, rows: list[Any]) -> dict[str, State]:
