@@ -94,9 +94,14 @@ _CURSOR = "_audit_events_cursor"
 
 
 def statement(sql: str) -> str:
-    """The statement a logged ``PREPARE``/``EXECUTE`` of this module stands for (``sql`` itself otherwise).
+    """The statement a logged ``PREPARE``/``EXECUTE`` of this app stands for; ``sql`` itself otherwise.
 
-    For reading query logs: ``EXECUTE audit_events_7('...')`` says little.
+    On PostgreSQL, a save's ``UPDATE`` and the event ``INSERT`` appear in
+    query logs (``connection.queries``, ``CaptureQueriesContext``, the debug
+    toolbar) as ``EXECUTE audit_events_7(...)`` once prepared (see
+    :ref:`PREPARE_STATEMENTS <setting-prepare-statements>`)::
+
+        [prepared.statement(q["sql"]) for q in connection.queries]
     """
     match = _LOGGED.match(sql)
     if match is None:
