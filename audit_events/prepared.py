@@ -20,56 +20,100 @@ prepares by itself:
   server connection that never saw the ``PREPARE``;
 * psycopg 3 with ``server_side_binding``: psycopg prepares what it runs
   often (its ``prepare_threshold``).
+
+What is prepared is kept per session (per DB-API connection, so a pool's
+sessions each keep theirs), at most ``_MOST`` statements each. A name holds
+a digest of its SQL, so an ``EXECUTE`` that reaches another session (a
+pooler misconfigured) fails instead of running another statement. A
+statement found gone (``DEALLOCATE``, ``DISCARD ALL``) or unusable (a column
+type changed by a migration from another process) fails the write that
+used it, and the next writes prepare every statement again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
-
-from django.db import connections
 
 from . import conf
 
-_MOST = 200  # statements prepared per connection at most; past that, sent as they are
-_REGISTRY = "_audit_events_prepared"
-_names = itertools.count(1)
+_MOST = 200  # PREPAREs sent per session at most (failed ones included); past that, statements go as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
+_numbers = itertools.count(1)
 _SOURCES: dict[str, str] = {}  # name -> the SQL it was prepared from, for :func:`statement`
+# SQLSTATEs of an EXECUTE whose statement is gone (DEALLOCATE, DISCARD ALL) or whose plan
+# cannot be used any more (a column's type changed: "cached plan must not change result type").
+_STALE = {"26000", "0A000"}
+
+
+@dataclass
+class _Session:
+    """What this app prepared on one database session (one DB-API connection)."""
+
+    enabled: bool
+    statements: dict[str, str] = field(default_factory=dict)  # SQL -> name
+    attempts: int = 0  # PREPAREs sent; a failed one may still have left its statement
+
+
+# By DB-API connection, not by Django connection: a connection pool (Django's
+# OPTIONS["pool"]) hands one Django connection a different session on each checkout.
+_sessions: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
 
 
 def execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
     """``cursor.execute(sql, params)``, as the ``EXECUTE`` of a prepared statement where that is on.
 
-    ``cursor`` is a Django cursor of ``connection``; ``sql`` uses ``%s``
-    placeholders, each in a place that gives its type (``col = %s``,
-    ``%s::json``), as ``PREPARE`` infers parameter types from there.
+    ``cursor`` is a Django cursor; ``sql`` uses ``%s`` placeholders, each in a
+    place that gives its type (``col = %s``, ``%s::json``), as ``PREPARE``
+    infers parameter types from there.
     """
     connection = cursor.db
-    statements = _statements(connection)
-    if statements is None:
+    session = _session(connection)
+    if session is None:
         cursor.execute(sql, params)
         return
     arguments = f"({', '.join(['%s'] * len(params))})" if params else ""
-    name = statements.get(sql)
+    name = session.statements.get(sql)
     if name is not None:
-        cursor.execute(f"EXECUTE {name}{arguments}", params)
+        try:
+            cursor.execute(f"EXECUTE {name}{arguments}", params)
+        except Exception as error:
+            if _sqlstate(error) in _STALE:
+                # This write fails (its transaction is aborted); the next ones prepare again,
+                # every statement: DEALLOCATE ALL and DISCARD ALL take them all.
+                session.statements.clear()
+            raise
         return
-    if len(statements) >= _MOST:
+    if session.attempts >= _MOST:
         cursor.execute(sql, params)
         return
-    # A fresh name on each attempt: PREPARE is not undone by a rollback, so a
-    # failed first use may leave its statement behind, under a name never reused.
-    name = f"audit_events_{next(_names)}"
+    # A name says which SQL it runs (a digest of it), so that no EXECUTE can run
+    # another statement, and is never reused in this process: PREPARE is not undone
+    # by a rollback, so a failed first use may leave its statement behind, and a
+    # forgotten record (the setting changed) leaves all of them.
+    session.attempts += 1
+    name = f"audit_events_{hashlib.blake2b(sql.encode(), digest_size=6).hexdigest()}_{next(_numbers)}"
     cursor.execute(f"PREPARE {name} AS {_numbered(sql)}; EXECUTE {name}{arguments}", params)
     if _is_psycopg3(connection):
         cursor.nextset()  # psycopg 3 stays on the first result, PREPARE's; psycopg2 keeps the last
-    statements[sql] = name
-    if len(_SOURCES) >= 1000:  # names are not reused: forget the old ones, this is for reading logs only
+    session.statements[sql] = name
+    if len(_SOURCES) >= 1000:  # for reading logs only: forget the old ones
         _SOURCES.clear()
     _SOURCES[name] = sql
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a database error (Django's, wrapping the driver's), psycopg2 or psycopg 3."""
+    for cause in (error, error.__cause__):
+        code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+        if code:
+            return str(code)
+    return None
 
 
 def cursor(connection: Any) -> Any:
@@ -86,7 +130,8 @@ def cursor(connection: Any) -> Any:
     key = (connection.connection, connection.timezone)
     kept: tuple[tuple[Any, Any], Any] | None = connection.__dict__.get(_CURSOR)
     if kept is None or kept[0][0] is not key[0] or kept[0][1] != key[1]:
-        kept = connection.__dict__[_CURSOR] = (key, connection.create_cursor())
+        with connection.wrap_database_errors:
+            kept = connection.__dict__[_CURSOR] = (key, connection.create_cursor())
     return connection._prepare_cursor(kept[1])
 
 
@@ -111,13 +156,14 @@ def statement(sql: str) -> str:
     return _SOURCES.get(match["name"], sql)
 
 
-_LOGGED = re.compile(r"(?:PREPARE audit_events_\d+ AS (?P<body>.*); )?EXECUTE (?P<name>audit_events_\d+)\b", re.DOTALL)
+_LOGGED = re.compile(
+    r"(?:PREPARE audit_events_\w+ AS (?P<body>.*); )?EXECUTE (?P<name>audit_events_[0-9a-f]+_\d+)\b", re.DOTALL
+)
 
 
 def forget() -> None:
-    """Start each connection's registry afresh (the setting changed): statements are prepared again by new names."""
-    for connection in connections.all(initialized_only=True):
-        connection.__dict__.pop(_REGISTRY, None)
+    """Start every session's record afresh (the setting changed): statements are prepared again, by new names."""
+    _sessions.clear()
 
 
 def _numbered(sql: str) -> str:
@@ -126,17 +172,16 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda match: "%%" if match.group() == "%%" else f"${next(numbers)}", sql)
 
 
-def _statements(connection: Any) -> dict[str, str] | None:
-    """The statements prepared on the connection's current session, by SQL; ``None`` where this is off."""
-    registry: tuple[Any, dict[str, str]] | None = connection.__dict__.get(_REGISTRY)
-    if registry is not None and registry[0] is connection.connection:
-        return registry[1]
-    if not _enabled(connection):
+def _session(connection: Any) -> _Session | None:
+    """What is prepared on the connection's current session; ``None`` where preparing is off."""
+    raw = connection.connection
+    try:
+        session = _sessions.get(raw)
+        if session is None:
+            session = _sessions[raw] = _Session(enabled=_enabled(connection))
+    except TypeError:  # a DB-API connection that cannot be weakly referenced: send statements as they are
         return None
-    # A new session (the connection was closed and opened again) has none.
-    statements: dict[str, str] = {}
-    connection.__dict__[_REGISTRY] = (connection.connection, statements)
-    return statements
+    return session if session.enabled else None
 
 
 def _enabled(connection: Any) -> bool:

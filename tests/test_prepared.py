@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import history, prepared
@@ -117,3 +117,81 @@ def test_a_failed_first_use_leaves_the_next_save_working() -> None:
         ada.save()
     at_commit()
     assert [e.changes for e in history(ada)] == [{}, {"name": ["Ada", "Ada L."]}]
+
+
+def other_session(sql: str) -> None:
+    """Run ``sql`` on a session of its own, as another process (a deploy's migration) would."""
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        other.close()
+
+
+def test_a_statement_found_gone_fails_one_write_and_is_prepared_again() -> None:
+    author = Author.objects.create(name="Ada")
+    rename(author, "Ada L.")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a pooler's reset query, or DISCARD ALL, would
+    done = ["Ada L."]
+    for name in ("Ada Lovelace", "Countess", "Ada"):
+        try:
+            rename(author, name)
+        except DatabaseError:
+            continue
+        done.append(name)
+    assert [e.changes["name"][1] for e in history(author)[1:]] == done  # what failed recorded nothing
+    if not PSYCOPG_PREPARES:  # this app's statements were gone: one write failed, the next prepared again
+        assert done == ["Ada L.", "Countess", "Ada"]
+
+
+@pytest.mark.skipif(PSYCOPG_PREPARES, reason="this app prepares nothing here")
+def test_a_column_type_changed_elsewhere_fails_one_write_and_is_prepared_again() -> None:
+    author = Author.objects.create(name="Ada")
+    rename(author, "Ada L.")
+    other_session('ALTER TABLE "tests_author" ALTER COLUMN "name" TYPE varchar(200)')
+    try:
+        with pytest.raises(DatabaseError, match="cached plan must not change result type"):
+            rename(author, "Ada Lovelace")
+        rename(author, "Countess")
+    finally:
+        connection.close()
+        other_session('ALTER TABLE "tests_author" ALTER COLUMN "name" TYPE varchar(100)')
+    assert [e.changes["name"][1] for e in history(author)[1:]] == ["Ada L.", "Countess"]
+
+
+@pytest.mark.skipif(PSYCOPG_PREPARES, reason="this app prepares nothing here")
+def test_failed_first_uses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each failed first use may leave its statement on the session: no more than _MOST are ever sent."""
+    monkeypatch.setattr(prepared, "_MOST", 3)
+    Author.objects.create(name="Grace", email="grace@example.com")
+    ada = Author.objects.create(name="Ada", email="ada@example.com")
+    for _ in range(10):
+        ada.email = "grace@example.com"
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ada.save()
+    ada.refresh_from_db()
+    rename(ada, "Ada L.")  # past the bound: sent as it is, recorded all the same
+    assert len(ours()) <= 3
+    assert [e.changes for e in history(ada)][-1] == {"name": ["Ada", "Ada L."]}
+
+
+@pytest.mark.skipif(PSYCOPG_PREPARES, reason="this app prepares nothing here")
+def test_each_session_keeps_its_statements_when_a_pool_hands_out_another() -> None:
+    """A pool gives the same Django connection a different session on each checkout."""
+    author = Author.objects.create(name="Ada")
+    rename(author, "Ada L.")  # prepared on the first session
+    first = connection.connection
+    connection.connection = None
+    try:
+        connection.connect()  # a second session
+        rename(author, "Ada Lovelace")
+        second = connection.connection
+        connection.connection = first  # back to the first: its statements are still there
+        assert [s.split()[0] for s in statements(lambda: rename(author, "Countess"))] == ["EXECUTE", "EXECUTE"]
+        connection.connection = second
+        assert [s.split()[0] for s in statements(lambda: rename(author, "Ada"))] == ["EXECUTE", "EXECUTE"]
+    finally:
+        first.close()
+    assert len(history(author)) == 5
