@@ -212,6 +212,13 @@ class Replay(RuleBasedStateMachine):
     def live_authors(self) -> list[int]:
         return [pk for pk in self.authors if pk not in self.deleted_authors]
 
+    def regroup(self, group: dict[int, Row]) -> None:
+        """The rows one delete took. A row deleted before with others (and brought back
+        since) leaves that earlier group: undoing it leaves the row to its later delete."""
+        for pk in group:
+            self.deleted_with.get(pk, {}).pop(pk, None)
+            self.deleted_with[pk] = group
+
     def parent_gone(self, row: Row) -> bool:
         return row["author_id"] in self.deleted_authors
 
@@ -266,7 +273,7 @@ class Replay(RuleBasedStateMachine):
         before = self.live()
         Everything.objects.get(pk=pk).delete()
         self.record()
-        self.deleted_with[pk] = {pk: before[pk]}
+        self.regroup({pk: before[pk]})
 
     @precondition(lambda self: bool(self.live()))
     @rule(data=st.data())
@@ -275,9 +282,7 @@ class Replay(RuleBasedStateMachine):
         before = self.live()
         Everything.objects.filter(pk__in=chosen).delete()
         self.record()
-        group = {pk: before[pk] for pk in chosen}  # one operation: restored together
-        for pk in chosen:
-            self.deleted_with[pk] = group
+        self.regroup({pk: before[pk] for pk in chosen})  # one operation: restored together
 
     @precondition(lambda self: bool(self.live()))
     @rule(data=st.data())
