@@ -231,8 +231,8 @@ def _sql(alias: str, rows: int, every: int) -> str:
 class _Author:
     """What the events of one :func:`write` share: who wrote them, in what context.
 
-    ``head`` holds the same values as canonical JSON members, ready for
-    :func:`_record`'s content head.
+    ``head_actor`` and ``head_context`` hold the same values as canonical JSON
+    members, ready for :func:`_record`'s content head.
     """
 
     actor_id: str | None
