@@ -13,7 +13,9 @@ module records those rows' events:
   the save is one transaction and one operation, with its children recorded
   around it;
 * :func:`records_update` and :func:`records_bulk_update` decorate
-  ``QuerySet.update`` and ``QuerySet.bulk_update`` (``querysets``) the same way.
+  ``QuerySet.update`` and ``QuerySet.bulk_update`` (``querysets``) the same way;
+* :func:`restoring` does it around the write of a restored row (``restoration``),
+  which sends no signals.
 
 Each child row is read in full (both tables), locked, before the write, then
 read again after it in the same transaction: old and new values are the
@@ -169,6 +171,21 @@ def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
             _saving.reset(token)
 
     return save_base_recording_children
+
+
+@contextlib.contextmanager
+def restoring(model: ModelType, using: str, pk: Any) -> Iterator[None]:
+    """Around ``restore()``'s write of one row of ``model``: its children's rows are recorded.
+
+    Capture is paused there, so this does not ask; the caller holds the
+    transaction and the operation. Queries: as a save (:func:`_recording_save_base`).
+    """
+    found = children(model)
+    if not found:
+        yield
+        return
+    with _recording(found, using, [pk]):
+        yield
 
 
 def _recording_queryset_write(queryset: models.QuerySet[Any], pks: Callable[[], Any], write: Callable[[], Any]) -> Any:

@@ -205,3 +205,19 @@ def test_writes_through_a_grandparent_are_recorded_on_the_grandchild() -> None:
     back = Cinema.objects.get(pk=cinema.pk)
     assert (back.name, back.seats, back.screens) == ("Le Grand Rex", 120, 2)
     assert list(verify_model(Cinema)) == []
+
+
+# --- restore of the registered parent --------------------------------------------
+
+
+@override_settings(AUDIT_EVENTS=BOTH)
+def test_restoring_the_parent_row_is_recorded_on_the_child() -> None:
+    luigi = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
+    before = moment()
+    luigi.name = "Mario's"
+    luigi.save()
+    restore(Place, luigi.pk, at=before)
+    assert Restaurant.objects.get(pk=luigi.pk).name == "Luigi's"
+    assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "Mario's"]}, {"name": ["Mario's", "Luigi's"]}]
+    assert events(Restaurant, luigi.pk)[-1].operation == events(Place, luigi.pk)[-1].operation
+    assert_verified(BOTH)
