@@ -177,3 +177,9 @@ class Theatre(Venue):
 
 class Cinema(Theatre):
     screens = models.IntegerField(default=1)
+
+
+class Hall(Venue):
+    """Another child of ``Venue``: its saves write the Venue table a ``Cinema`` row may share."""
+
+    capacity = models.IntegerField(default=0)

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import models, transaction
 from django.test.utils import override_settings
 
 from audit_events import restore, state_at
 from audit_events.models import Event
 from audit_events.verify import verify_model
 from tests.helpers import moment
-from tests.models import Cinema, Place, Restaurant, Theatre, Venue
+from tests.models import Cinema, Hall, Place, Restaurant, Theatre, Venue
+from tests.test_concurrency import Worker, wait_until_blocked_on_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -221,3 +222,39 @@ def test_restoring_the_parent_row_is_recorded_on_the_child() -> None:
     assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "Mario's"]}, {"name": ["Mario's", "Luigi's"]}]
     assert events(Restaurant, luigi.pk)[-1].operation == events(Place, luigi.pk)[-1].operation
     assert_verified(BOTH)
+
+
+@override_settings(AUDIT_EVENTS={"MODELS": ["tests.Cinema"]})
+def test_a_save_of_another_child_sharing_the_parent_row_is_recorded() -> None:
+    cinema = Cinema.objects.create(name="Rex", seats=100, screens=2)
+    hall = Hall(venue_ptr_id=cinema.pk, name="Rex hall", capacity=10)
+    hall.save()  # writes the Venue row the Cinema stands on, then inserts its own
+    assert changes(Cinema, cinema.pk) == [{"name": ["Rex", "Rex hall"]}]
+    assert list(verify_model(Cinema)) == []
+
+
+# --- concurrency (PostgreSQL) ---------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@override_settings(AUDIT_EVENTS=CHILD_ONLY)
+def test_a_save_through_the_parent_that_waited_records_what_it_overwrote() -> None:
+    luigi = Restaurant.objects.create(name="Luigi's")
+    place = Place.objects.get(pk=luigi.pk)  # loaded before the other writer's change
+    place.name = "Place's"
+
+    def through_the_parent() -> None:
+        place.save()
+
+    with transaction.atomic():
+        luigi.name = "Mario's"
+        luigi.save()
+        worker = Worker(through_the_parent)
+        worker.start()
+        assert worker.started_work.wait(10)
+        assert worker.pid is not None
+        wait_until_blocked_on_a_lock(worker.pid)
+    worker.finish()
+    assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "Mario's"]}, {"name": ["Mario's", "Place's"]}]
+    assert list(verify_model(Restaurant)) == []
