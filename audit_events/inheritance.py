@@ -15,7 +15,9 @@ module records those rows' events:
 * :func:`records_update` and :func:`records_bulk_update` decorate
   ``QuerySet.update`` and ``QuerySet.bulk_update`` (``querysets``) the same way;
 * :func:`restoring` does it around the write of a restored row (``restoration``),
-  which sends no signals.
+  which sends no signals;
+* raw saves (``loaddata``) call ``Model.save_base`` itself, past the wrapper:
+  their ``pre_save``/``post_save`` signals do it (:func:`_raw_pre_save`).
 
 Each child row is read in full (both tables), locked, before the write, then
 read again after it in the same transaction: old and new values are the
@@ -39,6 +41,7 @@ from typing import Any
 
 from django.apps import apps
 from django.db import models, router, transaction
+from django.db.models import signals
 
 from . import journal, registry
 from .capture import State, live_state, lock_rows, view_event
@@ -90,10 +93,17 @@ def wire(specs: list[registry.ModelSpec]) -> None:
     for model in _children:
         _wrapped[model] = model.__dict__.get("save_base")
         model.save_base = _recording_save_base(model.save_base)  # type: ignore[method-assign]
+        for sender in registry._family(model):
+            signals.pre_save.connect(_raw_pre_save, sender=sender, dispatch_uid=_uid("pre_save", sender))
+            signals.post_save.connect(_raw_post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
         if registry.spec_for(model) is None and not registry.groups_deletes(model):
             _installed.append(model)
             for sender in registry._family(model):
                 querysets.install(sender)
+
+
+def _uid(signal_name: str, model: ModelType) -> str:
+    return f"audit_events.inheritance.{signal_name}.{model._meta.label_lower}"
 
 
 def unwire() -> None:
@@ -104,6 +114,9 @@ def unwire() -> None:
             del model.save_base
         else:
             model.save_base = original  # type: ignore[method-assign]
+        for sender in registry._family(model):
+            signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
+            signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
     for model in _installed:
         for sender in registry._family(model):
             querysets.uninstall(sender)
@@ -160,7 +173,8 @@ def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(save_base)
     def save_base_recording_children(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         found = children(type(self))
-        if not found or is_paused() or self.pk is None or id(self) in _saving.get():
+        raw = kwargs.get("raw") or (args and args[0])  # its signals record it (:func:`_raw_pre_save`)
+        if not found or raw or is_paused() or self.pk is None or id(self) in _saving.get():
             return save_base(self, *args, **kwargs)
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         token = _saving.set(_saving.get() | {id(self)})
@@ -186,6 +200,28 @@ def restoring(model: ModelType, using: str, pk: Any) -> Iterator[None]:
         return
     with _recording(found, using, [pk]):
         yield
+
+
+# The raw saves between their pre_save and post_save: id(instance) -> (instance, its recording)
+_raw_saves: dict[int, tuple[models.Model, contextlib.AbstractContextManager[None]]] = {}
+
+
+def _raw_pre_save(sender: ModelType, instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+    """A raw save (``loaddata``): read the children's row before it, as the wrapper does for others."""
+    _raw_saves.pop(id(instance), None)  # left by a save that failed before its post_save
+    found = children(sender)
+    if not raw or not found or is_paused() or instance.pk is None:
+        return
+    # No operation() across the two signals: a save failing between them would leave it set.
+    recording = _recording(found, using, [instance.pk])
+    recording.__enter__()
+    _raw_saves[id(instance)] = (instance, recording)
+
+
+def _raw_post_save(sender: ModelType, instance: models.Model, **kwargs: Any) -> None:
+    pending = _raw_saves.pop(id(instance), None)
+    if pending is not None:
+        pending[1].__exit__(None, None, None)
 
 
 def _recording_queryset_write(queryset: models.QuerySet[Any], pks: Callable[[], Any], write: Callable[[], Any]) -> Any:

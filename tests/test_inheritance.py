@@ -7,12 +7,15 @@ say so, whether or not ``Place`` itself is registered.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
+from django.core.management import call_command
+from django.db import DatabaseError, models, transaction
 from django.test.utils import override_settings
 
 from audit_events import restore, state_at
@@ -120,6 +123,39 @@ def test_save_through_the_parent_values_come_from_the_database(registered: dict[
     place.save()
     assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "Luigi's & sons"]}]
     assert_verified(registered)
+
+
+def test_a_fixture_of_the_parent_is_recorded_on_the_child(
+    registered: dict[str, Any], luigi: Restaurant, tmp_path: Path
+) -> None:
+    """``loaddata`` saves raw, through ``Model.save_base`` itself."""
+    fixture = tmp_path / "places.json"
+    fixture.write_text(json.dumps([{"model": "tests.place", "pk": luigi.pk, "fields": {"name": "Fixture's"}}]))
+    call_command("loaddata", str(fixture), verbosity=0)
+    assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "Fixture's"]}]
+    call_command("loaddata", str(fixture), verbosity=0)  # again: nothing changed, nothing recorded
+    assert len(changes(Restaurant, luigi.pk)) == 1
+    assert_verified(registered)
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(AUDIT_EVENTS=CHILD_ONLY)
+def test_in_autocommit_mode_a_save_through_the_parent_and_its_event_commit_together() -> None:
+    luigi = Restaurant.objects.create(name="Luigi's")
+    place = Place.objects.get(pk=luigi.pk)
+    place.name = "x" * 101  # too long for PostgreSQL: the UPDATE fails (SQLite stores it)
+    try:
+        place.save()
+    except DatabaseError:
+        assert changes(Restaurant, luigi.pk) == []
+        assert Place.objects.get(pk=luigi.pk).name == "Luigi's"
+    else:
+        assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "x" * 101]}]
+    previous = Place.objects.get(pk=luigi.pk).name
+    place.name = "Mario's"
+    place.save()
+    assert changes(Restaurant, luigi.pk)[-1] == {"name": [previous, "Mario's"]}
+    assert list(verify_model(Restaurant)) == []
 
 
 # --- QuerySet.update and bulk_update through the parent -----------------------
