@@ -90,6 +90,10 @@ def wire(specs: list[registry.ModelSpec]) -> None:
         found = tuple(s for s in specs if s.model not in chain and _chain(s.model) & chain)
         if found:
             _children[model] = found
+    # Django's Model.save() writes every table through save_base(): wrapping it there
+    # sees every save of the model and its proxies (those of a registered model too,
+    # over the registry's own wrapper). loaddata calls Model.save_base() itself: the
+    # signals connected here see those.
     for model in _children:
         _wrapped[model] = model.__dict__.get("save_base")
         model.save_base = _recording_save_base(model.save_base)  # type: ignore[method-assign]

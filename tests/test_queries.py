@@ -11,6 +11,8 @@ save (full/fields)     + 1 INSERT at COMMIT (PG)  + BEGIN, + 1 INSERT, + COMMIT 
 save changing nothing  nothing (PG)               + BEGIN, + COMMIT (PostgreSQL)
                        + 1 SELECT (others)        + BEGIN, + 1 SELECT, + COMMIT
 delete                 + 1 SELECT                 + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
+save through a parent  + 2 SELECT, + 1 INSERT     + BEGIN, + 2 SELECT, + 1 INSERT, + COMMIT
+of a registered child  (per child model)          (``inheritance``)
 =====================  =========================  ===============================================
 
 On PostgreSQL the UPDATE of a save brings back the row it overwrites
