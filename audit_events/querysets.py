@@ -25,7 +25,7 @@ from typing import Any
 from django.db import NotSupportedError, models, transaction
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 
-from . import journal, m2m, registry
+from . import inheritance, journal, m2m, registry
 from .capture import State, deleting, diff, draft, lock_rows, view_event
 from .context import capture_paused, is_paused
 from .encoding import encode
@@ -47,6 +47,7 @@ class AuditedQuerySet(models.QuerySet[Any]):
             return None
         return registry.spec_for(self.model)
 
+    @inheritance.records_update
     def update(self, **kwargs: Any) -> int:
         spec = self._audit_spec()
         if spec is None:
@@ -59,6 +60,7 @@ class AuditedQuerySet(models.QuerySet[Any]):
             _record_updates(spec, self.db, before, dict.fromkeys(before, tracked))
         return count
 
+    @inheritance.records_bulk_update
     def bulk_update(self, objs: Iterable[models.Model], fields: Iterable[str], batch_size: int | None = None) -> int:
         spec = self._audit_spec()
         objs, fields = list(objs), list(fields)

@@ -141,7 +141,7 @@ def build_spec(model: ModelType, excluded: tuple[str, ...] = ()) -> ModelSpec:
 
 def sync() -> None:
     """Make the registry match the current setting."""
-    from . import querysets
+    from . import inheritance, querysets
     from .models import Event
 
     config = conf.get_config()
@@ -155,6 +155,7 @@ def sync() -> None:
         excluded = config.exclude_fields.get(concrete._meta.label_lower, ())
         wanted[concrete] = build_spec(concrete, excluded)
 
+    inheritance.unwire()  # first: it wraps the save_base that registering snapshots
     _forget_deleting_parents()  # first: a parent may be registered now, and must not be torn down after
     for model in [m for m in _wrapped if m not in wanted]:
         _unregister(model)
@@ -164,6 +165,7 @@ def sync() -> None:
         _register(spec)
     _rebuild_m2m(list(wanted.values()))
     _find_deleting_parents()
+    inheritance.wire(registered_specs())  # writes through the parents of registered multi-table children
     querysets.forget_related_managers()
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, router, transaction
 
-from . import capture, journal, m2m, registry
+from . import capture, inheritance, journal, m2m, registry
 from .capture import diff
 from .context import capture_paused
 from .encoding import decode
@@ -166,7 +166,8 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
             for parent in registry.parent_specs(row.spec)
             if (pk := getattr(instance, parent.pk_field.attname)) is not None
         ]
-        _save_exactly(instance, row.spec, present=present, db=db)
+        with inheritance.restoring(row.model, db, row.pk):  # a parent's row is also its children's
+            _save_exactly(instance, row.spec, present=present, db=db)
         m2m.write_links(row.spec, row.pk, row.state, db)
         drafts = []
         for spec, pk, live in views:

@@ -163,3 +163,23 @@ class OwnUpdate(models.Model):
         if self.name == "refused":
             raise ValueError("refused by the model's own _do_update")
         return super()._do_update(*args, **kwargs)  # type: ignore[misc]
+
+
+class Venue(models.Model):
+    """A multi-table grandparent: only its grandchild ``Cinema`` is registered, by the tests that need it."""
+
+    name = models.CharField(max_length=100)
+
+
+class Theatre(Venue):
+    seats = models.IntegerField(default=0)
+
+
+class Cinema(Theatre):
+    screens = models.IntegerField(default=1)
+
+
+class Hall(Venue):
+    """Another child of ``Venue``: its saves write the Venue table a ``Cinema`` row may share."""
+
+    capacity = models.IntegerField(default=0)

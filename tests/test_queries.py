@@ -11,6 +11,8 @@ save (full/fields)     + 1 INSERT at COMMIT (PG)  + BEGIN, + 1 INSERT, + COMMIT 
 save changing nothing  nothing (PG)               + BEGIN, + COMMIT (PostgreSQL)
                        + 1 SELECT (others)        + BEGIN, + 1 SELECT, + COMMIT
 delete                 + 1 SELECT                 + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
+save through a parent  + 2 SELECT, + 1 INSERT     + BEGIN, + 2 SELECT, + 1 INSERT, + COMMIT
+of a registered child  (per child model)          (``inheritance``)
 =====================  =========================  ===============================================
 
 On PostgreSQL the UPDATE of a save brings back the row it overwrites
@@ -43,7 +45,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from audit_events import history, prepared
 from audit_events.models import Event
 from tests.helpers import at_commit
-from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered
+from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered, Venue
 from tests.test_capture import BASE
 
 OFF = {**BASE, "MODELS": []}
@@ -208,6 +210,55 @@ def test_the_events_of_a_transaction_share_one_insert_at_commit(django_assert_nu
     assert Event.objects.filter(action="update").count() == 10
 
 
+# --- writes through a multi-table parent (``inheritance``) ---------------------------
+
+
+def renamed_place(restaurant: bool) -> Place:
+    """A Place row (a Restaurant's, or not) loaded as a Place and renamed, not yet saved."""
+    row = Restaurant.objects.create(name="r") if restaurant else Place.objects.create(name="p")
+    at_commit()
+    place = Place.objects.get(pk=row.pk)
+    place.name = "renamed"
+    return place
+
+
+@override_settings(AUDIT_EVENTS={**BASE, "MODELS": ["tests.Restaurant"]})
+def test_a_save_through_the_parent_reads_the_child_row_before_and_after(django_assert_num_queries: Any) -> None:
+    place = renamed_place(restaurant=True)
+    # Plain Django: the UPDATE. The child's row (both tables), locked, before it and read
+    # again after it; the child's event at COMMIT.
+    with django_assert_num_queries(4) as captured:
+        place.save()
+        at_commit()
+    before, update, after, insert = sql(captured)
+    assert is_lock(before, "tests_restaurant")
+    assert update.startswith('UPDATE "tests_place"')
+    assert after == before
+    assert is_event_insert(insert)
+    # A Place that is no Restaurant: the SELECT finds no child row; nothing more.
+    place = renamed_place(restaurant=False)
+    with django_assert_num_queries(2):
+        place.save()
+        at_commit()
+    # QuerySet.update() through the parent: the same around the UPDATE.
+    restaurant = Restaurant.objects.create(name="r")
+    at_commit()
+    with django_assert_num_queries(4):
+        Place.objects.filter(pk=restaurant.pk).update(name="again")
+        at_commit()
+
+
+def test_a_save_through_a_registered_parent_with_a_registered_child(django_assert_num_queries: Any) -> None:
+    place = renamed_place(restaurant=True)
+    # The child's SELECT before and after; the parent's own save as any (no SELECT on
+    # PostgreSQL); both events in one INSERT.
+    with django_assert_num_queries(4 if RETURNING else 5) as captured:
+        place.save()
+        at_commit()
+    assert is_event_insert(sql(captured)[-1])
+    assert [e.action for e in Event.objects.filter(object_pk=str(place.pk))][-2:] == ["update", "update"]
+
+
 # --- autocommit mode --------------------------------------------------------------
 
 
@@ -300,8 +351,9 @@ def writes(model: type[models.Model], **fields: Any) -> list[str]:
         (Unregistered, {"name": "x"}, None),
         (Ticket, {"title": "x"}, "tests.Ticket"),
         (Review, {"stars": 4}, "tests.Review"),
+        (Venue, {"name": "x"}, None),  # a multi-table parent whose children are not registered
     ],
-    ids=["never-registered", "ticket-turned-off", "review-turned-off"],
+    ids=["never-registered", "ticket-turned-off", "review-turned-off", "parent-of-unregistered"],
 )
 def test_an_unregistered_model_issues_exactly_what_plain_django_issues(
     model: type[models.Model], fields: dict[str, Any], label: str | None

@@ -1,0 +1,283 @@
+"""Multi-table inheritance: a write through a parent model is a write of its registered children's rows.
+
+A ``Restaurant(Place)`` row lives in two tables. Saving, ``update()``-ing or
+``bulk_update()``-ing it *as a Place* (or as a grandparent, or as another
+child of Place, whose saves write Place's table too) changes the Restaurant
+row, yet sends no signal of Restaurant's and runs no QuerySet of it. For each
+model whose writes reach the rows of registered models this way (the
+registered models sharing one of its tables that are neither itself nor one of
+its parents, which ``capture`` records already: its *children* here), this
+module records those rows' events:
+
+* :func:`wire` wraps the model's ``save_base`` (:func:`_recording_save_base`):
+  the save is one transaction and one operation, with its children recorded
+  around it;
+* :func:`records_update` and :func:`records_bulk_update` decorate
+  ``QuerySet.update`` and ``QuerySet.bulk_update`` (``querysets``) the same way;
+* :func:`restoring` does it around the write of a restored row (``restoration``),
+  which sends no signals;
+* raw saves (``loaddata``) call ``Model.save_base`` itself, past the wrapper:
+  their ``pre_save``/``post_save`` signals do it (:func:`_raw_pre_save`).
+
+Each child row is read in full (both tables), locked, before the write, then
+read again after it in the same transaction: old and new values are the
+database's, and a write that changes nothing a child records writes nothing.
+Cost per write, per registered child model: one locking SELECT before, and one
+SELECT after when rows of that child were found. Models without registered
+children pay nothing (a dictionary lookup).
+
+Deletes need nothing here: Django's Collector cascades a parent's delete to
+its child rows along the parent link, sending their signals, so ``capture``
+records them, in the deleting operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from django.apps import apps
+from django.db import models, router, transaction
+from django.db.models import signals
+
+from . import journal, registry
+from .capture import State, live_state, lock_rows, view_event
+from .context import is_paused
+from .operations import operation
+
+ModelType = type[models.Model]
+
+_IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
+
+# concrete model -> the registered models whose rows its writes reach (see the module docstring)
+_children: dict[ModelType, tuple[registry.ModelSpec, ...]] = {}
+# model -> the save_base it had in its own __dict__ (None: inherited)
+_wrapped: dict[ModelType, Callable[..., Any] | None] = {}
+_installed: list[ModelType] = []  # models given audited QuerySets here, not by the registry
+
+# What is being recorded already: an inner save or update of the same write skips
+# (a save_base wrapped twice by inheritance, the update() inside bulk_update()).
+_saving: ContextVar[frozenset[int]] = ContextVar("audit_events_saving_children", default=frozenset())
+_updating: ContextVar[frozenset[ModelType]] = ContextVar("audit_events_updating_children", default=frozenset())
+
+
+def children(model: ModelType) -> tuple[registry.ModelSpec, ...]:
+    """The registered models whose rows a write of ``model`` (or a proxy of it) reaches; ``()`` for most."""
+    concrete = model._meta.concrete_model
+    return () if concrete is None else _children.get(concrete, ())
+
+
+# --- wiring ---------------------------------------------------------------------
+
+
+def _chain(model: ModelType) -> set[ModelType]:
+    return {model, *model._meta.get_parent_list()}
+
+
+def wire(specs: list[registry.ModelSpec]) -> None:
+    """Wrap the ``save_base`` and hook the QuerySets of every model with registered children.
+
+    Called by ``registry.sync`` after registering, and undone by :func:`unwire`
+    before it (registering snapshots the ``save_base`` this wraps).
+    """
+    from . import querysets
+
+    for model in apps.get_models():
+        chain = _chain(model)
+        found = tuple(s for s in specs if s.model not in chain and _chain(s.model) & chain)
+        if found:
+            _children[model] = found
+    # Django's Model.save() writes every table through save_base(): wrapping it there
+    # sees every save of the model and its proxies (those of a registered model too,
+    # over the registry's own wrapper). loaddata calls Model.save_base() itself: the
+    # signals connected here see those.
+    for model in _children:
+        _wrapped[model] = model.__dict__.get("save_base")
+        model.save_base = _recording_save_base(model.save_base)  # type: ignore[method-assign]
+        for sender in registry._family(model):
+            signals.pre_save.connect(_raw_pre_save, sender=sender, dispatch_uid=_uid("pre_save", sender))
+            signals.post_save.connect(_raw_post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
+        if registry.spec_for(model) is None and not registry.groups_deletes(model):
+            _installed.append(model)
+            for sender in registry._family(model):
+                querysets.install(sender)
+
+
+def _uid(signal_name: str, model: ModelType) -> str:
+    return f"audit_events.inheritance.{signal_name}.{model._meta.label_lower}"
+
+
+def unwire() -> None:
+    from . import querysets
+
+    for model, original in _wrapped.items():
+        if original is None:
+            del model.save_base
+        else:
+            model.save_base = original  # type: ignore[method-assign]
+        for sender in registry._family(model):
+            signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
+            signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
+    for model in _installed:
+        for sender in registry._family(model):
+            querysets.uninstall(sender)
+    _wrapped.clear()
+    _installed.clear()
+    _children.clear()
+
+
+# --- recording --------------------------------------------------------------------
+
+
+def _read(spec: registry.ModelSpec, using: str, pks: Any) -> dict[Any, State]:
+    """The children's rows with these keys (a list, or a ``values("pk")`` subquery), locked."""
+    if not isinstance(pks, list):
+        return lock_rows(spec, using, {"pk__in": pks})
+    if len(pks) == 1:  # a save: the statement compiled once per connection
+        state = live_state(spec, using, pks[0])
+        return {} if state is None else {pks[0]: state}
+    found: dict[Any, State] = {}
+    for start in range(0, len(pks), _IN_CHUNK):
+        found.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}))
+    return found
+
+
+@contextlib.contextmanager
+def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: Any) -> Iterator[None]:
+    """Record, for each child model in ``found``, the change the write inside made to its rows ``pks``.
+
+    The caller holds a transaction and an operation around it: the rows read
+    before stay locked until the write's COMMIT, when they are read again.
+    """
+    before = {spec: _read(spec, using, pks) for spec in found}
+    yield
+    drafts = []
+    for spec, olds in before.items():
+        if not olds:
+            continue  # no row of this child among those written
+        news = _read(spec, using, list(olds))
+        content_type_id = spec.content_type_id()
+        for pk, old in olds.items():
+            new = news.get(pk)
+            if new is not None and (event := view_event(spec, pk, old, new, content_type_id)):
+                drafts.append(event)
+    journal.write(drafts, using)
+
+
+def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
+    """A save of an existing row of a model with registered children: record theirs too.
+
+    Queries: per child model, one locking SELECT of the row before the save,
+    and one SELECT after it if the row is that child's.
+    """
+
+    @functools.wraps(save_base)
+    def save_base_recording_children(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        found = children(type(self))
+        raw = kwargs.get("raw") or (args and args[0])  # its signals record it (:func:`_raw_pre_save`)
+        if not found or raw or is_paused() or self.pk is None or id(self) in _saving.get():
+            return save_base(self, *args, **kwargs)
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        token = _saving.set(_saving.get() | {id(self)})
+        try:
+            with transaction.atomic(using=using, savepoint=False), operation(), _recording(found, using, [self.pk]):
+                return save_base(self, *args, **kwargs)
+        finally:
+            _saving.reset(token)
+
+    return save_base_recording_children
+
+
+@contextlib.contextmanager
+def restoring(model: ModelType, using: str, pk: Any) -> Iterator[None]:
+    """Around ``restore()``'s write of one row of ``model``: its children's rows are recorded.
+
+    Capture is paused there, so this does not ask; the caller holds the
+    transaction and the operation. Queries: as a save (:func:`_recording_save_base`).
+    """
+    found = children(model)
+    if not found:
+        yield
+        return
+    with _recording(found, using, [pk]):
+        yield
+
+
+# The raw saves between their pre_save and post_save: id(instance) -> (instance, its recording)
+_raw_saves: dict[int, tuple[models.Model, contextlib.AbstractContextManager[None]]] = {}
+
+
+def _raw_pre_save(sender: ModelType, instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+    """A raw save (``loaddata``): read the children's row before it, as the wrapper does for others."""
+    _raw_saves.pop(id(instance), None)  # left by a save that failed before its post_save
+    found = children(sender)
+    if not raw or not found or is_paused() or instance.pk is None:
+        return
+    # No operation() across the two signals: a save failing between them would leave it set.
+    recording = _recording(found, using, [instance.pk])
+    recording.__enter__()
+    _raw_saves[id(instance)] = (instance, recording)
+
+
+def _raw_post_save(sender: ModelType, instance: models.Model, **kwargs: Any) -> None:
+    pending = _raw_saves.pop(id(instance), None)
+    if pending is not None:
+        pending[1].__exit__(None, None, None)
+
+
+def _recording_queryset_write(queryset: models.QuerySet[Any], pks: Callable[[], Any], write: Callable[[], Any]) -> Any:
+    found = children(queryset.model)
+    if not found or is_paused() or queryset.model in _updating.get():
+        return write()
+    token = _updating.set(_updating.get() | {queryset.model})
+    try:
+        with transaction.atomic(using=queryset.db, savepoint=False), operation(), _recording(found, queryset.db, pks()):
+            return write()
+    finally:
+        _updating.reset(token)
+
+
+def records_update(update: Callable[..., int]) -> Callable[..., int]:
+    """Decorate ``QuerySet.update``: the children's rows among those matched are recorded.
+
+    Queries, for a model with registered children: per child model, one
+    locking SELECT of the matched rows before the UPDATE and one SELECT of
+    those found after it.
+    """
+
+    @functools.wraps(update)
+    def update_recording_children(queryset: models.QuerySet[Any], **kwargs: Any) -> int:
+        result: int = _recording_queryset_write(
+            queryset, lambda: queryset.values("pk"), lambda: update(queryset, **kwargs)
+        )
+        return result
+
+    return update_recording_children
+
+
+def records_bulk_update(bulk_update: Callable[..., int]) -> Callable[..., int]:
+    """Decorate ``QuerySet.bulk_update``: the children's rows among the objects are recorded, in one operation.
+
+    Queries, for a model with registered children: per child model, one
+    locking SELECT per 900 objects before, the same after for the rows found.
+    """
+
+    @functools.wraps(bulk_update)
+    def bulk_update_recording_children(
+        queryset: models.QuerySet[Any],
+        objs: Iterable[models.Model],
+        fields: Iterable[str],
+        batch_size: int | None = None,
+    ) -> int:
+        objs = list(objs)
+        result: int = _recording_queryset_write(
+            queryset,
+            lambda: [obj.pk for obj in objs],
+            lambda: bulk_update(queryset, objs, fields, batch_size=batch_size),
+        )
+        return result
+
+    return bulk_update_recording_children
