@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -200,3 +201,66 @@ class TestWriteDatabase:
         Book.objects.bulk_update([book], ["pages"])
         with override_settings(DATABASE_ROUTERS=[]):
             assert updates(Book, book.pk) == [{"pages": [0, 5]}]
+
+
+class TestOtherShapes:
+    def test_a_multi_table_child_is_recorded_under_its_registered_parent_too(self) -> None:
+        from tests.models import Place, Restaurant
+
+        restaurant = Restaurant.objects.create(name="Luigi's")
+        restaurant.name, restaurant.serves_pizza = "Mario's", True
+        Restaurant.objects.bulk_update([restaurant], ["name", "serves_pizza"])
+        assert updates(Restaurant, restaurant.pk) == [{"name": ["Luigi's", "Mario's"], "serves_pizza": [False, True]}]
+        assert updates(Place, restaurant.pk) == [{"name": ["Luigi's", "Mario's"]}]
+
+    def test_a_composite_primary_key(self) -> None:
+        from tests.models import Line
+        from tests.test_capture import BASE
+
+        with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+            lines = Line.objects.bulk_create([Line(order=1, number=1, qty=1), Line(order=1, number=2, qty=2)])
+            lines[1].qty = 5
+            Line.objects.bulk_update(lines, ["qty"])
+            Line.objects.bulk_create(
+                [Line(order=1, number=1, qty=7), Line(order=2, number=1, qty=1)],
+                update_conflicts=True,
+                unique_fields=["order", "number"],
+                update_fields=["qty"],
+            )
+            assert actions(Line, (1, 2)) == ["create", "update"]
+            assert actions(Line, (1, 1)) == ["create", "update"]
+            assert actions(Line, (2, 1)) == ["create"]
+            assert updates(Line, (1, 1)) == [{"qty": [1, 7]}]
+
+
+@pytest.fixture
+def no_bulk_returning() -> Any:
+    """The database answers as one that cannot return rows from an INSERT (MySQL, Oracle)."""
+    from django.db import connection
+
+    features = connection.features
+    names = ("can_return_columns_from_insert", "can_return_rows_from_bulk_insert")
+    saved = {name: features.__dict__[name] for name in names if name in features.__dict__}
+    for name in names:
+        with contextlib.suppress(AttributeError):  # a property deriving it from the other (SQLite)
+            setattr(features, name, False)
+    assert not features.can_return_rows_from_bulk_insert
+    yield
+    for name in names:
+        features.__dict__.pop(name, None)
+    features.__dict__.update(saved)
+
+
+@pytest.mark.usefixtures("no_bulk_returning")
+class TestWithoutReturning:
+    def test_rows_with_keys_are_read_back_after_the_insert(self) -> None:
+        Code.objects.bulk_create([Code(code="A", label="a"), Code(code="B", label="b")])
+        assert created_state(Code, "B") == {"code": "B", "label": "b"}
+        assert_replay_matches_table(Code)
+
+    def test_rows_without_keys_are_refused_and_nothing_is_written(self, author: Author) -> None:
+        from django.db import NotSupportedError
+
+        with pytest.raises(NotSupportedError, match=r"tests\.Book"), transaction.atomic():
+            Book.objects.bulk_create([Book(author=author, title="x")])
+        assert not Book.objects.exists()
