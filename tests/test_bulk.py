@@ -106,6 +106,12 @@ class TestBulkCreateConflicts:
             assert str(audited.value) == str(plain.value)
             assert Author.objects.count() == 0  # the transaction is still usable
 
+    def test_an_unsaved_related_object_is_refused_as_django_refuses_it(self) -> None:
+        with transaction.atomic():
+            with pytest.raises(ValueError, match="unsaved related object"):
+                Book.objects.bulk_create([Book(author=Author(name="unsaved"), title="x")])
+            assert Book.objects.count() == 0  # the transaction is still usable
+
 
 class TestBulkUpdate:
     def test_the_same_row_twice_records_the_value_the_database_kept(self, author: Author) -> None:
@@ -150,6 +156,14 @@ class TestBulkUpdate:
                 Book.objects.bulk_update([book], fields)
             assert str(audited.value) == str(plain.value)
             assert Book.objects.count() == 1  # the transaction is still usable
+
+    def test_an_unsaved_related_object_is_refused_as_django_refuses_it(self, author: Author) -> None:
+        book = Book.objects.create(author=author, title="t")
+        book.editor = Author(name="unsaved")
+        with transaction.atomic():
+            with pytest.raises(ValueError, match="unsaved related object"):
+                Book.objects.bulk_update([book], ["editor"])
+            assert Book.objects.count() == 1
 
     def test_an_unsaved_object_is_refused_as_django_refuses_it(self, author: Author) -> None:
         with transaction.atomic():
