@@ -13,7 +13,9 @@ own answer:
   return nothing; with ``update_conflicts`` the rows that already existed
   were read, locked, just before their batch's INSERT, so they are recorded
   as updates (old values from that read, new ones from RETURNING), the
-  others as creates.
+  others as creates, unless another transaction inserted and recorded them
+  in between (the INSERT waited for it, then updated them): those are
+  updates of what it recorded.
 * ``bulk_update()``: the rows are read and locked before Django's UPDATEs, and
   read again after them, under the same lock; only rows whose stored values
   changed get an event.
@@ -27,7 +29,8 @@ Cost per call, beyond Django's own statements (``B`` = batches of events,
 see ``journal``):
 
 * ``bulk_create()``: ``B`` event INSERTs; with ``update_conflicts`` also one
-  locking SELECT per INSERT batch of Django's. Where the backend cannot
+  locking SELECT per INSERT batch of Django's, and one SELECT of the event
+  table per batch that created rows. Where the backend cannot
   return rows from a bulk INSERT: one SELECT per INSERT batch, and
   ``ignore_conflicts``/``update_conflicts`` or objects without a primary key
   are refused (``NotSupportedError``).
@@ -42,14 +45,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import NotSupportedError, connections, models, transaction
+from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
 from . import journal, m2m, registry
 from .capture import State, draft, lock_rows, view_event
 from .context import capture_paused
-from .models import Action
+from .models import Action, Event
 from .operations import operation
+from .replay import recorded_state
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 
@@ -174,7 +179,12 @@ class _RecordingInsert:
         columns = list(dict.fromkeys([*(returning_fields or ()), *self.columns]))
         rows = self._insert_returning(objs, fields, columns, raw, using, conflicts)
         index = {field: i for i, field in enumerate(columns)}
-        self._record(before, [self._state(row, index) for row in rows], using)
+        states = [self._state(row, index) for row in rows]
+        if on_conflict == OnConflict.UPDATE:
+            before.update(
+                self._inserted_meanwhile([pk for pk, _ in states if self.spec.object_pk(pk) not in before], using)
+            )
+        self._record(before, states, using)
         if not returning_fields:
             return []
         return [tuple(row[index[field]] for field in returning_fields) for row in rows]
@@ -217,6 +227,28 @@ class _RecordingInsert:
                 query |= models.Q(**{a: getattr(obj, a) for a in attnames})
             lookup = {"pk__in": self.spec.model._base_manager.using(using).filter(query).values("pk")}
         return {self.spec.object_pk(pk): state for pk, state in lock_rows(self.spec, using, lookup).items()}
+
+    def _inserted_meanwhile(self, keys: list[Any], using: str) -> dict[str, State]:
+        """The rows among ``keys`` that existed before the INSERT although the locking SELECT did not see them.
+
+        Another transaction inserted them after that SELECT; the INSERT waited
+        for it to commit, then updated them (PostgreSQL). Their old values are
+        what that transaction recorded. Queries: none without ``keys``; one
+        SELECT of the latest event of each; the replay of each row found
+        (only in that race).
+        """
+        if not keys:
+            return {}
+        spec = self.spec
+        by_object_pk = {spec.object_pk(pk): pk for pk in keys}
+        events = Event.objects.using(using).filter(content_type_id=spec.content_type_id())
+        latest = events.filter(object_pk=OuterRef("object_pk")).order_by("-version").values("version")[:1]
+        live = events.filter(object_pk__in=list(by_object_pk), version=Subquery(latest)).exclude(action=Action.DELETE)
+        found = {}
+        for object_pk in live.values_list("object_pk", flat=True):
+            if (state := recorded_state(spec, by_object_pk[object_pk], using=using)) is not None:
+                found[object_pk] = state
+        return found
 
     def _record(self, before: dict[str, State], rows: list[tuple[Any, State]], using: str) -> None:
         """A create for each row returned that did not exist, an update for each that did and changed."""

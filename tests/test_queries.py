@@ -364,12 +364,15 @@ def test_bulk_create_with_updated_conflicts_costs_one_locking_select_per_batch()
             at_commit(),
         )
     )
-    # The rows it may update, locked; the INSERT, returning every row it wrote; the events.
-    assert len(statements) == 3
+    # The rows it may update, locked; the INSERT, returning every row it wrote; for the rows the lock
+    # did not see ("B"), whether another transaction recorded them meanwhile; the events.
+    assert len(statements) == 4
     assert is_lock(statements[0], "tests_code")
     assert statements[1].startswith("INSERT")
     assert "RETURNING" in statements[1]
-    assert is_event_insert(statements[2])
+    assert statements[2].startswith("SELECT")
+    assert '"audit_events_event"' in statements[2]
+    assert is_event_insert(statements[3])
 
 
 def test_bulk_update_costs_a_locking_select_before_and_after_per_900_rows() -> None:
