@@ -10,9 +10,7 @@ Cost per call, beyond Django's own statements (``B`` = rows / batch size):
 * ``update()``: one locking SELECT of the matched rows; one more SELECT of the
   new values only when an expression (``F()``, ``Case``...) was assigned; then
   ``B`` event INSERTs.
-* ``bulk_update()``: one locking SELECT per 900 objects, ``B`` event INSERTs.
-* ``bulk_create()``: ``B`` event INSERTs; with ``ignore_conflicts`` or
-  ``update_conflicts`` also one locking SELECT before and one SELECT after.
+* ``bulk_update()`` and ``bulk_create()``: see ``bulk``.
 * ``delete()``: the Collector's signals, grouped into one operation.
 """
 
@@ -22,17 +20,14 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import NotSupportedError, models, transaction
+from django.db import models, transaction
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 
-from . import inheritance, journal, m2m, registry
-from .capture import State, deleting, diff, draft, lock_rows, view_event
-from .context import capture_paused, is_paused
+from . import bulk, inheritance, journal, registry
+from .capture import State, deleting, lock_rows, view_event
+from .context import is_paused
 from .encoding import encode
-from .models import Action
 from .operations import operation
-
-_IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 
 
 def _expression(value: Any) -> bool:
@@ -63,44 +58,18 @@ class AuditedQuerySet(models.QuerySet[Any]):
     @inheritance.records_bulk_update
     def bulk_update(self, objs: Iterable[models.Model], fields: Iterable[str], batch_size: int | None = None) -> int:
         spec = self._audit_spec()
-        objs, fields = list(objs), list(fields)
-        if spec is None or not objs:
+        if spec is None:
             return super().bulk_update(objs, fields, batch_size=batch_size)
-        with transaction.atomic(using=self.db, savepoint=False), operation():
-            pks = [obj.pk for obj in objs]
-            before: dict[Any, State] = {}
-            for start in range(0, len(pks), _IN_CHUNK):
-                before.update(lock_rows(spec, self.db, {"pk__in": pks[start : start + _IN_CHUNK]}))
-            with capture_paused():  # Django's bulk_update calls update(): record once, here
-                count = super().bulk_update(objs, fields, batch_size=batch_size)
-            listed = [f for f in spec.fields if f.name in fields or f.attname in fields]
-            news: dict[Any, dict[models.Field[Any, Any], Any]] = {
-                obj.pk: {f: getattr(obj, f.attname) for f in listed} for obj in objs
-            }
-            _record_updates(spec, self.db, before, news)
-        return count
+        return bulk.bulk_update(spec, self, super().bulk_update, objs, fields, batch_size)
 
     def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[Any]:
         spec = self._audit_spec()
-        objs = list(objs)
-        if spec is None or not objs:
+        if spec is None:
             return super().bulk_create(objs, *args, **kwargs)
-        conflicts = kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts")
-        key = _conflict_key(spec, objs, kwargs) if conflicts else []
-        with transaction.atomic(using=self.db, savepoint=False), operation():
-            if conflicts:
-                return _bulk_create_with_conflicts(self, spec, objs, key, args, kwargs)
-            created = super().bulk_create(objs, *args, **kwargs)
-            if any(obj.pk is None for obj in created):
-                raise NotSupportedError(
-                    f"{spec.label}: this database does not return primary keys from bulk_create(), "
-                    "so the rows cannot be recorded; nothing was written."
-                )
-            states = {obj.pk: m2m.without_links(spec, spec.snapshot(obj)) for obj in created}
-            content_type_id = spec.content_type_id()
-            drafts = [draft(spec, pk, Action.CREATE, content_type_id, state=state) for pk, state in states.items()]
-            journal.write(drafts, self.db)
-        return created
+        # A clone of the call's own, whose INSERTs ``bulk.creating`` takes.
+        clone = self._chain()  # type: ignore[attr-defined]
+        with bulk.creating(spec, clone):
+            return super(AuditedQuerySet, clone).bulk_create(objs, *args, **kwargs)
 
     def delete(self) -> tuple[int, dict[str, int]]:
         if is_paused() or not registry.groups_deletes(self.model):
@@ -150,63 +119,6 @@ def _record_updates(
             if event := view_event(view, pk, old, new, content_type_id):
                 drafts.append(event)
     journal.write(drafts, using)
-
-
-def _conflict_key(spec: registry.ModelSpec, objs: list[models.Model], kwargs: dict[str, Any]) -> list[str]:
-    """The fields that tell, before and after a conflicting insert, which row is which."""
-    key = list(kwargs.get("unique_fields") or [])
-    if key:
-        return key
-    if any(obj.pk is None for obj in objs):
-        raise NotSupportedError(
-            f"{spec.label}: bulk_create(ignore_conflicts=True) on an audited model needs every object's "
-            "primary key set (or update_conflicts with unique_fields), so that what happened can be "
-            "recorded; nothing was written."
-        )
-    return ["pk"]
-
-
-def _bulk_create_with_conflicts(
-    queryset: AuditedQuerySet,
-    spec: registry.ModelSpec,
-    objs: list[models.Model],
-    key: list[str],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> list[Any]:
-    """``bulk_create`` with ``ignore_conflicts``/``update_conflicts``: record what really happened.
-
-    Rows are matched before and after the insert by the conflict key (the
-    ``unique_fields`` given, else the primary key), so a row that was left
-    alone records nothing, an inserted one a create and an updated one an update.
-    """
-    key_fields = [spec.pk_field if name == "pk" else spec.model._meta.get_field(name) for name in key]
-    attnames = [f.attname for f in key_fields]  # type: ignore[union-attr]
-
-    def lookup() -> dict[str, Any]:
-        if len(attnames) == 1:
-            return {f"{attnames[0]}__in": [getattr(o, attnames[0]) for o in objs]}
-        query = models.Q()
-        for obj in objs:
-            query |= models.Q(**{a: getattr(obj, a) for a in attnames})
-        return {"pk__in": spec.model._base_manager.filter(query).values("pk")}
-
-    def by_key(rows: dict[Any, State]) -> dict[tuple[Any, ...], tuple[Any, State]]:
-        names = [f.name for f in key_fields]
-        return {tuple(state[n] for n in names): (pk, state) for pk, state in rows.items()}
-
-    before = by_key(lock_rows(spec, queryset.db, lookup()))
-    created = super(AuditedQuerySet, queryset).bulk_create(objs, *args, **kwargs)
-    drafts = []
-    for row_key, (pk, state) in by_key(lock_rows(spec, queryset.db, lookup())).items():
-        if row_key not in before:
-            drafts.append(draft(spec, pk, Action.CREATE, state=state))
-            continue
-        changes = diff(before[row_key][1], state)
-        if changes:
-            drafts.append(draft(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
-    journal.write(drafts, queryset.db)
-    return created
 
 
 # --- installing and removing the audited classes -------------------------

@@ -261,3 +261,25 @@ def test_a_delete_returning_its_row_waits_for_an_update_and_records_its_values()
     assert [e.action for e in events] == ["create", "update", "delete"]
     assert events[-1].state == {"id": author.pk, "name": "updated", "email": "ann@example.com"}
     assert not Author.objects.filter(pk=author.pk).exists()
+
+
+def test_an_upsert_that_waited_for_an_insert_records_an_update_of_it() -> None:
+    from tests.models import Code
+
+    Code.objects.create(code="A", label="a")
+
+    def upsert() -> None:
+        Code.objects.bulk_create(
+            [Code(code="A", label="a2"), Code(code="B", label="b2")],
+            update_conflicts=True,
+            unique_fields=["code"],
+            update_fields=["label"],
+        )
+
+    # "B" is inserted by the first writer after the upsert could lock it: the upsert waits, then updates it.
+    run_blocked_pair(lambda: Code.objects.create(code="B", label="b1"), upsert)
+    assert [(e.action, e.changes) for e in history(Code, "B")] == [("create", {}), ("update", {"label": ["b1", "b2"]})]
+    assert [(e.action, e.changes) for e in history(Code, "A")][-1] == ("update", {"label": ["a", "a2"]})
+    spec = spec_for(Code)
+    assert spec is not None
+    assert recorded_state(spec, "B") == {"code": "B", "label": "b2"}

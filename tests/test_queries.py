@@ -382,3 +382,59 @@ def test_registering_again_after_turning_off_costs_the_same_as_before(django_ass
     with django_assert_num_queries(2 if RETURNING else 3):
         author.save()
         at_commit()
+
+
+# --- bulk_create and bulk_update: what each batch costs -------------------------
+
+
+def test_bulk_create_with_ignored_conflicts_costs_only_the_event_insert() -> None:
+    Code.objects.create(code="A", label="first")
+    at_commit()
+    statements = count(
+        lambda: (
+            Code.objects.bulk_create([Code(code="A", label="x"), Code(code="B", label="y")], ignore_conflicts=True),
+            at_commit(),
+        )
+    )
+    # The INSERT returns the rows it wrote (only "B"): no SELECT, before or after.
+    assert [s.split()[0] for s in statements] == ["INSERT", "INSERT"]
+    assert "RETURNING" in statements[0]
+    assert is_event_insert(statements[1])
+
+
+def test_bulk_create_with_updated_conflicts_costs_one_locking_select_per_batch() -> None:
+    Code.objects.create(code="A", label="first")
+    at_commit()
+    statements = count(
+        lambda: (
+            Code.objects.bulk_create(
+                [Code(code="A", label="x"), Code(code="B", label="y")],
+                update_conflicts=True,
+                unique_fields=["code"],
+                update_fields=["label"],
+            ),
+            at_commit(),
+        )
+    )
+    # The rows it may update, locked; the INSERT, returning every row it wrote; for the rows the lock
+    # did not see ("B"), whether another transaction recorded them meanwhile; the events.
+    assert len(statements) == 4
+    assert is_lock(statements[0], "tests_code")
+    assert statements[1].startswith("INSERT")
+    assert "RETURNING" in statements[1]
+    assert statements[2].startswith("SELECT")
+    assert '"audit_events_event"' in statements[2]
+    assert is_event_insert(statements[3])
+
+
+def test_bulk_update_costs_a_locking_select_before_and_after_per_900_rows() -> None:
+    rows = [Code.objects.create(code=f"c{i}", label="old") for i in range(3)]
+    at_commit()
+    for row in rows:
+        row.label = "new"
+    statements = count(lambda: (Code.objects.bulk_update(rows, ["label"]), at_commit()))
+    assert len(statements) == 4
+    assert is_lock(statements[0], "tests_code")
+    assert is_lock(statements[2], "tests_code")
+    assert statements[1].startswith("UPDATE")
+    assert is_event_insert(statements[3])
