@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 TABLE = Event._meta.db_table
 TRIGGERS = {
-    "sqlite": ["audit_events_no_delete", "audit_events_no_update"],
+    "sqlite": ["audit_events_no_delete", "audit_events_no_replace", "audit_events_no_update"],
     "postgresql": ["audit_events_no_truncate", "audit_events_no_update_delete"],
 }
 
@@ -97,6 +97,44 @@ def test_raw_update_and_delete_are_refused_by_the_database(sql: str) -> None:
     with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
         raw(sql)
     assert list(Event.objects.values_list("id", "action", "hash")) == before
+
+
+_COLUMNS = "content_type_id, object_pk, version, action, changes, state, created_at, operation, actor_id, context, hash"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # The same id: SQLite deletes the event, then inserts the rewritten one.
+        f"REPLACE INTO {TABLE} (id, actor_repr, {_COLUMNS}) SELECT id, 'mallory', {_COLUMNS} FROM {TABLE}",
+        f"INSERT OR REPLACE INTO {TABLE} (id, actor_repr, {_COLUMNS}) "
+        f"SELECT id, 'mallory', {_COLUMNS} FROM {TABLE} WHERE version = 2",
+        # A new id, the same row and version: the old event is deleted by the unique constraint.
+        f"INSERT OR REPLACE INTO {TABLE} (actor_repr, {_COLUMNS}) SELECT 'mallory', {_COLUMNS} FROM {TABLE}",
+        f"UPDATE OR REPLACE {TABLE} SET actor_repr = 'mallory'",
+    ],
+)
+def test_sqlite_replace_cannot_rewrite_nor_delete_events(sql: str) -> None:
+    """SQLite's REPLACE deletes the rows it conflicts with without firing DELETE triggers."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's REPLACE conflict resolution")
+    history_of_three()
+    before = list(Event.objects.values_list("id", "version", "actor_repr", "hash"))
+    with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
+        raw(sql)
+    assert list(Event.objects.values_list("id", "version", "actor_repr", "hash")) == before
+
+
+@pytest.mark.postgres
+def test_postgresql_upsert_cannot_rewrite_events() -> None:
+    history_of_three()
+    before = list(Event.objects.values_list("id", "version", "actor_repr", "hash"))
+    with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
+        raw(
+            f"INSERT INTO {TABLE} (id, actor_repr, {_COLUMNS}) SELECT id, 'mallory', {_COLUMNS} FROM {TABLE} "
+            "ON CONFLICT (id) DO UPDATE SET actor_repr = EXCLUDED.actor_repr"
+        )
+    assert list(Event.objects.values_list("id", "version", "actor_repr", "hash")) == before
 
 
 def test_erasing_the_whole_table_is_refused() -> None:
