@@ -35,7 +35,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.utils import timezone
 
@@ -244,10 +243,8 @@ class _Author:
     @classmethod
     def now(cls) -> _Author:
         fields = current_context().event_fields()
-        context, plain = "{}", {}
-        if fields["context"]:  # as it will read back: plain JSON
-            context = json.dumps(fields["context"], cls=DjangoJSONEncoder)
-            plain = json.loads(context)
+        plain = fields["context"]
+        context = json.dumps(plain) if plain else "{}"
         actor_id, actor_repr = fields["actor_id"], fields["actor_repr"]
         head_id = "null" if actor_id is None else _text(actor_id)
         return cls(
