@@ -163,3 +163,10 @@ class OwnUpdate(models.Model):
         if self.name == "refused":
             raise ValueError("refused by the model's own _do_update")
         return super()._do_update(*args, **kwargs)  # type: ignore[misc]
+
+
+class LongKey(models.Model):
+    """A text primary key of any length; registered by the tests that need it."""
+
+    key = models.TextField(primary_key=True)
+    name = models.CharField(max_length=50)

@@ -634,3 +634,26 @@ def _verify_output() -> str:
     out = StringIO()
     call_command("audit_verify", stdout=out, stderr=out)
     return out.getvalue()
+
+
+def test_a_primary_key_of_any_length_is_recorded() -> None:
+    from audit_events import restore, state_at
+    from audit_events.verify import verify_model
+    from tests.models import LongKey
+
+    key = "k" * 300 + "é" * 700
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.LongKey"]}):
+        row = LongKey.objects.create(key=key, name="one")
+        row.name = "two"
+        row.save()
+        LongKey.objects.filter(pk=key).update(name="three")
+        row.delete()
+        assert [(e.object_pk, e.action) for e in events(LongKey)] == [
+            (key, "create"),
+            (key, "update"),
+            (key, "update"),
+            (key, "delete"),
+        ]
+        assert restore(LongKey, key).name == "three"
+        assert state_at(LongKey, key).name == "three"  # type: ignore[union-attr]
+        assert list(verify_model(LongKey)) == []
