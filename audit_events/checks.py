@@ -1,7 +1,8 @@
 """System checks for the ``AUDIT_EVENTS`` setting: ``manage.py check`` fails on bad settings.
 
 Ids are stable: E001 unknown model, E002 unknown excluded field, E003 the event
-model registered, E004 unknown key, E005 malformed value.
+model registered, E004 unknown key, E005 malformed value; W001 a field excluded
+on a multi-table child only, which its registered parent still records.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.apps import AppConfig, apps
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from . import conf
 
@@ -33,6 +34,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
         )
     errors += _check_models(raw.get("MODELS", []))
     errors += _check_excludes(raw.get("EXCLUDE_FIELDS", {}))
+    errors += _check_inherited_exclusions(raw.get("MODELS", []), raw.get("EXCLUDE_FIELDS", {}))
     snapshot_every = raw.get("SNAPSHOT_EVERY", conf.DEFAULT_SNAPSHOT_EVERY)
     if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
         errors.append(
@@ -136,3 +138,34 @@ def _check_excludes(excludes: Any) -> list[CheckMessage]:
                     )
                 )
     return errors
+
+
+def _check_inherited_exclusions(labels: Any, excludes: Any) -> list[CheckMessage]:
+    """W001: a child excludes a field its registered multi-table parent declares and records."""
+    if not isinstance(labels, (list, tuple)) or not isinstance(excludes, Mapping):
+        return []  # E005, reported above
+    registered = {model for label in labels if (model := _model(label)[0]) is not None}
+    excluded = {
+        (model, name)
+        for label, names in excludes.items()
+        if (model := _model(label)[0]) is not None and isinstance(names, (list, tuple))
+        for name in names
+    }
+    warnings: list[CheckMessage] = []
+    for model, name in sorted(excluded, key=lambda item: (item[0]._meta.label, str(item[1]))):
+        field = next((f for f in model._meta.concrete_fields if f.name == name), None)
+        parent = None if field is None else field.model
+        if model._meta.proxy or parent is None or parent is model:  # a proxy: E001
+            continue
+        if parent not in registered or (parent, name) in excluded:
+            continue
+        warnings.append(
+            Warning(
+                f"AUDIT_EVENTS['EXCLUDE_FIELDS'] excludes {name!r} from {model._meta.label} only: it is "
+                f"{parent._meta.label}'s field, and {parent._meta.label}'s events still record it, "
+                f"for its {model._meta.verbose_name_plural} too.",
+                hint=f"To keep it out of every event, exclude it under {parent._meta.label!r}.",
+                id="audit_events.W001",
+            )
+        )
+    return warnings

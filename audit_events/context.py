@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
+import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
+from django.core.serializers.json import DjangoJSONEncoder
 
 _Actor = Any  # a user-like object, or a callable returning one (resolved at write time)
 
@@ -35,15 +38,38 @@ class AuditContext:
         return actor
 
     def event_fields(self) -> dict[str, Any]:
-        """``actor_id``, ``actor_repr`` and ``context`` for an event written now."""
+        """``actor_id``, ``actor_repr`` and ``context`` (plain JSON) for an event written now.
+
+        All text is :func:`storable`: what the user put in the context must never
+        fail the write it describes.
+        """
         actor = self.resolve_actor()
         key = None if actor is None else getattr(actor, "pk", actor)
+        context = {}
+        if self.extra:  # as it will read back: plain JSON
+            context = storable(json.loads(json.dumps(dict(self.extra), cls=DjangoJSONEncoder)))
         return {
             # An unsaved user has no id: not "None". The column holds 255 characters.
-            "actor_id": None if key is None else str(key)[:255],
-            "actor_repr": "" if actor is None else str(actor)[:255],
-            "context": dict(self.extra),
+            "actor_id": None if key is None else storable(str(key))[:255],
+            "actor_repr": "" if actor is None else storable(str(actor))[:255],
+            "context": context,
         }
+
+
+# What no database text takes: NUL (PostgreSQL's text and jsonb refuse it) and
+# surrogates (not UTF-8: every driver refuses to encode them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` (text, or plain JSON) with each NUL and surrogate replaced by U+FFFD, keys included."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 _current: ContextVar[AuditContext] = ContextVar("audit_events_context", default=AuditContext())  # noqa: B039 (frozen)
@@ -99,6 +125,9 @@ class audit_context(_Switch):
 
     ``actor`` may be a callable returning the user; it is called when an event
     is written, so authentication that happens late (DRF) is still seen.
+    A NUL or a lone surrogate, in the actor's text or anywhere in the context,
+    is recorded as U+FFFD: no database takes them, and the context must never
+    fail the write it describes.
     """
 
     def __init__(self, actor: _Actor = _UNSET, reason: str | None = None, **extra: Any) -> None:

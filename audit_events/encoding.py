@@ -14,6 +14,7 @@ import decimal
 import functools
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -162,11 +163,25 @@ def canonical_json(value: JSONValue) -> str:
     so a float of magnitude 1e16 or more is written as the integer it denotes
     (``1e16`` as ``10000000000000000``) and ``-0.0`` as ``0.0``. Otherwise
     an event read back would no longer match its own hash.
+
+    A lone surrogate (a JSONField holds one where the database stores
+    Django's ``\\ud800`` escape, as SQLite does) is written as that escape:
+    it is not UTF-8, and ``json.loads`` gives it back exactly.
     """
     text = _CANONICAL.encode(value)
-    if "e+" not in text and "-0.0" not in text:
-        return text  # no float written with an exponent nor a negative zero: nothing to rewrite
-    return _CANONICAL.encode(_stable_numbers(value))
+    if "e+" in text or "-0.0" in text:  # a float written with an exponent or a negative zero
+        text = _CANONICAL.encode(_stable_numbers(value))
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _SURROGATE.sub(_escape, text)
+    return text
+
+
+# Surrogates only occur inside JSON strings, where their \u escape means the same.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 # Made once: json.dumps with these options would build an encoder on every call.

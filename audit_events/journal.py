@@ -15,7 +15,9 @@ savepoint is created, and when ``BATCH_SIZE`` of them are waiting. A
 rollback, or a rollback to a savepoint, drops the ones waiting, which were
 all made after the savepoint. If the INSERT fails at COMMIT, the transaction
 is rolled back and the error raised: the writes and their events commit
-together or not at all.
+together or not at all. A connection that cannot even roll back (its server
+process was killed) is closed, as Django's ``atomic()`` closes it, so the
+next query opens a new one.
 
 Hash format (documented in docs/integrity.rst)::
 
@@ -35,8 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections
+from django.db import Error, connections
 from django.utils import timezone
 
 from . import conf, prepared
@@ -244,10 +245,8 @@ class _Author:
     @classmethod
     def now(cls) -> _Author:
         fields = current_context().event_fields()
-        context, plain = "{}", {}
-        if fields["context"]:  # as it will read back: plain JSON
-            context = json.dumps(fields["context"], cls=DjangoJSONEncoder)
-            plain = json.loads(context)
+        plain = fields["context"]
+        context = json.dumps(plain) if plain else "{}"
         actor_id, actor_repr = fields["actor_id"], fields["actor_repr"]
         head_id = "null" if actor_id is None else _text(actor_id)
         return cls(
@@ -442,7 +441,13 @@ class Pending:
         try:
             self.flush()
         except BaseException:
-            self.rollback()  # the writes go with their events
+            try:
+                self.rollback()  # the writes go with their events
+            except Error:
+                # The connection is broken (its server process was killed...): drop it, as
+                # Django's atomic() does when a rollback fails, so the next query opens a new
+                # one, and raise the error that broke it, as a COMMIT there would have.
+                self.connection.close()
             raise
         self.original["commit"]()
 

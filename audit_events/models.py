@@ -42,7 +42,8 @@ class Event(models.Model):
     content_type = models.ForeignKey(
         ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("model"), db_index=False
     )
-    object_pk = models.CharField(_("object pk"), max_length=255)
+    # Text of any length: a model's key may be a TextField or a long CharField (migration 0005).
+    object_pk = models.TextField(_("object pk"))
     version = models.PositiveIntegerField(_("version"))
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
     changes = models.JSONField(_("changes"), default=dict, blank=True)

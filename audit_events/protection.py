@@ -1,7 +1,9 @@
 """The database triggers that keep the event table append-only, and their one exception.
 
 Migration ``0002`` installs triggers that refuse ``UPDATE`` and ``DELETE`` on
-the event table (and ``TRUNCATE`` on PostgreSQL). The one sanctioned way to
+the event table (and ``TRUNCATE`` on PostgreSQL); ``0004`` refuses SQLite's
+``REPLACE``, which deletes the events it conflicts with without firing DELETE
+triggers. The one sanctioned way to
 empty the table is Django's ``flush``, which the test framework runs between
 transactional tests (``TransactionTestCase``, pytest-django's
 ``transactional_db`` and ``live_server``). The app's ``flush`` command (which
@@ -26,9 +28,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .models import Event
 
-# What migration 0002 installs, by backend (audit_verify reports any that is missing).
+# What migrations 0002 and 0004 install, by backend (audit_verify reports any that is missing).
 EXPECTED_TRIGGERS = {
-    "sqlite": ("audit_events_no_delete", "audit_events_no_update"),
+    "sqlite": ("audit_events_no_delete", "audit_events_no_replace", "audit_events_no_update"),
     "postgresql": ("audit_events_no_truncate", "audit_events_no_update_delete"),
 }
 

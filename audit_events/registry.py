@@ -139,6 +139,16 @@ def build_spec(model: ModelType, excluded: tuple[str, ...] = ()) -> ModelSpec:
     return ModelSpec(model=model, fields=fields, m2m_fields=m2m_fields)
 
 
+def _excluded(config: conf.Config, model: ModelType) -> tuple[str, ...]:
+    """The fields ``model`` does not record: its own exclusions and its multi-table parents'.
+
+    A parent's excluded field is the same column in every child's row: a secret
+    kept out of the parent's events must be kept out of its children's too.
+    """
+    labels = [model._meta.label_lower, *(parent._meta.label_lower for parent in model._meta.get_parent_list())]
+    return tuple(name for label in labels for name in config.exclude_fields.get(label, ()))
+
+
 def sync() -> None:
     """Make the registry match the current setting."""
     from . import inheritance, querysets
@@ -152,8 +162,7 @@ def sync() -> None:
             continue  # reported by the system checks
         concrete = model._meta.concrete_model
         assert concrete is not None
-        excluded = config.exclude_fields.get(concrete._meta.label_lower, ())
-        wanted[concrete] = build_spec(concrete, excluded)
+        wanted[concrete] = build_spec(concrete, _excluded(config, concrete))
 
     inheritance.unwire()  # first: it wraps the save_base that registering snapshots
     _forget_deleting_parents()  # first: a parent may be registered now, and must not be torn down after

@@ -183,3 +183,10 @@ class Hall(Venue):
     """Another child of ``Venue``: its saves write the Venue table a ``Cinema`` row may share."""
 
     capacity = models.IntegerField(default=0)
+
+
+class LongKey(models.Model):
+    """A text primary key of any length; registered by the tests that need it."""
+
+    key = models.TextField(primary_key=True)
+    name = models.CharField(max_length=50)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -10,7 +12,7 @@ from django.db.models import ProtectedError
 
 from audit_events.context import capture_paused
 from audit_events.models import Event
-from tests.models import Author, Book, Code, Everything, Pin, Review
+from tests.models import Author, Book, Code, Everything, Pin, Review, Unregistered
 from tests.test_capture import events
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -401,3 +403,47 @@ def test_events_refused_when_a_savepoint_is_made_roll_the_transaction_back(event
         except DatabaseError:
             pass  # caught, but the transaction cannot commit writes whose events are lost
     assert not Author.objects.filter(name="never").exists()
+
+
+def _kill_own_backend() -> None:
+    """Terminate this connection's server process from another connection, as an operator would."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        other.autocommit = True
+        cursor = other.cursor()
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(500):  # gone within a second or so; never a timing assumption about the write
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"backend {pid} still alive")
+    finally:
+        other.close()
+
+
+def _write_then_lose_the_connection(model: type[Any]) -> BaseException:
+    def write() -> None:
+        with transaction.atomic():
+            model.objects.create(name="lost with its backend")
+            _kill_own_backend()  # the event waits, to be inserted just before COMMIT
+
+    with pytest.raises(DatabaseError) as caught:
+        write()
+    return caught.value
+
+
+@pytest.mark.postgres
+def test_a_backend_killed_before_commit_fails_as_in_plain_django_and_the_connection_recovers() -> None:
+    plain = _write_then_lose_the_connection(Unregistered)
+    assert Unregistered.objects.count() == 0  # plain Django: the next query reconnects
+
+    recorded = _write_then_lose_the_connection(Author)
+
+    assert type(recorded) is type(plain)
+    assert Author.objects.count() == 0  # the next query reconnects here too
+    author = Author.objects.create(name="after")
+    assert [e.object_pk for e in events(Author)] == [str(author.pk)]

@@ -597,3 +597,63 @@ def test_a_models_own_do_update_still_runs() -> None:
         row.name = "second"
         row.save()
         assert [e.changes for e in events(OwnUpdate, row.pk)][1:] == [{"name": ["first", "second"]}]
+
+
+def test_a_parents_excluded_field_is_absent_from_its_childrens_events() -> None:
+    with override_settings(AUDIT_EVENTS={**BASE, "EXCLUDE_FIELDS": {"tests.Place": ["name"]}}):
+        restaurant = Restaurant.objects.create(name="secret one", serves_pizza=False)
+        restaurant.name = "secret two"
+        restaurant.serves_pizza = True
+        restaurant.save()
+        restaurant.name = "secret three"
+        restaurant.save()  # only the excluded field changed: nothing to record
+        pk = restaurant.pk
+        restaurant.delete()
+        recorded = events(Restaurant, pk) + events(Place, pk)
+        assert [e.action for e in events(Restaurant, pk)] == ["create", "update", "delete"]
+        for event in recorded:
+            assert "name" not in event.changes
+            assert "name" not in (event.state or {})
+            assert "secret" not in json.dumps([event.changes, event.state])
+        out = _verify_output()
+        assert "secret" not in out
+
+
+def test_a_childs_exclusion_of_an_inherited_field_applies_to_the_childs_events() -> None:
+    with override_settings(AUDIT_EVENTS={**BASE, "EXCLUDE_FIELDS": {"tests.Restaurant": ["name"]}}):
+        restaurant = Restaurant.objects.create(name="secret", serves_pizza=False)
+        restaurant.name = "still secret"
+        restaurant.save()
+        assert [e.action for e in events(Restaurant, restaurant.pk)] == ["create"]
+        assert "name" not in (only(Restaurant, restaurant.pk).state or {})
+
+
+def _verify_output() -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("audit_verify", stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def test_a_primary_key_of_any_length_is_recorded() -> None:
+    from audit_events import restore, state_at
+    from audit_events.verify import verify_model
+    from tests.models import LongKey
+
+    key = "k" * 300 + "é" * 700
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.LongKey"]}):
+        row = LongKey.objects.create(key=key, name="one")
+        row.name = "two"
+        row.save()
+        LongKey.objects.filter(pk=key).update(name="three")
+        row.delete()
+        assert [(e.object_pk, e.action) for e in events(LongKey)] == [
+            (key, "create"),
+            (key, "update"),
+            (key, "update"),
+            (key, "delete"),
+        ]
+        assert restore(LongKey, key).name == "three"
+        assert state_at(LongKey, key).name == "three"  # type: ignore[union-attr]
+        assert list(verify_model(LongKey)) == []

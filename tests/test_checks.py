@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.core.checks import Error
+from django.core.checks import Error, Warning
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test.utils import override_settings
@@ -185,3 +185,19 @@ def test_bad_settings_never_break_start_up_or_saves(db: None) -> None:
         Author.objects.create(name="unrecorded either")
     assert Author.objects.count() == 2
     assert not Event.objects.exists()
+
+
+def test_a_field_excluded_on_the_child_only_while_its_parent_records_it_is_w001() -> None:
+    setting = {"MODELS": ["tests.Place", "tests.Restaurant"], "EXCLUDE_FIELDS": {"tests.Restaurant": ["name"]}}
+    with override_settings(AUDIT_EVENTS=setting):
+        found = check_settings()
+    assert [(m.id, type(m)) for m in found] == [("audit_events.W001", Warning)]
+    assert "tests.Place" in found[0].msg
+    assert "'name'" in found[0].msg
+    for fine in (
+        {**setting, "MODELS": ["tests.Restaurant"]},  # the parent records nothing
+        {**setting, "EXCLUDE_FIELDS": {"tests.Place": ["name"]}},  # excluded where it is declared
+        {**setting, "EXCLUDE_FIELDS": {"tests.Place": ["name"], "tests.Restaurant": ["name"]}},
+    ):
+        with override_settings(AUDIT_EVENTS=fine):
+            assert check_settings() == []

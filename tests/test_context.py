@@ -275,3 +275,35 @@ def test_a_long_plain_text_actor_is_cut_to_the_column() -> None:
     event = Event.objects.get()
     assert event.actor_id == "x" * 255
     assert event.actor_repr == "x" * 255
+
+
+class _OddActor:
+    """An actor whose id and text hold what no text column takes: a NUL, a lone surrogate."""
+
+    pk = "id\x00\ud800"
+
+    def __str__(self) -> str:
+        return "name\udfff\x00"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("bad", "clean"),
+    [
+        ("\x00", "\ufffd"),
+        ("a\ud800b", "a\ufffdb"),
+        ("\udfff", "\ufffd"),
+        ("\ud83d\ude00", "\U0001f600"),  # a pair as two code points: JSON reads it back as the one character
+    ],
+)
+def test_nul_and_lone_surrogates_in_the_context_never_fail_the_write(bad: str, clean: str) -> None:
+    """The context is this app's: a value no database text or jsonb takes becomes U+FFFD, and the write commits."""
+    from audit_events.verify import verify_model
+
+    with audit_context(actor=_OddActor(), reason=bad, **{f"key{bad}": [bad, {bad: bad}]}):
+        author = Author.objects.create(name="A")
+    event = Event.objects.get()
+    assert event.context == {"reason": clean, f"key{clean}": [clean, {clean: clean}]}
+    assert (event.actor_id, event.actor_repr) == ("id\ufffd\ufffd", "name\ufffd\ufffd")
+    assert Author.objects.filter(pk=author.pk).exists()
+    assert list(verify_model(Author)) == []  # the hash covers what is stored

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, connection, models
+from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.models.fields.files import FieldFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -277,3 +277,39 @@ def test_values_in_any_form_django_accepts_encode_as_what_is_stored(db: None, na
     stored = getattr(Everything.objects.get(pk=row.pk), field.attname)
     assert encode(field, value) == encode(field, stored)
     assert same(field, decode(field, event_state(row)[name]), stored)
+
+
+LONE_SURROGATES = {"k": "\ud800", "\udc00": ["x\udfff", {"pair as two": "\ud83d\ude00"}]}
+
+
+def _write_surrogates() -> Everything:
+    row = Everything.objects.create(data=LONE_SURROGATES)
+    row.data = {**LONE_SURROGATES, "k": "\udbff"}
+    row.save()
+    return row
+
+
+def test_a_json_value_with_lone_surrogates_is_recorded_as_the_database_holds_it(db: None) -> None:
+    """SQLite's JSONField stores lone surrogates as \\u escapes; PostgreSQL's jsonb refuses them (plain Django too)."""
+    from django.test.utils import override_settings
+
+    from audit_events import restore, state_at
+    from audit_events.verify import verify_model
+    from tests.test_capture import BASE
+
+    if connection.vendor == "postgresql":
+        plain = override_settings(AUDIT_EVENTS={**BASE, "MODELS": []})
+        with plain, pytest.raises(DataError, match="Unicode"), transaction.atomic():
+            _write_surrogates()
+        with pytest.raises(DataError, match="Unicode"), transaction.atomic():
+            _write_surrogates()  # Django's own error, unchanged
+        return
+    row = _write_surrogates()
+    stored = Everything.objects.get(pk=row.pk).data
+    assert stored == {**LONE_SURROGATES, "k": "\udbff", "\udc00": ["x\udfff", {"pair as two": "\U0001f600"}]}
+    first, second = Event.objects.filter(object_pk=str(row.pk)).order_by("version")
+    assert second.changes["data"][1] == stored
+    assert state_at(Everything, row.pk).data == stored  # type: ignore[union-attr]
+    assert list(verify_model(Everything)) == []  # no drift, hashes recompute
+    restore(Everything, row.pk, at=first.created_at)
+    assert Everything.objects.get(pk=row.pk).data == first.state["data"]  # type: ignore[index]

@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.django_db
 
 TABLE = Event._meta.db_table
 TRIGGERS = {
-    "sqlite": ["audit_events_no_delete", "audit_events_no_update"],
+    "sqlite": ["audit_events_no_delete", "audit_events_no_replace", "audit_events_no_update"],
     "postgresql": ["audit_events_no_truncate", "audit_events_no_update_delete"],
 }
 
@@ -97,6 +98,44 @@ def test_raw_update_and_delete_are_refused_by_the_database(sql: str) -> None:
     with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
         raw(sql)
     assert list(Event.objects.values_list("id", "action", "hash")) == before
+
+
+_COLUMNS = "content_type_id, object_pk, version, action, changes, state, created_at, operation, actor_id, context, hash"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # The same id: SQLite deletes the event, then inserts the rewritten one.
+        f"REPLACE INTO {TABLE} (id, actor_repr, {_COLUMNS}) SELECT id, 'mallory', {_COLUMNS} FROM {TABLE}",
+        f"INSERT OR REPLACE INTO {TABLE} (id, actor_repr, {_COLUMNS}) "
+        f"SELECT id, 'mallory', {_COLUMNS} FROM {TABLE} WHERE version = 2",
+        # A new id, the same row and version: the old event is deleted by the unique constraint.
+        f"INSERT OR REPLACE INTO {TABLE} (actor_repr, {_COLUMNS}) SELECT 'mallory', {_COLUMNS} FROM {TABLE}",
+        f"UPDATE OR REPLACE {TABLE} SET actor_repr = 'mallory'",
+    ],
+)
+def test_sqlite_replace_cannot_rewrite_nor_delete_events(sql: str) -> None:
+    """SQLite's REPLACE deletes the rows it conflicts with without firing DELETE triggers."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's REPLACE conflict resolution")
+    history_of_three()
+    before = list(Event.objects.values_list("id", "version", "actor_repr", "hash"))
+    with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
+        raw(sql)
+    assert list(Event.objects.values_list("id", "version", "actor_repr", "hash")) == before
+
+
+@pytest.mark.postgres
+def test_postgresql_upsert_cannot_rewrite_events() -> None:
+    history_of_three()
+    before = list(Event.objects.values_list("id", "version", "actor_repr", "hash"))
+    with pytest.raises(IntegrityError, match=f"{TABLE} is append-only"), transaction.atomic():
+        raw(
+            f"INSERT INTO {TABLE} (id, actor_repr, {_COLUMNS}) SELECT id, 'mallory', {_COLUMNS} FROM {TABLE} "
+            "ON CONFLICT (id) DO UPDATE SET actor_repr = EXCLUDED.actor_repr"
+        )
+    assert list(Event.objects.values_list("id", "version", "actor_repr", "hash")) == before
 
 
 def test_erasing_the_whole_table_is_refused() -> None:
@@ -190,6 +229,7 @@ def check_chain(events: list[dict[str, Any]], content_type: str) -> str:
             "state": e["state"],
         }
         text = json.dumps(stable(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)  # lone surrogates
         expected = hashlib.sha256((previous + text).encode("utf-8")).hexdigest()
         if expected != e["hash"]:
             return f"version {e['version']} does not match"
@@ -213,6 +253,10 @@ def test_the_hash_chain_recomputes_from_the_documented_format() -> None:
     assert check_chain(events, "tests.everything") == "ok"
     events[1]["actor_repr"] = "forged"
     assert check_chain(events, "tests.everything") == "version 2 does not match"
+    if connection.vendor == "sqlite":  # PostgreSQL's jsonb refuses lone surrogates
+        row = Everything.objects.create(data={"\udc00": "a\ud800"})
+        events = list(Event.objects.filter(object_pk=str(row.pk), content_type__model="everything").values())
+        assert check_chain(events, "tests.everything") == "ok"
 
 
 # PostgreSQL text and jsonb refuse NUL; surrogates are not text at all.

@@ -47,6 +47,7 @@ def read_only(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("create/", create_author),
+    path("create/<str:label>/", lambda request, label: create_author(request)),
     path("late/", authenticate_late),
     path("async/", create_author_async),
     path("read/", read_only),
@@ -162,3 +163,11 @@ def test_the_context_ends_with_the_request() -> None:
     outside = Event.objects.order_by("-id").first()
     assert outside is not None
     assert outside.context == {}
+
+
+def test_a_nul_in_the_request_path_is_recorded_as_u_fffd_and_the_write_kept() -> None:
+    response = Client().post("/create/a%00b/?name=kept")
+
+    assert response.status_code == 200
+    assert Author.objects.filter(name="kept").exists()
+    assert only_event().context["path"] == "/create/a\ufffdb/"

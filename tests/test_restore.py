@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.db import models
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from audit_events import NoHistory, RestoreError, history, restore, state_at
@@ -587,3 +589,19 @@ def test_undo_is_not_blocked_by_the_parent_of_a_member_it_leaves_out() -> None:
     assert not Everything.objects.filter(pk=two.pk).exists()
     with pytest.raises(RestoreError, match=rf"tests\.Everything pk={two.pk}"):
         restore(Everything, two.pk)  # its own deletion: the author it points at is gone
+
+
+def test_restore_of_a_deleted_row_gives_an_excluded_field_its_default() -> None:
+    with override_settings(AUDIT_EVENTS={**settings.AUDIT_EVENTS, "EXCLUDE_FIELDS": {"tests.Book": ["pages"]}}):
+        book = Book.objects.create(author=Author.objects.create(name="Ann"), title="T", pages=321)
+        then = moment()
+        book.title = "U"
+        book.pages = 322
+        book.save()
+
+        restore(Book, book.pk, at=then)  # a live row: the excluded field keeps its live value
+        assert Book.objects.values_list("title", "pages").get(pk=book.pk) == ("T", 322)
+
+        delete(book)
+        restore(Book, book.pk)  # recreated: the excluded field gets the field's default
+        assert Book.objects.values_list("title", "pages").get(pk=book.pk) == ("T", 0)
