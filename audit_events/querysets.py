@@ -36,7 +36,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.core.exceptions import FieldError
+from django.core.exceptions import EmptyResultSet, FieldError
 from django.db import NotSupportedError, connections, models, transaction
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 
@@ -84,7 +84,7 @@ class AuditedQuerySet:
         self._for_write = True  # as Django's update() does before it reads self.db (a router's write database)
         using = self.db
         query = _update_query(self, kwargs, using)  # raises what Django raises, before anything is opened
-        if not query.values and not query.related_updates:
+        if query is None or (not query.values and not query.related_updates):
             count = django_method["update"](self, **kwargs)
             return count
         with transaction.atomic(using=using, savepoint=False), operation():
@@ -152,8 +152,9 @@ class AuditedQuerySet:
 # --- update() --------------------------------------------------------------
 
 
-def _update_query(queryset: models.QuerySet[Any], kwargs: dict[str, Any], using: str) -> UpdateQuery:
-    """The UPDATE Django's ``update()`` would run, built as it builds it and compiled once.
+def _update_query(queryset: models.QuerySet[Any], kwargs: dict[str, Any], using: str) -> UpdateQuery | None:
+    """The UPDATE Django's ``update()`` would run, built as it builds it and compiled once;
+    ``None`` if its filter can match no row (``none()``, ``pk__in=[]``): Django runs nothing.
 
     Compiling raises what Django's ``update()`` raises (a slice, a joined
     ``F()``, an unknown field...), before any transaction or lock is taken, so
@@ -169,13 +170,16 @@ def _update_query(queryset: models.QuerySet[Any], kwargs: dict[str, Any], using:
         if getattr(annotation, "contains_aggregate", False):
             raise FieldError(f"Cannot update when ordering by an aggregate: {annotation}")
     query.clear_select_clause()
-    probe = query.clone()
-    probe.related_updates = {}  # compiling them would SELECT the rows now
-    probe.get_compiler(using).as_sql()
     for model, values in query.related_updates.items():
         parent: UpdateQuery = DjangoUpdateQuery(model)
         parent.values = list(values)
         parent.get_compiler(using).as_sql()
+    probe = query.clone()
+    probe.related_updates = {}  # compiling them would SELECT the rows now
+    try:
+        probe.get_compiler(using).as_sql()  # the values first, then the filter
+    except EmptyResultSet:
+        return None
     return query
 
 

@@ -455,3 +455,15 @@ def test_update_of_a_composite_key_model_records_each_row() -> None:
         assert updates(Line, (1, 2)) == [{"qty": [2, 12]}]
         assert updates(Line, (2, 1)) == []
         assert_replay_matches_table(Line)
+
+
+def test_updates_matching_nothing_or_through_a_relation_answer_as_django_does(books: list[Book]) -> None:
+    from tests.models import Restaurant
+
+    assert Book.objects.none().update(title="x") == 0
+    assert Book.objects.filter(pk__in=[]).update(title="x") == 0
+    assert Book.objects.update() == 0
+    assert Restaurant.objects.filter(pk__in=[]).update(name="x") == 0
+    assert Book.objects.filter(author__name="Ann").order_by("-pages").update(title="y") == 3
+    assert all(updates(Book, book.pk) == [{"title": [book.title, "y"]}] for book in books)
+    assert_replay_matches_table(Book)
