@@ -77,7 +77,7 @@ def bulk_update(
 ) -> int:
     """``queryset.bulk_update(objs, fields, batch_size)``, recorded; ``update`` is Django's (or the next class's)."""
     objs, names = tuple(objs), list(fields)
-    _check_bulk_update(queryset, objs, names, batch_size)
+    _check_bulk_update(queryset, update, objs, names, batch_size)
     if not objs:
         return update(objs, names, batch_size=batch_size)
     queryset._for_write = True  # as Django's bulk_update does before reading queryset.db
@@ -92,16 +92,18 @@ def bulk_update(
     return count
 
 
-def _check_bulk_update(queryset: QuerySet, objs: Sequence[Any], names: list[str], batch_size: int | None) -> None:
+def _check_bulk_update(
+    queryset: QuerySet, update: Callable[..., int], objs: Sequence[Any], names: list[str], batch_size: int | None
+) -> None:
     """Django's own checks of ``bulk_update()``, in its order, before any statement.
 
     Django's method makes every check that does not depend on the objects
     before it returns for an empty list: it is called so, and runs no query.
     """
     if not all(obj._is_pk_set() for obj in objs):
-        models.QuerySet.bulk_update(queryset, [], names, batch_size=batch_size)  # the errors Django raises first
+        update([], names, batch_size=batch_size)  # the errors Django raises first
         raise ValueError("All bulk_update() objects must have a primary key set.")
-    models.QuerySet.bulk_update(queryset, [], names, batch_size=batch_size)
+    update([], names, batch_size=batch_size)
     fields = [queryset.model._meta.get_field(name) for name in names]
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="bulk_update", fields=fields)

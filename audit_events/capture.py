@@ -46,14 +46,17 @@ if TYPE_CHECKING:
     Field = models.Field[Any, Any]
 
 
-def lock_rows(spec: registry.ModelSpec, using: str, lookup: dict[str, Any]) -> dict[Any, State]:
-    """The full current state of the rows matching ``lookup``, locked, many-to-many links included.
+def lock_rows(
+    spec: registry.ModelSpec, using: str, lookup: dict[str, Any], rows: models.QuerySet[Any] | None = None
+) -> dict[Any, State]:
+    """The full current state of the rows matching ``lookup`` (among ``rows``, a plain
+    queryset of the model, if given), locked, many-to-many links included.
 
     Queries: one SELECT (``FOR UPDATE`` where the backend supports it); each
     many-to-many field is a subquery of it, not a query of its own.
     """
     pk_index = _columns(spec).index(spec.pk_field.attname)
-    return {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using).filter(**lookup)}
+    return {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using, rows).filter(**lookup)}
 
 
 def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
@@ -82,14 +85,22 @@ def _one_row(spec: registry.ModelSpec, connection: Any) -> _OneRow:
 _SELECTS = "_audit_events_selects"
 
 
-def _locking_queryset(spec: registry.ModelSpec, using: str) -> models.QuerySet[Any, tuple[Any, ...]]:
-    """Rows of :func:`_columns`, then each many-to-many field's links, locked."""
-    qs = spec.model._base_manager.using(using).all()
+def _locking_queryset(
+    spec: registry.ModelSpec, using: str, rows: models.QuerySet[Any] | None = None
+) -> models.QuerySet[Any, tuple[Any, ...]]:
+    """Rows of :func:`_columns`, then each many-to-many field's links, locked.
+
+    ``rows`` (a plain queryset of the model: only its filter counts) says which
+    rows; all by default. Never the base manager's queryset, nor the model's
+    default ordering: an ordering over a nullable foreign key or an annotation
+    would make PostgreSQL refuse ``FOR UPDATE``, and reading rows needs neither.
+    """
+    qs = (models.QuerySet(spec.model, using=using) if rows is None else rows).order_by()
     if connections[using].features.has_select_for_update:
         qs = qs.select_for_update()
     links = {_links_alias(field): m2m.linked_keys(field) for field in spec.m2m_fields}
-    rows: models.QuerySet[Any, tuple[Any, ...]] = qs.annotate(**links).values_list(*_columns(spec), *links)
-    return rows
+    selected: models.QuerySet[Any, tuple[Any, ...]] = qs.annotate(**links).values_list(*_columns(spec), *links)
+    return selected
 
 
 def _columns(spec: registry.ModelSpec) -> list[str]:
@@ -191,11 +202,17 @@ _OLD_ROW = '"_audit_events_old"'
 
 
 def draft(
-    spec: registry.ModelSpec, pk: Any, action: str, content_type_id: int | None = None, **kwargs: Any
+    spec: registry.ModelSpec,
+    pk: Any,
+    action: str,
+    content_type_id: int | None = None,
+    using: str | None = None,
+    **kwargs: Any,
 ) -> journal.Draft:
-    """An event of ``spec``'s row ``pk``; ``content_type_id`` saves the lookup when a caller writes many."""
+    """An event of ``spec``'s row ``pk``, to be written to database ``using``;
+    ``content_type_id`` (of that database) saves the lookup when a caller writes many."""
     return journal.Draft(
-        content_type_id=spec.content_type_id() if content_type_id is None else content_type_id,
+        content_type_id=spec.content_type_id(using) if content_type_id is None else content_type_id,
         content_type_label=spec.model._meta.label_lower,
         object_pk=spec.object_pk(pk),
         action=action,
@@ -304,12 +321,19 @@ def post_save(
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if kwargs.get("raw") else [spec, *registry.parent_specs(spec)]
-    drafts = [d for view in views if (d := view_event(view, getattr(instance, view.pk_field.attname), old, new))]
+    drafts = [
+        d for view in views if (d := view_event(view, getattr(instance, view.pk_field.attname), old, new, using=using))
+    ]
     journal.write(drafts, using)
 
 
 def view_event(
-    spec: registry.ModelSpec, pk: Any, old: State | None, new: State, content_type_id: int | None = None
+    spec: registry.ModelSpec,
+    pk: Any,
+    old: State | None,
+    new: State,
+    content_type_id: int | None = None,
+    using: str | None = None,
 ) -> journal.Draft | None:
     """The event of a write seen as a row of ``spec``'s model (a multi-table
     child's row is also its parents'); ``None`` if nothing changed there."""
@@ -317,14 +341,14 @@ def view_event(
     if not spec.name_set.issuperset(new):  # a child's state seen as its parent's row
         new = {name: new[name] for name in names if name in new}
     if old is None:
-        return draft(spec, pk, Action.CREATE, content_type_id, state=m2m.without_links(spec, new))
+        return draft(spec, pk, Action.CREATE, content_type_id, using, state=m2m.without_links(spec, new))
     if not spec.name_set.issuperset(old):
         old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
         return None  # a write that changes nothing records nothing
     # Fields not written (links by a save) are as they were: the candidate snapshot keeps them.
-    return draft(spec, pk, Action.UPDATE, content_type_id, changes=changes, snapshot={**old, **new})
+    return draft(spec, pk, Action.UPDATE, content_type_id, using, changes=changes, snapshot={**old, **new})
 
 
 def _saved_state(
@@ -395,7 +419,7 @@ def post_delete(sender: type[models.Model], instance: models.Model, using: str, 
         state = scope.on(connections[using]).deleted_row(spec, instance.pk)
     if state is None:
         return
-    journal.write([draft(spec, instance.pk, Action.DELETE, state=state, operation=operation)], using)
+    journal.write([draft(spec, instance.pk, Action.DELETE, using=using, state=state, operation=operation)], using)
 
 
 # pre_delete's mark: the DELETE will return the row itself (:func:`deleting`).

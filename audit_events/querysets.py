@@ -1,175 +1,386 @@
 """Capture of the QuerySet write paths that send no per-row signals.
 
-At registration every manager of a registered model (its own, the base
-manager Django's deletion Collector uses, and so every related manager built
-from them) gets a subclass of its QuerySet with :class:`AuditedQuerySet`
-mixed in. Unregistered models keep their classes: same code, same queries.
+While any model is registered, ``update()``, ``delete()``, ``bulk_create()``
+and ``bulk_update()`` of Django's ``QuerySet`` itself are wrapped (:func:`install`),
+so every queryset records its writes whatever class built it: a manager's
+own QuerySet class, a subclass overriding these methods (it reaches them
+through ``super()``), a related manager, the managers ``apps.clear_cache()``
+rebuilds. Unregistered models pay one dict lookup and no query.
+
+Every recorded value comes from the database's own answer for the statement
+that wrote it, and the rows recorded are exactly the rows it changed:
+
+* ``update()`` on PostgreSQL is one statement,
+  ``UPDATE t SET ... FROM (SELECT ... FROM t WHERE <filter> FOR UPDATE) AS old
+  WHERE t.pk = old.pk RETURNING old.*, t.*``: the subquery locks the rows and
+  re-checks the filter on the newest version of each, and returns it as it
+  was; RETURNING gives the values written. Elsewhere (SQLite, where the lock
+  is the database's; multi-table models; composite keys) the rows are read
+  first, then ``UPDATE ... RETURNING`` gives the new values, or they are read
+  again after the UPDATE, in the same transaction.
 
 Cost per call, beyond Django's own statements (``B`` = rows / batch size):
 
-* ``update()``: one locking SELECT of the matched rows; one more SELECT of the
-  new values only when an expression (``F()``, ``Case``...) was assigned; then
-  ``B`` event INSERTs.
+* ``update()``: on PostgreSQL nothing (the UPDATE returns old and new rows);
+  elsewhere one SELECT of the old rows first (and for multi-table models
+  one more after); then ``B`` event INSERTs.
 * ``bulk_update()`` and ``bulk_create()``: see ``bulk``.
 * ``delete()``: the Collector's signals, grouped into one operation.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import models, transaction
-from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
+from django.core.exceptions import EmptyResultSet, FieldError
+from django.db import NotSupportedError, connections, models, transaction
+from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 
 from . import bulk, inheritance, journal, registry
-from .capture import State, deleting, lock_rows, view_event
+from .capture import (
+    State,
+    _columns,
+    _composite_key,
+    _locking_queryset,
+    _state,
+    _update_returns_old_row,
+    deleting,
+    draft,
+    lock_rows,
+    view_event,
+)
 from .context import is_paused
-from .encoding import encode
+from .models import Action
 from .operations import operation
+
+_IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
+_OLD_ROW = '"_audit_events_old"'
+# django.db.models.sql.UpdateQuery (its stubs lack ``values`` and ``related_updates``)
+UpdateQuery = Any
 
 
 def _expression(value: Any) -> bool:
     return hasattr(value, "resolve_expression")
 
 
-class AuditedQuerySet(models.QuerySet[Any]):
-    """Mixed into the QuerySet class of every manager of a registered model."""
+class AuditedQuerySet:
+    """The write methods of a registered model's querysets, whatever their class.
 
-    def _audit_spec(self) -> registry.ModelSpec | None:
-        if is_paused():
-            return None
-        return registry.spec_for(self.model)
+    Called by the wrappers :func:`install` puts on ``QuerySet`` with the
+    queryset as ``self``; Django's own methods are :data:`django_method`.
+    """
 
     @inheritance.records_update
-    def update(self, **kwargs: Any) -> int:
-        spec = self._audit_spec()
+    def update(self: Any, **kwargs: Any) -> int:
+        spec = registry.spec_for(self.model)
         if spec is None:
-            return super().update(**kwargs)
-        with transaction.atomic(using=self.db, savepoint=False), operation():
-            before = lock_rows(spec, self.db, {"pk__in": self.values("pk")})
-            count = super().update(**kwargs)
-            fields = {name: spec.field(name) or _field_by_attname(spec, name) for name in kwargs}
-            tracked = {field: kwargs[name] for name, field in fields.items() if field is not None}
-            _record_updates(spec, self.db, before, dict.fromkeys(before, tracked))
+            count: int = django_method["update"](self, **kwargs)
+            return count
+        self._for_write = True  # as Django's update() does before it reads self.db (a router's write database)
+        using = self.db
+        query = _update_query(self, kwargs, using)  # raises what Django raises, before anything is opened
+        if query is None or (not query.values and not query.related_updates):
+            count = django_method["update"](self, **kwargs)
+            return count
+        with transaction.atomic(using=using, savepoint=False), operation():
+            count, changes = _updated_rows(spec, self, query, kwargs, using)
+            _record_updates(spec, using, changes)
         return count
 
     @inheritance.records_bulk_update
-    def bulk_update(self, objs: Iterable[models.Model], fields: Iterable[str], batch_size: int | None = None) -> int:
-        spec = self._audit_spec()
+    def bulk_update(
+        self: Any, objs: Iterable[models.Model], fields: Iterable[str], batch_size: int | None = None
+    ) -> int:
+        spec = registry.spec_for(self.model)
+        update = functools.partial(django_method["bulk_update"], self)
         if spec is None:
-            return super().bulk_update(objs, fields, batch_size=batch_size)
-        return bulk.bulk_update(spec, self, super().bulk_update, objs, fields, batch_size)
+            count: int = update(objs, fields, batch_size=batch_size)
+            return count
+        return bulk.bulk_update(spec, self, update, objs, fields, batch_size)
 
-    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[Any]:
-        spec = self._audit_spec()
+    def bulk_create(self: Any, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[Any]:
+        spec = registry.spec_for(self.model)
         if spec is None:
-            return super().bulk_create(objs, *args, **kwargs)
+            created: list[Any] = django_method["bulk_create"](self, objs, *args, **kwargs)
+            return created
         # A clone of the call's own, whose INSERTs ``bulk.creating`` takes.
-        clone = self._chain()  # type: ignore[attr-defined]
+        clone = self._chain()
         with bulk.creating(spec, clone):
-            return super(AuditedQuerySet, clone).bulk_create(objs, *args, **kwargs)
+            created = django_method["bulk_create"](clone, objs, *args, **kwargs)
+        return created
 
-    def delete(self) -> tuple[int, dict[str, int]]:
-        if is_paused() or not registry.groups_deletes(self.model):
-            return super().delete()
+    def delete(self: Any) -> tuple[int, dict[str, int]]:
+        deleted: tuple[int, dict[str, int]]
+        if not registry.groups_deletes(self.model):
+            deleted = django_method["delete"](self)
+            return deleted
         with operation(), deleting():
-            return super().delete()
-
-    # Django marks these so managers do not copy them; keep it so.
-    update.alters_data = True  # type: ignore[attr-defined]
-    bulk_update.alters_data = True  # type: ignore[attr-defined]
-    delete.alters_data = True  # type: ignore[attr-defined]
-    delete.queryset_only = True  # type: ignore[attr-defined]
+            deleted = django_method["delete"](self)
+        return deleted
 
 
-def _field_by_attname(spec: registry.ModelSpec, attname: str) -> models.Field[Any, Any] | None:
-    return next((f for f in spec.fields if f.attname == attname), None)
+# --- update() --------------------------------------------------------------
 
 
-def _record_updates(
-    spec: registry.ModelSpec,
-    using: str,
-    before: dict[Any, State],
-    assigned: dict[Any, dict[models.Field[Any, Any], Any]],
-) -> None:
-    """Write update events for the rows in ``before`` whose tracked values really changed.
+def _update_query(queryset: models.QuerySet[Any], kwargs: dict[str, Any], using: str) -> UpdateQuery | None:
+    """The UPDATE Django's ``update()`` would run, built as it builds it and compiled once;
+    ``None`` if its filter can match no row (``none()``, ``pk__in=[]``): Django runs nothing.
 
-    ``assigned`` maps each pk to the values written to it. Values that are
-    expressions are read back in one SELECT: only the database knows them.
+    Compiling raises what Django's ``update()`` raises (a slice, a joined
+    ``F()``, an unknown field...), before any transaction or lock is taken, so
+    a caught error leaves the caller's transaction usable, as plain Django does.
     """
-    needs_reading = {f for values in assigned.values() for f, value in values.items() if _expression(value)}
-    fresh: dict[Any, dict[str, Any]] = {}
-    if needs_reading:
-        pk_name = spec.pk_field.attname
-        rows = spec.model._base_manager.using(using).filter(pk__in=list(before))
-        fresh = {v[pk_name]: v for v in rows.values(pk_name, *(f.attname for f in needs_reading))}
-    views = [(view, view.content_type_id()) for view in [spec, *registry.parent_specs(spec)]]
+    queryset._not_support_combined_queries("update")  # type: ignore[attr-defined]
+    if queryset.query.is_sliced:
+        raise TypeError("Cannot update a query once a slice has been taken.")
+    query: UpdateQuery = queryset.query.chain(DjangoUpdateQuery)
+    query.add_update_values(kwargs)
+    for name in query.order_by:  # Django inlines annotations of order_by(); it refuses aggregates
+        annotation = query.annotations.get(name.removeprefix("-")) if isinstance(name, str) else None
+        if getattr(annotation, "contains_aggregate", False):
+            raise FieldError(f"Cannot update when ordering by an aggregate: {annotation}")
+    query.clear_select_clause()
+    for model, values in query.related_updates.items():
+        parent: UpdateQuery = DjangoUpdateQuery(model)
+        parent.values = list(values)
+        parent.get_compiler(using).as_sql()
+    probe = query.clone()
+    probe.related_updates = {}  # compiling them would SELECT the rows now
+    try:
+        probe.get_compiler(using).as_sql()  # the values first, then the filter
+    except EmptyResultSet:
+        return None
+    return query
+
+
+def _matched(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> models.QuerySet[Any]:
+    """The rows ``queryset`` matches, as a plain queryset for the locking SELECT (``capture.lock_rows``).
+
+    A filter on the model's own table is kept as it is, so that PostgreSQL,
+    having waited for a row's lock, checks it again on the row's newest
+    version; any other filter (joins, annotations) picks the rows by key.
+    """
+    query = queryset.query.chain()
+    rows: models.QuerySet[Any] = models.QuerySet(spec.model, query=query, using=using)
+    own_table_only = (
+        not query.annotations
+        and not query.distinct
+        and not query.extra
+        and not query.combinator
+        and query.group_by is None
+        and query.count_active_tables() <= 1
+    )
+    if not own_table_only:
+        rows = models.QuerySet(spec.model, using=using).filter(pk__in=rows.order_by().values("pk"))
+    return rows
+
+
+class _Rows:
+    """The locking SELECT of :func:`_matched` rows compiled, and how to turn its rows into states
+    (a single-column key: each column of the SQL is a column of the row)."""
+
+    def __init__(self, spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> None:
+        self.spec = spec
+        self.connection = connections[using]
+        self.compiler = _locking_queryset(spec, using, _matched(spec, queryset, using)).query.get_compiler(using)
+        self.sql, self.params = self.compiler.as_sql()
+        selected = self.compiler.select[: self.compiler.col_count]
+        self.width = len(selected)
+        self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
+        self.names = [str(alias) for _, _, alias in selected]
+        self.pk_index = self.names.index(spec.pk_field.attname)
+        self.fields = len(_columns(spec))  # the columns a RETURNING of the row gives: no links
+        quote = self.connection.ops.quote_name
+        table = quote(spec.model._meta.db_table)
+        columns = {f.attname: f.column for f in [*spec.fields, spec.pk_field]}
+        self.returning = ", ".join(f"{table}.{quote(str(columns[attname]))}" for attname in _columns(spec))
+
+    def convert(self, rows: list[Any], offset: int = 0, width: int | None = None) -> list[list[Any]]:
+        """Rows whose columns from ``offset`` are this SELECT's (``width`` of them), converted."""
+        width = self.width if width is None else width
+        converters = {offset + i: c for i, c in self.converters.items() if i < width}
+        return [list(row) for row in self.compiler.apply_converters(rows, converters)] if converters else rows
+
+    def key(self, row: list[Any]) -> Any:
+        return row[self.pk_index]
+
+    def change(self, old: list[Any], new: list[Any]) -> _Change:
+        """A row of this SELECT as it was, and the row's fields as it became (its links unchanged)."""
+        return self.key(old), self.state(old), self.key(new), self.state(new, links_of=old)
+
+    def state(self, row: list[Any], links_of: list[Any] | None = None) -> State:
+        """A row of this SELECT's columns; a row of fields only takes its links from ``links_of``."""
+        if links_of is not None:
+            row = [*row, *links_of[self.fields :]]
+        return _state(self.spec, row)
+
+    def read(self) -> list[list[Any]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            return self.convert(cursor.fetchall())
+
+
+# A row an UPDATE changed: its key and state before, its key and state after.
+_Change = tuple[Any, State, Any, State]
+
+
+def _updated_rows(
+    spec: registry.ModelSpec,
+    queryset: models.QuerySet[Any],
+    query: UpdateQuery,
+    kwargs: dict[str, Any],
+    using: str,
+) -> tuple[int, list[_Change]]:
+    """Run the UPDATE; the number of rows it changed, and each as it was and as it became."""
+    connection = connections[using]
+    moves_keys = any(field.primary_key for field, _, _ in query.values)
+    if _update_returns_old_row(spec, using):
+        return _update_returning_old_and_new(spec, query, _Rows(spec, queryset, using), using)
+    returning = _update_returns_rows(connection) and not query.related_updates and not _composite_key(spec)
+    if returning and not connection.features.has_select_for_update:
+        # The lock is the database's (SQLite): the rows read are the rows the UPDATE changes.
+        rows = _Rows(spec, queryset, using)
+        before = rows.read()
+        if not before:
+            return 0, []
+        if moves_keys:
+            return _update_moving_keys(spec, query, kwargs, rows, before, using)
+        after = {rows.key(new): new for new in _run_returning(query, rows, using)}
+        changes = [rows.change(old, after[rows.key(old)]) for old in before if rows.key(old) in after]
+        if len(changes) != len(after):
+            raise RuntimeError(f"audit_events: an update() of {spec.label} changed rows it had not read; undone.")
+        return len(changes), changes
+    if moves_keys:
+        raise NotSupportedError(f"{spec.label}: an update() changing primary keys cannot be recorded here.")
+    # Multi-table models (one UPDATE per table), composite keys: Django's own UPDATE of
+    # exactly the rows read and locked, which are read again after it, still locked.
+    read = lock_rows(spec, using, {}, rows=_matched(spec, queryset, using))
+    pks, count, written = list(read), 0, {}
+    for start in range(0, len(pks), _IN_CHUNK):
+        chunk: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
+        count += django_method["update"](chunk.filter(pk__in=pks[start : start + _IN_CHUNK]), **kwargs)
+        written.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}))
+    return count, [(pk, read[pk], pk, written[pk]) for pk in pks if pk in written]
+
+
+def _update_moving_keys(
+    spec: registry.ModelSpec,
+    query: UpdateQuery,
+    kwargs: dict[str, Any],
+    rows: _Rows,
+    before: list[list[Any]],
+    using: str,
+) -> tuple[int, list[_Change]]:
+    """An UPDATE assigning primary keys, where RETURNING gives only the new rows: one row
+    per statement when there are several, so that each old key is paired with its new one."""
+    if len(before) == 1:
+        after = _run_returning(query, rows, using)
+        return len(after), [rows.change(before[0], new) for new in after]
+    changes: list[_Change] = []
+    for old in before:
+        one: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
+        one_query = _update_query(one.filter(pk=rows.key(old)), kwargs, using)
+        changes.extend(rows.change(old, new) for new in _run_returning(one_query, rows, using))
+    return len(changes), changes
+
+
+def _update_returns_rows(connection: Any) -> bool:
+    """``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35+, which returns columns from INSERT since then too)."""
+    features = connection.features
+    default = connection.vendor in ("postgresql", "sqlite") and features.can_return_columns_from_insert
+    return bool(getattr(features, "can_return_rows_from_update", default))
+
+
+def _run_returning(query: UpdateQuery, rows: _Rows, using: str) -> list[list[Any]]:
+    """Django's UPDATE, returning the row's fields as written."""
+    sql, params = query.get_compiler(using).as_sql()
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {rows.returning}", params)
+        return rows.convert(cursor.fetchall(), width=rows.fields)
+
+
+def _update_returning_old_and_new(
+    spec: registry.ModelSpec, query: UpdateQuery, rows: _Rows, using: str
+) -> tuple[int, list[_Change]]:
+    """One statement: the UPDATE joined to the locking SELECT, returning both rows (PostgreSQL)."""
+    connection = connections[using]
+    assignments: UpdateQuery = DjangoUpdateQuery(spec.model)
+    assignments.values = list(query.values)  # resolved against the caller's query: no filter of its own
+    set_sql, set_params = assignments.get_compiler(using).as_sql()
+    quote = connection.ops.quote_name
+    table, pk_column = quote(spec.model._meta.db_table), quote(str(spec.pk_field.column))
+    old_pk = quote(rows.names[rows.pk_index])
+    sql = (
+        f"{set_sql} FROM ({rows.sql}) AS {_OLD_ROW} WHERE {table}.{pk_column} = {_OLD_ROW}.{old_pk} "
+        f"RETURNING {_OLD_ROW}.*, {rows.returning}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*set_params, *rows.params))
+        returned = cursor.fetchall()
+    returned = rows.convert(rows.convert(returned), offset=rows.width, width=rows.fields)
+    changes = [rows.change(row[: rows.width], row[rows.width :]) for row in returned]
+    return len(changes), changes
+
+
+def _record_updates(spec: registry.ModelSpec, using: str, changes: list[_Change]) -> None:
+    """Events for the rows an UPDATE changed, as they were and as they became.
+
+    A row whose primary key changed ends its history under the old key (a
+    ``delete`` with its last state) and begins one under the new key (a
+    ``create`` with its full state), in the same operation.
+    """
+    views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
     drafts = []
-    for pk, old in before.items():
-        new = dict(old)
-        for field, value in assigned.get(pk, {}).items():
-            if field in needs_reading:
-                value = fresh[pk][field.attname]
-            elif isinstance(value, models.Model):
-                value = value.pk
-            new[field.name] = encode(field, value)
+    for old_pk, old, new_pk, new in changes:
+        moved = spec.object_pk(old_pk) != spec.object_pk(new_pk)
         for view, content_type_id in views:  # the row, and the same row under its registered multi-table parents
-            if event := view_event(view, pk, old, new, content_type_id):
+            if moved:
+                drafts.append(draft(view, old_pk, Action.DELETE, content_type_id, state=old))
+            if event := view_event(view, new_pk, None if moved else old, new, content_type_id):
                 drafts.append(event)
     journal.write(drafts, using)
 
 
-# --- installing and removing the audited classes -------------------------
+# --- installing and removing the wrappers ----------------------------------------
 
-_audited_classes: dict[type[Any], type[Any]] = {}
-_swapped: dict[int, tuple[Any, type[Any]]] = {}  # id(manager) -> (manager, original class)
-
-
-def _audited(cls: type[Any], base: type[Any], suffix: str) -> type[Any]:
-    """A subclass of ``cls`` with ``base`` mixed in, importable by name so querysets still pickle."""
-    if cls not in _audited_classes:
-        name = f"Audited{suffix}_{cls.__module__.replace('.', '_')}_{cls.__qualname__.replace('.', '_')}"
-        attrs: dict[str, Any] = {"__module__": __name__, "__qualname__": name}
-        if base is models.Manager:
-            attrs["_queryset_class"] = _audited(cls._queryset_class, AuditedQuerySet, "QuerySet")
-            new = type(name, (cls,), attrs)
-        else:
-            new = type(name, (AuditedQuerySet, cls), attrs)
-        setattr(sys.modules[__name__], name, new)
-        _audited_classes[cls] = new
-    return _audited_classes[cls]
+# Django's own methods, as the QuerySet class defines them.
+_WRAPPED = ("update", "delete", "bulk_create", "bulk_update")
+django_method: dict[str, Callable[..., Any]] = {name: vars(models.QuerySet)[name] for name in _WRAPPED}
+_models: set[type[models.Model]] = set()  # models (and proxies) whose querysets are recorded or grouped
 
 
-def _managers(model: type[models.Model]) -> list[models.Manager[Any]]:
-    opts = model._meta
-    return list({id(m): m for m in [*opts.managers, opts.base_manager]}.values())
+def _wrapper(name: str) -> Callable[..., Any]:
+    original, audited = django_method[name], getattr(AuditedQuerySet, name)
+
+    @functools.wraps(original)  # keeps alters_data and queryset_only, which managers read
+    def method(self: models.QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
+        if self.model not in _models or is_paused():  # one lookup for an unregistered model
+            return original(self, *args, **kwargs)
+        return audited(self, *args, **kwargs)
+
+    return method
 
 
 def install(model: type[models.Model]) -> None:
-    """Give every manager of ``model`` an audited QuerySet class."""
-    for manager in _managers(model):
-        if id(manager) not in _swapped:
-            _swapped[id(manager)] = (manager, type(manager))
-            manager.__class__ = _audited(type(manager), models.Manager, "Manager")
+    """Record the QuerySet writes of ``model`` (a registered model, or one whose deletes reach them).
+
+    Django's managers, every QuerySet subclass (through ``super()``) and the
+    related managers built from them look ``update``, ``delete``,
+    ``bulk_create`` and ``bulk_update`` up on ``django.db.models.QuerySet``
+    at call time (``BaseManager._get_queryset_methods`` copies them by name):
+    wrapping them there, once, reaches every queryset of the model whatever
+    class built it. The wrappers go while no model needs them.
+    """
+    if not _models:
+        for name in _WRAPPED:
+            setattr(models.QuerySet, name, _wrapper(name))
+    _models.add(model)
 
 
 def uninstall(model: type[models.Model]) -> None:
-    for manager in _managers(model):
-        swapped = _swapped.pop(id(manager), None)
-        if swapped is not None:
-            manager.__class__ = swapped[1]
-
-
-def forget_related_managers() -> None:
-    """Related managers (``author.books``) are built once from the default manager's class: rebuild them.
-
-    Called once after the registry installed or removed audited managers.
-    """
-    from django.apps import apps
-
-    for model in apps.get_models():
-        for attr in vars(model).values():
-            if isinstance(attr, ReverseManyToOneDescriptor):
-                attr.__dict__.pop("related_manager_cls", None)
+    _models.discard(model)
+    if not _models:
+        for name, original in django_method.items():
+            setattr(models.QuerySet, name, original)

@@ -5,8 +5,8 @@ whenever the setting changes (``override_settings``). Registering a model
 connects its signals (per sender, so unregistered models keep Django's fast
 delete path and pay nothing), makes its ``save_base`` atomic, lets the UPDATE
 of its saves return the row it overwrites (``capture.do_update``), groups
-each ``delete()`` into one operation and gives its managers audited QuerySets
-(``querysets``); unregistering undoes exactly that.
+each ``delete()`` into one operation and records its QuerySet writes
+(``querysets.install``); unregistering undoes exactly that.
 """
 
 from __future__ import annotations
@@ -60,8 +60,12 @@ class ModelSpec:
     def name_set(self) -> frozenset[str]:
         return frozenset(self.names)
 
-    def content_type_id(self) -> int:
-        return ContentType.objects.get_for_model(self.model).pk
+    def content_type_id(self, using: str | None = None) -> int:
+        """The model's content type id on database ``using`` (an event is written
+        there: ids may differ between databases); the router's choice by default.
+        Django's cache keeps each database's own."""
+        manager = ContentType.objects if using is None else ContentType.objects.db_manager(using)
+        return manager.get_for_model(self.model).pk
 
     def object_pk(self, pk: Any) -> str:
         """The row's primary key as canonical text (what ``Event.object_pk`` holds)."""
@@ -151,7 +155,7 @@ def _excluded(config: conf.Config, model: ModelType) -> tuple[str, ...]:
 
 def sync() -> None:
     """Make the registry match the current setting."""
-    from . import inheritance, querysets
+    from . import inheritance
     from .models import Event
 
     config = conf.get_config()
@@ -175,7 +179,6 @@ def sync() -> None:
     _rebuild_m2m(list(wanted.values()))
     _find_deleting_parents()
     inheritance.wire(registered_specs())  # writes through the parents of registered multi-table children
-    querysets.forget_related_managers()
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:

@@ -190,3 +190,41 @@ class LongKey(models.Model):
 
     key = models.TextField(primary_key=True)
     name = models.CharField(max_length=50)
+
+
+class ShelfQuerySet(models.QuerySet["Shelf"]):
+    """A QuerySet class of the project's own, with its own update() and delete()."""
+
+    def update(self, **kwargs: Any) -> int:
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        return super().delete()
+
+
+class ShelfManager(models.Manager["Shelf"]):
+    """Builds its QuerySet itself, as most managers are written."""
+
+    def get_queryset(self) -> ShelfQuerySet:
+        return ShelfQuerySet(self.model, using=self._db)
+
+
+class CountingManager(models.Manager["Shelf"]):
+    def get_queryset(self) -> models.QuerySet[Shelf]:
+        return super().get_queryset().annotate(writer_books=models.Count("writer__books"))
+
+
+class Shelf(models.Model):
+    """A manager building its own QuerySet; ordering over a nullable foreign key and an
+    annotating base manager (PostgreSQL refuses both under FOR UPDATE); registered by
+    the tests that need it."""
+
+    name = models.CharField(max_length=50)
+    writer = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = ShelfManager()
+    counted = CountingManager()
+
+    class Meta:
+        ordering = ["writer__name"]
+        base_manager_name = "counted"

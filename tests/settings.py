@@ -85,3 +85,8 @@ AUDIT_EVENTS = {
     "EXCLUDE_FIELDS": {"tests.Author": ["last_seen"]},
     "SNAPSHOT_EVERY": 10,
 }
+
+# A second database, for the tests that ask for it (``databases=["default", "other"]``).
+DATABASES["other"] = {**DATABASES["default"]}
+if "TEST" in DATABASES["default"]:
+    DATABASES["other"]["TEST"] = {"NAME": f"test_audit_events_other_{os.getpid()}"}

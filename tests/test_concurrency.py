@@ -283,3 +283,55 @@ def test_an_upsert_that_waited_for_an_insert_records_an_update_of_it() -> None:
     spec = spec_for(Code)
     assert spec is not None
     assert recorded_state(spec, "B") == {"code": "B", "label": "b2"}
+
+
+def assert_events_are_the_table() -> None:
+    for book in Book.objects.all():
+        assert_replay_is_the_row(book.pk)
+
+
+def test_a_filtered_update_that_waited_records_only_the_rows_it_changed() -> None:
+    author = Author.objects.create(name="Ann")
+    leaving = Book.objects.create(author=author, title="match", pages=1)
+
+    def first() -> None:  # the row leaves the filter while the update waits for it
+        mine = Book.objects.get(pk=leaving.pk)
+        mine.title = "other"
+        mine.save()
+
+    counts: list[int] = []
+
+    def second() -> None:
+        counts.append(Book.objects.filter(title="match").update(pages=99))
+
+    run_blocked_pair(first, second)
+
+    assert counts == [0]
+    assert Book.objects.get(pk=leaving.pk).pages == 1
+    assert [e.action for e in history(Book, leaving.pk)] == ["create", "update"]  # no phantom pages 1 -> 99
+    assert_events_are_the_table()
+
+
+def test_a_row_entering_the_filter_while_the_update_waits_is_recorded_if_it_is_changed() -> None:
+    author = Author.objects.create(name="Ann")
+    held = Book.objects.create(author=author, title="match", pages=1)
+    entering = Book.objects.create(author=author, title="no", pages=1)
+
+    def first() -> None:  # holds a matching row, and makes another one match
+        Book.objects.filter(pk=held.pk).update(title="match")
+        mine = Book.objects.get(pk=entering.pk)
+        mine.title = "match"
+        mine.save()
+
+    counts: list[int] = []
+
+    def second() -> None:
+        counts.append(Book.objects.filter(title="match").update(pages=F("pages") + 10))
+
+    run_blocked_pair(first, second)
+
+    changed = set(Book.objects.filter(pages=11).values_list("pk", flat=True))
+    assert counts == [len(changed)]
+    recorded = {book.pk for book in Book.objects.all() if history(book).filter(changes__has_key="pages").exists()}
+    assert recorded == changed  # exactly the rows the UPDATE changed
+    assert_events_are_the_table()
