@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -29,14 +30,39 @@ from .models import Action
 from .operations import operation
 
 _BEFORE = "_audit_events_m2m"
+State = dict[str, JSONValue]
 
 
-def _columns(field: models.ManyToManyField[Any, Any]) -> tuple[type[models.Model], str, str]:
-    through = field.remote_field.through
-    assert isinstance(through, type)
-    source = through._meta.get_field(field.m2m_field_name()).attname  # type: ignore[union-attr]
-    target = through._meta.get_field(field.m2m_reverse_field_name()).attname  # type: ignore[union-attr]
-    return through, source, target
+@dataclass(frozen=True)
+class _Through:
+    """A many-to-many field's through table, and how its columns name the rows at either end.
+
+    The through table holds each end's ``to_field`` value, which is the
+    primary key unless the foreign key says otherwise; states hold primary keys.
+    """
+
+    model: type[models.Model]
+    source: Any  # the through table's foreign key to the row declaring the field (the owner)
+    target: Any  # its foreign key to the related row
+
+    @classmethod
+    def of(cls, field: models.ManyToManyField[Any, Any]) -> _Through:
+        through = field.remote_field.through
+        assert isinstance(through, type)
+        meta = through._meta
+        return cls(through, meta.get_field(field.m2m_field_name()), meta.get_field(field.m2m_reverse_field_name()))
+
+    @property
+    def owner_key(self) -> str:
+        """The owner's attname the source column holds (its pk's, unless ``to_field`` names another)."""
+        return str(self.source.target_field.attname)
+
+    @property
+    def related_pk(self) -> str:
+        """The lookup, from a through row, of the related row's primary key (a join only for ``to_field``)."""
+        if self.target.target_field.primary_key:
+            return str(self.target.attname)
+        return f"{self.target.name}__pk"
 
 
 class _JSONKeys(Aggregate):
@@ -54,9 +80,10 @@ class _JSONKeys(Aggregate):
 
 def linked_keys(field: models.ManyToManyField[Any, Any]) -> Subquery:
     """A subquery of the outer row's related pks, as JSON text (``None`` when it has none)."""
-    through, source, target = _columns(field)
-    pairs = through._base_manager.filter(**{source: OuterRef("pk")}).order_by().values(source)
-    return Subquery(pairs.annotate(keys=_JSONKeys(target)).values("keys")[:1])
+    ends = _Through.of(field)
+    linked = ends.model._base_manager.filter(**{ends.source.attname: OuterRef(ends.owner_key)})
+    pairs = linked.order_by().values(ends.source.attname)
+    return Subquery(pairs.annotate(keys=_JSONKeys(ends.related_pk)).values("keys")[:1])
 
 
 def decode_keys(field: models.ManyToManyField[Any, Any], text: str | None) -> list[JSONValue]:
@@ -66,18 +93,29 @@ def decode_keys(field: models.ManyToManyField[Any, Any], text: str | None) -> li
     return sorted(encode(target_pk, target_pk.to_python(value)) for value in values)
 
 
+_IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
+
+
 def read_links(
-    field: models.ManyToManyField[Any, Any], using: str, owners: Iterable[Any]
-) -> dict[Any, list[JSONValue]]:
-    """The sorted related pks of each owner, encoded. Queries: one SELECT."""
-    through, source, target = _columns(field)
-    target_pk = field.related_model._meta.pk
-    links: dict[Any, list[JSONValue]] = {pk: [] for pk in owners}
-    if links:
-        pairs = through._base_manager.using(using).filter(**{f"{source}__in": list(links)})
-        for owner, related in pairs.values_list(source, target):
-            links[owner].append(encode(target_pk, related))
-    return {owner: sorted(values) for owner, values in links.items()}
+    spec: registry.ModelSpec,
+    using: str,
+    pks: list[Any],
+    fields: Iterable[models.ManyToManyField[Any, Any]] | None = None,
+) -> dict[Any, State]:
+    """Each row's many-to-many links (of ``fields``, by default all), as a state holds them, by pk.
+
+    Queries: one SELECT per 900 rows, each field a subquery of it. Read it
+    once the rows are locked: a statement that starts after the lock is held
+    sees the links other transactions committed before (``READ COMMITTED``).
+    """
+    fields = list(spec.m2m_fields if fields is None else fields)
+    aliases = {f"_audit_links_{field.name}": linked_keys(field) for field in fields}
+    links: dict[Any, State] = {}
+    for start in range(0, len(pks), _IN_CHUNK):
+        rows = spec.model._base_manager.using(using).filter(pk__in=pks[start : start + _IN_CHUNK]).order_by()
+        for pk, *texts in rows.annotate(**aliases).values_list("pk", *aliases):
+            links[pk] = {field.name: decode_keys(field, text) for field, text in zip(fields, texts, strict=True)}
+    return links
 
 
 def without_links(spec: registry.ModelSpec, state: dict[str, JSONValue]) -> dict[str, JSONValue]:
@@ -92,15 +130,26 @@ def write_links(spec: registry.ModelSpec, pk: Any, state: dict[str, JSONValue], 
     for field in spec.m2m_fields:
         if field.name not in state or _through_is_recorded(field):
             continue
-        through, source, target = _columns(field)
-        target_pk = field.related_model._meta.pk
-        wanted = {target_pk.to_python(value) for value in state[field.name]}
-        rows = through._base_manager.using(using).filter(**{source: pk})
-        rows.exclude(**{f"{target}__in": wanted}).delete()
-        present = set(rows.values_list(target, flat=True))
-        through._base_manager.using(using).bulk_create(
-            [through(**{source: pk, target: value}) for value in sorted(wanted - present, key=str)]
+        ends = _Through.of(field)
+        related = field.related_model
+        assert isinstance(related, type)
+        wanted = {related._meta.pk.to_python(value) for value in state[field.name]}
+        owner = _key_of(spec.model, ends.owner_key, [pk], using)[pk]
+        rows = ends.model._base_manager.using(using).filter(**{ends.source.attname: owner})
+        rows.exclude(**{f"{ends.related_pk}__in": wanted}).delete()
+        present = set(rows.values_list(ends.related_pk, flat=True))
+        missing = sorted(wanted - present, key=str)
+        targets = _key_of(related, ends.target.target_field.attname, missing, using)
+        ends.model._base_manager.using(using).bulk_create(
+            [ends.model(**{ends.source.attname: owner, ends.target.attname: targets[value]}) for value in missing]
         )
+
+
+def _key_of(model: type[models.Model], attname: str, pks: list[Any], using: str) -> dict[Any, Any]:
+    """The value of ``attname`` (a ``to_field``) of each row, by pk; no query when it is the pk."""
+    if attname == model._meta.pk.attname:
+        return {pk: pk for pk in pks}
+    return dict(model._base_manager.using(using).filter(pk__in=pks).values_list("pk", attname))
 
 
 def missing_targets(spec: registry.ModelSpec, state: dict[str, JSONValue], using: str) -> list[str]:
@@ -128,20 +177,28 @@ def _through_is_recorded(field: models.ManyToManyField[Any, Any]) -> bool:
 
 def _owners(
     field: models.ManyToManyField[Any, Any], instance: models.Model, reverse: bool, pk_set: Any, using: str
-) -> list[Any]:
+) -> dict[str, Any]:
+    """The lookup of the rows declaring ``field`` whose links the change touches.
+
+    From the related side, ``pk_set`` holds their ``to_field`` values, as the
+    through table does; without it (``clear()``, a related row deleted) they
+    are the rows linked to ``instance`` now.
+    """
     if not reverse:
-        return [instance.pk]
-    if pk_set is not None:
-        return list(pk_set)
-    through, source, target = _columns(field)
-    rows = through._base_manager.using(using).filter(**{target: instance.pk})
-    return list(rows.values_list(source, flat=True).distinct())
+        return {"pk__in": [instance.pk]}
+    ends = _Through.of(field)
+    if pk_set is None:
+        rows = ends.model._base_manager.using(using).filter(
+            **{ends.target.attname: getattr(instance, ends.target.target_field.attname)}
+        )
+        pk_set = rows.values_list(ends.source.attname, flat=True).distinct()
+    return {f"{ends.owner_key}__in": list(pk_set)}
 
 
 def _remember(
-    instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: list[Any], using: str
+    instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: dict[str, Any], using: str
 ) -> None:
-    rows = capture.lock_rows(spec, using, {"pk__in": owners})
+    rows = capture.lock_rows(spec, using, owners)
     if rows:
         instance.__dict__.setdefault(_BEFORE, {})[key] = rows
 
@@ -150,14 +207,15 @@ def _record(instance: models.Model, key: Any, spec: registry.ModelSpec, field: A
     rows = instance.__dict__.get(_BEFORE, {}).pop(key, None)
     if rows is None:
         return
-    after = read_links(field, using, rows)
+    after = read_links(spec, using, list(rows), [field])  # the owners are locked: see lock_rows
     with operation():
         drafts = []
         for pk, state in rows.items():
-            if state[field.name] == after[pk]:
+            now = after.get(pk, {}).get(field.name)
+            if now is None or state[field.name] == now:
                 continue
-            changes = {field.name: [state[field.name], after[pk]]}
-            snapshot = {**state, field.name: after[pk]}
+            changes = {field.name: [state[field.name], now]}
+            snapshot = {**state, field.name: now}
             drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=snapshot))
         journal.write(drafts, using)
 

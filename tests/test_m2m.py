@@ -6,7 +6,6 @@ import pytest
 
 from audit_events import RestoreError, history, restore, state_at
 from audit_events.models import Event
-from tests.helpers import at_commit
 from tests.models import Author, Book, Loan, Reader, Tag
 
 pytestmark = pytest.mark.django_db
@@ -119,12 +118,3 @@ def test_restore_refuses_links_to_rows_that_no_longer_exist(book: Book, tags: li
         restore(Book, book.pk, at=moment)
     assert Event.objects.count() == before
     assert links(book.pk) == []
-
-
-def test_add_query_count(book: Book, tags: list[Tag], django_assert_num_queries) -> None:
-    # Django: the existing links, the INSERT. Auditing: a locking SELECT of the book
-    # (its links come with it), its links after, one INSERT of the event.
-    at_commit()
-    with django_assert_num_queries(2 + 3):
-        book.tags.add(*tags)
-        at_commit()
