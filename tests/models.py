@@ -163,3 +163,19 @@ class OwnUpdate(models.Model):
         if self.name == "refused":
             raise ValueError("refused by the model's own _do_update")
         return super()._do_update(*args, **kwargs)  # type: ignore[misc]
+
+
+class Album(models.Model):
+    """Links through a table whose foreign keys hold ``to_field`` values; registered by the tests that need it."""
+
+    code = models.CharField(max_length=20, unique=True)
+    fans = models.ManyToManyField("Fan", through="Fandom", blank=True, related_name="albums")
+
+
+class Fan(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+
+class Fandom(models.Model):
+    album = models.ForeignKey(Album, to_field="code", on_delete=models.CASCADE)
+    fan = models.ForeignKey(Fan, to_field="name", on_delete=models.CASCADE)

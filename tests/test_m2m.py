@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.test.utils import override_settings
 
 from audit_events import RestoreError, history, restore, state_at
 from audit_events.models import Event
-from tests.models import Author, Book, Loan, Reader, Tag
+from audit_events.verify import verify_model
+from tests.models import Album, Author, Book, Fan, Fandom, Loan, Reader, Tag
+from tests.test_capture import BASE
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +123,46 @@ def test_restore_refuses_links_to_rows_that_no_longer_exist(book: Book, tags: li
         restore(Book, book.pk, at=moment)
     assert Event.objects.count() == before
     assert links(book.pk) == []
+
+
+# --- through tables holding to_field values ------------------------------------
+
+ALBUMS = {**BASE, "MODELS": [*BASE["MODELS"], "tests.Album", "tests.Fan"]}
+
+
+@pytest.fixture
+def albums() -> Iterator[None]:
+    with override_settings(AUDIT_EVENTS=ALBUMS):
+        yield
+
+
+def album_changes(album: Album) -> list[dict[str, object]]:
+    return list(history(album).filter(action="update").values_list("changes", flat=True))
+
+
+def test_links_through_to_field_keys_are_recorded_as_primary_keys(albums: None) -> None:
+    album = Album.objects.create(code="A-1")
+    other = Album.objects.create(code="B-2")
+    jean, anna = Fan.objects.create(name="Jean"), Fan.objects.create(name="Anna")
+    album.fans.add("Jean")  # a related key is the to_field value, as the through table holds it
+    album.fans.add(anna)
+    jean.albums.add(other)  # from the related side: the owners' to_field values
+    album.fans.remove("Jean")
+    assert album_changes(album) == [
+        {"fans": [[], [jean.pk]]},
+        {"fans": [[jean.pk], sorted([jean.pk, anna.pk])]},
+        {"fans": [sorted([jean.pk, anna.pk]), [anna.pk]]},
+    ]
+    assert album_changes(other) == [{"fans": [[], [jean.pk]]}]
+    assert [str(finding) for finding in verify_model(Album)] == []
+
+
+def test_restore_writes_to_field_links_back(albums: None) -> None:
+    album = Album.objects.create(code="A-1")
+    Fan.objects.create(name="Jean")
+    album.fans.add("Jean")
+    pk = album.pk
+    album.delete()
+    assert not Fandom.objects.exists()
+    restore(Album, pk)
+    assert list(Fandom.objects.values_list("album_id", "fan_id")) == [("A-1", "Jean")]
