@@ -195,6 +195,17 @@ def _owners(
     return {f"{ends.owner_key}__in": list(pk_set)}
 
 
+def _check_keys(field: models.ManyToManyField[Any, Any], reverse: bool, pk_set: Any) -> None:
+    """Fail on a key ``remove()`` was given that is not one, as Django would, before any query.
+
+    Django checks them only after ``pre_remove``, by the lookup built here (no
+    query): a query of ours first would fail instead, with another error,
+    in a transaction already marked for rollback.
+    """
+    ends = _Through.of(field)
+    ends.model._base_manager.filter(**{f"{(ends.source if reverse else ends.target).name}__in": list(pk_set)})
+
+
 def _remember(
     instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: dict[str, Any], using: str
 ) -> None:
@@ -233,6 +244,8 @@ def m2m_changed(
         return
     for spec, field in registry.m2m_links(sender):
         key = (sender, field.name)
+        if action == "pre_remove":
+            _check_keys(field, reverse, pk_set)
         if action.startswith("pre_"):
             _remember(instance, key, spec, field, _owners(field, instance, reverse, pk_set, using), using)
         else:

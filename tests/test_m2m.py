@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.test.utils import override_settings
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import RestoreError, history, restore, state_at
 from audit_events.models import Event
@@ -166,3 +167,21 @@ def test_restore_writes_to_field_links_back(albums: None) -> None:
     assert not Fandom.objects.exists()
     restore(Album, pk)
     assert list(Fandom.objects.values_list("album_id", "fan_id")) == [("A-1", "Jean")]
+
+
+@pytest.mark.parametrize("side", ["forward", "reverse"])
+def test_a_bad_key_fails_with_djangos_error_before_any_query(book: Book, tags: list[Tag], side: str) -> None:
+    links = book.tags if side == "forward" else tags[0].books
+    with transaction.atomic():
+        with pytest.raises(ValueError, match="expected a number but got 'invalid'"):
+            links.add("invalid")  # Django marks the transaction for rollback (its own atomic block)
+        with CaptureQueriesContext(connection) as queries, pytest.raises(ValueError, match="got 'invalid'"):
+            links.remove("invalid")  # Django's error again, as without auditing: not ours
+        assert queries.captured_queries == []
+        transaction.set_rollback(True)
+    with transaction.atomic():
+        links.add(tags[1] if side == "forward" else book)
+        with pytest.raises(ValueError, match="got 'invalid'"), transaction.atomic():
+            links.remove("invalid")
+        assert Book.objects.count() == 1  # the transaction goes on
+    assert changes(book) == [{"tags": [[], [tags[1].pk if side == "forward" else tags[0].pk]]}]
