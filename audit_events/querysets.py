@@ -23,7 +23,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import NotSupportedError, models, transaction
-from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
+from django.db.models.fields.related_descriptors import (
+    ManyToManyDescriptor,
+    ReverseManyToOneDescriptor,
+    create_forward_many_to_many_manager,
+)
 
 from . import journal, m2m, registry
 from .capture import State, deleting, diff, draft, lock_rows, view_event
@@ -259,3 +263,23 @@ def forget_related_managers() -> None:
         for attr in vars(model).values():
             if isinstance(attr, ReverseManyToOneDescriptor):
                 attr.__dict__.pop("related_manager_cls", None)
+            if isinstance(attr, ManyToManyDescriptor) and (join_free := _join_free_counting(attr)):
+                attr.__dict__["related_manager_cls"] = join_free
+
+
+def _join_free_counting(descriptor: ManyToManyDescriptor[Any]) -> type[Any] | None:
+    """A many-to-many manager that counts on the through table alone, as Django's does, audited.
+
+    Django's ``ManyRelatedManager.count()``/``exists()`` skip the JOIN of the
+    related table only when the manager is built on ``Manager`` itself
+    (``superclass is Manager`` in ``create_forward_many_to_many_manager``), which
+    an audited manager class is not. For a related model whose default manager
+    was a plain ``Manager``, build it on ``Manager``, with the audited QuerySet.
+    """
+    related: Any = descriptor.rel.related_model if descriptor.reverse else descriptor.rel.model
+    manager = related._default_manager
+    swapped = _swapped.get(id(manager))
+    if swapped is None or swapped[1] is not models.Manager:
+        return None
+    plain = create_forward_many_to_many_manager(models.Manager, descriptor.rel, reverse=descriptor.reverse)
+    return type(plain.__name__, (plain,), {"_queryset_class": type(manager)._queryset_class})

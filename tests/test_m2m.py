@@ -185,3 +185,23 @@ def test_a_bad_key_fails_with_djangos_error_before_any_query(book: Book, tags: l
             links.remove("invalid")
         assert Book.objects.count() == 1  # the transaction goes on
     assert changes(book) == [{"tags": [[], [tags[1].pk if side == "forward" else tags[0].pk]]}]
+
+
+def test_count_and_exists_keep_djangos_join_free_query(book: Book, tags: list[Tag]) -> None:
+    book.tags.add(*tags)
+
+    def statements() -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            assert book.tags.count() == 3
+            assert book.tags.exists()
+            assert tags[0].books.count() == 1
+            assert tags[0].books.exists()
+        return [q["sql"] for q in queries.captured_queries]
+
+    audited = statements()
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": []}):
+        plain = statements()
+    assert audited == plain
+    assert not any("JOIN" in statement for statement in audited)  # the through table alone
+    book.tags.update(name="renamed")  # the related manager's QuerySet still records
+    assert history(tags[0]).last().changes == {"name": ["x", "renamed"]}
