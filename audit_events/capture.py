@@ -9,6 +9,9 @@ Cost per audited write, beyond Django's own statements:
 * delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
+* for a model with many-to-many fields, one more SELECT of its links, read
+  once the row is locked (after the UPDATE on PostgreSQL): see
+  :func:`_with_links`;
 * and, per transaction, one INSERT of up to 500 events before COMMIT
   (``journal``).
 

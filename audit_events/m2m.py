@@ -3,24 +3,46 @@
 ``book.tags.add(t)`` and ``tag.books.add(book)`` both record an ``update`` of
 the book: ``{"tags": [[1, 2], [1, 2, 5]]}``, the sorted related primary keys
 before and after. Full states carry each many-to-many field the same way, so
-replay and restore bring links back.
+replay and restore bring links back. A through table may hold ``to_field``
+values instead of primary keys: they are mapped to primary keys.
 
-Deleting a related row (a tag) removes links without any signal for the
-through table; the target model's delete signals are used to record it.
+Links are read once the owning rows are locked, by a statement of its own
+(:func:`read_links`): under READ COMMITTED it sees what a writer committed
+while this one waited for the lock (a subquery of the locking statement would
+keep the snapshot it started with). "After" links are read after the write,
+the owners still locked.
+
+Auto-created through tables send no signal per row: ``m2m_changed`` records
+the relation managers' calls, and the related model's delete signals record
+the links its rows' deletion removes. Rows of an explicit through model are
+written by the relation manager (``add`` is a ``bulk_create`` of them,
+``remove``/``clear`` a ``QuerySet.delete()``) or directly
+(``Loan.objects.create``, ``loan.save()``, ``QuerySet.delete/update``,
+``bulk_create/bulk_update``): their save and delete signals, and
+:func:`through_rows_written` around the QuerySet writes, record every such
+write once on the rows at their owning end (and, if the through model is
+registered, the rows are recorded as rows of their own too).
 
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
-the owning rows and one SELECT of their links before, one SELECT of the links
-after, one INSERT of events.
+the owning rows, one SELECT of their links once locked, one SELECT of the
+links after, one INSERT of events (at COMMIT). A direct write of through rows
+costs the same, plus for a save, ``update`` or ``bulk_update`` of existing
+rows one SELECT of the owner keys they held; Django no longer fast-deletes
+an explicit through model's rows (it has delete receivers): it selects them
+first, as for any model with receivers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry
@@ -206,29 +228,65 @@ def _check_keys(field: models.ManyToManyField[Any, Any], reverse: bool, pk_set: 
     ends.model._base_manager.filter(**{f"{(ends.source if reverse else ends.target).name}__in": list(pk_set)})
 
 
+class _LinkChange:
+    """The owning rows a write of links touches, locked and read before it; their events after it.
+
+    Keyed by ``(model, field name)``: the states of the owners, by pk, read
+    under their lock (:func:`.capture.lock_rows`: the links by a statement
+    after the lock). :meth:`record` reads the links again after the write,
+    the owners still locked, and writes an ``update`` for each that changed.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self.before: dict[tuple[type[models.Model], str], tuple[registry.ModelSpec, Any, dict[Any, State]]] = {}
+        self.keys: set[tuple[type[models.Model], str, Any]] = set()  # owner keys already read
+        self.deleted: set[tuple[type[models.Model], Any]] = set()  # owners deleted by the same write
+
+    def lock(self, spec: registry.ModelSpec, field: Any, lookup: dict[str, Any]) -> None:
+        rows = capture.lock_rows(spec, self.using, lookup)
+        known = self.before.setdefault((spec.model, field.name), (spec, field, {}))[2]
+        for pk, state in rows.items():
+            known.setdefault(pk, state)
+
+    def lock_keys(self, spec: registry.ModelSpec, field: Any, keys: Iterable[Any]) -> None:
+        """:meth:`lock` the owners whose ``to_field`` values (as through rows hold them) are ``keys``."""
+        new = {key for key in keys if key is not None and (spec.model, field.name, key) not in self.keys}
+        if new:
+            self.keys.update((spec.model, field.name, key) for key in new)
+            self.lock(spec, field, {f"{_Through.of(field).owner_key}__in": list(new)})
+
+    def record(self) -> None:
+        with operation():
+            drafts = []
+            for spec, field, rows in self.before.values():
+                kept = [pk for pk in rows if (spec.model, pk) not in self.deleted]  # their delete records them
+                after = read_links(spec, self.using, kept, [field])
+                for pk in kept:
+                    old, new = rows[pk][field.name], after.get(pk, {}).get(field.name)
+                    if new is None or old == new:
+                        continue
+                    snapshot = {**rows[pk], field.name: new}
+                    drafts.append(
+                        capture.draft(spec, pk, Action.UPDATE, changes={field.name: [old, new]}, snapshot=snapshot)
+                    )
+            journal.write(drafts, self.using)
+        self.before.clear()
+        self.keys.clear()
+
+
 def _remember(
     instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: dict[str, Any], using: str
 ) -> None:
-    rows = capture.lock_rows(spec, using, owners)
-    if rows:
-        instance.__dict__.setdefault(_BEFORE, {})[key] = rows
+    change = _LinkChange(using)
+    change.lock(spec, field, owners)
+    instance.__dict__.setdefault(_BEFORE, {})[key] = change
 
 
 def _record(instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, using: str) -> None:
-    rows = instance.__dict__.get(_BEFORE, {}).pop(key, None)
-    if rows is None:
-        return
-    after = read_links(spec, using, list(rows), [field])  # the owners are locked: see lock_rows
-    with operation():
-        drafts = []
-        for pk, state in rows.items():
-            now = after.get(pk, {}).get(field.name)
-            if now is None or state[field.name] == now:
-                continue
-            changes = {field.name: [state[field.name], now]}
-            snapshot = {**state, field.name: now}
-            drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=snapshot))
-        journal.write(drafts, using)
+    change = instance.__dict__.get(_BEFORE, {}).pop(key, None)
+    if change is not None:
+        change.record()
 
 
 def m2m_changed(
@@ -264,3 +322,165 @@ def target_pre_delete(sender: type[models.Model], instance: models.Model, using:
 def target_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     for spec, field in registry.m2m_targets(sender):
         _record(instance, ("delete", field.model, field.name), spec, field, using)
+
+
+# --- rows of explicit through models, written directly ------------------
+#
+# ``Loan.objects.create(book=b, reader=r)``, ``loan.delete()``, ``QuerySet.delete()``
+# of loans, and the relation manager's own ``add``/``remove`` (a ``bulk_create``
+# and a ``QuerySet.delete()`` of loans): each changes links of the rows declaring
+# the field, recorded on them, from the database, as ``m2m_changed`` does for
+# auto-created through tables. ``m2m_changed`` is not used for these: Django's
+# signals for the rows (and the QuerySet hooks below) see every such write once.
+
+
+def _ends_of(model: type[models.Model]) -> list[tuple[registry.ModelSpec, Any, _Through]]:
+    return [(spec, field, _Through.of(field)) for spec, field in registry.through_rows(model)]
+
+
+def _source_keys(instance: models.Model, ends: _Through, using: str) -> set[Any]:
+    """The owner keys a saved through row has: the one it is given, and the one the database holds."""
+    keys = {getattr(instance, ends.source.attname)}
+    if instance.pk is not None and not instance._state.adding:
+        stored = ends.model._base_manager.using(using).filter(pk=instance.pk)
+        keys.update(stored.values_list(ends.source.attname, flat=True))
+    return keys
+
+
+def through_pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+    instance.__dict__.pop(_SAVING, None)  # left by a save that failed before post_save
+    if not is_paused() and not raw:
+        instance.__dict__[_SAVING] = _row_change(instance, using)
+
+
+def _row_change(instance: models.Model, using: str) -> _LinkChange:
+    """The owners of one through row about to be saved, locked and read."""
+    change = _LinkChange(using)
+    for spec, field, ends in _ends_of(type(instance)):
+        change.lock_keys(spec, field, _source_keys(instance, ends, using))
+    return change
+
+
+@contextlib.contextmanager
+def through_row_restored(instance: models.Model, using: str) -> Iterator[None]:
+    """Around restore's write of a row (capture paused): if it is a through row, the links it
+    gives back are recorded on the rows declaring them, in the restore's operation."""
+    if not registry.through_rows(type(instance)):
+        yield
+        return
+    change = _row_change(instance, using)
+    yield
+    change.record()
+
+
+def through_post_save(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    change: _LinkChange | None = instance.__dict__.pop(_SAVING, None)
+    if change is not None:
+        change.record()
+
+
+_SAVING = "_audit_events_links_saving"
+
+
+@dataclass
+class _Deletion:
+    """The link changes of one deletion (one ``Collector`` run, known by its ``origin``)."""
+
+    origin: Callable[[], Any]  # a weak reference where the origin takes one
+    change: _LinkChange
+
+
+_deletion: ContextVar[_Deletion | None] = ContextVar("audit_events_link_deletion", default=None)
+
+
+def _deletion_of(origin: Any, using: str) -> _Deletion:
+    """Django sends every ``pre_delete`` of a deletion before its first DELETE, and the
+    ``post_delete`` of a model's rows after all of them are deleted: the first
+    ``post_delete`` of the through rows records every owner's change once."""
+    current = _deletion.get()
+    if current is None or current.origin() is not origin:
+        current = _Deletion(_reference(origin), _LinkChange(using))
+        _deletion.set(current)
+    return current
+
+
+def _reference(origin: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(origin)
+    except TypeError:  # None (a Collector made by hand), or an object without weak references
+        return lambda: origin
+
+
+def through_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    if is_paused():
+        return
+    change = _deletion_of(kwargs.get("origin"), using).change
+    for spec, field, ends in _ends_of(sender):
+        change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])
+
+
+def through_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    current = _deletion.get()
+    if current is not None and current.origin() is kwargs.get("origin"):
+        current.change.record()
+
+
+def owner_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    """A row declaring links is deleted: its delete event holds them, its through rows' deletion records nothing."""
+    if not is_paused():
+        spec = registry.spec_for(sender)
+        if spec is not None:
+            _deletion_of(kwargs.get("origin"), using).change.deleted.add((spec.model, instance.pk))
+
+
+@contextlib.contextmanager
+def through_rows_written(
+    queryset: models.QuerySet[Any], objs: Iterable[models.Model] = (), assigned: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """Around a QuerySet write of through rows that sends no signal: record the owners' link changes.
+
+    For ``bulk_create(objs)`` and ``bulk_update(objs, ...)`` pass ``objs``; for
+    ``update(**assigned)`` pass ``assigned``. Any other model: nothing, no query.
+    Queries: for ``update``/``bulk_update`` one SELECT of the owner keys the rows
+    hold now; a locking SELECT of the owners and one of their links; one of the
+    links after the write; the events at COMMIT.
+    """
+    links = _ends_of(queryset.model)
+    if not links or is_paused() or _writing.get():  # bulk_update runs update(): recorded once, by the outer
+        yield
+        return
+    using, objs = queryset.db, list(objs)
+    token = _writing.set(True)
+    try:
+        with transaction.atomic(using=using, savepoint=False), operation():
+            change = _LinkChange(using)
+            for spec, field, ends in links:
+                keys = _written_keys(queryset, ends, objs, assigned)
+                change.lock_keys(spec, field, keys)
+            yield
+            change.record()
+    finally:
+        _writing.reset(token)
+
+
+_writing: ContextVar[bool] = ContextVar("audit_events_through_rows_writing", default=False)
+
+
+def _written_keys(
+    queryset: models.QuerySet[Any], ends: _Through, objs: list[models.Model], assigned: dict[str, Any] | None
+) -> set[Any]:
+    """The owner keys of the through rows a QuerySet write touches: those they hold now (one
+    SELECT, unless all are new rows) and those they are given."""
+    keys = {getattr(obj, ends.source.attname) for obj in objs}
+    if assigned is not None:
+        keys.update(queryset.values_list(ends.source.attname, flat=True))
+        for name in (ends.source.name, ends.source.attname):
+            value = assigned.get(name)
+            if isinstance(value, models.Model):
+                keys.add(getattr(value, ends.owner_key))
+            elif name in assigned and not hasattr(value, "resolve_expression"):
+                keys.add(value)
+    elif stored := [obj.pk for obj in objs if obj.pk is not None]:
+        rows = ends.model._base_manager.using(queryset.db).filter(pk__in=stored)
+        keys.update(rows.values_list(ends.source.attname, flat=True))
+    return keys

@@ -117,6 +117,30 @@ class AuditedQuerySet(models.QuerySet[Any]):
     delete.queryset_only = True  # type: ignore[attr-defined]
 
 
+class _ThroughRows(AuditedQuerySet):
+    """Writes of an explicit through model's rows that send no signal (``add()`` is a
+    ``bulk_create`` of them) change the links of the rows at their ends:
+    :func:`.m2m.through_rows_written` records them; for any other model it does nothing.
+    Outside :class:`AuditedQuerySet`, which pauses capture inside its own calls."""
+
+    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[Any]:
+        objs = list(objs)
+        with m2m.through_rows_written(self, objs):
+            return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs: Iterable[models.Model], fields: Iterable[str], batch_size: int | None = None) -> int:
+        objs = list(objs)
+        with m2m.through_rows_written(self, objs):
+            return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def update(self, **kwargs: Any) -> int:
+        with m2m.through_rows_written(self, assigned=kwargs):
+            return super().update(**kwargs)
+
+    update.alters_data = True  # type: ignore[attr-defined]
+    bulk_update.alters_data = True  # type: ignore[attr-defined]
+
+
 def _field_by_attname(spec: registry.ModelSpec, attname: str) -> models.Field[Any, Any] | None:
     return next((f for f in spec.fields if f.attname == attname), None)
 
@@ -223,10 +247,10 @@ def _audited(cls: type[Any], base: type[Any], suffix: str) -> type[Any]:
         name = f"Audited{suffix}_{cls.__module__.replace('.', '_')}_{cls.__qualname__.replace('.', '_')}"
         attrs: dict[str, Any] = {"__module__": __name__, "__qualname__": name}
         if base is models.Manager:
-            attrs["_queryset_class"] = _audited(cls._queryset_class, AuditedQuerySet, "QuerySet")
+            attrs["_queryset_class"] = _audited(cls._queryset_class, _ThroughRows, "QuerySet")
             new = type(name, (cls,), attrs)
         else:
-            new = type(name, (AuditedQuerySet, cls), attrs)
+            new = type(name, (base, cls), attrs)
         setattr(sys.modules[__name__], name, new)
         _audited_classes[cls] = new
     return _audited_classes[cls]

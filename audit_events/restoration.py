@@ -166,7 +166,8 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
             for parent in registry.parent_specs(row.spec)
             if (pk := getattr(instance, parent.pk_field.attname)) is not None
         ]
-        _save_exactly(instance, row.spec, present=present, db=db)
+        with m2m.through_row_restored(instance, db):  # a through row: its links are the owners' too
+            _save_exactly(instance, row.spec, present=present, db=db)
         m2m.write_links(row.spec, row.pk, row.state, db)
         drafts = []
         for spec, pk, live in views:

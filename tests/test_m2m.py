@@ -74,8 +74,8 @@ def test_explicit_through_model(book: Book) -> None:
     reader = Reader.objects.create(name="r")
     book.readers.add(reader)
     assert changes(book) == [{"readers": [[], [reader.pk]]}]
-    Loan.objects.filter(book=book).delete()  # not through the relation manager: no m2m_changed
-    assert len(changes(book)) == 1
+    book.readers.remove(reader)
+    assert changes(book)[1:] == [{"readers": [[reader.pk], []]}]  # recorded once
 
 
 def test_state_at_and_restore_bring_links_back(book: Book, tags: list[Tag]) -> None:
@@ -205,3 +205,82 @@ def test_count_and_exists_keep_djangos_join_free_query(book: Book, tags: list[Ta
     assert not any("JOIN" in statement for statement in audited)  # the through table alone
     book.tags.update(name="renamed")  # the related manager's QuerySet still records
     assert history(tags[0]).last().changes == {"name": ["x", "renamed"]}
+
+
+# --- rows of an explicit through model, written directly --------------------------
+
+LOANS = {**BASE, "MODELS": [*BASE["MODELS"], "tests.Loan"]}
+
+
+@pytest.fixture(params=["through unregistered", "through registered"])
+def loans(request: pytest.FixtureRequest) -> Iterator[bool]:
+    registered = request.param == "through registered"
+    with override_settings(AUDIT_EVENTS=LOANS if registered else BASE):
+        yield registered
+
+
+def assert_no_drift() -> None:
+    assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def test_through_rows_created_saved_and_deleted_directly(book: Book, loans: bool) -> None:
+    other = Book.objects.create(author=book.author, title="u")
+    r1, r2 = Reader.objects.create(name="r1"), Reader.objects.create(name="r2")
+    loan = Loan.objects.create(book=book, reader=r1)
+    Loan.objects.create(book=book, reader=r2)
+    assert changes(book) == [{"readers": [[], [r1.pk]]}, {"readers": [[r1.pk], [r1.pk, r2.pk]]}]
+    loan.book = other  # moved: a link less on one book, one more on the other
+    loan.save()
+    assert changes(book)[-1] == {"readers": [[r1.pk, r2.pk], [r2.pk]]}
+    assert changes(other) == [{"readers": [[], [r1.pk]]}]
+    Loan.objects.all().delete()
+    assert changes(book)[-1] == {"readers": [[r2.pk], []]}
+    assert changes(other)[-1] == {"readers": [[r1.pk], []]}
+    assert len(changes(book)) == 4  # each book once per statement
+    assert_no_drift()
+    if loans:  # the through rows are recorded as rows of their own too
+        assert [e.action for e in history(loan)] == ["create", "update", "delete"]
+
+
+def test_through_rows_written_by_querysets(book: Book, loans: bool) -> None:
+    other = Book.objects.create(author=book.author, title="u")
+    r1, r2 = Reader.objects.create(name="r1"), Reader.objects.create(name="r2")
+    Loan.objects.bulk_create([Loan(book=book, reader=r1), Loan(book=book, reader=r2), Loan(book=other, reader=r1)])
+    assert changes(book) == [{"readers": [[], [r1.pk, r2.pk]]}]
+    assert changes(other) == [{"readers": [[], [r1.pk]]}]
+    Loan.objects.filter(book=book, reader=r2).update(book=other)
+    assert changes(book)[-1] == {"readers": [[r1.pk, r2.pk], [r1.pk]]}
+    assert changes(other)[-1] == {"readers": [[r1.pk], [r1.pk, r2.pk]]}
+    moved = list(Loan.objects.filter(book=other))
+    for loan in moved:
+        loan.book = book
+    Loan.objects.bulk_update(moved, ["book"])
+    assert changes(book)[-1] == {"readers": [[r1.pk], [r1.pk, r1.pk, r2.pk]]}
+    assert changes(other)[-1] == {"readers": [[r1.pk, r2.pk], []]}
+    assert_no_drift()
+
+
+def test_deleting_a_reader_records_the_links_it_takes_once_and_restore_brings_them_back(
+    book: Book, loans: bool
+) -> None:
+    reader = Reader.objects.create(name="r")
+    book.readers.add(reader)
+    pk = reader.pk
+    reader.delete()
+    assert changes(book) == [{"readers": [[], [pk]]}, {"readers": [[pk], []]}]
+    assert history(book).last().operation == history(Reader, pk).last().operation
+    restore(Reader, pk)
+    assert list(Book.objects.get(pk=book.pk).readers.values_list("pk", flat=True)) == [pk]
+    assert_no_drift()
+
+
+def test_deleting_the_book_records_its_links_in_its_delete_only(book: Book, loans: bool) -> None:
+    reader = Reader.objects.create(name="r")
+    Loan.objects.create(book=book, reader=reader)
+    pk = book.pk
+    book.delete()
+    assert [e.action for e in history(Book, pk)] == ["create", "update", "delete"]
+    assert history(Book, pk).last().state["readers"] == [reader.pk]
+    restore(Book, pk)
+    assert list(Book.objects.get(pk=pk).readers.values_list("pk", flat=True)) == [reader.pk]
+    assert_no_drift()
