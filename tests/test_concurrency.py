@@ -309,3 +309,19 @@ def test_a_save_that_waited_for_an_add_stores_the_links_in_its_snapshot() -> Non
     assert events[-1].state is not None
     assert events[-1].state["tags"] == [tag.pk]
     assert_links_replay(book.pk)
+
+
+def test_a_through_row_created_while_an_add_held_the_book_records_both_links() -> None:
+    from tests.models import Loan, Reader
+
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t")
+    first, second = Reader.objects.create(name="r1"), Reader.objects.create(name="r2")
+
+    run_blocked_pair(lambda: book.readers.add(first), lambda: Loan.objects.create(book=book, reader=second))
+
+    assert [e.changes for e in history(book).filter(action="update")] == [
+        {"readers": [[], [first.pk]]},
+        {"readers": [[first.pk], [first.pk, second.pk]]},
+    ]
+    assert [str(finding) for finding in verify_model(Book)] == []
