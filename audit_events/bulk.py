@@ -87,7 +87,8 @@ def bulk_update(
         before = _locked(spec, using, keys)
         with capture_paused():  # Django's bulk_update calls update(): record once, here
             count = update(objs, names, batch_size=batch_size)
-        after = _locked(spec, using, list(before))  # the same rows, still locked: what the UPDATEs stored
+        # The same rows, still locked: what the UPDATEs stored (links they cannot change: as before).
+        after = _locked(spec, using, list(before), links=False)
         _record_updates(spec, using, before, after)
     return count
 
@@ -109,11 +110,12 @@ def _check_bulk_update(
         obj._prepare_related_fields_for_save(operation_name="bulk_update", fields=fields)
 
 
-def _locked(spec: registry.ModelSpec, using: str, keys: list[Any]) -> dict[Any, State]:
-    """:func:`.capture.lock_rows` of the rows with these keys: one SELECT per 900 keys."""
+def _locked(spec: registry.ModelSpec, using: str, keys: list[Any], links: bool = True) -> dict[Any, State]:
+    """:func:`.capture.lock_rows` of the rows with these keys: one SELECT per 900 keys (and
+    one of their many-to-many links, unless ``links`` is false)."""
     rows: dict[Any, State] = {}
     for start in range(0, len(keys), _IN_CHUNK):
-        rows.update(lock_rows(spec, using, {"pk__in": keys[start : start + _IN_CHUNK]}))
+        rows.update(lock_rows(spec, using, {"pk__in": keys[start : start + _IN_CHUNK]}, links=links))
     return rows
 
 

@@ -9,6 +9,9 @@ Cost per audited write, beyond Django's own statements:
 * delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
+* for a model with many-to-many fields, one more SELECT of its links, read
+  once the row is locked (after the UPDATE on PostgreSQL): see
+  :func:`_with_links`;
 * and, per transaction, one INSERT of up to 500 events before COMMIT
   (``journal``).
 
@@ -47,16 +50,38 @@ if TYPE_CHECKING:
 
 
 def lock_rows(
-    spec: registry.ModelSpec, using: str, lookup: dict[str, Any], rows: models.QuerySet[Any] | None = None
+    spec: registry.ModelSpec,
+    using: str,
+    lookup: dict[str, Any],
+    rows: models.QuerySet[Any] | None = None,
+    links: bool = True,
 ) -> dict[Any, State]:
     """The full current state of the rows matching ``lookup`` (among ``rows``, a plain
     queryset of the model, if given), locked, many-to-many links included.
 
-    Queries: one SELECT (``FOR UPDATE`` where the backend supports it); each
-    many-to-many field is a subquery of it, not a query of its own.
+    Queries: one SELECT (``FOR UPDATE`` where the backend supports it), and
+    for a model with many-to-many fields one more for the links, read once
+    the rows are locked (:func:`_with_links`), unless ``links`` is false (a
+    caller that has them from an earlier read under the same lock).
     """
     pk_index = _columns(spec).index(spec.pk_field.attname)
-    return {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using, rows).filter(**lookup)}
+    found = {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using, rows).filter(**lookup)}
+    return _with_links(spec, using, found) if links else found
+
+
+def _with_links(spec: registry.ModelSpec, using: str, states: dict[Any, State]) -> dict[Any, State]:
+    """Add the many-to-many links of rows just locked, by pk (one SELECT; none without such fields).
+
+    The links are read by a statement of their own, started once the rows are
+    locked: under READ COMMITTED it sees the links a concurrent writer
+    committed while this one waited for the lock. A subquery of the locking
+    statement would not: PostgreSQL re-reads the locked row after the wait,
+    but the rest of the statement keeps the snapshot it started with.
+    """
+    if spec.m2m_fields and states:
+        for pk, links in m2m.read_links(spec, using, list(states)).items():
+            states[pk].update(links)
+    return states
 
 
 def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
@@ -88,7 +113,7 @@ _SELECTS = "_audit_events_selects"
 def _locking_queryset(
     spec: registry.ModelSpec, using: str, rows: models.QuerySet[Any] | None = None
 ) -> models.QuerySet[Any, tuple[Any, ...]]:
-    """Rows of :func:`_columns`, then each many-to-many field's links, locked.
+    """Rows of :func:`_columns`, locked (their many-to-many links are read after: :func:`_with_links`).
 
     ``rows`` (a plain queryset of the model: only its filter counts) says which
     rows; all by default. Never the base manager's queryset, nor the model's
@@ -98,8 +123,7 @@ def _locking_queryset(
     qs = (models.QuerySet(spec.model, using=using) if rows is None else rows).order_by()
     if connections[using].features.has_select_for_update:
         qs = qs.select_for_update()
-    links = {_links_alias(field): m2m.linked_keys(field) for field in spec.m2m_fields}
-    selected: models.QuerySet[Any, tuple[Any, ...]] = qs.annotate(**links).values_list(*_columns(spec), *links)
+    selected: models.QuerySet[Any, tuple[Any, ...]] = qs.values_list(*_columns(spec))
     return selected
 
 
@@ -109,17 +133,9 @@ def _columns(spec: registry.ModelSpec) -> list[str]:
     return attnames if spec.pk_field.attname in attnames else [*attnames, spec.pk_field.attname]
 
 
-def _links_alias(field: models.ManyToManyField[Any, Any]) -> str:
-    return f"_audit_links_{field.name}"
-
-
 def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
-    """A row of :func:`_locking_queryset`, encoded."""
-    state = {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
-    links = len(row) - len(spec.m2m_fields)
-    for i, field in enumerate(spec.m2m_fields, links):
-        state[field.name] = m2m.decode_keys(field, row[i])
-    return state
+    """A row of :func:`_locking_queryset`, encoded (its links are added by :func:`_with_links`)."""
+    return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
 
 
 class _OneRow:
@@ -192,10 +208,13 @@ class _OneRow:
         return next(iter(self.states(rows).values()), None)
 
     def states(self, rows: list[Any]) -> dict[str, State]:
-        """Rows of this SELECT's columns, as states by canonical pk."""
+        """Rows of this SELECT's columns, as states by canonical pk, links read now (:func:`_with_links`)."""
         if self.converters:
             rows = list(self.compiler.apply_converters(rows, self.converters))
-        return {self.spec.object_pk(row[self.pk_index]): _state(self.spec, row) for row in rows}
+        states = _with_links(
+            self.spec, self.connection.alias, {row[self.pk_index]: _state(self.spec, row) for row in rows}
+        )
+        return {self.spec.object_pk(pk): state for pk, state in states.items()}
 
 
 _OLD_ROW = '"_audit_events_old"'

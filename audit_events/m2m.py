@@ -3,23 +3,46 @@
 ``book.tags.add(t)`` and ``tag.books.add(book)`` both record an ``update`` of
 the book: ``{"tags": [[1, 2], [1, 2, 5]]}``, the sorted related primary keys
 before and after. Full states carry each many-to-many field the same way, so
-replay and restore bring links back.
+replay and restore bring links back. A through table may hold ``to_field``
+values instead of primary keys: they are mapped to primary keys.
 
-Deleting a related row (a tag) removes links without any signal for the
-through table; the target model's delete signals are used to record it.
+Links are read once the owning rows are locked, by a statement of its own
+(:func:`read_links`): under READ COMMITTED it sees what a writer committed
+while this one waited for the lock (a subquery of the locking statement would
+keep the snapshot it started with). "After" links are read after the write,
+the owners still locked.
+
+Auto-created through tables send no signal per row: ``m2m_changed`` records
+the relation managers' calls, and the related model's delete signals record
+the links its rows' deletion removes. Rows of an explicit through model are
+written by the relation manager (``add`` is a ``bulk_create`` of them,
+``remove``/``clear`` a ``QuerySet.delete()``) or directly
+(``Loan.objects.create``, ``loan.save()``, ``QuerySet.delete/update``,
+``bulk_create/bulk_update``): their save and delete signals, and
+:func:`through_rows_written` around the QuerySet writes, record every such
+write once on the rows at their owning end (and, if the through model is
+registered, the rows are recorded as rows of their own too).
 
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
-the owning rows and one SELECT of their links before, one SELECT of the links
-after, one INSERT of events.
+the owning rows, one SELECT of their links once locked, one SELECT of the
+links after, one INSERT of events (at COMMIT). A direct write of through rows
+costs the same, plus for a save, ``update`` or ``bulk_update`` of existing
+rows one SELECT of the owner keys they held; Django no longer fast-deletes
+an explicit through model's rows (it has delete receivers): it selects them
+first, as for any model with receivers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry
@@ -29,14 +52,39 @@ from .models import Action
 from .operations import operation
 
 _BEFORE = "_audit_events_m2m"
+State = dict[str, JSONValue]
 
 
-def _columns(field: models.ManyToManyField[Any, Any]) -> tuple[type[models.Model], str, str]:
-    through = field.remote_field.through
-    assert isinstance(through, type)
-    source = through._meta.get_field(field.m2m_field_name()).attname  # type: ignore[union-attr]
-    target = through._meta.get_field(field.m2m_reverse_field_name()).attname  # type: ignore[union-attr]
-    return through, source, target
+@dataclass(frozen=True)
+class _Through:
+    """A many-to-many field's through table, and how its columns name the rows at either end.
+
+    The through table holds each end's ``to_field`` value, which is the
+    primary key unless the foreign key says otherwise; states hold primary keys.
+    """
+
+    model: type[models.Model]
+    source: Any  # the through table's foreign key to the row declaring the field (the owner)
+    target: Any  # its foreign key to the related row
+
+    @classmethod
+    def of(cls, field: models.ManyToManyField[Any, Any]) -> _Through:
+        through = field.remote_field.through
+        assert isinstance(through, type)
+        meta = through._meta
+        return cls(through, meta.get_field(field.m2m_field_name()), meta.get_field(field.m2m_reverse_field_name()))
+
+    @property
+    def owner_key(self) -> str:
+        """The owner's attname the source column holds (its pk's, unless ``to_field`` names another)."""
+        return str(self.source.target_field.attname)
+
+    @property
+    def related_pk(self) -> str:
+        """The lookup, from a through row, of the related row's primary key (a join only for ``to_field``)."""
+        if self.target.target_field.primary_key:
+            return str(self.target.attname)
+        return f"{self.target.name}__pk"
 
 
 class _JSONKeys(Aggregate):
@@ -54,9 +102,10 @@ class _JSONKeys(Aggregate):
 
 def linked_keys(field: models.ManyToManyField[Any, Any]) -> Subquery:
     """A subquery of the outer row's related pks, as JSON text (``None`` when it has none)."""
-    through, source, target = _columns(field)
-    pairs = through._base_manager.filter(**{source: OuterRef("pk")}).order_by().values(source)
-    return Subquery(pairs.annotate(keys=_JSONKeys(target)).values("keys")[:1])
+    ends = _Through.of(field)
+    linked = ends.model._base_manager.filter(**{ends.source.attname: OuterRef(ends.owner_key)})
+    pairs = linked.order_by().values(ends.source.attname)
+    return Subquery(pairs.annotate(keys=_JSONKeys(ends.related_pk)).values("keys")[:1])
 
 
 def decode_keys(field: models.ManyToManyField[Any, Any], text: str | None) -> list[JSONValue]:
@@ -66,18 +115,30 @@ def decode_keys(field: models.ManyToManyField[Any, Any], text: str | None) -> li
     return sorted(encode(target_pk, target_pk.to_python(value)) for value in values)
 
 
+_IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
+
+
 def read_links(
-    field: models.ManyToManyField[Any, Any], using: str, owners: Iterable[Any]
-) -> dict[Any, list[JSONValue]]:
-    """The sorted related pks of each owner, encoded. Queries: one SELECT."""
-    through, source, target = _columns(field)
-    target_pk = field.related_model._meta.pk
-    links: dict[Any, list[JSONValue]] = {pk: [] for pk in owners}
-    if links:
-        pairs = through._base_manager.using(using).filter(**{f"{source}__in": list(links)})
-        for owner, related in pairs.values_list(source, target):
-            links[owner].append(encode(target_pk, related))
-    return {owner: sorted(values) for owner, values in links.items()}
+    spec: registry.ModelSpec,
+    using: str,
+    pks: list[Any],
+    fields: Iterable[models.ManyToManyField[Any, Any]] | None = None,
+) -> dict[Any, State]:
+    """Each row's many-to-many links (of ``fields``, by default all), as a state holds them, by pk.
+
+    Queries: one SELECT per 900 rows, each field a subquery of it. Read it
+    once the rows are locked: a statement that starts after the lock is held
+    sees the links other transactions committed before (``READ COMMITTED``).
+    """
+    fields = list(spec.m2m_fields if fields is None else fields)
+    aliases = {f"_audit_links_{field.name}": linked_keys(field) for field in fields}
+    links: dict[Any, State] = {}
+    for start in range(0, len(pks), _IN_CHUNK):
+        # A plain queryset: the base manager's ordering or annotations are not the rows'.
+        rows = models.QuerySet(spec.model, using=using).filter(pk__in=pks[start : start + _IN_CHUNK]).order_by()
+        for pk, *texts in rows.annotate(**aliases).values_list("pk", *aliases):
+            links[pk] = {field.name: decode_keys(field, text) for field, text in zip(fields, texts, strict=True)}
+    return links
 
 
 def without_links(spec: registry.ModelSpec, state: dict[str, JSONValue]) -> dict[str, JSONValue]:
@@ -92,15 +153,26 @@ def write_links(spec: registry.ModelSpec, pk: Any, state: dict[str, JSONValue], 
     for field in spec.m2m_fields:
         if field.name not in state or _through_is_recorded(field):
             continue
-        through, source, target = _columns(field)
-        target_pk = field.related_model._meta.pk
-        wanted = {target_pk.to_python(value) for value in state[field.name]}
-        rows = through._base_manager.using(using).filter(**{source: pk})
-        rows.exclude(**{f"{target}__in": wanted}).delete()
-        present = set(rows.values_list(target, flat=True))
-        through._base_manager.using(using).bulk_create(
-            [through(**{source: pk, target: value}) for value in sorted(wanted - present, key=str)]
+        ends = _Through.of(field)
+        related = field.related_model
+        assert isinstance(related, type)
+        wanted = {related._meta.pk.to_python(value) for value in state[field.name]}
+        owner = _key_of(spec.model, ends.owner_key, [pk], using)[pk]
+        rows = ends.model._base_manager.using(using).filter(**{ends.source.attname: owner})
+        rows.exclude(**{f"{ends.related_pk}__in": wanted}).delete()
+        present = set(rows.values_list(ends.related_pk, flat=True))
+        missing = sorted(wanted - present, key=str)
+        targets = _key_of(related, ends.target.target_field.attname, missing, using)
+        ends.model._base_manager.using(using).bulk_create(
+            [ends.model(**{ends.source.attname: owner, ends.target.attname: targets[value]}) for value in missing]
         )
+
+
+def _key_of(model: type[models.Model], attname: str, pks: list[Any], using: str) -> dict[Any, Any]:
+    """The value of ``attname`` (a ``to_field``) of each row, by pk; no query when it is the pk."""
+    if attname == model._meta.pk.attname:
+        return {pk: pk for pk in pks}
+    return dict(model._base_manager.using(using).filter(pk__in=pks).values_list("pk", attname))
 
 
 def missing_targets(spec: registry.ModelSpec, state: dict[str, JSONValue], using: str) -> list[str]:
@@ -128,38 +200,94 @@ def _through_is_recorded(field: models.ManyToManyField[Any, Any]) -> bool:
 
 def _owners(
     field: models.ManyToManyField[Any, Any], instance: models.Model, reverse: bool, pk_set: Any, using: str
-) -> list[Any]:
+) -> dict[str, Any]:
+    """The lookup of the rows declaring ``field`` whose links the change touches.
+
+    From the related side, ``pk_set`` holds their ``to_field`` values, as the
+    through table does; without it (``clear()``, a related row deleted) they
+    are the rows linked to ``instance`` now.
+    """
     if not reverse:
-        return [instance.pk]
-    if pk_set is not None:
-        return list(pk_set)
-    through, source, target = _columns(field)
-    rows = through._base_manager.using(using).filter(**{target: instance.pk})
-    return list(rows.values_list(source, flat=True).distinct())
+        return {"pk__in": [instance.pk]}
+    ends = _Through.of(field)
+    if pk_set is None:
+        rows = ends.model._base_manager.using(using).filter(
+            **{ends.target.attname: getattr(instance, ends.target.target_field.attname)}
+        )
+        pk_set = rows.values_list(ends.source.attname, flat=True).distinct()
+    return {f"{ends.owner_key}__in": list(pk_set)}
+
+
+def _check_keys(field: models.ManyToManyField[Any, Any], reverse: bool, pk_set: Any) -> None:
+    """Fail on a key ``remove()`` was given that is not one, as Django would, before any query.
+
+    Django checks them only after ``pre_remove``, by the lookup built here (no
+    query): a query of ours first would fail instead, with another error,
+    in a transaction already marked for rollback.
+    """
+    ends = _Through.of(field)
+    ends.model._base_manager.filter(**{f"{(ends.source if reverse else ends.target).name}__in": list(pk_set)})
+
+
+class _LinkChange:
+    """The owning rows a write of links touches, locked and read before it; their events after it.
+
+    Keyed by ``(model, field name)``: the states of the owners, by pk, read
+    under their lock (:func:`.capture.lock_rows`: the links by a statement
+    after the lock). :meth:`record` reads the links again after the write,
+    the owners still locked, and writes an ``update`` for each that changed.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self.before: dict[tuple[type[models.Model], str], tuple[registry.ModelSpec, Any, dict[Any, State]]] = {}
+        self.keys: set[tuple[type[models.Model], str, Any]] = set()  # owner keys already read
+        self.deleted: set[tuple[type[models.Model], Any]] = set()  # owners deleted by the same write
+
+    def lock(self, spec: registry.ModelSpec, field: Any, lookup: dict[str, Any]) -> None:
+        rows = capture.lock_rows(spec, self.using, lookup)
+        known = self.before.setdefault((spec.model, field.name), (spec, field, {}))[2]
+        for pk, state in rows.items():
+            known.setdefault(pk, state)
+
+    def lock_keys(self, spec: registry.ModelSpec, field: Any, keys: Iterable[Any]) -> None:
+        """:meth:`lock` the owners whose ``to_field`` values (as through rows hold them) are ``keys``."""
+        new = {key for key in keys if key is not None and (spec.model, field.name, key) not in self.keys}
+        if new:
+            self.keys.update((spec.model, field.name, key) for key in new)
+            self.lock(spec, field, {f"{_Through.of(field).owner_key}__in": list(new)})
+
+    def record(self) -> None:
+        with operation():
+            drafts = []
+            for spec, field, rows in self.before.values():
+                kept = [pk for pk in rows if (spec.model, pk) not in self.deleted]  # their delete records them
+                after = read_links(spec, self.using, kept, [field])
+                for pk in kept:
+                    old, new = rows[pk][field.name], after.get(pk, {}).get(field.name)
+                    if new is None or old == new:
+                        continue
+                    snapshot = {**rows[pk], field.name: new}
+                    drafts.append(
+                        capture.draft(spec, pk, Action.UPDATE, changes={field.name: [old, new]}, snapshot=snapshot)
+                    )
+            journal.write(drafts, self.using)
+        self.before.clear()
+        self.keys.clear()
 
 
 def _remember(
-    instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: list[Any], using: str
+    instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, owners: dict[str, Any], using: str
 ) -> None:
-    rows = capture.lock_rows(spec, using, {"pk__in": owners})
-    if rows:
-        instance.__dict__.setdefault(_BEFORE, {})[key] = rows
+    change = _LinkChange(using)
+    change.lock(spec, field, owners)
+    instance.__dict__.setdefault(_BEFORE, {})[key] = change
 
 
 def _record(instance: models.Model, key: Any, spec: registry.ModelSpec, field: Any, using: str) -> None:
-    rows = instance.__dict__.get(_BEFORE, {}).pop(key, None)
-    if rows is None:
-        return
-    after = read_links(field, using, rows)
-    with operation():
-        drafts = []
-        for pk, state in rows.items():
-            if state[field.name] == after[pk]:
-                continue
-            changes = {field.name: [state[field.name], after[pk]]}
-            snapshot = {**state, field.name: after[pk]}
-            drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=snapshot))
-        journal.write(drafts, using)
+    change = instance.__dict__.get(_BEFORE, {}).pop(key, None)
+    if change is not None:
+        change.record()
 
 
 def m2m_changed(
@@ -175,6 +303,8 @@ def m2m_changed(
         return
     for spec, field in registry.m2m_links(sender):
         key = (sender, field.name)
+        if action == "pre_remove":
+            _check_keys(field, reverse, pk_set)
         if action.startswith("pre_"):
             _remember(instance, key, spec, field, _owners(field, instance, reverse, pk_set, using), using)
         else:
@@ -193,3 +323,165 @@ def target_pre_delete(sender: type[models.Model], instance: models.Model, using:
 def target_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     for spec, field in registry.m2m_targets(sender):
         _record(instance, ("delete", field.model, field.name), spec, field, using)
+
+
+# --- rows of explicit through models, written directly ------------------
+#
+# ``Loan.objects.create(book=b, reader=r)``, ``loan.delete()``, ``QuerySet.delete()``
+# of loans, and the relation manager's own ``add``/``remove`` (a ``bulk_create``
+# and a ``QuerySet.delete()`` of loans): each changes links of the rows declaring
+# the field, recorded on them, from the database, as ``m2m_changed`` does for
+# auto-created through tables. ``m2m_changed`` is not used for these: Django's
+# signals for the rows (and the QuerySet hooks below) see every such write once.
+
+
+def _ends_of(model: type[models.Model]) -> list[tuple[registry.ModelSpec, Any, _Through]]:
+    return [(spec, field, _Through.of(field)) for spec, field in registry.through_rows(model)]
+
+
+def _source_keys(instance: models.Model, ends: _Through, using: str) -> set[Any]:
+    """The owner keys a saved through row has: the one it is given, and the one the database holds."""
+    keys = {getattr(instance, ends.source.attname)}
+    if instance.pk is not None and not instance._state.adding:
+        stored = ends.model._base_manager.using(using).filter(pk=instance.pk)
+        keys.update(stored.values_list(ends.source.attname, flat=True))
+    return keys
+
+
+def through_pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+    instance.__dict__.pop(_SAVING, None)  # left by a save that failed before post_save
+    if not is_paused() and not raw:
+        instance.__dict__[_SAVING] = _row_change(instance, using)
+
+
+def _row_change(instance: models.Model, using: str) -> _LinkChange:
+    """The owners of one through row about to be saved, locked and read."""
+    change = _LinkChange(using)
+    for spec, field, ends in _ends_of(type(instance)):
+        change.lock_keys(spec, field, _source_keys(instance, ends, using))
+    return change
+
+
+@contextlib.contextmanager
+def through_row_restored(instance: models.Model, using: str) -> Iterator[None]:
+    """Around restore's write of a row (capture paused): if it is a through row, the links it
+    gives back are recorded on the rows declaring them, in the restore's operation."""
+    if not registry.through_rows(type(instance)):
+        yield
+        return
+    change = _row_change(instance, using)
+    yield
+    change.record()
+
+
+def through_post_save(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    change: _LinkChange | None = instance.__dict__.pop(_SAVING, None)
+    if change is not None:
+        change.record()
+
+
+_SAVING = "_audit_events_links_saving"
+
+
+@dataclass
+class _Deletion:
+    """The link changes of one deletion (one ``Collector`` run, known by its ``origin``)."""
+
+    origin: Callable[[], Any]  # a weak reference where the origin takes one
+    change: _LinkChange
+
+
+_deletion: ContextVar[_Deletion | None] = ContextVar("audit_events_link_deletion", default=None)
+
+
+def _deletion_of(origin: Any, using: str) -> _Deletion:
+    """Django sends every ``pre_delete`` of a deletion before its first DELETE, and the
+    ``post_delete`` of a model's rows after all of them are deleted: the first
+    ``post_delete`` of the through rows records every owner's change once."""
+    current = _deletion.get()
+    if current is None or current.origin() is not origin:
+        current = _Deletion(_reference(origin), _LinkChange(using))
+        _deletion.set(current)
+    return current
+
+
+def _reference(origin: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(origin)
+    except TypeError:  # None (a Collector made by hand), or an object without weak references
+        return lambda: origin
+
+
+def through_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    if is_paused():
+        return
+    change = _deletion_of(kwargs.get("origin"), using).change
+    for spec, field, ends in _ends_of(sender):
+        change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])
+
+
+def through_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    current = _deletion.get()
+    if current is not None and current.origin() is kwargs.get("origin"):
+        current.change.record()
+
+
+def owner_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    """A row declaring links is deleted: its delete event holds them, its through rows' deletion records nothing."""
+    if not is_paused():
+        spec = registry.spec_for(sender)
+        if spec is not None:
+            _deletion_of(kwargs.get("origin"), using).change.deleted.add((spec.model, instance.pk))
+
+
+@contextlib.contextmanager
+def through_rows_written(
+    queryset: models.QuerySet[Any], objs: Iterable[models.Model] = (), assigned: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """Around a QuerySet write of through rows that sends no signal: record the owners' link changes.
+
+    For ``bulk_create(objs)`` and ``bulk_update(objs, ...)`` pass ``objs``; for
+    ``update(**assigned)`` pass ``assigned``. Any other model: nothing, no query.
+    Queries: for ``update``/``bulk_update`` one SELECT of the owner keys the rows
+    hold now; a locking SELECT of the owners and one of their links; one of the
+    links after the write; the events at COMMIT.
+    """
+    links = _ends_of(queryset.model)
+    if not links or is_paused() or _writing.get():  # bulk_update runs update(): recorded once, by the outer
+        yield
+        return
+    using, objs = queryset.db, list(objs)
+    token = _writing.set(True)
+    try:
+        with transaction.atomic(using=using, savepoint=False), operation():
+            change = _LinkChange(using)
+            for spec, field, ends in links:
+                keys = _written_keys(queryset, ends, objs, assigned)
+                change.lock_keys(spec, field, keys)
+            yield
+            change.record()
+    finally:
+        _writing.reset(token)
+
+
+_writing: ContextVar[bool] = ContextVar("audit_events_through_rows_writing", default=False)
+
+
+def _written_keys(
+    queryset: models.QuerySet[Any], ends: _Through, objs: list[models.Model], assigned: dict[str, Any] | None
+) -> set[Any]:
+    """The owner keys of the through rows a QuerySet write touches: those they hold now (one
+    SELECT, unless all are new rows) and those they are given."""
+    keys = {getattr(obj, ends.source.attname) for obj in objs}
+    if assigned is not None:
+        keys.update(queryset.values_list(ends.source.attname, flat=True))
+        for name in (ends.source.name, ends.source.attname):
+            value = assigned.get(name)
+            if isinstance(value, models.Model):
+                keys.add(getattr(value, ends.owner_key))
+            elif name in assigned and not hasattr(value, "resolve_expression"):
+                keys.add(value)
+    elif stored := [obj.pk for obj in objs if obj.pk is not None]:
+        rows = ends.model._base_manager.using(queryset.db).filter(pk__in=stored)
+        keys.update(rows.values_list(ends.source.attname, flat=True))
+    return keys

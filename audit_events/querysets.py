@@ -38,7 +38,7 @@ from django.core.exceptions import EmptyResultSet, FieldError
 from django.db import NotSupportedError, connections, models, transaction
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 
-from . import bulk, inheritance, journal, registry
+from . import bulk, inheritance, journal, m2m, registry
 from .capture import (
     State,
     _columns,
@@ -65,6 +65,24 @@ def _expression(value: Any) -> bool:
     return hasattr(value, "resolve_expression")
 
 
+def _records_links(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Writes of an explicit through model's rows send no signal (``add()`` is a ``bulk_create``
+    of them), yet change the links of the rows at their ends: :func:`.m2m.through_rows_written`
+    records them, around the whole call; for any other model it does nothing, with no query."""
+
+    @functools.wraps(method)
+    def recording_links(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if method.__name__ == "update":
+            with m2m.through_rows_written(self, assigned=kwargs):
+                return method(self, *args, **kwargs)
+        objs, *rest = args or (kwargs.pop("objs"),)
+        objs = list(objs)
+        with m2m.through_rows_written(self, objs):
+            return method(self, objs, *rest, **kwargs)
+
+    return recording_links
+
+
 class AuditedQuerySet:
     """The write methods of a registered model's querysets, whatever their class.
 
@@ -72,6 +90,7 @@ class AuditedQuerySet:
     queryset as ``self``; Django's own methods are :data:`django_method`.
     """
 
+    @_records_links
     @inheritance.records_update
     def update(self: Any, **kwargs: Any) -> int:
         spec = registry.spec_for(self.model)
@@ -89,6 +108,7 @@ class AuditedQuerySet:
             _record_updates(spec, using, changes)
         return count
 
+    @_records_links
     @inheritance.records_bulk_update
     def bulk_update(
         self: Any, objs: Iterable[models.Model], fields: Iterable[str], batch_size: int | None = None
@@ -100,6 +120,7 @@ class AuditedQuerySet:
             return count
         return bulk.bulk_update(spec, self, update, objs, fields, batch_size)
 
+    @_records_links
     def bulk_create(self: Any, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[Any]:
         spec = registry.spec_for(self.model)
         if spec is None:
@@ -331,6 +352,11 @@ def _record_updates(spec: registry.ModelSpec, using: str, changes: list[_Change]
     ``delete`` with its last state) and begins one under the new key (a
     ``create`` with its full state), in the same operation.
     """
+    if spec.m2m_fields and changes and spec.m2m_fields[0].name not in changes[0][1]:
+        # A full state carries the links, which an UPDATE leaves as they are: read once the rows
+        # are locked (one SELECT per 900 rows), by a statement of their own (``capture.lock_rows``).
+        links = m2m.read_links(spec, using, [new_pk for _, _, new_pk, _ in changes])
+        changes = [(o, {**old, **links.get(n, {})}, n, {**new, **links.get(n, {})}) for o, old, n, new in changes]
     views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
     drafts = []
     for old_pk, old, new_pk, new in changes:

@@ -102,6 +102,11 @@ _wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
 _M2MLink = tuple[ModelSpec, "models.ManyToManyField[Any, Any]"]
 _m2m_links: dict[ModelType, list[_M2MLink]] = {}  # through model -> fields it stores
 _m2m_targets: dict[ModelType, list[_M2MLink]] = {}  # related model (and proxies) -> fields pointing at it
+# Explicit through models (and proxies) -> the fields whose links their rows are; and the
+# save_base and delete each had in its own __dict__ (None: inherited) if it is not registered.
+_through_rows: dict[ModelType, list[_M2MLink]] = {}
+_through_wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
+_link_owners: set[ModelType] = set()  # registered models (and proxies) with links in such rows
 # Unregistered models whose delete reaches registered rows (CASCADE, SET_NULL...),
 # and the delete they had in their own __dict__ (None: inherited).
 _deleting_parents: dict[ModelType, Callable[..., Any] | None] = {}
@@ -122,6 +127,11 @@ def m2m_links(through: ModelType) -> list[_M2MLink]:
 
 def m2m_targets(model: ModelType) -> list[_M2MLink]:
     return _m2m_targets.get(model, [])
+
+
+def through_rows(model: ModelType) -> list[_M2MLink]:
+    """The many-to-many fields whose links are the rows of ``model``, an explicit through model."""
+    return _through_rows.get(model, [])
 
 
 def registered_specs() -> list[ModelSpec]:
@@ -170,6 +180,7 @@ def sync() -> None:
 
     inheritance.unwire()  # first: it wraps the save_base that registering snapshots
     _forget_deleting_parents()  # first: a parent may be registered now, and must not be torn down after
+    _forget_through_models()  # the same
     for model in [m for m in _wrapped if m not in wanted]:
         _unregister(model)
     for model, spec in wanted.items():
@@ -179,6 +190,7 @@ def sync() -> None:
     _rebuild_m2m(list(wanted.values()))
     _find_deleting_parents()
     inheritance.wire(registered_specs())  # writes through the parents of registered multi-table children
+    _wrap_through_models()
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
@@ -237,7 +249,7 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(save_base)
     def atomic_save_base(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        if type(self) not in _specs:
+        if type(self) not in _specs and type(self) not in _through_rows:
             return save_base(self, *args, **kwargs)
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         with transaction.atomic(using=using, savepoint=False):
@@ -259,7 +271,7 @@ def _old_row_returning_update(do_update: Callable[..., Any]) -> Callable[..., An
 
 def groups_deletes(model: ModelType) -> bool:
     """Whether a delete of ``model`` is one operation: it is registered, or reaches registered rows."""
-    return model in _specs or model in _deleting_parents
+    return model in _specs or model in _deleting_parents or model in _through_rows
 
 
 def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
@@ -279,7 +291,8 @@ def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _rebuild_m2m(specs: list[ModelSpec]) -> None:
-    """Connect ``m2m_changed`` per through model, and the delete signals of related models."""
+    """Connect ``m2m_changed`` per auto-created through model, and the delete signals of related models;
+    the save and delete signals of explicit through models, whose rows are written directly too."""
     from . import m2m
 
     for through in _m2m_links:
@@ -287,12 +300,25 @@ def _rebuild_m2m(specs: list[ModelSpec]) -> None:
     for target in _m2m_targets:
         signals.pre_delete.disconnect(sender=target, dispatch_uid=_uid("m2m_target_pre", target))
         signals.post_delete.disconnect(sender=target, dispatch_uid=_uid("m2m_target_post", target))
+    for through in _through_rows:
+        for signal, receiver in _through_receivers(m2m).items():
+            signal.disconnect(sender=through, dispatch_uid=_uid(f"through_{receiver.__name__}", through))
+    for owner in _link_owners:
+        signals.pre_delete.disconnect(sender=owner, dispatch_uid=_uid("link_owner_pre", owner))
     _m2m_links.clear()
     _m2m_targets.clear()
+    _through_rows.clear()
+    _link_owners.clear()
     for spec in specs:
         for field in spec.m2m_fields:
             related: Any = field.related_model
-            _m2m_links.setdefault(field.remote_field.through, []).append((spec, field))  # type: ignore[arg-type]
+            table: Any = field.remote_field.through
+            if not table._meta.auto_created:  # Django sends signals for its rows: they say it all
+                for model in _family(table):
+                    _through_rows.setdefault(model, []).append((spec, field))
+                _link_owners.update(_family(spec.model))
+                continue
+            _m2m_links.setdefault(table, []).append((spec, field))
             for target in _family(related._meta.concrete_model):
                 _m2m_targets.setdefault(target, []).append((spec, field))
     for through in _m2m_links:
@@ -300,6 +326,52 @@ def _rebuild_m2m(specs: list[ModelSpec]) -> None:
     for target in _m2m_targets:
         signals.pre_delete.connect(m2m.target_pre_delete, sender=target, dispatch_uid=_uid("m2m_target_pre", target))
         signals.post_delete.connect(m2m.target_post_delete, sender=target, dispatch_uid=_uid("m2m_target_post", target))
+    for through in _through_rows:
+        for signal, receiver in _through_receivers(m2m).items():
+            signal.connect(receiver, sender=through, dispatch_uid=_uid(f"through_{receiver.__name__}", through))
+    for owner in _link_owners:
+        signals.pre_delete.connect(m2m.owner_pre_delete, sender=owner, dispatch_uid=_uid("link_owner_pre", owner))
+
+
+def _through_receivers(m2m: Any) -> dict[Any, Callable[..., Any]]:
+    return {
+        signals.pre_save: m2m.through_pre_save,
+        signals.post_save: m2m.through_post_save,
+        signals.pre_delete: m2m.through_pre_delete,
+        signals.post_delete: m2m.through_post_delete,
+    }
+
+
+def _wrap_through_models() -> None:
+    """An unregistered explicit through model's save is one transaction with its events, and its
+    deletes and QuerySet writes are recorded (``m2m``), as a registered model's."""
+    from . import querysets
+
+    for model in {m._meta.concrete_model for m in _through_rows}:
+        assert model is not None
+        if model in _wrapped:
+            continue
+        wrapped = _through_wrapped[model] = {"save_base": model.__dict__.get("save_base")}
+        model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
+        if model not in _deleting_parents:  # else its delete is one operation already
+            wrapped["delete"] = model.__dict__.get("delete")
+            model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
+        for sender in _family(model):
+            querysets.install(sender)
+
+
+def _forget_through_models() -> None:
+    from . import querysets
+
+    for model, originals in list(_through_wrapped.items()):
+        for sender in _family(model):
+            querysets.uninstall(sender)
+        for name, original in originals.items():
+            if original is None:
+                delattr(model, name)
+            else:
+                setattr(model, name, original)
+    _through_wrapped.clear()
 
 
 def _forget_deleting_parents() -> None:

@@ -166,7 +166,8 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
             for parent in registry.parent_specs(row.spec)
             if (pk := getattr(instance, parent.pk_field.attname)) is not None
         ]
-        with inheritance.restoring(row.model, db, row.pk):  # a parent's row is also its children's
+        # A parent's row is also its children's; a through row's links are the owners' too.
+        with inheritance.restoring(row.model, db, row.pk), m2m.through_row_restored(instance, db):
             _save_exactly(instance, row.spec, present=present, db=db)
         m2m.write_links(row.spec, row.pk, row.state, db)
         drafts = []

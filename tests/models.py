@@ -228,3 +228,19 @@ class Shelf(models.Model):
     class Meta:
         ordering = ["writer__name"]
         base_manager_name = "counted"
+
+
+class Album(models.Model):
+    """Links through a table whose foreign keys hold ``to_field`` values; registered by the tests that need it."""
+
+    code = models.CharField(max_length=20, unique=True)
+    fans = models.ManyToManyField("Fan", through="Fandom", blank=True, related_name="albums")
+
+
+class Fan(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+
+class Fandom(models.Model):
+    album = models.ForeignKey(Album, to_field="code", on_delete=models.CASCADE)
+    fan = models.ForeignKey(Fan, to_field="name", on_delete=models.CASCADE)

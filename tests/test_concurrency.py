@@ -335,3 +335,67 @@ def test_a_row_entering_the_filter_while_the_update_waits_is_recorded_if_it_is_c
     recorded = {book.pk for book in Book.objects.all() if history(book).filter(changes__has_key="pages").exists()}
     assert recorded == changed  # exactly the rows the UPDATE changed
     assert_events_are_the_table()
+
+
+def assert_links_replay(book_pk: int) -> None:
+    """The recorded links of the book (replay and ``audit_verify``) are the live ones."""
+    state = recorded_state(spec_for(Book), book_pk)  # type: ignore[arg-type]
+    assert state is not None
+    assert state["tags"] == sorted(Book.objects.get(pk=book_pk).tags.values_list("pk", flat=True))
+    assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def test_a_remove_that_waited_for_an_add_records_the_link_it_removed() -> None:
+    from tests.models import Tag
+
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t")
+    tag = Tag.objects.create(name="x")
+
+    run_blocked_pair(lambda: book.tags.add(tag), lambda: Book.objects.get(pk=book.pk).tags.remove(tag))
+
+    assert [e.changes for e in history(book).filter(action="update")] == [
+        {"tags": [[], [tag.pk]]},
+        {"tags": [[tag.pk], []]},
+    ]
+    assert_links_replay(book.pk)
+
+
+def test_a_save_that_waited_for_an_add_stores_the_links_in_its_snapshot() -> None:
+    from tests.models import Tag
+
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="orig", pages=0)
+    tag = Tag.objects.create(name="x")
+    for pages in range(1, 8):  # versions 2..8: the add makes 9, the save 10, a snapshot version
+        book.pages = pages
+        book.save()
+    stale = Book.objects.get(pk=book.pk)
+
+    def save() -> None:
+        stale.title = "saved"
+        stale.save()
+
+    run_blocked_pair(lambda: Book.objects.get(pk=book.pk).tags.add(tag), save)
+
+    events = list(history(book))
+    assert [e.version for e in events] == list(range(1, 11))
+    assert events[-1].state is not None
+    assert events[-1].state["tags"] == [tag.pk]
+    assert_links_replay(book.pk)
+
+
+def test_a_through_row_created_while_an_add_held_the_book_records_both_links() -> None:
+    from tests.models import Loan, Reader
+
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t")
+    first, second = Reader.objects.create(name="r1"), Reader.objects.create(name="r2")
+
+    run_blocked_pair(lambda: book.readers.add(first), lambda: Loan.objects.create(book=book, reader=second))
+
+    assert [e.changes for e in history(book).filter(action="update")] == [
+        {"readers": [[], [first.pk]]},
+        {"readers": [[first.pk], [first.pk, second.pk]]},
+    ]
+    assert [str(finding) for finding in verify_model(Book)] == []

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import RestoreError, history, restore, state_at
 from audit_events.models import Event
-from tests.helpers import at_commit
-from tests.models import Author, Book, Loan, Reader, Tag
+from audit_events.verify import verify_model
+from tests.models import Album, Author, Book, Fan, Fandom, Loan, Reader, Tag
+from tests.test_capture import BASE
 
 pytestmark = pytest.mark.django_db
 
@@ -69,8 +74,8 @@ def test_explicit_through_model(book: Book) -> None:
     reader = Reader.objects.create(name="r")
     book.readers.add(reader)
     assert changes(book) == [{"readers": [[], [reader.pk]]}]
-    Loan.objects.filter(book=book).delete()  # not through the relation manager: no m2m_changed
-    assert len(changes(book)) == 1
+    book.readers.remove(reader)
+    assert changes(book)[1:] == [{"readers": [[reader.pk], []]}]  # recorded once
 
 
 def test_state_at_and_restore_bring_links_back(book: Book, tags: list[Tag]) -> None:
@@ -121,10 +126,161 @@ def test_restore_refuses_links_to_rows_that_no_longer_exist(book: Book, tags: li
     assert links(book.pk) == []
 
 
-def test_add_query_count(book: Book, tags: list[Tag], django_assert_num_queries) -> None:
-    # Django: the existing links, the INSERT. Auditing: a locking SELECT of the book
-    # (its links come with it), its links after, one INSERT of the event.
-    at_commit()
-    with django_assert_num_queries(2 + 3):
-        book.tags.add(*tags)
-        at_commit()
+# --- through tables holding to_field values ------------------------------------
+
+ALBUMS = {**BASE, "MODELS": [*BASE["MODELS"], "tests.Album", "tests.Fan"]}
+
+
+@pytest.fixture
+def albums() -> Iterator[None]:
+    with override_settings(AUDIT_EVENTS=ALBUMS):
+        yield
+
+
+def album_changes(album: Album) -> list[dict[str, object]]:
+    return list(history(album).filter(action="update").values_list("changes", flat=True))
+
+
+def test_links_through_to_field_keys_are_recorded_as_primary_keys(albums: None) -> None:
+    album = Album.objects.create(code="A-1")
+    other = Album.objects.create(code="B-2")
+    jean, anna = Fan.objects.create(name="Jean"), Fan.objects.create(name="Anna")
+    album.fans.add("Jean")  # a related key is the to_field value, as the through table holds it
+    album.fans.add(anna)
+    jean.albums.add(other)  # from the related side: the owners' to_field values
+    album.fans.remove("Jean")
+    assert album_changes(album) == [
+        {"fans": [[], [jean.pk]]},
+        {"fans": [[jean.pk], sorted([jean.pk, anna.pk])]},
+        {"fans": [sorted([jean.pk, anna.pk]), [anna.pk]]},
+    ]
+    assert album_changes(other) == [{"fans": [[], [jean.pk]]}]
+    assert [str(finding) for finding in verify_model(Album)] == []
+
+
+def test_restore_writes_to_field_links_back(albums: None) -> None:
+    album = Album.objects.create(code="A-1")
+    Fan.objects.create(name="Jean")
+    album.fans.add("Jean")
+    pk = album.pk
+    album.delete()
+    assert not Fandom.objects.exists()
+    restore(Album, pk)
+    assert list(Fandom.objects.values_list("album_id", "fan_id")) == [("A-1", "Jean")]
+
+
+@pytest.mark.parametrize("side", ["forward", "reverse"])
+def test_a_bad_key_fails_with_djangos_error_before_any_query(book: Book, tags: list[Tag], side: str) -> None:
+    links = book.tags if side == "forward" else tags[0].books
+    with transaction.atomic():
+        with pytest.raises(ValueError, match="expected a number but got 'invalid'"):
+            links.add("invalid")  # Django marks the transaction for rollback (its own atomic block)
+        with CaptureQueriesContext(connection) as queries, pytest.raises(ValueError, match="got 'invalid'"):
+            links.remove("invalid")  # Django's error again, as without auditing: not ours
+        assert queries.captured_queries == []
+        transaction.set_rollback(True)
+    with transaction.atomic():
+        links.add(tags[1] if side == "forward" else book)
+        with pytest.raises(ValueError, match="got 'invalid'"), transaction.atomic():
+            links.remove("invalid")
+        assert Book.objects.count() == 1  # the transaction goes on
+    assert changes(book) == [{"tags": [[], [tags[1].pk if side == "forward" else tags[0].pk]]}]
+
+
+def test_count_and_exists_keep_djangos_join_free_query(book: Book, tags: list[Tag]) -> None:
+    book.tags.add(*tags)
+
+    def statements() -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            assert book.tags.count() == 3
+            assert book.tags.exists()
+            assert tags[0].books.count() == 1
+            assert tags[0].books.exists()
+        return [q["sql"] for q in queries.captured_queries]
+
+    audited = statements()
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": []}):
+        plain = statements()
+    assert audited == plain
+    assert not any("JOIN" in statement for statement in audited)  # the through table alone
+    book.tags.update(name="renamed")  # the related manager's QuerySet still records
+    assert history(tags[0]).last().changes == {"name": ["x", "renamed"]}
+
+
+# --- rows of an explicit through model, written directly --------------------------
+
+LOANS = {**BASE, "MODELS": [*BASE["MODELS"], "tests.Loan"]}
+
+
+@pytest.fixture(params=["through unregistered", "through registered"])
+def loans(request: pytest.FixtureRequest) -> Iterator[bool]:
+    registered = request.param == "through registered"
+    with override_settings(AUDIT_EVENTS=LOANS if registered else BASE):
+        yield registered
+
+
+def assert_no_drift() -> None:
+    assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def test_through_rows_created_saved_and_deleted_directly(book: Book, loans: bool) -> None:
+    other = Book.objects.create(author=book.author, title="u")
+    r1, r2 = Reader.objects.create(name="r1"), Reader.objects.create(name="r2")
+    loan = Loan.objects.create(book=book, reader=r1)
+    Loan.objects.create(book=book, reader=r2)
+    assert changes(book) == [{"readers": [[], [r1.pk]]}, {"readers": [[r1.pk], [r1.pk, r2.pk]]}]
+    loan.book = other  # moved: a link less on one book, one more on the other
+    loan.save()
+    assert changes(book)[-1] == {"readers": [[r1.pk, r2.pk], [r2.pk]]}
+    assert changes(other) == [{"readers": [[], [r1.pk]]}]
+    Loan.objects.all().delete()
+    assert changes(book)[-1] == {"readers": [[r2.pk], []]}
+    assert changes(other)[-1] == {"readers": [[r1.pk], []]}
+    assert len(changes(book)) == 4  # each book once per statement
+    assert_no_drift()
+    if loans:  # the through rows are recorded as rows of their own too
+        assert [e.action for e in history(loan)] == ["create", "update", "delete"]
+
+
+def test_through_rows_written_by_querysets(book: Book, loans: bool) -> None:
+    other = Book.objects.create(author=book.author, title="u")
+    r1, r2 = Reader.objects.create(name="r1"), Reader.objects.create(name="r2")
+    Loan.objects.bulk_create([Loan(book=book, reader=r1), Loan(book=book, reader=r2), Loan(book=other, reader=r1)])
+    assert changes(book) == [{"readers": [[], [r1.pk, r2.pk]]}]
+    assert changes(other) == [{"readers": [[], [r1.pk]]}]
+    Loan.objects.filter(book=book, reader=r2).update(book=other)
+    assert changes(book)[-1] == {"readers": [[r1.pk, r2.pk], [r1.pk]]}
+    assert changes(other)[-1] == {"readers": [[r1.pk], [r1.pk, r2.pk]]}
+    moved = list(Loan.objects.filter(book=other))
+    for loan in moved:
+        loan.book = book
+    Loan.objects.bulk_update(moved, ["book"])
+    assert changes(book)[-1] == {"readers": [[r1.pk], [r1.pk, r1.pk, r2.pk]]}
+    assert changes(other)[-1] == {"readers": [[r1.pk, r2.pk], []]}
+    assert_no_drift()
+
+
+def test_deleting_a_reader_records_the_links_it_takes_once_and_restore_brings_them_back(
+    book: Book, loans: bool
+) -> None:
+    reader = Reader.objects.create(name="r")
+    book.readers.add(reader)
+    pk = reader.pk
+    reader.delete()
+    assert changes(book) == [{"readers": [[], [pk]]}, {"readers": [[pk], []]}]
+    assert history(book).last().operation == history(Reader, pk).last().operation
+    restore(Reader, pk)
+    assert list(Book.objects.get(pk=book.pk).readers.values_list("pk", flat=True)) == [pk]
+    assert_no_drift()
+
+
+def test_deleting_the_book_records_its_links_in_its_delete_only(book: Book, loans: bool) -> None:
+    reader = Reader.objects.create(name="r")
+    Loan.objects.create(book=book, reader=reader)
+    pk = book.pk
+    book.delete()
+    assert [e.action for e in history(Book, pk)] == ["create", "update", "delete"]
+    assert history(Book, pk).last().state["readers"] == [reader.pk]
+    restore(Book, pk)
+    assert list(Book.objects.get(pk=pk).readers.values_list("pk", flat=True)) == [reader.pk]
+    assert_no_drift()

@@ -438,3 +438,51 @@ def test_bulk_update_costs_a_locking_select_before_and_after_per_900_rows() -> N
     assert is_lock(statements[2], "tests_code")
     assert statements[1].startswith("UPDATE")
     assert is_event_insert(statements[3])
+
+
+# --- many-to-many links -----------------------------------------------------------
+
+# Statements per call, the event INSERT at COMMIT included. Django sends m2m_changed
+# only when it has receivers; with them it no longer adds with one INSERT ... ON CONFLICT
+# but reads the missing links first, as it does for any project with a receiver.
+# Auditing adds: a locking SELECT of the owning rows, a SELECT of their links once they
+# are locked (a statement of its own: it sees what a writer committed while this one
+# waited for the lock), a SELECT of the links after, the event INSERT.
+# ``set`` is a remove and an add: two events of one row, so two INSERTs at COMMIT.
+# Through an explicit through model (``readers``), Django's own statements are the same
+# but for the rows' deletion: it selects them first, as it does for any model with delete
+# receivers (their deletion is recorded from its signals). A row created directly costs
+# the same as add() without Django's SELECT of the missing links.
+M2M_COSTS = {"add": 6, "remove": 5, "set": 12, "clear": 5, "reverse add": 6, "reverse clear": 6}
+M2M_COSTS |= {"through add": 6, "through remove": 6, "through row created": 5}
+
+
+def test_many_to_many_calls(django_assert_num_queries: Any) -> None:
+    from tests.models import Book, Loan, Reader, Tag
+
+    book = Book.objects.create(author=new_author(), title="t")
+    tags = [Tag.objects.create(name=n) for n in "xyz"]
+    x, y, z = tags
+    calls: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
+        ("add", lambda: book.tags.add(y), lambda: book.tags.remove(y)),
+        ("remove", lambda: book.tags.remove(x), lambda: book.tags.add(x)),
+        ("set", lambda: book.tags.set([y, z]), lambda: book.tags.set([x])),
+        ("clear", book.tags.clear, lambda: book.tags.add(x)),
+        ("reverse add", lambda: z.books.add(book), lambda: z.books.remove(book)),
+        ("reverse clear", x.books.clear, lambda: x.books.add(book)),
+        ("through remove", lambda: book.readers.remove(r), lambda: book.readers.add(r)),
+        ("through add", lambda: book.readers.add(s), lambda: book.readers.remove(s)),
+        ("through row created", lambda: Loan.objects.create(book=book, reader=s), lambda: book.readers.remove(s)),
+    ]
+    book.tags.add(x)
+    r, s = Reader.objects.create(name="r"), Reader.objects.create(name="s")
+    book.readers.add(r)
+    at_commit()
+    for name, call, undo in calls:
+        before = Event.objects.count()
+        with django_assert_num_queries(M2M_COSTS[name]):
+            call()
+            at_commit()
+        assert Event.objects.count() == before + (2 if name == "set" else 1), name
+        undo()
+        at_commit()
