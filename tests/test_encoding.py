@@ -277,3 +277,12 @@ def test_values_in_any_form_django_accepts_encode_as_what_is_stored(db: None, na
     stored = getattr(Everything.objects.get(pk=row.pk), field.attname)
     assert encode(field, value) == encode(field, stored)
     assert same(field, decode(field, event_state(row)[name]), stored)
+
+
+def test_a_field_holding_objects_of_its_own_encodes_what_the_database_stores() -> None:
+    from tests.models import Key, Player, Team
+
+    team, key = Player._meta.get_field("team"), Player._meta.get_field("id")
+    assert encode(team, Team("x")) == "x"
+    assert decode(team, "x") == Team("x")
+    assert encode(key, Key(5)) == encode(key, 5) == 5

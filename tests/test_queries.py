@@ -89,13 +89,22 @@ def new_author() -> Author:
     return Author.objects.create(name="a", email=None)
 
 
+# Every column the event records, as a save's statement returns them.
+AUTHOR_COLUMNS = '"tests_author"."id", "tests_author"."name", "tests_author"."email"'
+
+
 def test_create_costs_one_insert(django_assert_num_queries: Any) -> None:
     with override_settings(AUDIT_EVENTS=without("tests.Author")):
         assert len(count(new_author)) == 1
+        assert count(new_author)[0].endswith('RETURNING "tests_author"."id"')  # plain Django: the key
     with django_assert_num_queries(2) as captured:
-        new_author()
+        author = new_author()
         at_commit()
     assert is_event_insert(sql(captured)[1])
+    if connection.features.can_return_columns_from_insert:  # the state the event records: the INSERT's answer
+        assert sql(captured)[0].endswith(f"RETURNING {AUTHOR_COLUMNS}")  # not last_seen: excluded
+    assert type(author.pk) is int
+    assert history(author).get().state == {"id": author.pk, "name": "a", "email": None}
 
 
 def test_create_with_a_fresh_uuid_key_reads_nothing(django_assert_num_queries: Any) -> None:
@@ -128,6 +137,22 @@ def test_multi_table_create(django_assert_num_queries: Any) -> None:
         at_commit()
 
 
+def test_multi_table_save_reads_the_row_back(django_assert_num_queries: Any) -> None:
+    restaurant = Restaurant.objects.create(name="r")
+    with override_settings(AUDIT_EVENTS=without("tests.Restaurant")):
+        restaurant.name = "plain"
+        assert len(count(restaurant.save)) == 2  # both tables
+    at_commit()
+    restaurant.name = "audited"
+    # The old row first, Django's two UPDATEs (one per table), the row they left, the event.
+    with django_assert_num_queries(5) as captured:
+        restaurant.save()
+        at_commit()
+    assert is_lock(sql(captured)[0], "tests_restaurant")
+    assert is_lock(sql(captured)[3], "tests_restaurant")
+    assert history(restaurant).last().changes == {"name": ["plain", "audited"]}
+
+
 @pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
 def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, update_fields: Any) -> None:
     author = new_author()
@@ -143,10 +168,13 @@ def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, up
     if RETURNING:
         assert statements[0].startswith('UPDATE "tests_author"')
         assert " FOR UPDATE) AS " in statements[0]
-        assert statements[0].endswith(".*")
+        # The old row and the new one, from the one statement that wrote it.
+        assert statements[0].endswith('RETURNING "_audit_events_old".*, ' + AUTHOR_COLUMNS)
     else:
         assert is_lock(statements[0], "tests_author")
         assert statements[1].startswith("UPDATE")
+        if connection.vendor == "sqlite":  # the new row from the UPDATE itself
+            assert statements[1].endswith(f"RETURNING {AUTHOR_COLUMNS}")
     assert is_event_insert(statements[-1])
     assert history(author).last().changes == {"name": ["plain", "audited"]}  # the old value read, not remembered
 
