@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -274,7 +275,7 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
     saving = _Save(old=None)
     if instance._is_pk_set() and not _pk_is_fresh(instance, raw):  # type: ignore[attr-defined]
         if _update_returns_old_row(spec, using):
-            saving.old_from_update = True  # Left as it is (an INSERT was forced), there was no old row.
+            saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
         else:
             saving.old = live_state(spec, using, instance.pk)
     instance.__dict__[_OLD] = saving
@@ -390,7 +391,12 @@ def _is_wrapper(method: Callable[..., Any]) -> bool:
 
 def _plain_update(queryset: models.QuerySet[Any]) -> bool:
     """Whether ``queryset._update`` is Django's own (or this app's), not a custom one."""
-    owner = next(c for c in type(queryset).__mro__ if "_update" in c.__dict__)
+    return _plain_update_class(type(queryset))
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every save; QuerySet classes are few
+def _plain_update_class(cls: type[models.QuerySet[Any]]) -> bool:
+    owner = next(c for c in cls.__mro__ if "_update" in c.__dict__)
     return owner is models.QuerySet or owner.__module__.startswith("audit_events.")
 
 
