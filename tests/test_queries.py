@@ -13,10 +13,13 @@ save changing nothing  nothing (PG)               + BEGIN, + COMMIT (PostgreSQL)
 delete                 + 1 SELECT                 + BEGIN, + 1 SELECT, + 1 INSERT, + COMMIT
 =====================  =========================  ===============================================
 
-On PostgreSQL the UPDATE of a save brings back the row it overwrites
-(``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``): the
-old values cost no statement of their own. Elsewhere a locking SELECT reads
-them first.
+On PostgreSQL the UPDATE of a save brings back the row it overwrites and the
+row it leaves (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING
+old.*, t.<columns>``): the old values cost no statement of their own.
+Elsewhere a locking SELECT reads them first (SQLite: the UPDATE returns the
+new row). A create's INSERT returns every recorded column. A save whose
+UPDATE Django compiles itself (``F()``, ``select_on_save``, multi-table
+models) costs the locking SELECT before it and one SELECT of the row after.
 
 Inside a transaction, the events wait and COMMIT inserts them, up to 500 per
 INSERT: one statement for all the writes of the transaction, shared. The tests
@@ -137,22 +140,6 @@ def test_multi_table_create(django_assert_num_queries: Any) -> None:
         at_commit()
 
 
-def test_multi_table_save_reads_the_row_back(django_assert_num_queries: Any) -> None:
-    restaurant = Restaurant.objects.create(name="r")
-    with override_settings(AUDIT_EVENTS=without("tests.Restaurant")):
-        restaurant.name = "plain"
-        assert len(count(restaurant.save)) == 2  # both tables
-    at_commit()
-    restaurant.name = "audited"
-    # The old row first, Django's two UPDATEs (one per table), the row they left, the event.
-    with django_assert_num_queries(5) as captured:
-        restaurant.save()
-        at_commit()
-    assert is_lock(sql(captured)[0], "tests_restaurant")
-    assert is_lock(sql(captured)[3], "tests_restaurant")
-    assert history(restaurant).last().changes == {"name": ["plain", "audited"]}
-
-
 @pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
 def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, update_fields: Any) -> None:
     author = new_author()
@@ -199,6 +186,34 @@ def test_saving_an_f_expression_reads_the_result_back(django_assert_num_queries:
         row.save()
         at_commit()
     assert history(row).last().changes == {"integer": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("label", "plain"),
+    [("tests.Restaurant", ["UPDATE", "UPDATE"]), ("tests.SelectOnSave", ["SELECT", "UPDATE"])],
+    ids=["multi-table", "select_on_save"],  # an UPDATE per table; select_on_save's look first
+)
+def test_a_save_django_compiles_itself_reads_the_row_before_and_after(
+    django_assert_num_queries: Any, label: str, plain: list[str]
+) -> None:
+    from django.apps import apps
+
+    model = apps.get_model(label)
+    ContentType.objects.get_for_model(model)
+    row = model.objects.create(name="r")
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}):
+        row.name = "plain"
+        assert [s.split()[0] for s in count(row.save)] == plain
+    at_commit()
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], label]}):
+        row.name = "audited"
+        # The old row, Django's own two statements, the row they left, the event.
+        with django_assert_num_queries(5) as captured:
+            row.save()
+            at_commit()
+        assert is_lock(sql(captured)[0], model._meta.db_table)
+        assert is_lock(sql(captured)[3], model._meta.db_table)
+        assert history(row).last().changes == {"name": ["plain", "audited"]}
 
 
 def test_delete_costs_at_most_one_select_and_its_share_of_an_insert(django_assert_num_queries: Any) -> None:
