@@ -115,7 +115,7 @@ def _links_alias(field: models.ManyToManyField[Any, Any]) -> str:
 
 def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
     """A row of :func:`_locking_queryset`, encoded."""
-    state = _fields_state(spec, row)
+    state = {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
     links = len(row) - len(spec.m2m_fields)
     for i, field in enumerate(spec.m2m_fields, links):
         state[field.name] = m2m.decode_keys(field, row[i])
@@ -198,10 +198,9 @@ class _OneRow:
         rows = cursor.fetchall()
         if not rows:
             return None, None
-        width = len(rows[0]) - len(self.new_columns)
-        return next(iter(self.states([row[:width] for row in rows]).values())), next(
-            iter(self.new_states([row[width:] for row in rows]))
-        )
+        width = len(rows[0]) - len(self.new_columns)  # old.*, then the new columns
+        old = self.states([row[:width] for row in rows])
+        return next(iter(old.values())), self.new_states([row[width:] for row in rows])[0]
 
     def new_states(self, rows: list[Any]) -> list[State]:
         """Rows of :attr:`new_columns`, encoded."""
