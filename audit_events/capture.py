@@ -1,11 +1,21 @@
 """Signal receivers that turn writes of registered models into events.
 
+The rule: every value an event records, old and new, comes from the
+database's own answer for the statement that wrote it (``RETURNING`` where the
+backend has it; otherwise a read under the same lock, inside the same
+transaction, after the write), never from what Python believes it sent. What
+one save hands from ``pre_save`` to ``post_save`` is one record (:class:`_Save`).
+
 Cost per audited write, beyond Django's own statements:
 
-* create: nothing (its event is inserted with the transaction's others);
-* update: on PostgreSQL nothing, the UPDATE itself returns the old row
-  (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``,
-  :func:`do_update`); elsewhere one locking SELECT of the old row first;
+* create: nothing (its event is inserted with the transaction's others); the
+  INSERT returns every recorded column (:func:`do_insert`);
+* update: on PostgreSQL nothing, the UPDATE itself returns the old row and the
+  new one (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING
+  old.*, t.<columns>``, :func:`do_update`); on SQLite one locking SELECT of
+  the old row first, the UPDATE returning the new one; where Django must
+  compile the UPDATE itself (expressions, ``select_on_save``, multi-table
+  models), the locking SELECT first and one SELECT of the new row after;
 * delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
@@ -21,14 +31,15 @@ the database inside the INSERT (``journal``): no query for the row's history.
 Foreign keys that a parent's delete sets to NULL (or a default) are recorded
 by the audited ``QuerySet.update()`` Django's Collector calls (``querysets``).
 
-Old values are read from the database inside the write's transaction (the
-``save_base`` wrapper in ``registry`` makes it one), locked where the backend
-can, never taken from memory.
+Everything runs inside the write's transaction (the ``save_base`` wrapper in
+``registry`` makes it one), rows locked where the backend can.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -38,7 +49,7 @@ from django.db.models.expressions import RawSQL
 
 from . import journal, m2m, prepared, registry
 from .context import is_paused
-from .encoding import JSONValue, encode
+from .encoding import JSONValue
 from .models import Action
 from .operations import current_operation
 
@@ -138,6 +149,11 @@ def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
     return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
 
 
+def _fields_state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
+    """Values of ``spec.fields``, in order, as the database's converters left them, encoded."""
+    return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
+
+
 class _OneRow:
     """:func:`_locking_queryset` for one key, compiled once: its SQL, the key's slot, the converters."""
 
@@ -155,16 +171,25 @@ class _OneRow:
         self.pk_index = self.names.index(spec.pk_field.attname)
         self.columns = [sql for _, (sql, _), _ in selected]
         self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
+        # The row a write leaves: the fields' columns alone, in spec.fields' order, and their converters.
+        indexes = [self.names.index(f.attname) for f in spec.fields]
+        self.new_columns = [self.columns[i] for i in indexes]
+        self.new_converters = {j: self.converters[i] for j, i in enumerate(indexes) if i in self.converters}
 
     def fetch(self, pk: Any) -> State | None:
         return self._run(self.sql, self._params(pk))
 
-    def update(self, pk: Any, values: list[tuple[Field, Any, Any]]) -> tuple[bool, State | None] | None:
-        """``UPDATE ... FROM (this SELECT) AS old ... RETURNING old.*`` (PostgreSQL).
+    def update(
+        self, pk: Any, values: list[tuple[Field, Any, Any]], with_old: bool
+    ) -> tuple[State | None, State | None] | None:
+        """The UPDATE of a save, returning the row it leaves (and, ``with_old``, the row it overwrote).
 
-        One statement writes ``values`` and brings back the row as it was
-        (locked by the subquery's ``FOR UPDATE`` before the UPDATE touches it).
-        Returns the old state, or ``None`` if no row has the key, or ``None``
+        With ``with_old`` (PostgreSQL): ``UPDATE ... FROM (this SELECT) AS old
+        ... RETURNING old.*, t.<columns>``: one statement locks the row (the
+        subquery's ``FOR UPDATE``), writes ``values`` and brings back the row
+        as it was and as it is. Otherwise ``UPDATE t SET ... WHERE pk = %s
+        RETURNING <columns>`` (SQLite, whose RETURNING sees only the table).
+        Returns ``(old, new)``, both ``None`` if no row has the key; ``None``
         for the whole result where the values need Django's own compiler
         (expressions, fields with their own placeholder, model instances).
         """
@@ -182,29 +207,43 @@ class _OneRow:
             assignments.append(f"{quote(field.column)} = {'NULL' if value is None else '%s'}")
             if value is not None:
                 params.append(value)
-        table = quote(self.spec.model._meta.db_table)
+        table, pk_column = quote(self.spec.model._meta.db_table), quote(self.spec.pk_field.column)
+        new_columns = ", ".join(self.new_columns)
+        if not with_old:
+            sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {table}.{pk_column} = %s RETURNING {new_columns}"
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*params, self.spec.pk_field.get_db_prep_value(pk, connection)])
+                rows = cursor.fetchall()
+            return None, next(iter(self.new_states(rows)), None)
         sql = (
             f"UPDATE {table} SET {', '.join(assignments)} FROM ({self.sql}) AS {_OLD_ROW} "
-            f"WHERE {table}.{quote(self.spec.pk_field.column)} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
-            f"RETURNING {_OLD_ROW}.*"
+            f"WHERE {table}.{pk_column} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
+            f"RETURNING {_OLD_ROW}.*, {new_columns}"
         )
-        old = self._run(sql, params + self._params(pk), prepare=True)
-        return old is not None, old
+        cursor = prepared.cursor(connection)  # planned once per connection (``prepared``)
+        prepared.execute(cursor, sql, params + self._params(pk))
+        rows = cursor.fetchall()
+        if not rows:
+            return None, None
+        width = len(rows[0]) - len(self.new_columns)  # old.*, then the new columns
+        old = self.states([row[:width] for row in rows])
+        return next(iter(old.values())), self.new_states([row[width:] for row in rows])[0]
+
+    def new_states(self, rows: list[Any]) -> list[State]:
+        """Rows of :attr:`new_columns`, encoded."""
+        if self.new_converters:
+            rows = list(self.compiler.apply_converters(rows, self.new_converters))
+        return [_fields_state(self.spec, row) for row in rows]
 
     def _params(self, pk: Any) -> list[Any]:
         params = list(self.params)
         params[self.slot] = self.spec.pk_field.get_db_prep_value(pk, self.connection)
         return params
 
-    def _run(self, sql: str, params: list[Any], prepare: bool = False) -> State | None:
-        if prepare:  # a save's UPDATE, planned once per connection (``prepared``)
-            cursor = prepared.cursor(self.connection)
-            prepared.execute(cursor, sql, params)
+    def _run(self, sql: str, params: list[Any]) -> State | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
-        else:
-            with self.connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
         return next(iter(self.states(rows).values()), None)
 
     def states(self, rows: list[Any]) -> dict[str, State]:
@@ -246,25 +285,46 @@ def diff(old: State, new: State) -> dict[str, list[JSONValue]]:
 # --- save ---------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class _Save:
+    """What one save of a registered model hands from ``pre_save`` to ``post_save``.
+
+    ``old`` is the row before (``None``: there was none), ``old_from_update``
+    says the UPDATE will bring it back itself (PostgreSQL, :func:`do_update`).
+    ``new`` holds, field by field, the row as the database answered the save's
+    INSERT or UPDATE (``RETURNING``); ``read_back`` says a statement did not
+    answer (Django compiled it itself): ``post_save`` then reads the row.
+    """
+
+    old: State | None
+    old_from_update: bool = False
+    new: State = dataclasses.field(default_factory=dict)
+    read_back: bool = False
+
+
 def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
     instance.__dict__.pop(_OLD, None)  # left by a save or delete that failed before its post_ signal
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
         return
-    old: State | object | None = None
-    if instance.pk is not None and not _pk_is_fresh(instance, raw):
-        old = _FROM_UPDATE if _update_returns_old_row(spec, using) else live_state(spec, using, instance.pk)
-    instance.__dict__[_OLD] = old
-
-
-# pre_save's mark: the UPDATE will bring the old row back itself (:func:`do_update`).
-# Left as it is (an INSERT was forced), there was no old row.
-_FROM_UPDATE = object()
+    saving = _Save(old=None)
+    if instance._is_pk_set() and not _pk_is_fresh(instance, raw):  # type: ignore[attr-defined]
+        if _update_returns_old_row(spec, using):
+            saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
+        else:
+            saving.old = live_state(spec, using, instance.pk)
+    instance.__dict__[_OLD] = saving
 
 
 def _update_returns_old_row(spec: registry.ModelSpec, using: str) -> bool:
     """PostgreSQL, one table (no multi-table parents), a single-column key."""
     return connections[using].vendor == "postgresql" and not spec.model._meta.parents and not _composite_key(spec)
+
+
+def _update_returns_new_row(spec: registry.ModelSpec, connection: Any) -> bool:
+    """PostgreSQL and SQLite (``RETURNING`` since 3.35), one table, a single-column key."""
+    returning = connection.vendor in ("postgresql", "sqlite") and connection.features.can_return_columns_from_insert
+    return returning and not spec.model._meta.parents and not _composite_key(spec)
 
 
 def do_update(
@@ -281,42 +341,107 @@ def do_update(
 ) -> Any:
     """``Model._do_update`` of a registered model: the UPDATE of a save.
 
-    Where :func:`pre_save` left the mark, the old row comes back from the
-    UPDATE itself (:meth:`_OneRow.update`): the save costs no statement more
-    than plain Django's. Otherwise (values Django must compile itself,
-    ``select_on_save``, Django 6 returning fields) the row is read and locked
-    first, then Django's own UPDATE runs.
+    Where it can, the UPDATE returns the row it leaves, and on PostgreSQL the
+    row it overwrites (:meth:`_OneRow.update`): the save costs no statement
+    more than plain Django's. Otherwise (values Django must compile itself,
+    ``select_on_save``, a base manager with its own ``_update``, a model with
+    its own ``_do_update``, Django 6 returning fields) Django's own UPDATE
+    runs, the old row read first and the new one after.
     """
     args = (base_qs, using, pk_val, values, update_fields, forced_update, *returning_fields)
-    if instance.__dict__.get(_OLD) is not _FROM_UPDATE:
-        return original(instance, *args, **kwargs)
+    saving = instance.__dict__.get(_OLD)
     spec = registry.spec_for(type(instance))
-    if spec is None:  # unregistered while saving: as pre_save would have
-        return original(instance, *args, **kwargs)
+    if not isinstance(saving, _Save) or spec is None or _is_wrapper(original):
+        return original(instance, *args, **kwargs)  # not recorded, or a registered parent's wrapper records it
+    connection = connections[using]
     returns = bool(returning_fields and returning_fields[0]) or bool(kwargs.get("returning_fields"))
     simple = (
         values
         and not returns
         and not kwargs
-        # A model (or a library, e.g. optimistic locking) with its own _do_update keeps it.
+        and _update_returns_new_row(spec, connection)
+        # A model (or a library, e.g. optimistic locking) with its own _do_update keeps it,
+        # a base manager with its own _update (Django's select_on_save tests) too.
         and original is models.Model._do_update
+        and _plain_update(base_qs)
         and not (instance._meta.select_on_save and not forced_update)
     )
-    result = _one_row(spec, connections[using]).update(pk_val, values) if simple else None
+    result = _one_row(spec, connection).update(pk_val, values, saving.old_from_update) if simple else None
     if result is None:
-        instance.__dict__[_OLD] = live_state(spec, using, pk_val)
+        if saving.old_from_update:
+            saving.old, saving.old_from_update = live_state(spec, using, pk_val), False
+        saving.read_back = saving.read_back or bool(values)
         return original(instance, *args, **kwargs)
-    updated, instance.__dict__[_OLD] = result
+    old, new = result
+    if saving.old_from_update:
+        saving.old = old
+    saving.new.update(new or {})
     if returning_fields:  # Django 6: the rows returned, none asked for
-        return [()] if updated else []
-    return updated
+        return [()] if new is not None else []
+    return new is not None
+
+
+def do_insert(
+    original: Callable[..., Any],
+    instance: models.Model,
+    manager: models.Manager[Any],
+    using: str,
+    fields: list[Field],
+    returning_fields: list[Field] | None,
+    raw: bool,
+    **kwargs: Any,
+) -> Any:
+    """``Model._do_insert`` of a registered model: the INSERT of a save returns every column.
+
+    Django asks for the columns it sets on the instance (``returning_fields``:
+    the auto key, ``db_default`` fields); the INSERT returns every column of
+    the table, already through each field's converters, and Django gets back
+    exactly what it asked for: the instance is left as plain Django leaves it.
+    Where the backend cannot return columns, ``post_save`` reads the row.
+    """
+    saving = instance.__dict__.get(_OLD)
+    spec = registry.spec_for(type(instance))
+    if not isinstance(saving, _Save) or spec is None or _is_wrapper(original):
+        return original(instance, manager, using, fields, returning_fields, raw, **kwargs)
+    returning = connections[using].features.can_return_columns_from_insert
+    if kwargs or original is not models.Model._do_insert or not returning:  # type: ignore[attr-defined]
+        saving.read_back = True
+        return original(instance, manager, using, fields, returning_fields, raw, **kwargs)
+    asked = list(returning_fields or ())
+    recorded = set(spec.fields)  # not the excluded ones: never read
+    columns = [f for f in manager.model._meta.local_concrete_fields if f in recorded or f in asked]
+    columns += [f for f in asked if f not in columns]
+    rows = manager._insert([instance], fields=fields, returning_fields=columns, using=using, raw=raw)  # type: ignore[attr-defined]
+    row = dict(zip(columns, rows[0], strict=True))
+    saving.new.update(
+        {f.name: None if (v := row[f]) is None else to_json(v) for f, _, to_json in spec.encoders if f in row}
+    )
+    return [tuple(row[f] for f in asked)] if asked else []
+
+
+def _is_wrapper(method: Callable[..., Any]) -> bool:
+    """A registered parent model's wrapped method, inherited by a registered child (``registry``)."""
+    return getattr(method, "audit_events_wrapper", False)
+
+
+def _plain_update(queryset: models.QuerySet[Any]) -> bool:
+    """Whether ``queryset._update`` is Django's own (or this app's), not a custom one."""
+    return _plain_update_class(type(queryset))
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every save; QuerySet classes are few
+def _plain_update_class(cls: type[models.QuerySet[Any]]) -> bool:
+    owner = next(c for c in cls.__mro__ if "_update" in c.__dict__)
+    return owner is models.QuerySet or owner.__module__.startswith("audit_events.")
 
 
 def _pk_is_fresh(instance: models.Model, raw: bool) -> bool:
-    """True for a new instance whose pk its field's default just made (a UUID): no row can have it."""
-    pk = instance._meta.pk
-    assert pk is not None
-    return not raw and instance._state.adding and pk.has_default()
+    """True for a new instance whose key its fields' defaults make (a UUID, a database default): no row can have it.
+
+    As Django decides to skip the UPDATE and INSERT at once (``Model._save_table``).
+    """
+    pk_fields = instance._meta.pk_fields
+    return not raw and instance._state.adding and all(f.has_default() or f.has_db_default() for f in pk_fields)
 
 
 def post_save(
@@ -327,15 +452,13 @@ def post_save(
     update_fields: frozenset[str] | None,
     **kwargs: Any,
 ) -> None:
-    if _OLD not in instance.__dict__:
+    saving = instance.__dict__.pop(_OLD, None)
+    if not isinstance(saving, _Save):
         return
-    old = instance.__dict__.pop(_OLD)
-    if old is _FROM_UPDATE:
-        old = None
     spec = registry.spec_for(sender)
     if spec is None:
         return
-    new = _saved_state(spec, instance, using, old, update_fields, kwargs.get("raw", False))
+    old, new = saving.old, _saved_state(spec, instance, using, saving)
     # A multi-table child's row is also a row of each registered parent model:
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
@@ -370,40 +493,23 @@ def view_event(
     return draft(spec, pk, Action.UPDATE, content_type_id, using, changes=changes, snapshot={**old, **new})
 
 
-def _saved_state(
-    spec: registry.ModelSpec,
-    instance: models.Model,
-    using: str,
-    old: State | None,
-    update_fields: frozenset[str] | None,
-    raw: bool = False,
-) -> State:
-    """The row as the save left it, without extra queries where the instance knows it."""
-    values = instance.__dict__
-    deferred = () if old is None else instance.get_deferred_fields()
-    state: State = {}
-    expressions: list[models.Field[Any, Any]] = []
-    for field, attname, encode_value in spec.encoders:
-        name = field.name
-        unsaved = update_fields is not None and name not in update_fields and attname not in update_fields
-        if old is not None and (unsaved or attname in deferred):
-            state[name] = old[name]  # not written by this save
-            continue
-        value = values.get(attname)
-        # A raw save (loaddata) of a multi-table child writes only its own table: the
-        # instance does not hold its parents' fields, the database does.
-        if hasattr(value, "resolve_expression") or (raw and field.model is not spec.model):
-            expressions.append(field)
-        else:
-            state[name] = None if value is None else encode_value(value)
-    if not expressions:
-        return state  # every field, in order
-    # F() and other expressions are only known after the database ran them.
-    fresh = spec.model._base_manager.using(using).filter(pk=instance.pk).values(*(f.attname for f in expressions))
-    row = fresh.get()
-    for field in expressions:
-        state[field.name] = encode(field, row[field.attname])
-    return {f.name: state[f.name] for f in spec.fields}
+def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> State:
+    """The row as the save left it: as its statements answered, else as read now, under the save's lock.
+
+    Fields no statement wrote (a multi-table parent's table left alone by
+    ``update_fields``) are as they were.
+    """
+    answered = saving.new
+    if not saving.read_back and (len(answered) == len(spec.fields) or saving.old is not None):
+        old = saving.old or {}
+        return {f.name: answered[f.name] if f.name in answered else old[f.name] for f in spec.fields}
+    row = live_state(spec, using, instance.pk)
+    if row is None:
+        raise RuntimeError(
+            f"audit_events: the saved {spec.label} row {spec.object_pk(instance.pk)} could not be read back; "
+            "the save is undone."
+        )
+    return {f.name: row[f.name] for f in spec.fields}
 
 
 # --- delete -------------------------------------------------------------

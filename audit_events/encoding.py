@@ -67,6 +67,25 @@ def _encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
         json_encoder = field.encoder
         return lambda value: json.loads(json.dumps(value, cls=json_encoder))
     field = value_field(field)
+    if converts(field):
+        # Python holds the field's own objects (a value object, a wrapped key): what the
+        # database stores is what the field prepares of them.
+        prepare, plain = field.get_prep_value, _plain_encoder(field, _as_prepared)
+        return lambda value: plain(prepare(value))
+    return _plain_encoder(field, field.to_python)
+
+
+def converts(field: models.Field[Any, Any]) -> bool:
+    """Whether ``field`` turns what the database gives into objects of its own (``from_db_value``)."""
+    return hasattr(field, "from_db_value") and not isinstance(field, models.JSONField)
+
+
+def _as_prepared(value: Any) -> JSONValue:
+    return value if isinstance(value, (str, int, float)) else str(value)
+
+
+def _plain_encoder(field: models.Field[Any, Any], otherwise: Callable[[Any], JSONValue]) -> Callable[[Any], JSONValue]:
+    """The encoder of ``field``'s type; ``otherwise`` for types it does not know."""
     if isinstance(field, models.FileField):
         return lambda value: str(getattr(value, "name", value) or "")
     if isinstance(field, models.BinaryField):
@@ -89,7 +108,7 @@ def _encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
         return field.to_python  # as Django reads "0" before writing it: False, where bool() says True
     if isinstance(field, (models.IntegerField, models.AutoField)):
         return int
-    return field.to_python
+    return otherwise
 
 
 def _duration(field: models.Field[Any, Any], value: Any) -> int:

@@ -135,7 +135,8 @@ def read_links(
     links: dict[Any, State] = {}
     for start in range(0, len(pks), _IN_CHUNK):
         # A plain queryset: the base manager's ordering or annotations are not the rows'.
-        rows = models.QuerySet(spec.model, using=using).filter(pk__in=pks[start : start + _IN_CHUNK]).order_by()
+        rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
+        rows = rows.filter(pk__in=pks[start : start + _IN_CHUNK]).order_by()
         for pk, *texts in rows.annotate(**aliases).values_list("pk", *aliases):
             links[pk] = {field.name: decode_keys(field, text) for field, text in zip(fields, texts, strict=True)}
     return links

@@ -4,9 +4,10 @@ The registry is rebuilt from ``AUDIT_EVENTS`` when the app is ready and
 whenever the setting changes (``override_settings``). Registering a model
 connects its signals (per sender, so unregistered models keep Django's fast
 delete path and pay nothing), makes its ``save_base`` atomic, lets the UPDATE
-of its saves return the row it overwrites (``capture.do_update``), groups
-each ``delete()`` into one operation and records its QuerySet writes
-(``querysets.install``); unregistering undoes exactly that.
+and INSERT of its saves return the rows they write (``capture.do_update``,
+``capture.do_insert``), groups each ``delete()`` into one operation and
+records its QuerySet writes (``querysets.install``); unregistering undoes
+exactly that.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.db import models, router, transaction
 from django.db.models import signals
 
 from . import conf
-from .encoding import JSONValue, encode, encoder, value_field
+from .encoding import JSONValue, converts, encode, encoder, value_field
 
 ModelType = type[models.Model]
 if TYPE_CHECKING:
@@ -71,7 +72,12 @@ class ModelSpec:
         """The row's primary key as canonical text (what ``Event.object_pk`` holds)."""
         if type(pk) is int and self._integer_key:  # the common case, on every write: its digits
             return str(pk)
-        encoded: JSONValue = encode(self.pk_field, self.pk_field.to_python(pk))
+        parts: tuple[Field, ...] | None = getattr(self.pk_field, "fields", None)
+        encoded: JSONValue
+        if parts:  # a composite key: each part through its own field, as a JSON list
+            encoded = [_key_part(f, v) for f, v in zip(parts, self.pk_field.to_python(pk), strict=True)]
+        else:
+            encoded = _key_part(self.pk_field, pk)
         return encoded if isinstance(encoded, str) else json.dumps(encoded)
 
     @functools.cached_property
@@ -92,6 +98,11 @@ class ModelSpec:
             value = loaded[attname] if attname in loaded else getattr(instance, attname)
             state[field.name] = None if value is None else to_json(value)
         return state
+
+
+def _key_part(field: Field, value: Any) -> JSONValue:
+    """One key value, encoded; given as text (a URL, ``restore(M, "5")``) it is read first."""
+    return encode(field, value if converts(value_field(field)) else field.to_python(value))
 
 
 _specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
@@ -216,9 +227,10 @@ def _register(spec: ModelSpec) -> None:
         signals.pre_delete.connect(capture.pre_delete, sender=sender, dispatch_uid=_uid("pre_delete", sender))
         signals.post_delete.connect(capture.post_delete, sender=sender, dispatch_uid=_uid("post_delete", sender))
         querysets.install(sender)
-    _wrapped[model] = {name: model.__dict__.get(name) for name in ("save_base", "_do_update", "delete")}
+    _wrapped[model] = {name: model.__dict__.get(name) for name in ("save_base", "_do_update", "_do_insert", "delete")}
     model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
-    model._do_update = _old_row_returning_update(model._do_update)  # type: ignore[method-assign]
+    model._do_update = _returning(model._do_update, capture.do_update)  # type: ignore[method-assign]
+    model._do_insert = _returning(model._do_insert, capture.do_insert)  # type: ignore[attr-defined]
     model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
 
 
@@ -258,15 +270,17 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     return atomic_save_base
 
 
-def _old_row_returning_update(do_update: Callable[..., Any]) -> Callable[..., Any]:
-    """Let the UPDATE of a save bring back the row it overwrites (``capture.do_update``)."""
-    from . import capture
+def _returning(method: Callable[..., Any], capture: Callable[..., Any]) -> Callable[..., Any]:
+    """Let the UPDATE or INSERT of a save (``Model._do_update``/``_do_insert``) return the rows it
+    writes (``capture.do_update``/``do_insert``). A registered child inherits its registered
+    parent's wrapper and wraps it again: the inner one does the work (``audit_events_wrapper``)."""
 
-    @functools.wraps(do_update)
-    def audited_do_update(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        return capture.do_update(do_update, self, *args, **kwargs)
+    @functools.wraps(method)
+    def returning(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        return capture(method, self, *args, **kwargs)
 
-    return audited_do_update
+    returning.audit_events_wrapper = True  # type: ignore[attr-defined]
+    return returning
 
 
 def groups_deletes(model: ModelType) -> bool:

@@ -244,3 +244,93 @@ class Fan(models.Model):
 class Fandom(models.Model):
     album = models.ForeignKey(Album, to_field="code", on_delete=models.CASCADE)
     fan = models.ForeignKey(Fan, to_field="name", on_delete=models.CASCADE)
+
+
+class DbDefaultKey(models.Model):
+    """A primary key the database fills in (``db_default``); registered by the tests that need it."""
+
+    id = models.IntegerField(primary_key=True, db_default=1)
+    number = models.IntegerField(db_default=7)
+
+
+class Team:
+    """A value object a custom field holds in Python; the database stores its name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Team) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+class TeamField(models.CharField):  # type: ignore[type-arg]
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return None if value is None else Team(value)
+
+    def to_python(self, value: Any) -> Any:
+        return value if value is None or isinstance(value, Team) else Team(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        return value.name if isinstance(value, Team) else value
+
+
+class Key:
+    """What a custom auto field hands Python instead of the integer (as Django's own tests do)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+class KeyField(models.BigAutoField):  # type: ignore[type-arg]
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return None if value is None else Key(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        return super().get_prep_value(value.value if isinstance(value, Key) else value)
+
+
+class Player(models.Model):
+    """Values that are objects in Python; registered by the tests that need it."""
+
+    id = KeyField(primary_key=True)
+    team = TeamField(max_length=50)
+    author = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="+")
+
+
+class Stamp(models.Model):
+    """A composite key with parts filled in by Python (a datetime, a UUID); registered by the tests that need it."""
+
+    pk = models.CompositePrimaryKey("id", "at", "key")
+    id = models.IntegerField()
+    at = models.DateTimeField(auto_now_add=True)
+    key = models.UUIDField(default=uuid.uuid4)
+    note = models.CharField(max_length=20, default="")
+
+
+class LyingQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    """Says an UPDATE matched no row, as some databases do (Django's own select_on_save tests)."""
+
+    def _update(self, values: Any) -> int:
+        super()._update(values)
+        return 0
+
+
+class SelectOnSaveLying(models.Model):
+    """``select_on_save`` over a base manager whose ``_update`` lies; registered by the tests that need it."""
+
+    name = models.CharField(max_length=50)
+    objects = models.Manager()
+    lying = LyingQuerySet.as_manager()
+
+    class Meta:
+        select_on_save = True
+        base_manager_name = "lying"

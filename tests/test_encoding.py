@@ -313,3 +313,12 @@ def test_a_json_value_with_lone_surrogates_is_recorded_as_the_database_holds_it(
     assert list(verify_model(Everything)) == []  # no drift, hashes recompute
     restore(Everything, row.pk, at=first.created_at)
     assert Everything.objects.get(pk=row.pk).data == first.state["data"]  # type: ignore[index]
+
+
+def test_a_field_holding_objects_of_its_own_encodes_what_the_database_stores() -> None:
+    from tests.models import Key, Player, Team
+
+    team, key = Player._meta.get_field("team"), Player._meta.get_field("id")
+    assert encode(team, Team("x")) == "x"
+    assert decode(team, "x") == Team("x")
+    assert encode(key, Key(5)) == encode(key, 5) == 5

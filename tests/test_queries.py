@@ -15,10 +15,13 @@ save through a parent  + 2 SELECT, + 1 INSERT     + BEGIN, + 2 SELECT, + 1 INSER
 of a registered child  (per child model)          (``inheritance``)
 =====================  =========================  ===============================================
 
-On PostgreSQL the UPDATE of a save brings back the row it overwrites
-(``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``): the
-old values cost no statement of their own. Elsewhere a locking SELECT reads
-them first.
+On PostgreSQL the UPDATE of a save brings back the row it overwrites and the
+row it leaves (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING
+old.*, t.<columns>``): the old values cost no statement of their own.
+Elsewhere a locking SELECT reads them first (SQLite: the UPDATE returns the
+new row). A create's INSERT returns every recorded column. A save whose
+UPDATE Django compiles itself (``F()``, ``select_on_save``, multi-table
+models) costs the locking SELECT before it and one SELECT of the row after.
 
 Inside a transaction, the events wait and COMMIT inserts them, up to 500 per
 INSERT: one statement for all the writes of the transaction, shared. The tests
@@ -91,13 +94,22 @@ def new_author() -> Author:
     return Author.objects.create(name="a", email=None)
 
 
+# Every column the event records, as a save's statement returns them.
+AUTHOR_COLUMNS = '"tests_author"."id", "tests_author"."name", "tests_author"."email"'
+
+
 def test_create_costs_one_insert(django_assert_num_queries: Any) -> None:
     with override_settings(AUDIT_EVENTS=without("tests.Author")):
         assert len(count(new_author)) == 1
+        assert count(new_author)[0].endswith('RETURNING "tests_author"."id"')  # plain Django: the key
     with django_assert_num_queries(2) as captured:
-        new_author()
+        author = new_author()
         at_commit()
     assert is_event_insert(sql(captured)[1])
+    if connection.features.can_return_columns_from_insert:  # the state the event records: the INSERT's answer
+        assert sql(captured)[0].endswith(f"RETURNING {AUTHOR_COLUMNS}")  # not last_seen: excluded
+    assert type(author.pk) is int
+    assert history(author).get().state == {"id": author.pk, "name": "a", "email": None}
 
 
 def test_create_with_a_fresh_uuid_key_reads_nothing(django_assert_num_queries: Any) -> None:
@@ -145,10 +157,13 @@ def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, up
     if RETURNING:
         assert statements[0].startswith('UPDATE "tests_author"')
         assert " FOR UPDATE) AS " in statements[0]
-        assert statements[0].endswith(".*")
+        # The old row and the new one, from the one statement that wrote it.
+        assert statements[0].endswith('RETURNING "_audit_events_old".*, ' + AUTHOR_COLUMNS)
     else:
         assert is_lock(statements[0], "tests_author")
         assert statements[1].startswith("UPDATE")
+        if connection.vendor == "sqlite":  # the new row from the UPDATE itself
+            assert statements[1].endswith(f"RETURNING {AUTHOR_COLUMNS}")
     assert is_event_insert(statements[-1])
     assert history(author).last().changes == {"name": ["plain", "audited"]}  # the old value read, not remembered
 
@@ -173,6 +188,34 @@ def test_saving_an_f_expression_reads_the_result_back(django_assert_num_queries:
         row.save()
         at_commit()
     assert history(row).last().changes == {"integer": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("label", "plain"),
+    [("tests.Restaurant", ["UPDATE", "UPDATE"]), ("tests.SelectOnSave", ["SELECT", "UPDATE"])],
+    ids=["multi-table", "select_on_save"],  # an UPDATE per table; select_on_save's look first
+)
+def test_a_save_django_compiles_itself_reads_the_row_before_and_after(
+    django_assert_num_queries: Any, label: str, plain: list[str]
+) -> None:
+    from django.apps import apps
+
+    model = apps.get_model(label)
+    ContentType.objects.get_for_model(model)
+    row = model.objects.create(name="r")
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}):
+        row.name = "plain"
+        assert [s.split()[0] for s in count(row.save)] == plain
+    at_commit()
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], label]}):
+        row.name = "audited"
+        # The old row, Django's own two statements, the row they left, the event.
+        with django_assert_num_queries(5) as captured:
+            row.save()
+            at_commit()
+        assert is_lock(sql(captured)[0], model._meta.db_table)
+        assert is_lock(sql(captured)[3], model._meta.db_table)
+        assert history(row).last().changes == {"name": ["plain", "audited"]}
 
 
 def test_delete_costs_at_most_one_select_and_its_share_of_an_insert(django_assert_num_queries: Any) -> None:

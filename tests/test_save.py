@@ -1,0 +1,183 @@
+"""A save records what the database answered for it, never what Python believes it sent."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, models, transaction
+from django.test.utils import override_settings
+
+from audit_events import history, state_at
+from audit_events.models import Event
+from tests.models import Author, Book, DbDefaultKey, Everything, Player, Stamp, Team
+from tests.test_capture import BASE, events, only
+
+pytestmark = pytest.mark.django_db
+
+
+def registering(*labels: str) -> Any:
+    return override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], *labels]})
+
+
+# --- values as stored ---------------------------------------------------------
+
+
+def stored_decimal(row: Everything) -> str:
+    return str(Everything.objects.get(pk=row.pk).decimal)
+
+
+def test_a_created_decimal_with_extra_places_is_recorded_as_stored() -> None:
+    """SQLite rounds 0.00025 half-even to 0.0002, PostgreSQL half away from zero to 0.0003."""
+    row = Everything.objects.create(decimal=decimal.Decimal("0.00025"))
+    assert only(Everything, row.pk).state["decimal"] == stored_decimal(row)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda row: row.save(),
+        lambda row: row.save(update_fields=["decimal"]),
+    ],
+    ids=["save", "update_fields"],
+)
+def test_a_saved_decimal_with_extra_places_is_recorded_as_stored(write: Callable[[Everything], Any]) -> None:
+    row = Everything.objects.create(decimal=decimal.Decimal("1"))
+    row.decimal = decimal.Decimal("0.00025")
+    write(row)
+    assert events(Everything, row.pk)[-1].changes == {"decimal": ["1.0000", stored_decimal(row)]}
+    # Saving what the database holds again changes nothing, and records nothing.
+    Everything.objects.get(pk=row.pk).save()
+    assert len(events(Everything, row.pk)) == 2
+
+
+def test_a_database_default_primary_key_and_field_are_recorded_as_the_database_chose() -> None:
+    with registering("tests.DbDefaultKey"):
+        DbDefaultKey().save()
+        event = only(DbDefaultKey, 1)
+        assert event.state == {"id": 1, "number": 7}
+        DbDefaultKey.objects.create(id=5)
+        assert only(DbDefaultKey, 5).state == {"id": 5, "number": 7}
+
+
+def test_a_database_default_primary_key_behaves_as_plain_django() -> None:
+    plain = DbDefaultKey()
+    plain.save()
+    plain_pk = plain.pk
+    DbDefaultKey.objects.all().delete()
+    with registering("tests.DbDefaultKey"):
+        audited = DbDefaultKey()
+        audited.save()
+        assert (type(audited.pk), audited.pk) == (type(plain_pk), plain_pk)
+        assert type(audited.number) is type(plain.number)
+
+
+# --- values that are objects in Python ----------------------------------------
+
+
+def test_a_custom_field_holding_an_object_records_what_the_database_stored() -> None:
+    with registering("tests.Player"):
+        player = Player.objects.create(team=Team("x"))
+        assert isinstance(player.team, Team)
+        event = only(Player, player.pk.value)
+        assert event.state == {"id": player.pk.value, "team": "x", "author": None}
+        player.team = Team("y")
+        player.save()
+        assert events(Player, player.pk.value)[-1].changes == {"team": ["x", "y"]}
+        old = state_at(Player, player.pk, at=event.created_at)
+        assert old is not None
+        assert old.team == Team("x")
+
+
+def test_a_custom_auto_field_returning_a_wrapper_behaves_as_plain_django() -> None:
+    plain = Player.objects.create(team=Team("p"))
+    with registering("tests.Player"):
+        audited = Player.objects.create(team=Team("a"))
+        assert type(audited.pk) is type(plain.pk)
+        assert type(audited.team) is type(plain.team)
+        assert only(Player, audited.pk.value).object_pk == str(audited.pk.value)
+
+
+def test_a_foreign_key_attname_given_an_instance_records_its_key() -> None:
+    first, second = Author.objects.create(name="first"), Author.objects.create(name="second")
+    book = Book.objects.create(author=first, title="t")
+    book.author_id = second  # type: ignore[assignment]  # Django accepts it on an update
+    book.save()
+    assert events(Book, book.pk)[-1].changes == {"author": [first.pk, second.pk]}
+
+
+# --- composite keys -----------------------------------------------------------
+
+
+def test_a_composite_key_with_a_datetime_and_a_uuid_part() -> None:
+    with registering("tests.Stamp"):
+        stamp = Stamp.objects.create(id=1)
+        assert isinstance(stamp.at, datetime.datetime)
+        event = only(Stamp)
+        key = json.loads(event.object_pk)
+        assert key[0] == 1
+        assert datetime.datetime.fromisoformat(key[1]) == stamp.at
+        assert uuid.UUID(key[2]) == stamp.key
+        assert event.state["note"] == ""
+        stamp.note = "n"
+        stamp.save()
+        assert [e.action for e in history(Stamp, stamp.pk)] == ["create", "update"]
+        assert events(Stamp)[-1].changes == {"note": ["", "n"]}
+
+
+# --- same exceptions as plain Django ------------------------------------------
+
+
+def outcome(save: Callable[[], Any]) -> tuple[str, str]:
+    try:
+        with transaction.atomic():
+            save()
+    except DatabaseError as error:
+        return type(error).__name__, str(error)
+    return "saved", ""
+
+
+def vanished(model: type[models.Model]) -> models.Model:
+    """A row deleted behind the instance's back, or one whose base manager says no row matched (lying)."""
+    row = model.objects.create(name="gone")
+    if model._meta.model_name != "selectonsavelying":
+        model._base_manager.filter(pk=row.pk).delete()
+    row.name = "again"  # type: ignore[attr-defined]
+    return row
+
+
+SAVES = {
+    "save": lambda row: row.save(),
+    "force_update": lambda row: row.save(force_update=True),
+    "update_fields": lambda row: row.save(update_fields=["name"]),
+}
+
+
+@pytest.mark.parametrize("how", list(SAVES))
+@pytest.mark.parametrize("label", ["tests.SelectOnSave", "tests.SelectOnSaveLying", "tests.Author"])
+def test_a_save_of_a_vanished_row_raises_what_plain_django_raises(label: str, how: str) -> None:
+    """Compared with the same model unregistered: same exception, same rows left.
+
+    ``SelectOnSaveLying``'s row is still there, but its base manager's
+    ``_update`` says it matched none, as Django's own select_on_save test has it.
+    """
+    from django.apps import apps
+
+    model = apps.get_model(label)
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}):
+        plain_row = vanished(model)
+        plain = outcome(lambda: SAVES[how](plain_row))
+        plain_rows = sorted(model._base_manager.values_list("name", flat=True))
+        model._base_manager.all().delete()
+    with registering(label):
+        audited_row = vanished(model)
+        assert outcome(lambda: SAVES[how](audited_row)) == plain
+        assert sorted(model._base_manager.values_list("name", flat=True)) == plain_rows
+        recorded = [e.action for e in Event.objects.filter(content_type__model=model._meta.model_name).order_by("id")]
+        if model._meta.model_name != "selectonsavelying":
+            assert recorded == ["create", "delete", *(["create"] if plain[0] == "saved" else [])]
