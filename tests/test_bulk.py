@@ -248,8 +248,11 @@ class TestOtherShapes:
 
 
 @pytest.fixture
-def no_bulk_returning() -> Any:
-    """The database answers as one that cannot return rows from an INSERT (MySQL, Oracle)."""
+def no_bulk_returning(author: Author) -> Any:
+    """The database answers as one that cannot return rows from an INSERT (MySQL, Oracle).
+
+    ``author`` is made first, by the real backend: a test's other rows are not what it tests.
+    """
     from django.db import connection
 
     features = connection.features
