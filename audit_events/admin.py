@@ -24,8 +24,9 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from . import registry, undo
+from . import admin_rules, registry, undo
 from .admin_views import AuditedAdminMixin, CappedPaginator
+from .deletions import undo_plan
 from .models import Action, Event, EventQuerySet
 
 __all__ = ["AuditedAdminMixin", "CappedPaginator", "EventAdmin"]
@@ -194,8 +195,9 @@ class EventAdmin(_EventAdminBase):
         for event in deletions:
             groups.setdefault(event.operation, event)  # rows deleted together are restored together, once
         # Check every group before writing anything: a refusal must leave the database untouched.
+        # The rules are those of this site's admins of the models written (admin_rules), as in their own views.
         for event in groups.values():
-            if undo.missing_add_permissions(request.user, event):
+            if admin_rules.undo_refusals(request, self.admin_site, undo_plan(event)):
                 raise PermissionDenied
         with audit_context(actor=request.user, reason="undo delete (admin)"):
             for event in groups.values():

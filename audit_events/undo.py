@@ -7,12 +7,12 @@ one definition of "who may undo this deletion" and one way of reporting it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth import get_permission_codename
 from django.db import models, router, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Q, Subquery
 from django.utils.text import capfirst
 
 from . import capture, registry
@@ -38,27 +38,6 @@ class FieldChange:
     name: str
     before: str
     after: str
-
-
-def group_models(event: Event) -> list[type[models.Model]]:
-    """Every model that has a row in the deletion ``event`` belongs to (one query)."""
-    ids = (
-        Event.objects.filter(operation=event.operation, action=Action.DELETE)
-        .values_list("content_type_id", flat=True)
-        .distinct()
-    )
-    found = [event.content_type.model_class()] + [model_for(ct_id) for ct_id in ids]
-    return list(dict.fromkeys(m for m in found if m is not None))
-
-
-def missing_add_permissions(user: Any, event: Event) -> list[str]:
-    """The models of the deletion group the user may not add rows to (undo needs all of them)."""
-    missing = []
-    for model in group_models(event):
-        opts = model._meta
-        if not user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}"):
-            missing.append(str(opts.verbose_name_plural))
-    return missing
 
 
 def is_latest(event: Event) -> bool:
@@ -133,11 +112,18 @@ def state_label(model: type[models.Model], state: State | None) -> str:
         return ""
 
 
-def changes_between(model: type[models.Model] | None, before: State | None, after: State | None) -> list[FieldChange]:
-    """The fields whose value differs between two recorded states, in field order."""
+def changes_between(
+    model: type[models.Model] | None,
+    before: State | None,
+    after: State | None,
+    only: Collection[str] | None = None,
+) -> list[FieldChange]:
+    """The fields (of ``only``, when given) whose value differs between two recorded states, in field order."""
     before, after = before or {}, after or {}
     spec = registry.spec_for(model) if model is not None else None
     names = [f.name for f in (*spec.fields, *spec.m2m_fields)] if spec else sorted({*before, *after})
+    if only is not None:
+        names = [name for name in names if name in only]
     return [
         FieldChange(_verbose(spec, name), display(spec, name, before.get(name)), display(spec, name, after.get(name)))
         for name in names
@@ -201,18 +187,3 @@ def display(spec: registry.ModelSpec | None, name: str, value: JSONValue) -> str
     except (TypeError, ValueError):
         return str(value)
     return str(decoded)
-
-
-def deleted_rows(model: type[models.Model]) -> Any:
-    """Delete events that are their row's latest event: the model's rows deleted now, newest first."""
-    spec = registry.spec_for(model)
-    if spec is None:
-        return Event.objects.none()
-    later = Event.objects.filter(
-        content_type_id=OuterRef("content_type_id"), object_pk=OuterRef("object_pk"), version__gt=OuterRef("version")
-    )
-    return (
-        Event.objects.filter(content_type_id=spec.content_type_id(), action=Action.DELETE)
-        .filter(~Exists(later))
-        .order_by("-id")
-    )
