@@ -281,6 +281,8 @@ def test_history_of_a_deleted_row(admin_client: Client) -> None:
     page = admin_client.get(reverse("admin:tests_author_history", args=[pk]))
     assert page.status_code == 200
     assert "This row is deleted" in page.content.decode()
+    deletion = Event.objects.get(content_type__model="author", object_pk=str(pk), action=Action.DELETE)
+    assert f'href="{undo_url(deletion)}"' in page.content.decode()  # "Undo delete" from its own history
     missing = admin_client.get(reverse("admin:tests_author_history", args=[pk + 100]))
     assert (missing.status_code, missing["Location"]) == (302, reverse("admin:index"))  # as Django's history
 
@@ -322,6 +324,19 @@ def test_restore_version_post_restores_and_records_the_admin_user(admin_client: 
     assert event.action == Action.RESTORE
     assert event.actor_repr == "admin"
     assert (event.changes["title"], event.changes["pages"]) == (["v2", "v1"], [2, 1])
+
+
+def test_restoring_a_version_equal_to_the_live_row_says_so_and_writes_nothing(admin_client: Client) -> None:
+    book, first = edited_book()
+    book.title, book.pages = "v1", 1
+    book.save()  # version 3 is version 1 again
+    before = snapshot()
+    preview = admin_client.get(restore_url(book, first))
+    assert "already matches version 1" in preview.content.decode()
+    assert "Yes, restore this version" not in preview.content.decode()
+    response = admin_client.post(restore_url(book, first), follow=True)
+    assert [str(m) for m in response.context["messages"]] == [f"“{book}” already matches version 1; nothing was written."]
+    assert snapshot() == before
 
 
 def test_restore_version_needs_csrf(admin_user: User) -> None:
