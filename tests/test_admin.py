@@ -335,7 +335,9 @@ def test_restoring_a_version_equal_to_the_live_row_says_so_and_writes_nothing(ad
     assert "already matches version 1" in preview.content.decode()
     assert "Yes, restore this version" not in preview.content.decode()
     response = admin_client.post(restore_url(book, first), follow=True)
-    assert [str(m) for m in response.context["messages"]] == [f"“{book}” already matches version 1; nothing was written."]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"“{book}” already matches version 1; nothing was written."
+    ]
     assert snapshot() == before
 
 

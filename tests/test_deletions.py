@@ -23,7 +23,8 @@ def test_deleted_lists_the_rows_deleted_now_newest_first() -> None:
     restore(Author, first.object_pk)
     assert list(deleted(Author)) == [second]  # brought back: no longer deleted
     assert deleted(Tag).count() == 0
-    assert "deleted" in audit_events.__all__ and "operation_events" in audit_events.__all__
+    assert "deleted" in audit_events.__all__
+    assert "operation_events" in audit_events.__all__
 
 
 def test_operation_events_are_what_was_deleted_together() -> None:
