@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy as _
 from . import admin_rules, registry, undo
 from .admin_views import AuditedAdminMixin, CappedPaginator
 from .deletions import undo_plan
+from .display import Values
 from .models import Action, Event, EventQuerySet
 
 __all__ = ["AuditedAdminMixin", "CappedPaginator", "EventAdmin"]
@@ -164,7 +165,7 @@ class EventAdmin(_EventAdminBase):
 
     @admin.display(description=_("changes"))
     def diff_table(self, event: Event) -> SafeString:
-        rows = undo.event_changes(event)
+        rows = undo.event_changes(event, Values(site=self.admin_site))
         if not rows:
             return format_html("<p>{}</p>", _("No field changed."))
         body = format_html_join(

@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 from . import admin_rules, registry, undo
 from .context import audit_context
 from .deletions import deleted, undo_plan
+from .display import Values, want_events
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
 from .replay import instance_from_state
@@ -96,6 +97,22 @@ class AuditedAdminMixin(_Base):
             *super().get_urls(),
         ]
 
+    def display_recorded_value(self, field: Any, value: Any) -> str | None:
+        """How the audit pages show a recorded ``value`` of ``field``; ``None`` shows it as Django's admin does.
+
+        ``value`` is decoded (a ``Decimal``, an aware ``datetime``, a foreign
+        key's raw key, a list of keys for a many-to-many field; never
+        ``None`` unless recorded so). Return text (escaped for you) or HTML
+        built with ``format_html``. Override it to mask a field or show it
+        your way::
+
+            def display_recorded_value(self, field, value):
+                if field.name == "iban":
+                    return "•••• " + value[-4:] if value else None
+                return super().display_recorded_value(field, value)
+        """
+        return None
+
     # --- writes through the admin carry the admin user ----------------------
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -137,10 +154,12 @@ class AuditedAdminMixin(_Base):
         )
         latest = page.object_list[0].version if page.number == 1 and page.object_list else None
         can_restore = self.has_change_permission(request, row) and (obj is not None or self.has_add_permission(request))
+        values = Values(request, self.admin_site)
+        want_events(values, page.object_list)  # the names behind the page's keys: one query per related model
         rows = [
             {
                 "event": event,
-                "changes": undo.event_changes(event),
+                "changes": undo.event_changes(event, values),
                 "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
                 if can_restore and event.action != Action.DELETE and event.version != latest
                 else None,
@@ -184,13 +203,16 @@ class AuditedAdminMixin(_Base):
         current = undo.live_state(spec, unquote(object_id)) if obj is not None else self._deletion_state(spec, pk)
         current = current or {}
         restored = {**target, **{name: current[name] for name in keep if name in current}}
+        values = Values(request, self.admin_site)
+        values.want(self.model, current)
+        values.want(self.model, target)
         context = {
             **self._context(request, _("Restore version %d?") % event.version),
             "object": obj,
             "object_label": str(row),
             "event": event,
-            "changes": undo.changes_between(self.model, current, restored),
-            "kept": undo.changes_between(self.model, current, target, only=keep),
+            "changes": undo.changes_between(self.model, current, restored, values=values),
+            "kept": undo.changes_between(self.model, current, target, only=keep, values=values),
             "history_url": history_url,
         }
         return TemplateResponse(request, "audit_events/restore_version.html", context)
