@@ -170,6 +170,13 @@ def short_diff(event: Event, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def diff_lines(event: Event) -> list[str]:
+    """``short_diff`` unabridged, one line per field."""
+    if event.changes:
+        return [f"{name}: {_short(old)} → {_short(new)}" for name, (old, new) in event.changes.items()]
+    return [f"{name}={_short(value)}" for name, value in (event.state or {}).items()]
+
+
 def _short(value: JSONValue) -> str:
     return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
 

@@ -609,3 +609,58 @@ def test_the_deleted_page_counts_up_to_the_cap_too(admin_client: Client, monkeyp
     body = admin_client.get(DELETED).content.decode()
     assert "More than 2 entries" in body
     assert body.count("Undo delete") == 3
+
+
+# --- the Event admin for people reading it (issue 13, item 9) ------------------------------------
+
+
+def test_the_model_column_names_the_app(admin_client: Client) -> None:
+    Author.objects.create(name="a")
+    assert "Tests › author" in admin_client.get(EVENTS).content.decode()
+
+
+def test_an_operations_events_are_one_click_away(admin_client: Client) -> None:
+    deletion = delete_family(make_family())
+    Author.objects.create(name="Unrelated")
+    body = admin_client.get(EVENTS).content.decode()
+    link = f'href="{EVENTS}?operation={deletion.operation}"'
+    assert link in body
+    detail = admin_client.get(reverse("admin:audit_events_event_change", args=[deletion.pk])).content.decode()
+    assert link in detail
+    together = admin_client.get(EVENTS, {"operation": str(deletion.operation)}).context["cl"].result_list
+    assert sorted(e.pk for e in together) == sorted(
+        Event.objects.filter(operation=deletion.operation).values_list("pk", flat=True)
+    )
+
+
+def test_an_undone_deletion_is_marked_in_the_list_and_its_filter(admin_client: Client) -> None:
+    undone = delete_family(make_family())
+    still = delete_family(make_family("Other", "o@example.com"))
+    from audit_events import restore
+
+    restore(Author, undone.object_pk)
+    rows = {e.pk: e for e in admin_client.get(EVENTS).context["cl"].result_list}
+    assert rows[undone.pk].undone and not rows[still.pk].undone
+    body = admin_client.get(EVENTS).content.decode()
+    assert "deleted, undone since" in body
+    with CaptureQueriesContext(connection) as queries:
+        undone_list = admin_client.get(EVENTS, {"deletion": "undone", "model": undone.content_type_id})
+    assert [e.pk for e in undone_list.context["cl"].result_list] == [undone.pk]
+    deleted_list = admin_client.get(EVENTS, {"deletion": "deleted", "model": still.content_type_id})
+    assert [e.pk for e in deleted_list.context["cl"].result_list] == [still.pk]
+    event_sql = [q["sql"].upper() for q in queries.captured_queries if "AUDIT_EVENTS_EVENT" in q["sql"].upper()]
+    assert not any(" LIKE " in sql or "DISTINCT" in sql for sql in event_sql)
+
+
+def test_long_changes_fold_into_a_summary_and_context_shows_as_rows(admin_client: Client) -> None:
+    from audit_events import audit_context
+
+    with audit_context(reason="ticket <42>", ticket=42):
+        Book.objects.create(author=Author.objects.create(name="a"), title="x" * 60, pages=3)
+    body = admin_client.get(EVENTS).content.decode()
+    assert "<details><summary>" in body
+    assert "<li>pages=3</li>" in body
+    event = Event.objects.get(content_type__model="book")
+    detail = admin_client.get(reverse("admin:audit_events_event_change", args=[event.pk])).content.decode()
+    assert "<tr><th scope='row'>reason</th><td>ticket &lt;42&gt;</td></tr>" in detail
+    assert "<tr><th scope='row'>ticket</th><td>42</td></tr>" in detail
