@@ -13,7 +13,7 @@ permissions of every model it writes. Every refusal comes before any write.
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import update_wrapper
+from functools import cache, update_wrapper
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
@@ -48,6 +48,19 @@ else:
     _PaginatorBase = Paginator
 
 PER_PAGE = 50
+
+
+@cache
+def breadcrumbs_are_a_list() -> bool:
+    """Whether the admin's ``base.html`` marks breadcrumbs up as ``<ol class="breadcrumbs">`` (Django 6) or a div.
+
+    Read from the template itself, so the audit pages follow whichever Django
+    (or project override of ``admin/base.html``) renders them.
+    """
+    from django.template.loader import get_template
+
+    source = getattr(getattr(get_template("admin/base.html"), "template", None), "source", "")
+    return '<ol class="breadcrumbs">' in source
 
 
 class CappedPaginator(_PaginatorBase):
@@ -168,7 +181,7 @@ class AuditedAdminMixin(_Base):
         ]
         deletion = self._deletion(spec, pk) if gone is not None else None
         context = {
-            **self._context(request, _("History: %s") % row),
+            **self._context(request, _("History: %s") % row, [*self._row_crumbs(obj, row), (_("History"), None)]),
             "object": obj,
             "object_label": str(row),
             "rows": rows,
@@ -207,7 +220,15 @@ class AuditedAdminMixin(_Base):
         values.want(self.model, current)
         values.want(self.model, target)
         context = {
-            **self._context(request, _("Restore version %d?") % event.version),
+            **self._context(
+                request,
+                _("Restore version %d?") % event.version,
+                [
+                    *self._row_crumbs(obj, row),
+                    (_("History"), history_url),
+                    (_("Restore version %d") % event.version, None),
+                ],
+            ),
             "object": obj,
             "object_label": str(row),
             "event": event,
@@ -278,7 +299,7 @@ class AuditedAdminMixin(_Base):
             for event in events
         ]
         title = _("Deleted %s") % self.opts.verbose_name_plural
-        context = {**self._context(request, title), "rows": rows, "page": page}
+        context = {**self._context(request, title, [(_("Deleted"), None)]), "rows": rows, "page": page}
         return TemplateResponse(request, "audit_events/deleted_list.html", context)
 
     def undo_delete_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
@@ -308,7 +329,15 @@ class AuditedAdminMixin(_Base):
             messages.success(request, outcome.message)
             return HttpResponseRedirect(self._url("changelist"))
         context = {
-            **self._context(request, _("Undo the deletion of “%s”?") % gone),
+            **self._context(
+                request,
+                _("Undo the deletion of “%s”?") % gone,
+                [
+                    (_("Deleted"), self._url("audit_deleted")),
+                    (str(gone), self._url("history", quote(event.object_pk))),
+                    (_("Undo delete"), None),
+                ],
+            ),
             "object_label": str(gone),
             "event": event,
             "plan": plan,
@@ -351,6 +380,11 @@ class AuditedAdminMixin(_Base):
         state = self._deletion_state(spec, spec.object_pk(pk))
         return None, (instance_from_state(self.model, spec, state) if state is not None else None)
 
+    def _row_crumbs(self, obj: Any, row: Any) -> list[tuple[str, str | None]]:
+        if obj is not None:
+            return [(str(obj), self._url("change", quote(obj.pk)))]
+        return [(_("Deleted"), self._url("audit_deleted")), (str(row), None)]
+
     def _missing(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Django's own answer for a row its admin does not show: a warning and a redirect to the index."""
         redirect = self._get_obj_does_not_exist_redirect  # type: ignore[attr-defined]  # private in the stubs
@@ -372,10 +406,13 @@ class AuditedAdminMixin(_Base):
             f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args, current_app=self.admin_site.name
         )
 
-    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+    def _context(self, request: HttpRequest, title: str, crumbs: list[tuple[str, str | None]]) -> dict[str, Any]:
+        """The admin's context; ``crumbs`` are the breadcrumbs after the model's, (label, url or None)."""
         request.current_app = self.admin_site.name
         return {
             **self.admin_site.each_context(request),
+            "audit_breadcrumbs_list": breadcrumbs_are_a_list(),
+            "crumbs": [{"label": label, "url": url} for label, url in crumbs],
             "title": title,
             "subtitle": None,
             "opts": self.opts,

@@ -665,3 +665,31 @@ def test_long_changes_fold_into_a_summary_and_context_shows_as_rows(admin_client
     detail = admin_client.get(reverse("admin:audit_events_event_change", args=[event.pk])).content.decode()
     assert "<tr><th scope='row'>reason</th><td>ticket &lt;42&gt;</td></tr>" in detail
     assert "<tr><th scope='row'>ticket</th><td>42</td></tr>" in detail
+
+
+def test_the_audit_pages_use_djangos_breadcrumbs_markup(admin_client: Client) -> None:
+    """An ``ol.breadcrumbs`` where Django's own pages have one (Django 6), a ``div`` before."""
+    author = Author.objects.create(name="First")
+    first = Event.objects.get()
+    author.name = "Second"
+    author.save()
+    own = admin_client.get(reverse("admin:tests_author_change", args=[author.pk])).content.decode()
+    markup = '<ol class="breadcrumbs">' if '<ol class="breadcrumbs">' in own else '<div class="breadcrumbs">'
+    deletion = delete_family(make_family())
+    pages = [
+        history_url(author),
+        reverse("admin:tests_author_audit_restore", args=[author.pk, first.pk]),
+        DELETED,
+        undo_url(deletion),
+    ]
+    for page in pages:
+        body = admin_client.get(page).content.decode()
+        assert markup in body, page
+        assert body.count("breadcrumbs") == own.count("breadcrumbs"), page
+    history = admin_client.get(history_url(author)).content.decode()
+    change = reverse("admin:tests_author_change", args=[author.pk])
+    if markup.startswith("<ol"):
+        assert f'<li><a href="{change}">Second</a></li>' in history
+        assert '<li aria-current="page">History</li>' in history
+    else:
+        assert f'&rsaquo; <a href="{change}">Second</a>' in history
