@@ -94,6 +94,20 @@ def undo_refusals(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list
     return reasons
 
 
+def shown(request: HttpRequest, site: AdminSite, group: ModelRows, live: bool) -> list[tuple[Any, bool]]:
+    """The group's rows, each with whether the preview may name it (the user may view it; a live row must
+    also be in the admin's ``get_queryset()``): a preview never shows what the user could not see elsewhere."""
+    admin = model_admin(site, group.model)
+    in_queryset = None
+    if live and admin is not None:
+        pks = [row.pk for row in group.rows]
+        in_queryset = set(admin.get_queryset(request).filter(pk__in=pks).values_list("pk", flat=True))
+    return [
+        (row, may(request, site, group.model, "view", row.instance) and (in_queryset is None or row.pk in in_queryset))
+        for row in group.rows
+    ]
+
+
 def _may_change_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> bool:
     admin = model_admin(site, group.model)
     if admin is None:

@@ -198,7 +198,7 @@ class AuditedAdminMixin(_Base):
         obj, gone = self._row(request, object_id)
         row = obj if obj is not None else gone
         # As Django's change_view: the permission first (model-level when the row is not shown), then "missing".
-        if not self.has_change_permission(request, row) or (obj is None and not self.has_add_permission(request)):
+        if not self.has_change_permission(request, row) or (gone is not None and not self.has_add_permission(request)):
             raise PermissionDenied
         if row is None:
             return self._missing(request, object_id)
@@ -341,6 +341,8 @@ class AuditedAdminMixin(_Base):
             "object_label": str(gone),
             "event": event,
             "plan": plan,
+            "recreated": [(g, admin_rules.shown(request, self.admin_site, g, live=False)) for g in plan.recreated],
+            "reattached": [(g, admin_rules.shown(request, self.admin_site, g, live=True)) for g in plan.reattached],
             "permissions": admin_rules.permissions_needed(plan),
             "refusals": refusals,
             "history_url": self._url("history", quote(event.object_pk)),

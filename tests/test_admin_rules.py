@@ -72,6 +72,13 @@ def test_restore_of_a_row_hidden_by_get_queryset_writes_nothing(admin_client: Cl
     assert snapshot() == before
 
 
+def test_a_hidden_row_is_missing_for_a_user_without_add_permission_too() -> None:
+    author, first = renamed("Visible", "Hidden Bob")
+    client = staff("tests.view_author", "tests.change_author")
+    assert_missing_redirect(client.get(url("author_audit_restore", author.pk, first.pk)), author.pk)
+    assert_missing_redirect(client.get(url("author_history", author.pk)), author.pk)
+
+
 def test_restore_of_a_row_the_admin_may_not_change_is_403(admin_client: Client) -> None:
     author, first = renamed("Open", "Locked Bob")
     before = snapshot()
@@ -114,6 +121,8 @@ def test_undo_refuses_when_a_row_deleted_with_it_is_out_of_the_users_rules(admin
     before = snapshot()
     preview = admin_client.get(url("author_audit_undo", deletion.pk)).content.decode()
     assert "undoing this deletion recreates books that you may not view" in preview
+    assert "Book object" not in preview  # the preview names no row the user may not view
+    assert "a row you may not view" in preview
     assert admin_client.post(url("author_audit_undo", deletion.pk)).status_code == 403
     assert snapshot() == before
 
