@@ -429,6 +429,10 @@ def test_undo_delete_conflict_is_reported_and_writes_nothing(admin_client: Clien
     delete_event = delete_family(make_family())
     Author.objects.create(name="Newcomer", email="ursula@example.com")
     before = snapshot()
+    preview = admin_client.get(undo_url(delete_event)).content.decode()
+    assert "cannot be undone as things are now" in preview
+    assert "Author with this Email already exists." in preview
+    assert "Yes, undo the deletion" not in preview
     response = admin_client.post(undo_url(delete_event), follow=True)
     assert any("email" in str(m).lower() for m in response.context["messages"])
     assert snapshot() == before
