@@ -73,7 +73,7 @@ class Values:
             return conditional_escape(
                 EMPTY if value is None else _json(value) if isinstance(value, dict | list) else value
             )
-        admin = self.site._registry.get(field.model) if self.site is not None else None
+        admin = self.site._registry.get(model) if self.site is not None and model is not None else None
         hook = getattr(admin, "display_recorded_value", None)
         if hook is not None:
             try:
