@@ -1,7 +1,7 @@
-"""What the admin needs on top of ``restore``: deletion groups, their permissions, a row at one version.
+"""What the admin needs on top of ``restore``: undoing one deletion, a row at one version, diffs to show.
 
 Kept apart from ``admin.py`` so that views and the Event admin's action share
-one definition of "who may undo this deletion" and one way of reporting it.
+one way of undoing and reporting it; who may undo is ``admin_rules``' answer.
 """
 
 from __future__ import annotations
