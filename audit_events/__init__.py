@@ -12,6 +12,7 @@ from .context import audit_context
 from .exceptions import AppendOnlyError, NoHistory, RestoreError
 
 if TYPE_CHECKING:
+    from .deletions import deleted, operation_events
     from .replay import history, state_at
     from .restoration import restore
     from .snapshots import snapshot_rows
@@ -21,13 +22,22 @@ __all__ = [
     "NoHistory",
     "RestoreError",
     "audit_context",
+    "deleted",
     "history",
+    "operation_events",
     "restore",
     "snapshot_rows",
     "state_at",
 ]
 
-_LAZY = {"history": "replay", "state_at": "replay", "restore": "restoration", "snapshot_rows": "snapshots"}
+_LAZY = {
+    "deleted": "deletions",
+    "operation_events": "deletions",
+    "history": "replay",
+    "state_at": "replay",
+    "restore": "restoration",
+    "snapshot_rows": "snapshots",
+}
 
 
 def __getattr__(name: str) -> Any:

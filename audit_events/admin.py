@@ -12,11 +12,12 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -24,8 +25,10 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from . import registry, undo
+from . import admin_rules, registry, undo
 from .admin_views import AuditedAdminMixin, CappedPaginator
+from .deletions import undo_plan
+from .display import Values
 from .models import Action, Event, EventQuerySet
 
 __all__ = ["AuditedAdminMixin", "CappedPaginator", "EventAdmin"]
@@ -51,6 +54,49 @@ class ModelFilter(admin.SimpleListFilter):
         if value and value.isdigit():
             return queryset.filter(content_type_id=int(value))
         return queryset
+
+
+def _later() -> Exists:
+    """Whether the event's row was written after it: for a deletion, that it was undone (index lookup)."""
+    later = Event.objects.filter(
+        content_type_id=OuterRef("content_type_id"), object_pk=OuterRef("object_pk"), version__gt=OuterRef("version")
+    )
+    return Exists(later)
+
+
+class DeletionFilter(admin.SimpleListFilter):
+    """Deletions still in force, or undone since (by undo delete or a restore)."""
+
+    title = _("deletion")
+    parameter_name = "deletion"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("deleted", _("still deleted")), ("undone", _("undone since"))]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() == "deleted":
+            return queryset.filter(action=Action.DELETE).filter(~_later())
+        if self.value() == "undone":
+            return queryset.filter(action=Action.DELETE).filter(_later())
+        return queryset
+
+
+class EventChangeList(ChangeList):
+    """Marks the page's deletions that were undone since: one query for the page, not one per row."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        deletions = [e for e in self.result_list if e.action == Action.DELETE]
+        if not deletions:
+            return
+        rows = Event.objects.filter(
+            content_type_id__in={e.content_type_id for e in deletions}, object_pk__in={e.object_pk for e in deletions}
+        ).values_list("content_type_id", "object_pk", "version")
+        latest: dict[tuple[int, str], int] = {}
+        for content_type_id, object_pk, version in rows:
+            latest[(content_type_id, object_pk)] = max(version, latest.get((content_type_id, object_pk), 0))
+        for event in deletions:  # as an annotation would: an attribute of the page's instances
+            event.undone = latest[(event.content_type_id, event.object_pk)] > event.version
 
 
 class EventQuerySetForAdmin(EventQuerySet):
@@ -88,8 +134,8 @@ def _local(moment: datetime.datetime) -> datetime.datetime:
 class EventAdmin(_EventAdminBase):
     """Events can be read and searched here; they are never added, changed or deleted."""
 
-    list_display = ("created_at", "model_name", "object", "action", "actor", "diff")
-    list_filter = ("action", ModelFilter)
+    list_display = ("created_at", "model_name", "object", "action", "actor", "diff", "operation_link")
+    list_filter = ("action", ModelFilter, DeletionFilter)
     date_hierarchy = "created_at"
     ordering = ("-id",)
     list_select_related = ("content_type",)  # the row checkbox's label is str(event), which names the model
@@ -108,8 +154,8 @@ class EventAdmin(_EventAdminBase):
         "action",
         "actor_repr",
         "actor_id",
-        "operation",
-        "context",
+        "operation_link",
+        "context_table",
         "diff_table",
         "hash",
     )
@@ -142,10 +188,35 @@ class EventAdmin(_EventAdminBase):
             match |= Q(actor_id__in=actor_ids)
         return queryset.filter(match), False
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return EventChangeList
+
     @admin.display(description=_("model"), ordering="content_type")
     def model_name(self, event: Event) -> str:
-        model = ContentType.objects.get_for_id(event.content_type_id).model_class()
-        return str(model._meta.verbose_name) if model is not None else "?"
+        content_type = ContentType.objects.get_for_id(event.content_type_id)
+        model = content_type.model_class()
+        if model is None:
+            return f"{content_type.app_label}.{content_type.model}"
+        return f"{model._meta.app_config.verbose_name} \u203a {model._meta.verbose_name}"
+
+    @admin.display(description=_("operation"))
+    def operation_link(self, event: Event) -> SafeString:
+        """The operation's id, linking to every event of it (what was deleted or restored together)."""
+        url = reverse("admin:audit_events_event_changelist", current_app=self.admin_site.name)
+        return format_html(
+            '<a href="{}?operation={}" title="{}">{}…</a>',
+            url,
+            event.operation,
+            event.operation,
+            str(event.operation)[:8],
+        )
+
+    @admin.display(description=_("context"))
+    def context_table(self, event: Event) -> SafeString:
+        if not event.context:
+            return format_html("<p>{}</p>", "—")
+        rows = format_html_join("", "<tr><th scope='row'>{}</th><td>{}</td></tr>", sorted(event.context.items()))
+        return format_html('<table class="audit-context"><tbody>{}</tbody></table>', rows)
 
     @admin.display(description=_("object"))
     def object(self, event: Event) -> SafeString:
@@ -158,12 +229,28 @@ class EventAdmin(_EventAdminBase):
         return event.actor_repr or "—"
 
     @admin.display(description=_("changes"))
-    def diff(self, event: Event) -> str:
-        return undo.short_diff(event)
+    def diff(self, event: Event) -> SafeString:
+        """A one-line summary; unfolds into one line per field (no query: the detail page names related rows)."""
+        if event.action == Action.DELETE:
+            undone = getattr(event, "undone", False)
+            return format_html(
+                '<span class="audit-{}">{}</span>',
+                "undone" if undone else "deleted",
+                _("deleted, undone since") if undone else _("deleted"),
+            )
+        summary = undo.short_diff(event)
+        lines = undo.diff_lines(event)
+        if len(lines) < 2 and len(summary) < 80:
+            return format_html("{}", summary)
+        return format_html(
+            "<details><summary>{}</summary><ul class='audit-lines'>{}</ul></details>",
+            summary,
+            format_html_join("", "<li>{}</li>", ((line,) for line in lines)),
+        )
 
     @admin.display(description=_("changes"))
     def diff_table(self, event: Event) -> SafeString:
-        rows = undo.event_changes(event)
+        rows = undo.event_changes(event, Values(site=self.admin_site))
         if not rows:
             return format_html("<p>{}</p>", _("No field changed."))
         body = format_html_join(
@@ -179,7 +266,7 @@ class EventAdmin(_EventAdminBase):
         )
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
-        return lookup == "object_pk" or super().lookup_allowed(lookup, value, request)
+        return lookup in ("object_pk", "operation") or super().lookup_allowed(lookup, value, request)
 
     @admin.action(description=_("Restore the selected deleted objects"))
     def restore_deleted(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
@@ -194,8 +281,9 @@ class EventAdmin(_EventAdminBase):
         for event in deletions:
             groups.setdefault(event.operation, event)  # rows deleted together are restored together, once
         # Check every group before writing anything: a refusal must leave the database untouched.
+        # The rules are those of this site's admins of the models written (admin_rules), as in their own views.
         for event in groups.values():
-            if undo.missing_add_permissions(request.user, event):
+            if admin_rules.undo_refusals(request, self.admin_site, undo_plan(event)):
                 raise PermissionDenied
         with audit_context(actor=request.user, reason="undo delete (admin)"):
             for event in groups.values():

@@ -1,15 +1,19 @@
 """``AuditedAdminMixin``: history, restore a version and undo delete, inside the user's own model admin.
 
-Permissions are the model's own: history needs view, restoring a version
-needs change (and add, when the row is deleted now), undoing a delete needs
-add on every model of the deletion group. Anything else is a 403, before any
-write.
+Every view answers as Django's own views do (see ``admin_rules``): a row the
+admin's ``get_queryset()`` leaves out is "missing" (a redirect with a warning),
+a row it shows but ``has_view_permission(request, obj)`` /
+``has_change_permission(request, obj)`` refuses is a 403; a deleted row is
+judged on the instance rebuilt from its last recorded state. Restoring a
+version needs change (and add, when the row is deleted now) and writes only
+the fields the change form lets this user edit; undoing a delete needs the
+permissions of every model it writes. Every refusal comes before any write.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import update_wrapper
+from functools import cache, update_wrapper
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
@@ -17,7 +21,7 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Max
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -25,12 +29,14 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from . import registry, undo
+from . import admin_rules, registry, undo
 from .context import audit_context
+from .deletions import deleted, undo_plan
+from .display import Values, want_events
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
-from .replay import recorded_state
-from .restoration import restore
+from .replay import instance_from_state
+from .restoration import restore_fields
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -42,6 +48,19 @@ else:
     _PaginatorBase = Paginator
 
 PER_PAGE = 50
+
+
+@cache
+def breadcrumbs_are_a_list() -> bool:
+    """Whether the admin's ``base.html`` marks breadcrumbs up as ``<ol class="breadcrumbs">`` (Django 6) or a div.
+
+    Read from the template itself, so the audit pages follow whichever Django
+    (or project override of ``admin/base.html``) renders them.
+    """
+    from django.template.loader import get_template
+
+    source = getattr(getattr(get_template("admin/base.html"), "template", None), "source", "")
+    return '<ol class="breadcrumbs">' in source
 
 
 class CappedPaginator(_PaginatorBase):
@@ -56,6 +75,8 @@ class CappedPaginator(_PaginatorBase):
 
     @cached_property
     def count(self) -> int:
+        if isinstance(self.object_list, list):
+            return min(len(self.object_list), self.cap + 1)
         return int(self.object_list[: self.cap + 1].count())  # type: ignore[attr-defined]
 
 
@@ -89,6 +110,22 @@ class AuditedAdminMixin(_Base):
             *super().get_urls(),
         ]
 
+    def display_recorded_value(self, field: Any, value: Any) -> str | None:
+        """How the audit pages show a recorded ``value`` of ``field``; ``None`` shows it as Django's admin does.
+
+        ``value`` is decoded (a ``Decimal``, an aware ``datetime``, a foreign
+        key's raw key, a list of keys for a many-to-many field; never
+        ``None`` unless recorded so). Return text (escaped for you) or HTML
+        built with ``format_html``. Override it to mask a field or show it
+        your way::
+
+            def display_recorded_value(self, field, value):
+                if field.name == "iban":
+                    return "•••• " + value[-4:] if value else None
+                return super().display_recorded_value(field, value)
+        """
+        return None
+
     # --- writes through the admin carry the admin user ----------------------
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -115,82 +152,104 @@ class AuditedAdminMixin(_Base):
         if registry.spec_for(self.model) is None:  # not recorded: Django's own history of admin actions
             return super().history_view(request, object_id, extra_context)
         spec = self._spec()
-        pk = self._object_pk(spec, object_id)
-        obj = self.get_object(request, unquote(object_id))
-        if not self.has_view_or_change_permission(request, obj):
+        # Answered as Django's history_view answers: a row this admin does not show is "missing", a row it
+        # shows but the user may not view is a 403. A deleted row is judged on its last recorded state.
+        obj, gone = self._row(request, object_id)
+        row = obj if obj is not None else gone
+        if row is None:
+            return self._missing(request, object_id)
+        if not self.has_view_or_change_permission(request, row):
             raise PermissionDenied
+        pk = self._object_pk(spec, object_id)
         events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=pk)
         page = CappedPaginator(events.select_related("content_type").order_by("-version"), PER_PAGE).get_page(
             request.GET.get("p")
         )
-        if obj is None and not page.object_list:
-            raise Http404(_("%s with pk %s has no recorded history.") % (self.opts.verbose_name, object_id))
         latest = page.object_list[0].version if page.number == 1 and page.object_list else None
-        can_restore = self.has_change_permission(request, obj) and (obj is not None or self.has_add_permission(request))
+        can_restore = self.has_change_permission(request, row) and (obj is not None or self.has_add_permission(request))
+        values = Values(request, self.admin_site)
+        want_events(values, page.object_list)  # the names behind the page's keys: one query per related model
         rows = [
             {
                 "event": event,
-                "changes": undo.event_changes(event),
+                "changes": undo.event_changes(event, values),
                 "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
                 if can_restore and event.action != Action.DELETE and event.version != latest
                 else None,
             }
             for event in page.object_list
         ]
-        label = str(obj) if obj is not None else undo.state_label(self.model, self._last_state(events))
+        deletion = self._deletion(spec, pk) if gone is not None else None
         context = {
-            **self._context(request, _("History: %s") % (label or object_id)),
+            **self._context(request, _("History: %s") % row, [*self._row_crumbs(obj, row), (_("History"), None)]),
             "object": obj,
-            "object_label": label or object_id,
+            "object_label": str(row),
             "rows": rows,
             "page": page,
+            "undo_url": self._url("audit_undo", deletion.pk)
+            if deletion is not None and self.has_add_permission(request)
+            else None,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "audit_events/object_history.html", context)
 
     def restore_version_view(self, request: HttpRequest, object_id: str, event_id: int) -> HttpResponse:
         spec = self._spec()
+        obj, gone = self._row(request, object_id)
+        row = obj if obj is not None else gone
+        # As Django's change_view: the permission first (model-level when the row is not shown), then "missing".
+        if not self.has_change_permission(request, row) or (gone is not None and not self.has_add_permission(request)):
+            raise PermissionDenied
+        if row is None:
+            return self._missing(request, object_id)
         pk = self._object_pk(spec, object_id)
         event = get_object_or_404(Event, pk=event_id, content_type_id=spec.content_type_id(), object_pk=pk)
-        obj = self.get_object(request, unquote(object_id))
-        if not self.has_change_permission(request, obj) or (obj is None and not self.has_add_permission(request)):
-            raise PermissionDenied
         if event.action == Action.DELETE:
             raise Http404(_("A deletion is not a version that can be restored."))
-        target = undo.version_state(event)
+        target = undo.version_state(event) or {}
         history_url = self._url("history", quote(unquote(object_id)))
+        # Fields this user cannot edit here keep their current value, as in the change form.
+        editable = admin_rules.editable_fields(self, request, row)
+        keep = [name for name in spec.names if name not in editable]
         if request.method == "POST":
-            return self._restore_version(request, spec, object_id, event, target, history_url)
+            return self._restore_version(request, row, event, target, keep, history_url)
+        current = undo.live_state(spec, unquote(object_id)) if obj is not None else self._deletion_state(spec, pk)
+        current = current or {}
+        restored = {**target, **{name: current[name] for name in keep if name in current}}
+        values = Values(request, self.admin_site)
+        values.want(self.model, current)
+        values.want(self.model, target)
         context = {
-            **self._context(request, _("Restore version %d?") % event.version),
+            **self._context(
+                request,
+                _("Restore version %d?") % event.version,
+                [
+                    *self._row_crumbs(obj, row),
+                    (_("History"), history_url),
+                    (_("Restore version %d") % event.version, None),
+                ],
+            ),
             "object": obj,
-            "object_label": str(obj) if obj is not None else undo.state_label(self.model, target),
+            "object_label": str(row),
             "event": event,
-            "changes": undo.changes_between(self.model, undo.live_state(spec, unquote(object_id)), target),
+            "changes": undo.changes_between(self.model, current, restored, values=values),
+            "kept": undo.changes_between(self.model, current, target, only=keep, values=values),
             "history_url": history_url,
         }
         return TemplateResponse(request, "audit_events/restore_version.html", context)
 
     def _restore_version(
-        self,
-        request: HttpRequest,
-        spec: registry.ModelSpec,
-        object_id: str,
-        event: Event,
-        target: Any,
-        history_url: str,
+        self, request: HttpRequest, row: Any, event: Event, target: Any, keep: list[str], history_url: str
     ) -> HttpResponse:
-        pk = unquote(object_id)
-        if recorded_state(spec, pk, event.created_at) != target:
-            # Another event of this row has the very same timestamp: restoring "at" it would not give this version.
-            message = _("Version %d cannot be told apart by its time; nothing was restored.")
-            messages.error(request, message % event.version)
-            return HttpResponseRedirect(history_url)
         try:
             with audit_context(actor=request.user, reason=f"restore version {event.version} (admin)"):
-                instance = restore(self.model, pk, at=event.created_at)
+                instance = restore_fields(self.model, row.pk, target, keep=keep)
         except (RestoreError, NoHistory) as error:
             messages.error(request, str(error))
+            return HttpResponseRedirect(history_url)
+        if instance is None:
+            message = _("“%(obj)s” already matches version %(v)d; nothing was written.")
+            messages.info(request, message % {"obj": row, "v": event.version})
             return HttpResponseRedirect(history_url)
         messages.success(request, _("Restored “%(obj)s” to version %(v)d.") % {"obj": instance, "v": event.version})
         return HttpResponseRedirect(self._url("change", quote(instance.pk)))
@@ -200,8 +259,19 @@ class AuditedAdminMixin(_Base):
     def deleted_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        own = self._spec().content_type_id()
-        page = CappedPaginator(undo.deleted_rows(self.model), PER_PAGE).get_page(request.GET.get("p"))
+        spec = self._spec()
+        own = spec.content_type_id()
+        deletions: Any = deleted(self.model)
+        if admin_rules.has_row_rules(self):
+            # Each row is asked (on its last recorded state): only the rows this user may view are listed or counted.
+            visible = []
+            for event in deletions.iterator():
+                if self.has_view_or_change_permission(request, instance_from_state(self.model, spec, event.state)):
+                    visible.append(event)
+                    if len(visible) > CappedPaginator.cap:
+                        break
+            deletions = visible
+        page = CappedPaginator(deletions, PER_PAGE).get_page(request.GET.get("p"))
         events = list(page.object_list)
         # What else each deletion took with it: one query for the whole page.
         others: dict[Any, list[str]] = defaultdict(list)
@@ -229,12 +299,11 @@ class AuditedAdminMixin(_Base):
             for event in events
         ]
         title = _("Deleted %s") % self.opts.verbose_name_plural
-        context = {**self._context(request, title), "rows": rows, "page": page}
+        context = {**self._context(request, title, [(_("Deleted"), None)]), "rows": rows, "page": page}
         return TemplateResponse(request, "audit_events/deleted_list.html", context)
 
     def undo_delete_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """A preview of what comes back (GET), then the undo (POST), as Django's delete confirmation."""
         spec = self._spec()
         event = get_object_or_404(
             Event.objects.select_related("content_type"),
@@ -242,15 +311,43 @@ class AuditedAdminMixin(_Base):
             content_type_id=spec.content_type_id(),
             action=Action.DELETE,
         )
-        if not self.has_add_permission(request) or undo.missing_add_permissions(request.user, event):
+        if not self.has_add_permission(request) or event.state is None:
             raise PermissionDenied
-        with audit_context(actor=request.user, reason="undo delete (admin)"):
-            outcome = undo.undo_deletion(event)
-        if not outcome.ok:
-            messages.error(request, outcome.message)
-            return HttpResponseRedirect(self._url("audit_deleted"))
-        messages.success(request, outcome.message)
-        return HttpResponseRedirect(self._url("changelist"))
+        gone = instance_from_state(self.model, spec, event.state)
+        if not self.has_view_or_change_permission(request, gone):
+            raise PermissionDenied
+        plan = undo_plan(event)
+        refusals = admin_rules.undo_refusals(request, self.admin_site, plan)
+        if request.method == "POST":
+            if refusals:  # as Django's delete_view with perms_needed: the preview said why
+                raise PermissionDenied
+            with audit_context(actor=request.user, reason="undo delete (admin)"):
+                outcome = undo.undo_deletion(event)
+            if not outcome.ok:
+                messages.error(request, outcome.message)
+                return HttpResponseRedirect(self._url("audit_deleted"))
+            messages.success(request, outcome.message)
+            return HttpResponseRedirect(self._url("changelist"))
+        context = {
+            **self._context(
+                request,
+                _("Undo the deletion of “%s”?") % gone,
+                [
+                    (_("Deleted"), self._url("audit_deleted")),
+                    (str(gone), self._url("history", quote(event.object_pk))),
+                    (_("Undo delete"), None),
+                ],
+            ),
+            "object_label": str(gone),
+            "event": event,
+            "plan": plan,
+            "recreated": [(g, admin_rules.shown(request, self.admin_site, g, live=False)) for g in plan.recreated],
+            "reattached": [(g, admin_rules.shown(request, self.admin_site, g, live=True)) for g in plan.reattached],
+            "permissions": admin_rules.permissions_needed(plan),
+            "refusals": refusals,
+            "history_url": self._url("history", quote(event.object_pk)),
+        }
+        return TemplateResponse(request, "audit_events/undo_delete.html", context)
 
     # --- helpers ----------------------------------------------------------------
 
@@ -266,19 +363,58 @@ class AuditedAdminMixin(_Base):
         except (ValidationError, ValueError, TypeError) as error:
             raise Http404(str(error)) from error
 
-    def _last_state(self, events: Any) -> Any:
-        last = events.exclude(state__isnull=True).order_by("-version").first()
-        return last.state if last is not None else None
+    def _row(self, request: HttpRequest, object_id: str) -> tuple[Any, Any]:
+        """``(obj, None)`` for a row this admin shows, ``(None, rebuilt)`` for a deleted one, else ``(None, None)``.
+
+        A row that is in the table but not in ``get_queryset()`` is hidden, not
+        deleted: it gets ``(None, None)`` as a missing row does.
+        """
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            return obj, None
+        spec = self._spec()
+        try:
+            pk = spec.pk_field.to_python(unquote(object_id))
+            if self.model._base_manager.filter(pk=pk).exists():
+                return None, None
+        except (ValidationError, ValueError, TypeError):
+            return None, None
+        state = self._deletion_state(spec, spec.object_pk(pk))
+        return None, (instance_from_state(self.model, spec, state) if state is not None else None)
+
+    def _row_crumbs(self, obj: Any, row: Any) -> list[tuple[str, str | None]]:
+        if obj is not None:
+            return [(str(obj), self._url("change", quote(obj.pk)))]
+        return [(_("Deleted"), self._url("audit_deleted")), (str(row), None)]
+
+    def _missing(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Django's own answer for a row its admin does not show: a warning and a redirect to the index."""
+        redirect = self._get_obj_does_not_exist_redirect  # type: ignore[attr-defined]  # private in the stubs
+        response: HttpResponse = redirect(request, self.opts, object_id)
+        return response
+
+    def _deletion(self, spec: registry.ModelSpec, object_pk: str) -> Event | None:
+        """The row's latest event if it is a deletion."""
+        events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=object_pk)
+        latest = events.order_by("-version").first()
+        return latest if latest is not None and latest.action == Action.DELETE else None
+
+    def _deletion_state(self, spec: registry.ModelSpec, object_pk: str) -> Any:
+        deletion = self._deletion(spec, object_pk)
+        return deletion.state if deletion is not None else None
 
     def _url(self, name: str, *args: Any) -> str:
         return reverse(
             f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args, current_app=self.admin_site.name
         )
 
-    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+    def _context(self, request: HttpRequest, title: str, crumbs: list[tuple[str, str | None]]) -> dict[str, Any]:
+        """The admin's context; ``crumbs`` are the breadcrumbs after the model's, (label, url or None)."""
         request.current_app = self.admin_site.name
         return {
             **self.admin_site.each_context(request),
+            "audit_breadcrumbs_list": breadcrumbs_are_a_list(),
+            "crumbs": [{"label": label, "url": url} for label, url in crumbs],
             "title": title,
             "subtitle": None,
             "opts": self.opts,

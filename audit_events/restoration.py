@@ -8,6 +8,7 @@ itself as ``restore`` events sharing one operation: history is never edited.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -258,3 +259,29 @@ def _save_exactly(instance: models.Model, spec: registry.ModelSpec, present: set
         )
     instance._state.adding = False
     instance._state.db = db
+
+
+def restore_fields(
+    model: type[M], pk: Any, state: State, keep: Collection[str] = (), *, using: str | None = None
+) -> M | None:
+    """Put the row back to the recorded ``state``, except the fields named in ``keep``.
+
+    Those keep the row's current value (its value when it was deleted, if it is
+    deleted now): the admin restores only what its user may edit. Returns the
+    row, or ``None`` when it already holds every value asked (nothing written,
+    nothing recorded). Raises :class:`RestoreError` as :func:`restore` does.
+    """
+    spec = spec_or_error(model)
+    db = using or router.db_for_write(model)
+    with transaction.atomic(using=db), capture_paused(), operation():
+        live = capture.live_state(spec, db, pk)
+        if live is None:
+            deletion = row_events(spec, pk, db).filter(action=Action.DELETE).order_by("-version").first()
+            current = deletion.state if deletion is not None and deletion.state is not None else {}
+        else:
+            current = live
+        target = {**state, **{name: current[name] for name in keep if name in current}}
+        if live is not None and all(live.get(name) == value for name, value in target.items()):
+            return None
+        _write_rows([_Row(spec, model, pk, target)], db)
+    return model._base_manager.using(db).get(pk=pk)

@@ -1,22 +1,24 @@
-"""What the admin needs on top of ``restore``: deletion groups, their permissions, a row at one version.
+"""What the admin needs on top of ``restore``: undoing one deletion, a row at one version, diffs to show.
 
 Kept apart from ``admin.py`` so that views and the Event admin's action share
-one definition of "who may undo this deletion" and one way of reporting it.
+one way of undoing and reporting it; who may undo is ``admin_rules``' answer.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth import get_permission_codename
 from django.db import models, router, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Q, Subquery
+from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
 from . import capture, registry
-from .encoding import JSONValue, decode
+from .display import Values, field_of
+from .encoding import JSONValue
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
 from .replay import State, fold, instance_from_state
@@ -36,29 +38,8 @@ class FieldChange:
     """One line of a diff table, with values ready to display."""
 
     name: str
-    before: str
-    after: str
-
-
-def group_models(event: Event) -> list[type[models.Model]]:
-    """Every model that has a row in the deletion ``event`` belongs to (one query)."""
-    ids = (
-        Event.objects.filter(operation=event.operation, action=Action.DELETE)
-        .values_list("content_type_id", flat=True)
-        .distinct()
-    )
-    found = [event.content_type.model_class()] + [model_for(ct_id) for ct_id in ids]
-    return list(dict.fromkeys(m for m in found if m is not None))
-
-
-def missing_add_permissions(user: Any, event: Event) -> list[str]:
-    """The models of the deletion group the user may not add rows to (undo needs all of them)."""
-    missing = []
-    for model in group_models(event):
-        opts = model._meta
-        if not user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}"):
-            missing.append(str(opts.verbose_name_plural))
-    return missing
+    before: SafeString
+    after: SafeString
 
 
 def is_latest(event: Event) -> bool:
@@ -133,29 +114,46 @@ def state_label(model: type[models.Model], state: State | None) -> str:
         return ""
 
 
-def changes_between(model: type[models.Model] | None, before: State | None, after: State | None) -> list[FieldChange]:
-    """The fields whose value differs between two recorded states, in field order."""
+def changes_between(
+    model: type[models.Model] | None,
+    before: State | None,
+    after: State | None,
+    only: Collection[str] | None = None,
+    values: Values | None = None,
+) -> list[FieldChange]:
+    """The fields (of ``only``, when given) whose value differs between two recorded states, in field order.
+
+    ``values`` shows them (one shared by a page reads related rows once); a new one by default.
+    """
     before, after = before or {}, after or {}
     spec = registry.spec_for(model) if model is not None else None
     names = [f.name for f in (*spec.fields, *spec.m2m_fields)] if spec else sorted({*before, *after})
+    if only is not None:
+        names = [name for name in names if name in only]
+    names = [name for name in names if (name in before or name in after) and before.get(name) != after.get(name)]
+    if values is None:
+        values = Values()
+        values.want(model, before)
+        values.want(model, after)
     return [
-        FieldChange(_verbose(spec, name), display(spec, name, before.get(name)), display(spec, name, after.get(name)))
+        FieldChange(
+            _verbose(spec, name), values.show(model, name, before.get(name)), values.show(model, name, after.get(name))
+        )
         for name in names
-        if (name in before or name in after) and before.get(name) != after.get(name)
     ]
 
 
-def event_changes(event: Event) -> list[FieldChange]:
+def event_changes(event: Event, values: Values | None = None) -> list[FieldChange]:
     """The diff an event records: its ``changes``, or its full state on create, delete and recreation."""
     model = event.content_type.model_class()
     if event.action == Action.DELETE:
-        return changes_between(model, event.state, None)
+        return changes_between(model, event.state, None, values=values)
     if event.changes:
         old = {name: change[0] for name, change in event.changes.items()}
         new = {name: change[1] for name, change in event.changes.items()}
-        return changes_between(model, old, new)
+        return changes_between(model, old, new, values=values)
     if event.action in (Action.CREATE, Action.RESTORE):
-        return changes_between(model, None, event.state)
+        return changes_between(model, None, event.state, values=values)
     return []
 
 
@@ -172,47 +170,17 @@ def short_diff(event: Event, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def diff_lines(event: Event) -> list[str]:
+    """``short_diff`` unabridged, one line per field."""
+    if event.changes:
+        return [f"{name}: {_short(old)} → {_short(new)}" for name, (old, new) in event.changes.items()]
+    return [f"{name}={_short(value)}" for name, value in (event.state or {}).items()]
+
+
 def _short(value: JSONValue) -> str:
     return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
-def _field(spec: registry.ModelSpec | None, name: str) -> Any:
-    if spec is None:
-        return None
-    return spec.field(name) or next((f for f in spec.m2m_fields if f.name == name), None)
-
-
 def _verbose(spec: registry.ModelSpec | None, name: str) -> str:
-    field = _field(spec, name)
+    field = field_of(spec, name)
     return str(capfirst(field.verbose_name)) if field is not None else name
-
-
-def display(spec: registry.ModelSpec | None, name: str, value: JSONValue) -> str:
-    """A recorded value as text, decoded by its field when the field is still there."""
-    if value is None:
-        return "—"
-    field = _field(spec, name)
-    if field is None:
-        return str(value)
-    if field.many_to_many:  # the linked rows' keys
-        return ", ".join(str(key) for key in value) or "—"
-    try:
-        decoded = decode(field, value)
-    except (TypeError, ValueError):
-        return str(value)
-    return str(decoded)
-
-
-def deleted_rows(model: type[models.Model]) -> Any:
-    """Delete events that are their row's latest event: the model's rows deleted now, newest first."""
-    spec = registry.spec_for(model)
-    if spec is None:
-        return Event.objects.none()
-    later = Event.objects.filter(
-        content_type_id=OuterRef("content_type_id"), object_pk=OuterRef("object_pk"), version__gt=OuterRef("version")
-    )
-    return (
-        Event.objects.filter(content_type_id=spec.content_type_id(), action=Action.DELETE)
-        .filter(~Exists(later))
-        .order_by("-id")
-    )

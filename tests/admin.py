@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from audit_events.admin import AuditedAdminMixin
+from django.contrib import admin
+from django.http import HttpRequest
+
+from audit_events.admin import AuditedAdminMixin, EventAdmin
+from audit_events.models import Event
 
 from .models import Author, Book, Review, Unregistered
 
@@ -29,3 +33,52 @@ class ReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(Unregistered)
 class UnregisteredAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """The mixin on a model that is not recorded: Django's own pages, no "Deleted" link."""
+
+
+# --- a second site whose admins restrict rows and fields, as a project's admin for support staff would ---
+
+restricted = admin.AdminSite(name="restricted")
+
+
+class RowRules:
+    """Row rules keyed on a text field: ``Hidden…`` rows are left out of ``get_queryset()``,
+    ``Secret…`` rows fail ``has_view_permission(obj)`` and ``has_change_permission(obj)``,
+    ``Locked…`` rows fail ``has_change_permission(obj)`` only."""
+
+    rule_field = "name"
+
+    def _starts(self, obj: Any, *prefixes: str) -> bool:
+        return obj is not None and str(getattr(obj, self.rule_field)).startswith(prefixes)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return queryset.exclude(**{f"{self.rule_field}__startswith": "Hidden"})
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) and not self._starts(obj, "Secret")  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)  # type: ignore[misc]
+        return allowed and not self._starts(obj, "Secret", "Locked")
+
+
+@admin.register(Author, site=restricted)
+class RestrictedAuthorAdmin(RowRules, AuditedAdminMixin, admin.ModelAdmin):
+    fields = ("name", "email")
+
+
+@admin.register(Book, site=restricted)
+class RestrictedBookAdmin(RowRules, AuditedAdminMixin, admin.ModelAdmin):
+    """``pages`` is read-only and ``editor`` and ``tags`` are not in the form: a restore keeps their live value."""
+
+    rule_field = "title"
+    fields = ("author", "title", "pages")
+    readonly_fields = ("pages",)
+
+
+@admin.register(Review, site=restricted)
+class RestrictedReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    pass
+
+
+restricted.register(Event, EventAdmin)

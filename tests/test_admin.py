@@ -56,6 +56,8 @@ def staff(*perms: str, username: str = "clerk") -> Client:
 
 
 ALL_ADD = ("tests.add_author", "tests.add_book", "tests.add_review")
+# Undo shows the rows it brings back: the user must be allowed to view them too.
+ALL_VIEW = ("tests.view_author", "tests.view_book", "tests.view_review")
 EVENTS = reverse("admin:audit_events_event_changelist")
 
 
@@ -234,7 +236,11 @@ def test_restore_action_needs_add_permission_for_every_model_of_the_group() -> N
     assert client.post(EVENTS, data).status_code == 403
     assert snapshot() == before
 
-    allowed = staff("audit_events.view_event", *ALL_ADD, username="boss")
+    blind = staff("audit_events.view_event", *ALL_ADD, username="blind")  # may not view the rows brought back
+    assert blind.post(EVENTS, data).status_code == 403
+    assert snapshot() == before
+
+    allowed = staff("audit_events.view_event", *ALL_ADD, *ALL_VIEW, username="boss")
     allowed.post(EVENTS, data)
     assert Review.objects.count() == 3
 
@@ -275,7 +281,10 @@ def test_history_of_a_deleted_row(admin_client: Client) -> None:
     page = admin_client.get(reverse("admin:tests_author_history", args=[pk]))
     assert page.status_code == 200
     assert "This row is deleted" in page.content.decode()
-    assert admin_client.get(reverse("admin:tests_author_history", args=[pk + 100])).status_code == 404
+    deletion = Event.objects.get(content_type__model="author", object_pk=str(pk), action=Action.DELETE)
+    assert f'href="{undo_url(deletion)}"' in page.content.decode()  # "Undo delete" from its own history
+    missing = admin_client.get(reverse("admin:tests_author_history", args=[pk + 100]))
+    assert (missing.status_code, missing["Location"]) == (302, reverse("admin:index"))  # as Django's history
 
 
 # --- the mixin: restore a version ------------------------------------------------------
@@ -315,6 +324,21 @@ def test_restore_version_post_restores_and_records_the_admin_user(admin_client: 
     assert event.action == Action.RESTORE
     assert event.actor_repr == "admin"
     assert (event.changes["title"], event.changes["pages"]) == (["v2", "v1"], [2, 1])
+
+
+def test_restoring_a_version_equal_to_the_live_row_says_so_and_writes_nothing(admin_client: Client) -> None:
+    book, first = edited_book()
+    book.title, book.pages = "v1", 1
+    book.save()  # version 3 is version 1 again
+    before = snapshot()
+    preview = admin_client.get(restore_url(book, first))
+    assert "already matches version 1" in preview.content.decode()
+    assert "Yes, restore this version" not in preview.content.decode()
+    response = admin_client.post(restore_url(book, first), follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        f"“{book}” already matches version 1; nothing was written."
+    ]
+    assert snapshot() == before
 
 
 def test_restore_version_needs_csrf(admin_user: User) -> None:
@@ -384,7 +408,7 @@ def test_deleted_view_lists_deleted_rows_with_what_went_with_them(admin_client: 
     assert [row["event"] for row in page.context["rows"]] == [delete_event]
     assert "Ursula" in body
     assert "2 books, 3 reviews" in body
-    assert f'action="{undo_url(delete_event)}"' in body
+    assert f'href="{undo_url(delete_event)}"' in body
     assert "Alive" not in body
 
 
@@ -405,15 +429,21 @@ def test_undo_delete_conflict_is_reported_and_writes_nothing(admin_client: Clien
     delete_event = delete_family(make_family())
     Author.objects.create(name="Newcomer", email="ursula@example.com")
     before = snapshot()
+    preview = admin_client.get(undo_url(delete_event)).content.decode()
+    assert "cannot be undone as things are now" in preview
+    assert "Author with this Email already exists." in preview
+    assert "Yes, undo the deletion" not in preview
     response = admin_client.post(undo_url(delete_event), follow=True)
     assert any("email" in str(m).lower() for m in response.context["messages"])
     assert snapshot() == before
 
 
-def test_undo_delete_is_post_only(admin_client: Client) -> None:
+def test_undo_delete_shows_a_preview_first(admin_client: Client) -> None:
     delete_event = delete_family(make_family())
     before = snapshot()
-    assert admin_client.get(undo_url(delete_event)).status_code == 405
+    page = admin_client.get(undo_url(delete_event))
+    assert page.status_code == 200
+    assert "Yes, undo the deletion" in page.content.decode()
     assert snapshot() == before
 
 
@@ -428,7 +458,11 @@ def test_undo_delete_needs_add_permission_on_every_model_of_the_group() -> None:
     no_view = staff(*ALL_ADD, username="blind")
     assert no_view.get(DELETED).status_code == 403
 
-    full = staff("tests.view_author", *ALL_ADD, username="full")
+    no_view_of_children = staff("tests.view_author", *ALL_ADD, username="children")
+    assert no_view_of_children.post(undo_url(delete_event)).status_code == 403
+    assert snapshot() == before
+
+    full = staff(*ALL_VIEW, *ALL_ADD, username="full")
     assert full.post(undo_url(delete_event)).status_code == 302
     assert Review.objects.count() == 3
     assert {e.actor_repr for e in Event.objects.filter(action=Action.RESTORE)} == {"full"}
@@ -557,14 +591,15 @@ def test_many_to_many_changes_show_in_the_history_and_the_preview(admin_client: 
     sf, classic = Tag.objects.create(name="sf"), Tag.objects.create(name="classic")
     book.tags.add(sf, classic)
 
+    from django.utils.html import strip_tags
+
+    names = f"Tag object ({sf.pk}) (#{sf.pk}), Tag object ({classic.pk}) (#{classic.pk})"  # str() and key
     history = admin_client.get(history_url(book))
-    changes = [(c.name, c.before, c.after) for row in history.context["rows"] for c in row["changes"]]
-    assert ("Tags", "—", f"{sf.pk}, {classic.pk}") in changes
+    changes = [(c.name, c.before, strip_tags(c.after)) for row in history.context["rows"] for c in row["changes"]]
+    assert ("Tags", "—", names) in changes
 
     preview = admin_client.get(restore_url(book, first))
-    assert [(c.name, c.before, c.after) for c in preview.context["changes"]] == [
-        ("Tags", f"{sf.pk}, {classic.pk}", "—")
-    ]
+    assert [(c.name, strip_tags(c.before), c.after) for c in preview.context["changes"]] == [("Tags", names, "—")]
     admin_client.post(restore_url(book, first))
     assert list(book.tags.all()) == []
 
@@ -578,3 +613,87 @@ def test_the_deleted_page_counts_up_to_the_cap_too(admin_client: Client, monkeyp
     body = admin_client.get(DELETED).content.decode()
     assert "More than 2 entries" in body
     assert body.count("Undo delete") == 3
+
+
+# --- the Event admin for people reading it (issue 13, item 9) ------------------------------------
+
+
+def test_the_model_column_names_the_app(admin_client: Client) -> None:
+    Author.objects.create(name="a")
+    assert "Tests \u203a author" in admin_client.get(EVENTS).content.decode()
+
+
+def test_an_operations_events_are_one_click_away(admin_client: Client) -> None:
+    deletion = delete_family(make_family())
+    Author.objects.create(name="Unrelated")
+    body = admin_client.get(EVENTS).content.decode()
+    link = f'href="{EVENTS}?operation={deletion.operation}"'
+    assert link in body
+    detail = admin_client.get(reverse("admin:audit_events_event_change", args=[deletion.pk])).content.decode()
+    assert link in detail
+    together = admin_client.get(EVENTS, {"operation": str(deletion.operation)}).context["cl"].result_list
+    assert sorted(e.pk for e in together) == sorted(
+        Event.objects.filter(operation=deletion.operation).values_list("pk", flat=True)
+    )
+
+
+def test_an_undone_deletion_is_marked_in_the_list_and_its_filter(admin_client: Client) -> None:
+    undone = delete_family(make_family())
+    still = delete_family(make_family("Other", "o@example.com"))
+    from audit_events import restore
+
+    restore(Author, undone.object_pk)
+    rows = {e.pk: e for e in admin_client.get(EVENTS).context["cl"].result_list}
+    assert rows[undone.pk].undone
+    assert not rows[still.pk].undone
+    body = admin_client.get(EVENTS).content.decode()
+    assert "deleted, undone since" in body
+    with CaptureQueriesContext(connection) as queries:
+        undone_list = admin_client.get(EVENTS, {"deletion": "undone", "model": undone.content_type_id})
+    assert [e.pk for e in undone_list.context["cl"].result_list] == [undone.pk]
+    deleted_list = admin_client.get(EVENTS, {"deletion": "deleted", "model": still.content_type_id})
+    assert [e.pk for e in deleted_list.context["cl"].result_list] == [still.pk]
+    event_sql = [q["sql"].upper() for q in queries.captured_queries if "AUDIT_EVENTS_EVENT" in q["sql"].upper()]
+    assert not any(" LIKE " in sql or "DISTINCT" in sql for sql in event_sql)
+
+
+def test_long_changes_fold_into_a_summary_and_context_shows_as_rows(admin_client: Client) -> None:
+    from audit_events import audit_context
+
+    with audit_context(reason="ticket <42>", ticket=42):
+        Book.objects.create(author=Author.objects.create(name="a"), title="x" * 60, pages=3)
+    body = admin_client.get(EVENTS).content.decode()
+    assert "<details><summary>" in body
+    assert "<li>pages=3</li>" in body
+    event = Event.objects.get(content_type__model="book")
+    detail = admin_client.get(reverse("admin:audit_events_event_change", args=[event.pk])).content.decode()
+    assert "<tr><th scope='row'>reason</th><td>ticket &lt;42&gt;</td></tr>" in detail
+    assert "<tr><th scope='row'>ticket</th><td>42</td></tr>" in detail
+
+
+def test_the_audit_pages_use_djangos_breadcrumbs_markup(admin_client: Client) -> None:
+    """An ``ol.breadcrumbs`` where Django's own pages have one (Django 6), a ``div`` before."""
+    author = Author.objects.create(name="First")
+    first = Event.objects.get()
+    author.name = "Second"
+    author.save()
+    own = admin_client.get(reverse("admin:tests_author_change", args=[author.pk])).content.decode()
+    markup = '<ol class="breadcrumbs">' if '<ol class="breadcrumbs">' in own else '<div class="breadcrumbs">'
+    deletion = delete_family(make_family())
+    pages = [
+        history_url(author),
+        reverse("admin:tests_author_audit_restore", args=[author.pk, first.pk]),
+        DELETED,
+        undo_url(deletion),
+    ]
+    for page in pages:
+        body = admin_client.get(page).content.decode()
+        assert markup in body, page
+        assert body.count("breadcrumbs") == own.count("breadcrumbs"), page
+    history = admin_client.get(history_url(author)).content.decode()
+    change = reverse("admin:tests_author_change", args=[author.pk])
+    if markup.startswith("<ol"):
+        assert f'<li><a href="{change}">Second</a></li>' in history
+        assert '<li aria-current="page">History</li>' in history
+    else:
+        assert f'&rsaquo; <a href="{change}">Second</a>' in history

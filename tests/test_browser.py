@@ -1,10 +1,11 @@
-"""End to end in a real browser: delete an author with its books and reviews in the admin, then undo it.
+"""End to end in a real browser: an author's history, restoring a version, deleting it with its books, undoing that.
 
 Drives Debian's Chromium through Playwright (never a browser Playwright
 downloads). Skipped, saying how to enable it, when either is missing; with
-``REQUIRE_BROWSER=1`` (CI) that is a failure instead. With
-``AUDIT_EVENTS_SCREENSHOTS=<dir>`` it also saves the screenshots used in the
-docs (``admin-history.png``, ``admin-deleted.png``).
+``REQUIRE_BROWSER=1`` (CI) that is a failure instead. It saves the
+screenshots of each page under ``artifacts/screenshots/`` (gitignored; CI
+keeps them as artifacts; ``AUDIT_EVENTS_SCREENSHOTS=<dir>`` writes them
+elsewhere); the docs show copies of them.
 """
 
 from __future__ import annotations
@@ -100,10 +101,14 @@ def chromium() -> Callable[[], AbstractContextManager[Any]]:
     return open_page
 
 
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"  # gitignored; CI keeps it
+
+
 def shoot(page: Any, name: str) -> None:
-    folder = os.environ.get("AUDIT_EVENTS_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=str(Path(folder) / name), full_page=False)
+    """Save what the page shows, for CI's artifacts and the docs (``AUDIT_EVENTS_SCREENSHOTS`` moves it)."""
+    folder = Path(os.environ.get("AUDIT_EVENTS_SCREENSHOTS") or SCREENSHOTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=False)
 
 
 def test_delete_an_author_with_its_books_then_undo_it(
@@ -133,25 +138,46 @@ def test_delete_an_author_with_its_books_then_undo_it(
         page.wait_for_selector("#audit-history")
         assert page.locator("tr.audit-event").count() == 2
         assert "Restore this version" in page.content()
+        assert page.locator("ol.breadcrumbs li, div.breadcrumbs a").count() >= 3  # Django's own markup, styled
         shoot(page, "admin-history.png")
+
+        # Restore version 1: a preview first, nothing written until confirmed.
+        page.locator("a", has_text="Restore this version").click()  # version 1: the latest has no button
+        page.wait_for_selector("#audit-preview")
+        preview = page.locator("#audit-preview").inner_text()
+        assert "Ursula Le Guin" in preview
+        assert "Ursula K. Le Guin" in preview
+        shoot(page, "admin-restore-preview.png")
+        page.click("input[value='Yes, restore this version']")
+        page.wait_for_url(f"{admin}/tests/author/{author.pk}/change/")
+        assert "Restored “Ursula K. Le Guin” to version 1." in page.locator(".messagelist").inner_text()
+        assert page.input_value("#id_name") == "Ursula K. Le Guin"
 
         # Delete the author: its books and reviews go with it.
         page.goto(f"{admin}/tests/author/{author.pk}/delete/")
         page.click("input[type=submit]")
         page.wait_for_url(f"{admin}/tests/author/")
-        assert "Ursula Le Guin" not in page.locator("#changelist-form").inner_text()
+        assert "Ursula K. Le Guin" not in page.locator("#changelist-form").inner_text()
 
-        # Undo it from the deleted-objects view.
+        # Undo it from the deleted-objects view: a preview of what comes back, then the confirmation.
         page.click("text=Deleted authors")
         page.wait_for_selector("#audit-deleted")
-        row = page.locator("tr.audit-deleted-row", has_text="Ursula Le Guin")
+        row = page.locator("tr.audit-deleted-row", has_text="Ursula K. Le Guin")
         assert re.search(r"2 books, 3 reviews", row.inner_text())
         shoot(page, "admin-deleted.png")
-        row.locator("input[value='Undo delete']").click()
+        row.locator("a", has_text="Undo delete").click()
+        page.wait_for_selector("#audit-recreated")
+        coming_back = page.locator("#audit-recreated").inner_text()
+        assert "1 author" in coming_back
+        assert "2 books" in coming_back
+        assert "3 reviews" in coming_back
+        assert "Can add review" in page.locator("#audit-permissions").inner_text()
+        shoot(page, "admin-undo-preview.png")
+        page.click("input[value='Yes, undo the deletion']")
         page.wait_for_url(f"{admin}/tests/author/")
         message = page.locator(".messagelist").inner_text()
-        assert "Restored author “Ursula Le Guin” together with 2 books, 3 reviews." in message
-        assert "Ursula Le Guin" in page.locator("#result_list").inner_text()
+        assert "Restored author “Ursula K. Le Guin” together with 2 books, 3 reviews." in message
+        assert "Ursula K. Le Guin" in page.locator("#result_list").inner_text()
         page.goto(f"{admin}/tests/book/")
         books = page.locator("#result_list").inner_text()
         assert "The Dispossessed" in books

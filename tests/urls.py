@@ -1,4 +1,6 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from tests.admin import restricted
+
+urlpatterns = [path("admin/", admin.site.urls), path("restricted/", restricted.urls)]

@@ -1,0 +1,117 @@
+"""Django's admin rules, applied to what the audit views show and write.
+
+A model registered on the admin site is judged by its ``ModelAdmin``
+(``get_queryset()``, ``has_*_permission(request, obj)``, the fields its form
+lets this user edit), exactly as Django's own views judge it; a model that is
+not registered there by the user's model permissions. A deleted row is judged
+by the ``has_*_permission(request, obj)`` methods on the instance rebuilt from
+its last recorded state (``get_queryset()`` cannot see a row that is not in
+the table).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_permission_codename
+from django.db import models
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+
+from .deletions import ModelRows, UndoPlan
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite, ModelAdmin
+
+
+def model_admin(site: AdminSite, model: type[models.Model]) -> ModelAdmin[Any] | None:
+    return site._registry.get(model)
+
+
+def may(request: HttpRequest, site: AdminSite, model: type[models.Model], action: str, obj: Any = None) -> bool:
+    """Whether the user may ``action`` (view, add, change) ``obj`` (or any row of ``model``) on ``site``."""
+    admin = model_admin(site, model)
+    if admin is None:
+        opts = model._meta
+        codenames = ("view", "change") if action == "view" else (action,)
+        user: Any = request.user
+        return any(user.has_perm(f"{opts.app_label}.{get_permission_codename(c, opts)}") for c in codenames)
+    if action == "view":
+        return admin.has_view_or_change_permission(request, obj)
+    if action == "add":
+        return admin.has_add_permission(request)
+    return admin.has_change_permission(request, obj)
+
+
+def has_row_rules(admin: ModelAdmin[Any]) -> bool:
+    """Whether ``admin`` overrides a row-level permission method (then each row must be asked)."""
+    from django.contrib.admin import ModelAdmin
+
+    names = ("has_view_permission", "has_change_permission", "has_view_or_change_permission")
+    return any(getattr(type(admin), name) is not getattr(ModelAdmin, name) for name in names)
+
+
+def editable_fields(admin: ModelAdmin[Any], request: HttpRequest, obj: models.Model) -> set[str]:
+    """The fields this user may edit on ``obj`` in ``admin``'s change form.
+
+    Django's own answer: the form ``get_form(request, obj, change=True)`` builds
+    leaves out ``get_readonly_fields(request, obj)``, the fields outside
+    ``fields``/``fieldsets``/``exclude`` and, without change permission, all of
+    them; a disabled form field is not editable either.
+    """
+    form = admin.get_form(request, obj, change=True)
+    return {name for name, field in form.base_fields.items() if not field.disabled}
+
+
+def permissions_needed(plan: UndoPlan) -> list[str]:
+    """The permissions an undo needs, by name ("Can add book"), for the preview."""
+    needed = [_("Can add %s") % group.model._meta.verbose_name for group in plan.recreated]
+    return needed + [_("Can change %s") % group.model._meta.verbose_name for group in plan.reattached]
+
+
+def undo_refusals(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list[str]:
+    """Why this user may not undo the deletion (empty: allowed).
+
+    Every recreated row needs add permission on its model and must be a row the
+    user may view (``has_view_or_change_permission(request, obj)`` on the rebuilt
+    row); every row whose foreign key is given back needs change permission,
+    must be in the admin's ``get_queryset()`` and pass
+    ``has_change_permission(request, obj)``.
+    """
+    reasons = []
+    for group in plan.recreated:
+        names = group.model._meta.verbose_name_plural
+        if not may(request, site, group.model, "add"):
+            reasons.append(_("undoing this deletion recreates %s, which you may not add") % names)
+        elif not all(may(request, site, group.model, "view", row.instance) for row in group.rows):
+            reasons.append(_("undoing this deletion recreates %s that you may not view") % names)
+    for group in plan.reattached:
+        names = group.model._meta.verbose_name_plural
+        if not may(request, site, group.model, "change"):
+            reasons.append(_("undoing this deletion also writes %s, which you may not change") % names)
+        elif not _may_change_each(request, site, group):
+            reasons.append(_("undoing this deletion also writes %s that you may not change") % names)
+    return reasons
+
+
+def shown(request: HttpRequest, site: AdminSite, group: ModelRows, live: bool) -> list[tuple[Any, bool]]:
+    """The group's rows, each with whether the preview may name it (the user may view it; a live row must
+    also be in the admin's ``get_queryset()``): a preview never shows what the user could not see elsewhere."""
+    admin = model_admin(site, group.model)
+    in_queryset = None
+    if live and admin is not None:
+        pks = [row.pk for row in group.rows]
+        in_queryset = set(admin.get_queryset(request).filter(pk__in=pks).values_list("pk", flat=True))
+    return [
+        (row, may(request, site, group.model, "view", row.instance) and (in_queryset is None or row.pk in in_queryset))
+        for row in group.rows
+    ]
+
+
+def _may_change_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> bool:
+    admin = model_admin(site, group.model)
+    if admin is None:
+        return True  # judged by the model permission alone
+    pks = [row.pk for row in group.rows]
+    shown = set(admin.get_queryset(request).filter(pk__in=pks).values_list("pk", flat=True))
+    return all(row.pk in shown and admin.has_change_permission(request, row.instance) for row in group.rows)

@@ -1,0 +1,308 @@
+"""The audit views obey the ModelAdmin's rules as Django's own views do: rows, fields, every model written.
+
+The ``restricted`` admin site (tests/admin.py) hides ``Hidden…`` rows from
+``get_queryset()``, refuses ``Secret…`` rows in ``has_view_permission(obj)`` and
+``Locked…`` rows in ``has_change_permission(obj)``; its Book admin makes
+``pages`` read-only and leaves ``editor`` and ``tags`` out of the form. Row
+rules bind superusers too, so most tests run as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+
+from audit_events.models import Action, Event
+from tests.models import Author, Book, Review, Tag
+from tests.test_admin import delete_family, make_family, snapshot, staff
+
+pytestmark = pytest.mark.django_db
+
+INDEX = reverse("restricted:index")
+
+
+def url(name: str, *args: Any) -> str:
+    return reverse(f"restricted:tests_{name}", args=args)
+
+
+def renamed(name: str, then: str) -> tuple[Author, Event]:
+    """An author created as ``name`` and renamed ``then``: version 1 can be restored."""
+    author = Author.objects.create(name=name, email=f"{name.lower()}@example.com")
+    first = Event.objects.get(content_type__model="author", object_pk=str(author.pk))
+    author.name = then
+    author.save()
+    return author, first
+
+
+def assert_missing_redirect(response: Any, pk: Any) -> None:
+    """Django's answer for an object the admin does not show: a redirect to the index with a warning."""
+    assert response.status_code == 302
+    assert response["Location"] == INDEX
+    texts = [str(m) for m in get_messages(response.wsgi_request)]
+    assert texts[-1] == f"author with ID “{pk}” doesn\u2019t exist. Perhaps it was deleted?"
+
+
+# --- 1. row rules: get_queryset() and has_*_permission(request, obj) ----------------------------
+
+
+def test_history_of_a_row_hidden_by_get_queryset_answers_as_djangos_history(admin_client: Client) -> None:
+    author, _ = renamed("Visible", "Hidden Bob")
+    response = admin_client.get(url("author_history", author.pk))
+    assert_missing_redirect(response, author.pk)
+    assert "Visible" not in response.content.decode()
+    # Django's own change page answers the same.
+    assert admin_client.get(url("author_change", author.pk))["Location"] == INDEX
+
+
+def test_history_of_a_row_the_admin_may_not_view_is_403(admin_client: Client) -> None:
+    author, _ = renamed("Public", "Secret Bob")
+    assert admin_client.get(url("author_change", author.pk)).status_code == 403  # Django's own answer
+    assert admin_client.get(url("author_history", author.pk)).status_code == 403
+
+
+def test_restore_of_a_row_hidden_by_get_queryset_writes_nothing(admin_client: Client) -> None:
+    author, first = renamed("Visible", "Hidden Bob")
+    before = snapshot()
+    assert_missing_redirect(admin_client.get(url("author_audit_restore", author.pk, first.pk)), author.pk)
+    assert_missing_redirect(admin_client.post(url("author_audit_restore", author.pk, first.pk)), author.pk)
+    assert snapshot() == before
+
+
+def test_a_hidden_row_is_missing_for_a_user_without_add_permission_too() -> None:
+    author, first = renamed("Visible", "Hidden Bob")
+    client = staff("tests.view_author", "tests.change_author")
+    assert_missing_redirect(client.get(url("author_audit_restore", author.pk, first.pk)), author.pk)
+    assert_missing_redirect(client.get(url("author_history", author.pk)), author.pk)
+
+
+def test_restore_of_a_row_the_admin_may_not_change_is_403(admin_client: Client) -> None:
+    author, first = renamed("Open", "Locked Bob")
+    before = snapshot()
+    assert admin_client.get(url("author_history", author.pk)).status_code == 200  # may view
+    assert admin_client.get(url("author_audit_restore", author.pk, first.pk)).status_code == 403
+    assert admin_client.post(url("author_audit_restore", author.pk, first.pk)).status_code == 403
+    assert snapshot() == before
+
+
+def test_a_deleted_row_is_judged_by_the_row_rules_on_its_last_recorded_state(admin_client: Client) -> None:
+    author, first = renamed("Public", "Secret Bob")
+    pk = author.pk
+    author.delete()
+    deletion = Event.objects.get(content_type__model="author", object_pk=str(pk), action=Action.DELETE)
+    Author.objects.create(name="Gone but public").delete()
+    before = snapshot()
+
+    listing = admin_client.get(url("author_audit_deleted"))
+    assert listing.status_code == 200
+    body = listing.content.decode()
+    assert "Gone but public" in body
+    assert "Secret Bob" not in body
+    assert admin_client.get(url("author_history", pk)).status_code == 403
+    assert admin_client.get(url("author_audit_restore", pk, first.pk)).status_code == 403
+    assert admin_client.post(url("author_audit_restore", pk, first.pk)).status_code == 403
+    assert admin_client.get(url("author_audit_undo", deletion.pk)).status_code == 403
+    assert admin_client.post(url("author_audit_undo", deletion.pk)).status_code == 403
+    assert snapshot() == before
+
+
+def deleted_with_a_secret_book() -> Event:
+    """An author deleted with a book whose row rule the restricted site's Book admin refuses."""
+    author = Author.objects.create(name="Ursula")
+    Book.objects.create(author=author, title="Secret diary")
+    return delete_family(author)
+
+
+def test_undo_refuses_when_a_row_deleted_with_it_is_out_of_the_users_rules(admin_client: Client) -> None:
+    deletion = deleted_with_a_secret_book()
+    before = snapshot()
+    preview = admin_client.get(url("author_audit_undo", deletion.pk)).content.decode()
+    assert "undoing this deletion recreates books that you may not view" in preview
+    assert "Book object" not in preview  # the preview names no row the user may not view
+    assert "a row you may not view" in preview
+    assert admin_client.post(url("author_audit_undo", deletion.pk)).status_code == 403
+    assert snapshot() == before
+
+
+def test_the_event_admin_action_applies_the_same_rules(admin_client: Client) -> None:
+    deletion = deleted_with_a_secret_book()
+    before = snapshot()
+    changelist = reverse("restricted:audit_events_event_changelist")
+    response = admin_client.post(changelist, {"action": "restore_deleted", "_selected_action": [deletion.pk]})
+    assert response.status_code == 403
+    assert snapshot() == before
+    # The default site's admins have no row rules: the same request is allowed there.
+    default = reverse("admin:audit_events_event_changelist")
+    data = {"action": "restore_deleted", "_selected_action": [deletion.pk]}
+    assert admin_client.post(default, data).status_code == 302
+    assert Book.objects.filter(title="Secret diary").exists()
+
+
+# --- 2. "Restore this version" honours the ModelAdmin's field rules ------------------------------
+
+
+def edited_book() -> tuple[Book, Event, Author, Tag]:
+    first_author, editor = Author.objects.create(name="First"), Author.objects.create(name="Editor")
+    book = Book.objects.create(author=first_author, title="v1", pages=100, editor=editor)
+    tag = Tag.objects.create(name="sf")
+    book.tags.add(tag)
+    first = Event.objects.filter(content_type__model="book", object_pk=str(book.pk)).order_by("version").last()
+    assert first is not None
+    book.title, book.pages, book.editor = "v2", 200, None
+    book.save()
+    book.tags.clear()
+    return book, first, editor, tag
+
+
+def test_restore_keeps_the_live_value_of_fields_the_user_cannot_edit(admin_client: Client) -> None:
+    book, first, _, _ = edited_book()
+    before = snapshot()
+    preview = admin_client.get(url("book_audit_restore", book.pk, first.pk))
+    assert preview.status_code == 200
+    assert [(c.name, c.before, c.after) for c in preview.context["changes"]] == [("Title", "v2", "v1")]
+    assert sorted(c.name for c in preview.context["kept"]) == ["Editor", "Pages", "Tags"]
+    assert "keep their current value" in preview.content.decode()
+    assert snapshot() == before  # the preview writes nothing
+
+    assert admin_client.post(url("book_audit_restore", book.pk, first.pk)).status_code == 302
+    book.refresh_from_db()
+    assert (book.title, book.pages, book.editor_id, list(book.tags.all())) == ("v1", 200, None, [])
+
+
+def test_restore_with_only_uneditable_differences_writes_nothing(admin_client: Client) -> None:
+    book, _, _, _ = edited_book()
+    book.title = "v3"
+    book.save()
+    second = Event.objects.filter(content_type__model="book", object_pk=str(book.pk)).order_by("version")
+    target = next(e for e in second if e.changes.get("title") == ["v1", "v2"])
+    book.title = "v2"
+    book.save()  # back to v2: the target version differs only in pages, editor, tags
+    before = snapshot()
+    preview = admin_client.get(url("book_audit_restore", book.pk, target.pk))
+    assert list(preview.context["changes"]) == []
+    response = admin_client.post(url("book_audit_restore", book.pk, target.pk), follow=True)
+    assert snapshot() == before
+    assert [str(m) for m in response.context["messages"]] == [
+        f"“{book}” already matches version {target.version}; nothing was written."
+    ]
+
+
+def test_restore_in_the_default_admin_restores_every_field(admin_client: Client) -> None:
+    book, first, editor, tag = edited_book()
+    assert admin_client.post(reverse("admin:tests_book_audit_restore", args=[book.pk, first.pk])).status_code == 302
+    book.refresh_from_db()
+    assert (book.title, book.pages, book.editor_id, list(book.tags.all())) == ("v1", 100, editor.pk, [tag])
+
+
+# --- 3. undo-delete needs the permissions of every model it writes ---------------------------------
+
+
+def edited_by(author: Author) -> Book:
+    """A book of another author, edited by ``author``: deleting ``author`` sets ``editor`` to NULL."""
+    return Book.objects.create(author=Author.objects.create(name="Other"), title="Edited", editor=author)
+
+
+def test_undo_delete_needs_change_permission_on_the_rows_it_reattaches() -> None:
+    author = Author.objects.create(name="Editor")
+    book = edited_by(author)
+    deletion = delete_family(author)
+    client = staff("tests.view_author", "tests.add_author")
+    before = snapshot()
+
+    preview = client.get(reverse("admin:tests_author_audit_undo", args=[deletion.pk]))
+    assert preview.status_code == 200
+    body = preview.content.decode()
+    assert "Can change book" in body
+    assert "You may not" in body
+    assert "Yes, undo the deletion" not in body
+
+    assert "undoing this deletion also writes books, which you may not change" in body
+    # As Django's delete_view with missing permissions: the confirmation said why, a POST is refused.
+    assert client.post(reverse("admin:tests_author_audit_undo", args=[deletion.pk])).status_code == 403
+    assert snapshot() == before
+
+    allowed = staff("tests.view_author", "tests.add_author", "tests.view_book", "tests.change_book", username="ok")
+    assert allowed.post(reverse("admin:tests_author_audit_undo", args=[deletion.pk])).status_code == 302
+    book.refresh_from_db()
+    assert book.editor_id == deletion.state["id"]
+
+
+def test_undo_delete_preview_lists_rows_links_and_permissions(admin_client: Client) -> None:
+    author = make_family()
+    edited_by(author)
+    deletion = delete_family(author)
+    before = snapshot()
+    page = admin_client.get(reverse("admin:tests_author_audit_undo", args=[deletion.pk]))
+    assert page.status_code == 200
+    assert snapshot() == before
+    plan = page.context["plan"]
+    assert [(group.model, len(group.rows)) for group in plan.recreated] == [(Author, 1), (Book, 2), (Review, 3)]
+    assert [(group.model, len(group.rows)) for group in plan.reattached] == [(Book, 1)]
+    body = page.content.decode()
+    assert "Ursula" in body
+    assert "Book object" in body
+    assert "Review object" in body
+    assert "csrfmiddlewaretoken" in body
+
+
+# --- 4. what held: CSRF on every write, escaping of every value -----------------------------------
+
+PAYLOADS = ('<script>alert("x")</script>', '" onmouseover="alert(1)', "'><img src=x onerror=alert(1)>")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_every_page_and_message_escapes_recorded_values(admin_client: Client, payload: str) -> None:
+    from django.utils.html import escape
+
+    author = Author.objects.create(name=payload, email="p@example.com")
+    first = Event.objects.get(content_type__model="author", object_pk=str(author.pk))
+    author.name = payload + "2"
+    author.save()
+    Book.objects.create(author=author, title=payload)
+    event = Event.objects.filter(content_type__model="book").first()
+    assert event is not None
+    pages = [
+        reverse("admin:tests_author_history", args=[author.pk]),
+        reverse("admin:tests_author_audit_restore", args=[author.pk, first.pk]),
+        reverse("admin:audit_events_event_changelist"),
+        reverse("admin:audit_events_event_change", args=[event.pk]),
+    ]
+    restored = admin_client.post(pages[1], follow=True)  # its flash message names the row
+    pk = author.pk
+    author.delete()
+    deletion = Event.objects.get(content_type__model="author", object_pk=str(pk), action=Action.DELETE)
+    pages += [
+        reverse("admin:tests_author_audit_deleted"),
+        reverse("admin:tests_author_history", args=[pk]),
+        reverse("admin:tests_author_audit_undo", args=[deletion.pk]),
+    ]
+    bodies = [admin_client.get(page).content.decode() for page in pages]
+    undone = admin_client.post(pages[-1], follow=True)
+    bodies += [restored.content.decode(), undone.content.decode()]
+    assert [str(m) for m in restored.context["messages"]] == [f"Restored “{payload}” to version 1."]
+    assert [str(m) for m in undone.context["messages"]] == [f"Restored author “{payload}” together with 1 book."]
+    for page, body in zip([*pages, "restore message", "undo message"], bodies, strict=True):
+        assert payload not in body, page
+        assert escape(payload) in body, page
+
+
+def test_every_write_needs_a_csrf_token(admin_user: Any) -> None:
+    author = make_family()
+    first = Event.objects.get(content_type__model="author", object_pk=str(author.pk))
+    author.name = "Renamed"
+    author.save()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    restore = reverse("admin:tests_author_audit_restore", args=[author.pk, first.pk])
+    assert "csrfmiddlewaretoken" in client.get(restore).content.decode()
+    deletion = delete_family(author)
+    before = snapshot()
+    undo = reverse("admin:tests_author_audit_undo", args=[deletion.pk])
+    assert "csrfmiddlewaretoken" in client.get(undo).content.decode()
+    action = {"action": "restore_deleted", "_selected_action": [deletion.pk]}
+    for url, data in ((restore, {}), (undo, {}), (reverse("admin:audit_events_event_changelist"), action)):
+        assert client.post(url, data).status_code == 403, url
+    assert snapshot() == before
