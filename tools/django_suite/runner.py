@@ -137,14 +137,31 @@ def _verify_after_each_test(directory: str) -> None:
     """
     post_teardown = TransactionTestCase._post_teardown
 
+    lost: list[str] = []
+
     def verify_then_post_teardown(self: TransactionTestCase) -> None:
         found = _verify(self)
+        if not lost:  # reported once per process: the first test after which it happened
+            lost.extend(_managers_no_longer_audited())
+            if lost:
+                found.append(f"capture lost from here on (managers rebuilt): {', '.join(lost[:3])}, ...")
         if found:
             with open(os.path.join(directory, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as out:
                 out.write(json.dumps({"test": self.id(), "findings": found}) + "\n")
         post_teardown(self)
 
     TransactionTestCase._post_teardown = verify_then_post_teardown  # type: ignore[method-assign]
+
+
+def _managers_no_longer_audited() -> list[str]:
+    """Registered models whose default manager lost its audited class (``apps.clear_cache()``, issue 19 #10)."""
+    from audit_events import registry
+
+    return [
+        spec.label
+        for spec in registry.registered_specs()
+        if not type(spec.model._default_manager).__name__.startswith("Audited")
+    ]
 
 
 def _verify(test: TransactionTestCase) -> list[str]:
@@ -168,12 +185,33 @@ def _verify(test: TransactionTestCase) -> list[str]:
     return found
 
 
+def _resync_when_capture_lost() -> None:
+    """Sync the registry again before a test if capture was lost (issue 19 #10), so that the
+    defects it hides show: a diagnostic (``run.py --resync``), not what a project gets."""
+    from audit_events import registry
+
+    models = [spec.model for spec in registry.registered_specs()]
+    pre_setup = TransactionTestCase.__dict__["_pre_setup"].__func__
+
+    def pre_setup_then_resync(cls: type[TransactionTestCase]) -> None:
+        pre_setup(cls)
+        if any(
+            registry.spec_for(model) is None or not type(model._default_manager).__name__.startswith("Audited")
+            for model in models
+        ):
+            registry.sync()
+
+    TransactionTestCase._pre_setup = classmethod(pre_setup_then_resync)  # type: ignore[method-assign,assignment]
+
+
 class SuiteRunner(DiscoverRunner):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _install_apps(audit=os.environ.get("DJANGO_SUITE_AUDIT") == "1")
         if os.environ.get("DJANGO_SUITE_NO_QUERY_COUNTS") == "1":
             TransactionTestCase.assertNumQueries = _any_number_of_queries  # type: ignore[method-assign,assignment]
+        if os.environ.get("DJANGO_SUITE_RESYNC") == "1":
+            _resync_when_capture_lost()
         if verify_directory := os.environ.get("DJANGO_SUITE_VERIFY_DIR"):
             _verify_after_each_test(verify_directory)
 
