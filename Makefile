@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 test-prepared bench-smoke lint check-migrations docs bench clean venv
+.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 test-prepared test-django-suite test-django-suite-all bench-smoke lint check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,8 @@ test-postgres: $(STAMP)
 	TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check audit_events tests example bench noxfile.py docs/conf.py
-	$(VENV)/bin/ruff format --check audit_events tests example bench noxfile.py docs/conf.py
+	$(VENV)/bin/ruff check audit_events tests example bench tools noxfile.py docs/conf.py
+	$(VENV)/bin/ruff format --check audit_events tests example bench tools noxfile.py docs/conf.py
 	$(VENV)/bin/mypy
 
 check-migrations: $(STAMP)
@@ -70,6 +70,16 @@ bench: $(STAMP)
 # PostgreSQL through psycopg 3: psycopg preparing (server-side binding), then this app preparing (client-side).
 test-prepared: $(STAMP)
 	$(VENV)/bin/nox -s prepared
+
+# Django's own ORM test suite, without audit_events and with every model registered, compared
+# test by test (docs/django-suite.rst). DB=sqlite (default) or postgres; the sources go to .cache/.
+DB ?= sqlite
+test-django-suite: $(STAMP)
+	$(PY) tools/django_suite/run.py --db $(DB) $(DJANGO_SUITE_ARGS)
+
+test-django-suite-all: $(STAMP)
+	$(PY) tools/django_suite/run.py --db sqlite $(DJANGO_SUITE_ARGS)
+	$(PY) tools/django_suite/run.py --db postgres $(DJANGO_SUITE_ARGS)
 
 bench-smoke: $(STAMP)
 	BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 BENCH_LIBS="plain audit_events" \

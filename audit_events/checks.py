@@ -1,8 +1,9 @@
 """System checks for the ``AUDIT_EVENTS`` setting: ``manage.py check`` fails on bad settings.
 
-Ids are stable: E001 unknown model, E002 unknown excluded field, E003 the event
-model registered, E004 unknown key, E005 malformed value; W001 a field excluded
-on a multi-table child only, which its registered parent still records.
+Ids are stable: E001 unknown model (or app, for ``"app_label.*"``), E002 unknown
+excluded field, E003 the event model registered, E004 unknown key, E005 malformed
+value; W001 a field excluded on a multi-table child only, which its registered
+parent still records.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def _check_models(labels: Any) -> list[CheckMessage]:
         ]
     errors: list[CheckMessage] = []
     for label in labels:
+        if label == conf.WILDCARD:
+            continue
+        if isinstance(label, str) and label.endswith("." + conf.WILDCARD):
+            errors += _check_app_wildcard(label)
+            continue
         model, problem = _model(label)
         if problem:
             errors.append(Error(f"AUDIT_EVENTS['MODELS']: {problem}", hint=_HINT_MODELS, id="audit_events.E001"))
@@ -84,6 +90,27 @@ def _check_models(labels: Any) -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+def _check_app_wildcard(label: str) -> list[CheckMessage]:
+    app_label = label[: -len(conf.WILDCARD) - 1]
+    if app_label == "audit_events":
+        return [
+            Error(
+                f"AUDIT_EVENTS['MODELS'] lists {label!r}: the event table cannot record itself.",
+                hint='Remove it; "*" never includes audit_events\' own models.',
+                id="audit_events.E003",
+            )
+        ]
+    if not any(app.label == app_label for app in apps.get_app_configs()):
+        return [
+            Error(
+                f"AUDIT_EVENTS['MODELS']: {label!r}: no installed app has the label {app_label!r}.",
+                hint=_HINT_MODELS,
+                id="audit_events.E001",
+            )
+        ]
+    return []
 
 
 def _check_excludes(excludes: Any) -> list[CheckMessage]:

@@ -15,6 +15,9 @@ from django.conf import settings
 SETTING_NAME = "AUDIT_EVENTS"
 KNOWN_KEYS = frozenset({"MODELS", "EXCLUDE_FIELDS", "SNAPSHOT_EVERY", "PREPARE_STATEMENTS"})
 DEFAULT_SNAPSHOT_EVERY = 100
+# In MODELS: "*" is every model of the installed apps (but this app's and django.contrib's),
+# "app_label.*" every model of one app; both resolved when the registry syncs.
+WILDCARD = "*"
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.apps import apps
+from django.apps import AppConfig, apps
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, router, transaction
 from django.db.models import signals
@@ -156,6 +156,34 @@ def resolve_label(label: str) -> ModelType | None:
         return None
 
 
+def implied_by_wildcard(app_config: AppConfig) -> bool:
+    """Whether ``"*"`` covers an app: not this app, nor Django's contrib apps (name those to record them)."""
+    return app_config.label != "audit_events" and not app_config.name.startswith("django.contrib.")
+
+
+def resolve_models(labels: Iterable[str]) -> list[ModelType]:
+    """The models ``MODELS`` names, wildcards expanded against the apps installed now.
+
+    ``"app_label.*"`` is every model of that app, ``"*"`` every model of every
+    app :func:`implied_by_wildcard` covers. Labels that name nothing, and
+    ``audit_events``' own models, are left out: the system checks report them.
+    """
+    found: dict[ModelType, None] = {}  # ordered, without repeats
+    for label in labels:
+        if label == conf.WILDCARD:
+            for app_config in apps.get_app_configs():
+                if implied_by_wildcard(app_config):
+                    found.update(dict.fromkeys(app_config.get_models()))
+        elif label.endswith("." + conf.WILDCARD):
+            try:
+                found.update(dict.fromkeys(apps.get_app_config(label[: -len(conf.WILDCARD) - 1]).get_models()))
+            except LookupError:
+                continue
+        elif (model := resolve_label(label)) is not None:
+            found[model] = None
+    return [model for model in found if model._meta.app_label != "audit_events"]
+
+
 def build_spec(model: ModelType, excluded: tuple[str, ...] = ()) -> ModelSpec:
     fields = tuple(
         f for f in model._meta.concrete_fields if f.name not in excluded and not getattr(f, "generated", False)
@@ -177,14 +205,10 @@ def _excluded(config: conf.Config, model: ModelType) -> tuple[str, ...]:
 def sync() -> None:
     """Make the registry match the current setting."""
     from . import inheritance
-    from .models import Event
 
     config = conf.get_config()
     wanted: dict[ModelType, ModelSpec] = {}
-    for label in config.models:
-        model = resolve_label(label)
-        if model is None or model is Event:
-            continue  # reported by the system checks
+    for model in resolve_models(config.models):
         concrete = model._meta.concrete_model
         assert concrete is not None
         wanted[concrete] = build_spec(concrete, _excluded(config, concrete))

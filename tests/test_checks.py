@@ -201,3 +201,27 @@ def test_a_field_excluded_on_the_child_only_while_its_parent_records_it_is_w001(
     ):
         with override_settings(AUDIT_EVENTS=fine):
             assert check_settings() == []
+
+
+@pytest.mark.parametrize("models", [["*"], ["tests.*"], ["tests.*", "auth.*", "tests.Author"], ["*", "auth.User"]])
+def test_wildcards_are_valid(models: list[str]) -> None:
+    assert problems({"MODELS": models}) == []
+
+
+def test_a_wildcard_of_an_unknown_app_is_e001() -> None:
+    check_id, message = only_problem({"MODELS": ["*", "nosuchapp.*"]})
+    assert check_id == "audit_events.E001"
+    assert "'nosuchapp.*'" in message
+    assert "'nosuchapp'" in message
+
+
+def test_a_wildcard_of_the_event_app_is_e003() -> None:
+    check_id, message = only_problem({"MODELS": ["audit_events.*"]})
+    assert check_id == "audit_events.E003"
+    assert "'audit_events.*'" in message
+
+
+def test_a_wildcard_in_exclude_fields_is_e001() -> None:
+    check_id, message = only_problem({"MODELS": ["*"], "EXCLUDE_FIELDS": {"tests.*": ["name"]}})
+    assert check_id == "audit_events.E001"
+    assert "'tests.*'" in message

@@ -25,7 +25,7 @@ PACKAGE = ROOT / "audit_events"
 # Not part of the distribution, and bulky or volatile in a working tree.
 _NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", ".venvs", ".nox", ".tox", "build", "dist", "*.egg-info", "_build", "__pycache__", "*.py[cod]",
-    ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "*.sqlite3", "bench-out", "node_modules",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "*.sqlite3", "bench-out", "node_modules", ".cache",
 )  # fmt: skip
 
 

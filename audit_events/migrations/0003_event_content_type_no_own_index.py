@@ -36,7 +36,7 @@ def create_index(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
     dependencies = [
         ("audit_events", "0002_append_only_triggers"),
-        ("contenttypes", "0002_remove_content_type_name"),
+        ("contenttypes", "__first__"),
     ]
 
     operations = [
