@@ -194,6 +194,11 @@ class Writer(threading.Thread):
             except Rollback:
                 pass
 
+    def op_author_cascade_and_undo(self) -> None:  # a cascade, then the undo of the whole group
+        pk = self.rng.choice(self.authors)
+        Author.objects.get(pk=pk).delete()
+        restore(Author, pk)
+
     def op_author_rename(self) -> None:
         author = Author.objects.get(pk=self.rng.choice(self.authors))
         author.name = f"author {self.rng.randrange(100)}"
@@ -204,7 +209,7 @@ def _links(book: Book) -> list[int]:
     return sorted(book.tags.values_list("pk", flat=True))
 
 
-def _check_history(book_pks: list[int]) -> None:
+def _check_history(book_pks: list[int], author_pks: list[int]) -> None:
     spec = spec_for(Book)
     assert spec is not None
     attnames = [f.attname for f in spec.fields]
@@ -219,6 +224,10 @@ def _check_history(book_pks: list[int]) -> None:
         recorded = recorded_state(spec, pk)
         assert recorded is not None
         assert recorded["tags"] == _links(live), f"book {pk}: links"
+    for pk in author_pks:
+        live_author = Author.objects.filter(pk=pk).values("name").first()
+        replayed_author = state_at(Author, pk)
+        assert (replayed_author and replayed_author.name) == (live_author and live_author["name"]), f"author {pk}"
     for model in (Book, Author):
         versions: dict[str, list[int]] = {}
         ct_events = Event.objects.filter(content_type__model=model._meta.model_name).order_by("id")
@@ -254,7 +263,7 @@ def _round(seed: int) -> dict[str, int]:
     for writer in writers:
         if writer.error is not None:
             raise AssertionError(f"seed {seed}: a writer failed: {writer.error!r}") from writer.error
-    _check_history(book_pks)
+    _check_history(book_pks, [a.pk for a in authors])
     totals: dict[str, int] = {}
     for writer in writers:
         for name, count in writer.done.items():
