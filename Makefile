@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 test-prepared test-django-suite test-django-suite-all bench-smoke lint check-migrations docs bench clean venv
+.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 test-prepared test-django-suite test-django-suite-all stress bench-smoke lint check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ test-django-suite: $(STAMP)
 test-django-suite-all: $(STAMP)
 	$(PY) tools/django_suite/run.py --db sqlite $(DJANGO_SUITE_ARGS)
 	$(PY) tools/django_suite/run.py --db postgres $(DJANGO_SUITE_ARGS)
+
+# The many-writers harness (tests/test_stress.py) on PostgreSQL, longer than in `make test`:
+# STRESS_SECONDS per round, STRESS_ROUNDS random seeds after the fixed one (STRESS_SEED=n repeats one).
+stress: $(STAMP)
+	STRESS_SECONDS=$${STRESS_SECONDS:-60} STRESS_ROUNDS=$${STRESS_ROUNDS:-5} TEST_DB=postgres \
+		$(PY) -m pytest -p no:cacheprovider -s tests/test_stress.py
 
 bench-smoke: $(STAMP)
 	BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 BENCH_LIBS="plain audit_events" \
