@@ -176,6 +176,22 @@ class _RecordingInsert:
         unique_fields: list[Field] | None = None,
     ) -> list[Any]:
         using = using or self.queryset.db
+        # Django 5.2 sends every batch inside its own atomic block; later versions send a single
+        # batch without one: the locking read, the INSERT and its events are one transaction here.
+        with transaction.atomic(using=using, savepoint=False):
+            return self._insert(objs, fields, returning_fields, raw, using, on_conflict, update_fields, unique_fields)
+
+    def _insert(
+        self,
+        objs: list[models.Model],
+        fields: list[Field],
+        returning_fields: list[Field] | None,
+        raw: bool,
+        using: str,
+        on_conflict: OnConflict | None,
+        update_fields: list[Field] | None,
+        unique_fields: list[Field] | None,
+    ) -> list[Any]:
         conflicts = {"on_conflict": on_conflict, "update_fields": update_fields, "unique_fields": unique_fields}
         if not connections[using].features.can_return_rows_from_bulk_insert:
             return self._read_after(objs, fields, returning_fields, raw, using, conflicts)

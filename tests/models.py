@@ -319,9 +319,9 @@ class Stamp(models.Model):
 class LyingQuerySet(models.QuerySet):  # type: ignore[type-arg]
     """Says an UPDATE matched no row, as some databases do (Django's own select_on_save tests)."""
 
-    def _update(self, values: Any) -> int:
-        super()._update(values)
-        return 0
+    def _update(self, values: Any, returning_fields: Any = None) -> Any:  # Django 6 adds returning_fields
+        super()._update(values, *([] if returning_fields is None else [returning_fields]))
+        return 0 if returning_fields is None else []
 
 
 class SelectOnSaveLying(models.Model):
