@@ -45,7 +45,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Value
 
 from . import journal, m2m, prepared, registry
 from .context import is_paused
@@ -161,7 +161,9 @@ class _OneRow:
         self.spec = spec
         self.connection = connection
         key = object()  # stands for the key in the compiled parameters
-        qs = _locking_queryset(spec, connection.alias).filter(pk=RawSQL("%s", (key,)))
+        # Value, not RawSQL: RawSQL looks up the parents' columns in its SQL, and a parent's
+        # ForeignObject (a field without a column) makes that fail.
+        qs = _locking_queryset(spec, connection.alias).filter(pk=Value(key))
         self.compiler = qs.query.get_compiler(connection=connection)
         self.sql, params = self.compiler.as_sql()
         self.params = list(params)

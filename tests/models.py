@@ -334,3 +334,48 @@ class SelectOnSaveLying(models.Model):
     class Meta:
         select_on_save = True
         base_manager_name = "lying"
+
+
+# Relations over several columns, as in Django's own ``foreign_object`` tests: a
+# ``ForeignObject`` has no column of its own, its ``from_fields`` are the columns.
+# Registered by the tests that need them (tests/test_foreign_object.py).
+
+
+class Club(models.Model):
+    name = models.CharField(max_length=50)
+    country = models.CharField(max_length=2)
+    members = models.ManyToManyField("Member", through="ClubMembership", related_name="clubs")
+
+
+class Member(models.Model):
+    name = models.CharField(max_length=50)
+    country = models.CharField(max_length=2)
+    favourite_id = models.IntegerField(null=True)
+    favourite = models.ForeignObject(
+        Club,
+        models.DO_NOTHING,
+        from_fields=["favourite_id", "country"],
+        to_fields=["id", "country"],
+        null=True,
+        related_name="fans",
+    )
+
+
+class HonoraryMember(Member):
+    """A multi-table child whose parent has a ``ForeignObject`` among its local fields."""
+
+    title = models.CharField(max_length=50)
+
+
+class ClubMembership(models.Model):
+    """A through model whose links are ``ForeignObject`` s over two columns each."""
+
+    country = models.CharField(max_length=2)
+    club_id = models.IntegerField(null=True)
+    member_id = models.IntegerField()
+    club = models.ForeignObject(
+        Club, models.CASCADE, from_fields=["club_id", "country"], to_fields=["id", "country"], null=True
+    )
+    member = models.ForeignObject(
+        Member, models.CASCADE, from_fields=["member_id", "country"], to_fields=["id", "country"]
+    )
