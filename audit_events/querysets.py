@@ -259,7 +259,8 @@ def _updated_rows(
     moves_keys = any(field.primary_key for field, _, _ in query.values)
     if _update_returns_old_row(spec, using):
         return _update_returning_old_and_new(spec, query, _Rows(spec, queryset, using), using)
-    returning = _update_returns_rows(connection) and not query.related_updates and not _composite_key(spec)
+    # RETURNING gives only the child's own table: a multi-table model's row spans its parents' too.
+    returning = _update_returns_rows(connection) and not spec.model._meta.parents and not _composite_key(spec)
     if returning and not connection.features.has_select_for_update:
         # The lock is the database's (SQLite): the rows read are the rows the UPDATE changes.
         rows = _Rows(spec, queryset, using)
