@@ -46,10 +46,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 from django.db.models.expressions import RawSQL
+from django.db.models.sql import InsertQuery
+from django.db.models.sql.constants import MULTI
 
 from . import journal, m2m, prepared, registry
 from .context import is_paused
-from .encoding import JSONValue
+from .encoding import JSONValue, converts
 from .models import Action
 from .operations import current_operation
 
@@ -75,9 +77,70 @@ def lock_rows(
     the rows are locked (:func:`_with_links`), unless ``links`` is false (a
     caller that has them from an earlier read under the same lock).
     """
+    compiler = _locking_queryset(spec, using, rows).filter(**lookup).query.get_compiler(using)
+    read: Any = [row for chunk in compiler.execute_sql(MULTI) for row in chunk]
+    selected = [e for e, _, _ in compiler.select[: compiler.col_count]]
+    stored, own = split_converters(compiler.get_converters(selected))
+    read = list(compiler.apply_converters(read, stored)) if stored else read
+    if compiler.has_composite_fields(selected):  # as Django's results_iter() does
+        read, own = list(compiler.composite_fields_to_tuples(read, selected)), {}
     pk_index = _columns(spec).index(spec.pk_field.attname)
-    found = {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using, rows).filter(**lookup)}
+    functions, expression = own.get(pk_index, ([], None))  # the key as Django gives it, for the callers
+    found = {
+        functools.reduce(lambda v, f: f(v, expression, compiler.connection), functions, row[pk_index]): _state(
+            spec, row
+        )
+        for row in read
+    }
     return _with_links(spec, using, found) if links else found
+
+
+def split_converters(converters: dict[int, Any]) -> tuple[dict[int, Any], dict[int, Any]]:
+    """A compiler's ``get_converters()`` as the backend's and the fields' own ``from_db_value``.
+
+    The backend's alone give each value as the database stores it, which is
+    what a state records (:func:`.encoding.stored_encoder`): no method of the
+    field is called on what it made of it. Applied after them, the fields' own
+    give what Django sets on an instance.
+    """
+    stored: dict[int, Any] = {}
+    own: dict[int, Any] = {}
+    for index, (functions, expression) in converters.items():
+        if backend := [f for f in functions if not _own_converter(f)]:
+            stored[index] = (backend, expression)
+        if fields := [f for f in functions if _own_converter(f)]:
+            own[index] = (fields, expression)
+    return stored, own
+
+
+def _own_converter(function: Any) -> bool:
+    """A field's ``from_db_value`` that makes objects of its own (a JSONField's gives plain JSON: kept)."""
+    field = getattr(function, "__self__", None)
+    return getattr(function, "__name__", "") == "from_db_value" and isinstance(field, models.Field) and converts(field)
+
+
+def insert_returning(
+    model: type[models.Model],
+    objs: list[models.Model],
+    fields: list[Field],
+    columns: list[Field],
+    raw: bool,
+    using: str,
+    conflicts: dict[str, Any],
+) -> tuple[list[Any], list[Any]]:
+    """Django's ``_insert`` asking for ``columns``: the rows returned (none for a row left alone)
+    as the database stores them, and as Django gives them (the fields' own converters applied)."""
+    query = InsertQuery(model, **conflicts)
+    query.insert_values(fields, objs, raw=raw)
+    compiler: Any = query.get_compiler(using=using)
+    compiler.returning_fields = columns
+    with compiler.connection.cursor() as cursor:
+        for sql, params in compiler.as_sql():
+            cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    stored, own = split_converters(compiler.get_converters([f.get_col(model._meta.db_table) for f in columns]))
+    rows = list(compiler.apply_converters(rows, stored)) if stored else rows
+    return rows, (list(compiler.apply_converters(rows, own)) if own else rows)
 
 
 def _with_links(spec: registry.ModelSpec, using: str, states: dict[Any, State]) -> dict[Any, State]:
@@ -170,7 +233,7 @@ class _OneRow:
         self.names = [alias for _, _, alias in selected]
         self.pk_index = self.names.index(spec.pk_field.attname)
         self.columns = [sql for _, (sql, _), _ in selected]
-        self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
+        self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
         # The row a write leaves: the fields' columns alone, in spec.fields' order, and their converters.
         indexes = [self.names.index(f.attname) for f in spec.fields]
         self.new_columns = [self.columns[i] for i in indexes]
@@ -411,12 +474,13 @@ def do_insert(
     recorded = set(spec.fields)  # not the excluded ones: never read
     columns = [f for f in manager.model._meta.local_concrete_fields if f in recorded or f in asked]
     columns += [f for f in asked if f not in columns]
-    rows = manager._insert([instance], fields=fields, returning_fields=columns, using=using, raw=raw)  # type: ignore[attr-defined]
-    row = dict(zip(columns, rows[0], strict=True))
+    stored, rows = insert_returning(manager.model, [instance], fields, columns, raw, using, {})
+    row = dict(zip(columns, stored[0], strict=True))
     saving.new.update(
         {f.name: None if (v := row[f]) is None else to_json(v) for f, _, to_json in spec.encoders if f in row}
     )
-    return [tuple(row[f] for f in asked)] if asked else []
+    given = dict(zip(columns, rows[0], strict=True))
+    return [tuple(given[f] for f in asked)] if asked else []
 
 
 def _is_wrapper(method: Callable[..., Any]) -> bool:
@@ -463,10 +527,17 @@ def post_save(
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if kwargs.get("raw") else [spec, *registry.parent_specs(spec)]
-    drafts = [
-        d for view in views if (d := view_event(view, getattr(instance, view.pk_field.attname), old, new, using=using))
-    ]
+    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new, using=using))]
     journal.write(drafts, using)
+
+
+def _row_key(spec: registry.ModelSpec, instance: models.Model, new: State) -> Any:
+    """The saved row's key: the instance's, but as the database stored it (the state's) where the
+    key's field makes objects of its own (``from_db_value``), which it may not prepare again."""
+    field = spec.pk_field
+    if spec.key_converts and new.get(field.name) is not None:
+        return new[field.name]
+    return getattr(instance, field.attname)
 
 
 def view_event(

@@ -49,6 +49,7 @@ from .capture import (
     deleting,
     draft,
     lock_rows,
+    split_converters,
     view_event,
 )
 from .context import is_paused
@@ -209,7 +210,8 @@ class _Rows:
         self.sql, self.params = self.compiler.as_sql()
         selected = self.compiler.select[: self.compiler.col_count]
         self.width = len(selected)
-        self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
+        # As the database stores them (the backend's converters): what states record, keys included.
+        self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
         self.names = [str(alias) for _, _, alias in selected]
         self.pk_index = self.names.index(spec.pk_field.attname)
         self.fields = len(_columns(spec))  # the columns a RETURNING of the row gives: no links
