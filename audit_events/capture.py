@@ -212,11 +212,6 @@ def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
     return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
 
 
-def _fields_state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
-    """Values of ``spec.fields``, in order, as the database's converters left them, encoded."""
-    return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
-
-
 class _OneRow:
     """:func:`_locking_queryset` for one key, compiled once: its SQL, the key's slot, the converters."""
 
@@ -234,10 +229,8 @@ class _OneRow:
         self.pk_index = self.names.index(spec.pk_field.attname)
         self.columns = [sql for _, (sql, _), _ in selected]
         self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
-        # The row a write leaves: the fields' columns alone, in spec.fields' order, and their converters.
-        indexes = [self.names.index(f.attname) for f in spec.fields]
-        self.new_columns = [self.columns[i] for i in indexes]
-        self.new_converters = {j: self.converters[i] for j, i in enumerate(indexes) if i in self.converters}
+        # Where each of spec.fields is in this SELECT: an UPDATE returns those it writes (:meth:`update`).
+        self.indexes = [self.names.index(f.attname) for f in spec.fields]
 
     def fetch(self, pk: Any) -> State | None:
         return self._run(self.sql, self._params(pk))
@@ -252,6 +245,8 @@ class _OneRow:
         subquery's ``FOR UPDATE``), writes ``values`` and brings back the row
         as it was and as it is. Otherwise ``UPDATE t SET ... WHERE pk = %s
         RETURNING <columns>`` (SQLite, whose RETURNING sees only the table).
+        ``<columns>`` are the key and the columns the save writes: ``new`` holds
+        those fields only, the others are as the old row (``_saved_state``).
         Returns ``(old, new)``, both ``None`` if no row has the key; ``None``
         for the whole result where the values need Django's own compiler
         (expressions, fields with their own placeholder, model instances).
@@ -271,13 +266,16 @@ class _OneRow:
             if value is not None:
                 params.append(value)
         table, pk_column = quote(self.spec.model._meta.db_table), quote(self.spec.pk_field.column)
-        new_columns = ", ".join(self.new_columns)
+        # The key and the columns written, no other: the rest are as the old row read under the same lock.
+        written = {field.attname for field, _, _ in values}
+        fields = [j for j, f in enumerate(self.spec.fields) if f.attname in written]
+        new_columns = ", ".join([self.columns[self.pk_index], *(self.columns[self.indexes[j]] for j in fields)])
         if not with_old:
             sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {table}.{pk_column} = %s RETURNING {new_columns}"
             with connection.cursor() as cursor:
                 cursor.execute(sql, [*params, self.spec.pk_field.get_db_prep_value(pk, connection)])
                 rows = cursor.fetchall()
-            return None, next(iter(self.new_states(rows)), None)
+            return None, next(iter(self.new_states(rows, fields)), None)
         sql = (
             f"UPDATE {table} SET {', '.join(assignments)} FROM ({self.sql}) AS {_OLD_ROW} "
             f"WHERE {table}.{pk_column} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
@@ -288,15 +286,22 @@ class _OneRow:
         rows = cursor.fetchall()
         if not rows:
             return None, None
-        width = len(rows[0]) - len(self.new_columns)  # old.*, then the new columns
+        width = len(self.columns)  # old.*, then the key and the columns written
         old = self.states([row[:width] for row in rows])
-        return next(iter(old.values())), self.new_states([row[width:] for row in rows])[0]
+        return next(iter(old.values())), self.new_states([row[width:] for row in rows], fields)[0]
 
-    def new_states(self, rows: list[Any]) -> list[State]:
-        """Rows of :attr:`new_columns`, encoded."""
-        if self.new_converters:
-            rows = list(self.compiler.apply_converters(rows, self.new_converters))
-        return [_fields_state(self.spec, row) for row in rows]
+    def new_states(self, rows: list[Any], fields: list[int]) -> list[State]:
+        """Rows of the key and these of ``spec.fields`` (by position), the fields encoded."""
+        converters = {
+            k: self.converters[self.indexes[j]] for k, j in enumerate(fields, 1) if self.indexes[j] in self.converters
+        }
+        if converters:
+            rows = list(self.compiler.apply_converters(rows, converters))
+        encoders = self.spec.encoders
+        return [
+            {(e := encoders[j])[0].name: None if (v := row[k]) is None else e[2](v) for k, j in enumerate(fields, 1)}
+            for row in rows
+        ]
 
     def _params(self, pk: Any) -> list[Any]:
         params = list(self.params)
