@@ -47,10 +47,9 @@ from typing import Any
 from django.db import NotSupportedError, connections, models, transaction
 from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 
 from . import journal, m2m, registry
-from .capture import State, draft, lock_rows, view_event
+from .capture import State, draft, insert_returning, lock_rows, view_event
 from .context import capture_paused
 from .models import Action, Event
 from .operations import operation
@@ -197,9 +196,9 @@ class _RecordingInsert:
             return self._read_after(objs, fields, returning_fields, raw, using, conflicts)
         before = self._lock_conflicting(objs, unique_fields or [], using) if on_conflict == OnConflict.UPDATE else {}
         columns = list(dict.fromkeys([*(returning_fields or ()), *self.columns]))
-        rows = self._insert_returning(objs, fields, columns, raw, using, conflicts)
+        stored, rows = insert_returning(self.queryset.model, objs, fields, columns, raw, using, conflicts)
         index = {field: i for i, field in enumerate(columns)}
-        states = [self._state(row, index) for row in rows]
+        states = [self._state(row, index) for row in stored]
         if on_conflict == OnConflict.UPDATE:
             before.update(
                 self._inserted_meanwhile([pk for pk, _ in states if self.spec.object_pk(pk) not in before], using)
@@ -208,27 +207,6 @@ class _RecordingInsert:
         if not returning_fields:
             return []
         return [tuple(row[index[field]] for field in returning_fields) for row in rows]
-
-    def _insert_returning(
-        self,
-        objs: list[models.Model],
-        fields: list[Field],
-        columns: list[Field],
-        raw: bool,
-        using: str,
-        conflicts: dict[str, Any],
-    ) -> list[Any]:
-        """Django's ``_insert`` asking for ``columns``, every row returned (none for a row left alone)."""
-        query = InsertQuery(self.queryset.model, **conflicts)
-        query.insert_values(fields, objs, raw=raw)
-        compiler: Any = query.get_compiler(using=using)
-        compiler.returning_fields = columns
-        with compiler.connection.cursor() as cursor:
-            for sql, params in compiler.as_sql():
-                cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        converters = compiler.get_converters([field.get_col(self.queryset.model._meta.db_table) for field in columns])
-        return list(compiler.apply_converters(rows, converters)) if converters else rows
 
     def _state(self, row: Sequence[Any], index: dict[Field, int]) -> tuple[Any, State]:
         """The row's key and its encoded state (the fields of the spec, in order)."""

@@ -46,10 +46,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 from django.db.models.expressions import Value
+from django.db.models.sql import InsertQuery
+from django.db.models.sql.constants import MULTI
 
 from . import journal, m2m, prepared, registry
 from .context import is_paused
-from .encoding import JSONValue
+from .encoding import JSONValue, converts
 from .models import Action
 from .operations import current_operation
 
@@ -75,9 +77,70 @@ def lock_rows(
     the rows are locked (:func:`_with_links`), unless ``links`` is false (a
     caller that has them from an earlier read under the same lock).
     """
+    compiler = _locking_queryset(spec, using, rows).filter(**lookup).query.get_compiler(using)
+    read: Any = [row for chunk in compiler.execute_sql(MULTI) for row in chunk]
+    selected = [e for e, _, _ in compiler.select[: compiler.col_count]]
+    stored, own = split_converters(compiler.get_converters(selected))
+    read = list(compiler.apply_converters(read, stored)) if stored else read
+    if compiler.has_composite_fields(selected):  # as Django's results_iter() does
+        read, own = list(compiler.composite_fields_to_tuples(read, selected)), {}
     pk_index = _columns(spec).index(spec.pk_field.attname)
-    found = {row[pk_index]: _state(spec, row) for row in _locking_queryset(spec, using, rows).filter(**lookup)}
+    functions, expression = own.get(pk_index, ([], None))  # the key as Django gives it, for the callers
+    found = {
+        functools.reduce(lambda v, f: f(v, expression, compiler.connection), functions, row[pk_index]): _state(
+            spec, row
+        )
+        for row in read
+    }
     return _with_links(spec, using, found) if links else found
+
+
+def split_converters(converters: dict[int, Any]) -> tuple[dict[int, Any], dict[int, Any]]:
+    """A compiler's ``get_converters()`` as the backend's and the fields' own ``from_db_value``.
+
+    The backend's alone give each value as the database stores it, which is
+    what a state records (:func:`.encoding.stored_encoder`): no method of the
+    field is called on what it made of it. Applied after them, the fields' own
+    give what Django sets on an instance.
+    """
+    stored: dict[int, Any] = {}
+    own: dict[int, Any] = {}
+    for index, (functions, expression) in converters.items():
+        if backend := [f for f in functions if not _own_converter(f)]:
+            stored[index] = (backend, expression)
+        if fields := [f for f in functions if _own_converter(f)]:
+            own[index] = (fields, expression)
+    return stored, own
+
+
+def _own_converter(function: Any) -> bool:
+    """A field's ``from_db_value`` that makes objects of its own (a JSONField's gives plain JSON: kept)."""
+    field = getattr(function, "__self__", None)
+    return getattr(function, "__name__", "") == "from_db_value" and isinstance(field, models.Field) and converts(field)
+
+
+def insert_returning(
+    model: type[models.Model],
+    objs: list[models.Model],
+    fields: list[Field],
+    columns: list[Field],
+    raw: bool,
+    using: str,
+    conflicts: dict[str, Any],
+) -> tuple[list[Any], list[Any]]:
+    """Django's ``_insert`` asking for ``columns``: the rows returned (none for a row left alone)
+    as the database stores them, and as Django gives them (the fields' own converters applied)."""
+    query = InsertQuery(model, **conflicts)
+    query.insert_values(fields, objs, raw=raw)
+    compiler: Any = query.get_compiler(using=using)
+    compiler.returning_fields = columns
+    with compiler.connection.cursor() as cursor:
+        for sql, params in compiler.as_sql():
+            cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    stored, own = split_converters(compiler.get_converters([f.get_col(model._meta.db_table) for f in columns]))
+    rows = list(compiler.apply_converters(rows, stored)) if stored else rows
+    return rows, (list(compiler.apply_converters(rows, own)) if own else rows)
 
 
 def _with_links(spec: registry.ModelSpec, using: str, states: dict[Any, State]) -> dict[Any, State]:
@@ -149,11 +212,6 @@ def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
     return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
 
 
-def _fields_state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
-    """Values of ``spec.fields``, in order, as the database's converters left them, encoded."""
-    return {f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(spec.encoders)}
-
-
 class _OneRow:
     """:func:`_locking_queryset` for one key, compiled once: its SQL, the key's slot, the converters."""
 
@@ -172,11 +230,9 @@ class _OneRow:
         self.names = [alias for _, _, alias in selected]
         self.pk_index = self.names.index(spec.pk_field.attname)
         self.columns = [sql for _, (sql, _), _ in selected]
-        self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
-        # The row a write leaves: the fields' columns alone, in spec.fields' order, and their converters.
-        indexes = [self.names.index(f.attname) for f in spec.fields]
-        self.new_columns = [self.columns[i] for i in indexes]
-        self.new_converters = {j: self.converters[i] for j, i in enumerate(indexes) if i in self.converters}
+        self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
+        # Where each of spec.fields is in this SELECT: an UPDATE returns those it writes (:meth:`update`).
+        self.indexes = [self.names.index(f.attname) for f in spec.fields]
 
     def fetch(self, pk: Any) -> State | None:
         return self._run(self.sql, self._params(pk))
@@ -191,6 +247,8 @@ class _OneRow:
         subquery's ``FOR UPDATE``), writes ``values`` and brings back the row
         as it was and as it is. Otherwise ``UPDATE t SET ... WHERE pk = %s
         RETURNING <columns>`` (SQLite, whose RETURNING sees only the table).
+        ``<columns>`` are the key and the columns the save writes: ``new`` holds
+        those fields only, the others are as the old row (``_saved_state``).
         Returns ``(old, new)``, both ``None`` if no row has the key; ``None``
         for the whole result where the values need Django's own compiler
         (expressions, fields with their own placeholder, model instances).
@@ -210,13 +268,16 @@ class _OneRow:
             if value is not None:
                 params.append(value)
         table, pk_column = quote(self.spec.model._meta.db_table), quote(self.spec.pk_field.column)
-        new_columns = ", ".join(self.new_columns)
+        # The key and the columns written, no other: the rest are as the old row read under the same lock.
+        written = {field.attname for field, _, _ in values}
+        fields = [j for j, f in enumerate(self.spec.fields) if f.attname in written]
+        new_columns = ", ".join([self.columns[self.pk_index], *(self.columns[self.indexes[j]] for j in fields)])
         if not with_old:
             sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {table}.{pk_column} = %s RETURNING {new_columns}"
             with connection.cursor() as cursor:
                 cursor.execute(sql, [*params, self.spec.pk_field.get_db_prep_value(pk, connection)])
                 rows = cursor.fetchall()
-            return None, next(iter(self.new_states(rows)), None)
+            return None, next(iter(self.new_states(rows, fields)), None)
         sql = (
             f"UPDATE {table} SET {', '.join(assignments)} FROM ({self.sql}) AS {_OLD_ROW} "
             f"WHERE {table}.{pk_column} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
@@ -227,15 +288,22 @@ class _OneRow:
         rows = cursor.fetchall()
         if not rows:
             return None, None
-        width = len(rows[0]) - len(self.new_columns)  # old.*, then the new columns
+        width = len(self.columns)  # old.*, then the key and the columns written
         old = self.states([row[:width] for row in rows])
-        return next(iter(old.values())), self.new_states([row[width:] for row in rows])[0]
+        return next(iter(old.values())), self.new_states([row[width:] for row in rows], fields)[0]
 
-    def new_states(self, rows: list[Any]) -> list[State]:
-        """Rows of :attr:`new_columns`, encoded."""
-        if self.new_converters:
-            rows = list(self.compiler.apply_converters(rows, self.new_converters))
-        return [_fields_state(self.spec, row) for row in rows]
+    def new_states(self, rows: list[Any], fields: list[int]) -> list[State]:
+        """Rows of the key and these of ``spec.fields`` (by position), the fields encoded."""
+        converters = {
+            k: self.converters[self.indexes[j]] for k, j in enumerate(fields, 1) if self.indexes[j] in self.converters
+        }
+        if converters:
+            rows = list(self.compiler.apply_converters(rows, converters))
+        encoders = self.spec.encoders
+        return [
+            {(e := encoders[j])[0].name: None if (v := row[k]) is None else e[2](v) for k, j in enumerate(fields, 1)}
+            for row in rows
+        ]
 
     def _params(self, pk: Any) -> list[Any]:
         params = list(self.params)
@@ -413,12 +481,13 @@ def do_insert(
     recorded = set(spec.fields)  # not the excluded ones: never read
     columns = [f for f in manager.model._meta.local_concrete_fields if f in recorded or f in asked]
     columns += [f for f in asked if f not in columns]
-    rows = manager._insert([instance], fields=fields, returning_fields=columns, using=using, raw=raw)  # type: ignore[attr-defined]
-    row = dict(zip(columns, rows[0], strict=True))
+    stored, rows = insert_returning(manager.model, [instance], fields, columns, raw, using, {})
+    row = dict(zip(columns, stored[0], strict=True))
     saving.new.update(
         {f.name: None if (v := row[f]) is None else to_json(v) for f, _, to_json in spec.encoders if f in row}
     )
-    return [tuple(row[f] for f in asked)] if asked else []
+    given = dict(zip(columns, rows[0], strict=True))
+    return [tuple(given[f] for f in asked)] if asked else []
 
 
 def _is_wrapper(method: Callable[..., Any]) -> bool:
@@ -465,10 +534,17 @@ def post_save(
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if kwargs.get("raw") else [spec, *registry.parent_specs(spec)]
-    drafts = [
-        d for view in views if (d := view_event(view, getattr(instance, view.pk_field.attname), old, new, using=using))
-    ]
+    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new, using=using))]
     journal.write(drafts, using)
+
+
+def _row_key(spec: registry.ModelSpec, instance: models.Model, new: State) -> Any:
+    """The saved row's key: the instance's, but as the database stored it (the state's) where the
+    key's field makes objects of its own (``from_db_value``), which it may not prepare again."""
+    field = spec.pk_field
+    if spec.key_converts and new.get(field.name) is not None:
+        return new[field.name]
+    return getattr(instance, field.attname)
 
 
 def view_event(

@@ -75,6 +75,16 @@ def _encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
     return _plain_encoder(field, field.to_python)
 
 
+def stored_encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
+    """:func:`encoder` for a value as the database gives it back: through the backend's converters,
+    not the field's own ``from_db_value`` (a row read or returned, before Django makes it the field's
+    object). It is what the database stores, so no method of the field is called on it."""
+    target = value_field(field)
+    if converts(target) and not isinstance(field, models.JSONField):
+        return _plain_encoder(target, _as_prepared)
+    return encoder(field)
+
+
 def converts(field: models.Field[Any, Any]) -> bool:
     """Whether ``field`` turns what the database gives into objects of its own (``from_db_value``)."""
     return hasattr(field, "from_db_value") and not isinstance(field, models.JSONField)

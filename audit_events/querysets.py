@@ -49,6 +49,7 @@ from .capture import (
     deleting,
     draft,
     lock_rows,
+    split_converters,
     view_event,
 )
 from .context import is_paused
@@ -209,7 +210,8 @@ class _Rows:
         self.sql, self.params = self.compiler.as_sql()
         selected = self.compiler.select[: self.compiler.col_count]
         self.width = len(selected)
-        self.converters = self.compiler.get_converters([expression for expression, _, _ in selected])
+        # As the database stores them (the backend's converters): what states record, keys included.
+        self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
         self.names = [str(alias) for _, _, alias in selected]
         self.pk_index = self.names.index(spec.pk_field.attname)
         self.fields = len(_columns(spec))  # the columns a RETURNING of the row gives: no links
@@ -259,7 +261,8 @@ def _updated_rows(
     moves_keys = any(field.primary_key for field, _, _ in query.values)
     if _update_returns_old_row(spec, using):
         return _update_returning_old_and_new(spec, query, _Rows(spec, queryset, using), using)
-    returning = _update_returns_rows(connection) and not query.related_updates and not _composite_key(spec)
+    # RETURNING gives only the child's own table: a multi-table model's row spans its parents' too.
+    returning = _update_returns_rows(connection) and not spec.model._meta.parents and not _composite_key(spec)
     if returning and not connection.features.has_select_for_update:
         # The lock is the database's (SQLite): the rows read are the rows the UPDATE changes.
         rows = _Rows(spec, queryset, using)

@@ -24,7 +24,7 @@ from django.db import models, router, transaction
 from django.db.models import signals
 
 from . import conf
-from .encoding import JSONValue, converts, encode, encoder, value_field
+from .encoding import JSONValue, converts, encode, stored_encoder, value_field
 
 ModelType = type[models.Model]
 if TYPE_CHECKING:
@@ -54,8 +54,9 @@ class ModelSpec:
 
     @functools.cached_property
     def encoders(self) -> tuple[tuple[Field, str, Callable[[Any], JSONValue]], ...]:
-        """Each field, its attname and its encoder (:func:`.encoding.encoder`: for values not ``None``)."""
-        return tuple((f, f.attname, encoder(f)) for f in self.fields)
+        """Each field, its attname and its encoder of the values the database gives back, not ``None``
+        (:func:`.encoding.stored_encoder`: a row as read, before the field's own ``from_db_value``)."""
+        return tuple((f, f.attname, stored_encoder(f)) for f in self.fields)
 
     @functools.cached_property
     def name_set(self) -> frozenset[str]:
@@ -81,6 +82,11 @@ class ModelSpec:
         return encoded if isinstance(encoded, str) else json.dumps(encoded)
 
     @functools.cached_property
+    def key_converts(self) -> bool:
+        """A single-column key whose field turns what the database gives into objects of its own."""
+        return not getattr(self.pk_field, "fields", None) and converts(value_field(self.pk_field))
+
+    @functools.cached_property
     def _integer_key(self) -> bool:
         return isinstance(value_field(self.pk_field), (models.IntegerField, models.AutoField))
 
@@ -94,9 +100,9 @@ class ModelSpec:
         """The full encoded state of an instance, from its loaded attributes (deferred ones are loaded)."""
         loaded = instance.__dict__  # read directly: the field descriptors cost a call per field
         state = {}
-        for field, attname, to_json in self.encoders:
-            value = loaded[attname] if attname in loaded else getattr(instance, attname)
-            state[field.name] = None if value is None else to_json(value)
+        for field in self.fields:
+            value = loaded[field.attname] if field.attname in loaded else getattr(instance, field.attname)
+            state[field.name] = encode(field, value)
         return state
 
 

@@ -379,3 +379,64 @@ class ClubMembership(models.Model):
     member = models.ForeignObject(
         Member, models.CASCADE, from_fields=["member_id", "country"], to_fields=["id", "country"]
     )
+
+
+class Crew:
+    """A value object that cannot be shown as text (Django's serializers tests' ``Team``)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Crew) and other.title == self.title
+
+    def __hash__(self) -> int:
+        return hash(self.title)
+
+    def __str__(self) -> str:
+        raise NotImplementedError("Not so simple")
+
+
+class CrewField(models.CharField):  # type: ignore[type-arg]
+    """Prepares only for a write (``get_db_prep_save``), as Django's serializers tests' ``TeamField``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["max_length"] = 100
+        super().__init__(*args, **kwargs)
+
+    def get_db_prep_save(self, value: Any, connection: Any) -> Any:
+        return str(value.title)
+
+    def to_python(self, value: Any) -> Any:
+        return value if isinstance(value, Crew) else Crew(value)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return Crew(value)
+
+
+class Wrapped:
+    """What Django's custom_pk tests' ``MyAutoField`` hands Python: its own ``int()`` of it fails."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == (other.value if isinstance(other, Wrapped) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+class WrappedAutoField(models.BigAutoField):  # type: ignore[type-arg]
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return None if value is None else Wrapped(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        return None if value is None else int(value)
+
+
+class Sailor(models.Model):
+    """Values the field's own methods cannot turn back into what the database stores; registered by the tests."""
+
+    id = WrappedAutoField(primary_key=True)
+    crew = CrewField()

@@ -296,6 +296,16 @@ def test_update_of_a_multi_table_child_is_recorded_under_its_registered_parent_t
     assert_replay_matches_table(Restaurant)
 
 
+def test_update_of_only_a_multi_table_childs_own_columns_is_recorded() -> None:
+    from tests.models import Place, Restaurant
+
+    restaurant = Restaurant.objects.create(name="Luigi's")
+    assert Restaurant.objects.filter(pk=restaurant.pk).update(serves_pizza=True) == 1
+    assert updates(Restaurant, restaurant.pk) == [{"serves_pizza": [False, True]}]
+    assert updates(Place, restaurant.pk) == []
+    assert_replay_matches_table(Restaurant)
+
+
 # --- querysets of every class, transactions left usable, odd updates ----------------
 
 

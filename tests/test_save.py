@@ -181,3 +181,24 @@ def test_a_save_of_a_vanished_row_raises_what_plain_django_raises(label: str, ho
         recorded = [e.action for e in Event.objects.filter(content_type__model=model._meta.model_name).order_by("id")]
         if model._meta.model_name != "selectonsavelying":
             assert recorded == ["create", "delete", *(["create"] if plain[0] == "saved" else [])]
+
+
+def test_values_a_field_cannot_prepare_again_are_recorded_as_the_database_stores_them() -> None:
+    from tests.models import Crew, Sailor, Wrapped
+
+    with registering("tests.Sailor"):
+        sailor = Sailor.objects.create(crew=Crew("x"))
+        assert isinstance(sailor.pk, Wrapped)
+        key = sailor.pk.value
+        assert only(Sailor, key).state == {"id": key, "crew": "x"}
+        Sailor.objects.filter(pk=key).update(crew=Crew("y"))
+        assert events(Sailor, key)[-1].changes == {"crew": ["x", "y"]}
+        (other,) = Sailor.objects.bulk_create([Sailor(crew=Crew("z"))])
+        if transaction.get_connection().features.can_return_rows_from_bulk_insert:
+            assert isinstance(other.pk, Wrapped)
+        newest = Sailor.objects.order_by("-pk").first()
+        assert newest is not None
+        assert only(Sailor, newest.pk.value).state == {"id": newest.pk.value, "crew": "z"}
+        old = state_at(Sailor, key, at=events(Sailor, key)[0].created_at)
+        assert old is not None
+        assert old.crew == Crew("x")
