@@ -624,8 +624,7 @@ def pages_plus_100() -> Iterator[None]:
                 "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
             cursor.execute(
-                "CREATE TRIGGER zz_pages BEFORE INSERT OR UPDATE ON tests_book "
-                "FOR EACH ROW EXECUTE FUNCTION zz_pages()"
+                "CREATE TRIGGER zz_pages BEFORE INSERT OR UPDATE ON tests_book FOR EACH ROW EXECUTE FUNCTION zz_pages()"
             )
             drops = ["DROP TRIGGER zz_pages ON tests_book", "DROP FUNCTION zz_pages()"]
         else:
