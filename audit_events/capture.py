@@ -55,7 +55,10 @@ from .encoding import JSONValue, converts
 from .models import Action
 from .operations import current_operation
 
-_OLD = "_audit_events_old"
+# instance.__dict__ key: the records (:class:`_Save`, :class:`_Delete`) its writes in progress hand from
+# their pre_ signal to their post_ one, innermost last: a receiver may save or delete the same instance
+# again between the two (:func:`handoffs`).
+_HANDOFFS = "_audit_events_handoffs"
 
 State = dict[str, JSONValue]
 if TYPE_CHECKING:
@@ -370,20 +373,88 @@ class _Save:
     old_from_update: bool = False
     new: State = dataclasses.field(default_factory=dict)
     read_back: bool = False
+    raw: bool = False
+    written: bool = False  # its INSERT or UPDATE has run
+    recorded: bool = False  # its event is written (a save of the same instance came before post_save)
+
+
+@dataclasses.dataclass
+class _Delete:
+    """What one delete of a registered row hands from ``pre_delete`` to ``post_delete``.
+
+    ``state`` is the row as locked before the DELETE, or :data:`_FROM_DELETE`
+    (the DELETE returns it); ``None``: there was no row.
+    """
+
+    state: State | object | None
+    operation: Any
+    recorded: bool = False
+
+
+def handoffs(instance: models.Model) -> list[_Save | _Delete | None]:
+    """The records of ``instance``'s saves and deletes between their pre_ and post_ signals, innermost last.
+
+    ``None`` stands for a save or delete not recorded (capture paused), so that
+    each post_ signal takes back exactly what its pre_ signal put.
+    """
+    found: list[_Save | _Delete | None] = instance.__dict__.setdefault(_HANDOFFS, [])
+    return found
+
+
+def handoff_depth(instance: models.Model) -> int:
+    return len(instance.__dict__.get(_HANDOFFS, ()))
+
+
+def forget_handoffs(instance: models.Model, depth: int) -> None:
+    """Drop what saves or deletes that failed before their post_ signal left above ``depth``."""
+    found = instance.__dict__.get(_HANDOFFS)
+    if found is not None and len(found) > depth:
+        del found[depth:]
+    if found is not None and not found:
+        del instance.__dict__[_HANDOFFS]  # an instance no write is in progress on carries nothing
+
+
+def _pop_handoff(instance: models.Model) -> _Save | _Delete | None:
+    found = instance.__dict__.get(_HANDOFFS)
+    if not found:
+        return None
+    record: _Save | _Delete | None = found.pop()
+    if not found:
+        del instance.__dict__[_HANDOFFS]
+    return record
+
+
+def _record_enclosing(spec: registry.ModelSpec, instance: models.Model, using: str) -> None:
+    """A save or delete of ``instance`` starts inside another one's post_ receivers (connected
+    before this app's): record the enclosing write now, its statement done, so its event
+    comes before this one's, as the writes did. Its post_ signal then records nothing."""
+    found = instance.__dict__.get(_HANDOFFS)
+    enclosing = found[-1] if found else None
+    if isinstance(enclosing, _Save) and enclosing.written and not enclosing.recorded:
+        _record_save(spec, instance, using, enclosing)
+    elif isinstance(enclosing, _Delete) and not enclosing.recorded and _delete_done(spec, using, instance, enclosing):
+        _record_delete(spec, instance, using, enclosing)
 
 
 def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
-    instance.__dict__.pop(_OLD, None)  # left by a save or delete that failed before its post_ signal
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
+        handoffs(instance).append(None)
         return
-    saving = _Save(old=None)
+    _record_enclosing(spec, instance, using)
+    saving = _Save(old=None, raw=bool(raw))
     if instance._is_pk_set() and not _pk_is_fresh(instance, raw):  # type: ignore[attr-defined]
         if _update_returns_old_row(spec, using):
             saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
         else:
             saving.old = live_state(spec, using, instance.pk)
-    instance.__dict__[_OLD] = saving
+    handoffs(instance).append(saving)
+
+
+def _current_save(instance: models.Model) -> _Save | None:
+    found = instance.__dict__.get(_HANDOFFS)
+    saving = found[-1] if found else None
+    return saving if isinstance(saving, _Save) else None
 
 
 def _update_returns_old_row(spec: registry.ModelSpec, using: str) -> bool:
@@ -419,10 +490,11 @@ def do_update(
     runs, the old row read first and the new one after.
     """
     args = (base_qs, using, pk_val, values, update_fields, forced_update, *returning_fields)
-    saving = instance.__dict__.get(_OLD)
+    saving = _current_save(instance)
     spec = registry.spec_for(type(instance))
-    if not isinstance(saving, _Save) or spec is None or _is_wrapper(original):
+    if saving is None or spec is None or _is_wrapper(original):
         return original(instance, *args, **kwargs)  # not recorded, or a registered parent's wrapper records it
+    saving.written = True
     connection = connections[using]
     returns = bool(returning_fields and returning_fields[0]) or bool(kwargs.get("returning_fields"))
     simple = (
@@ -469,10 +541,11 @@ def do_insert(
     exactly what it asked for: the instance is left as plain Django leaves it.
     Where the backend cannot return columns, ``post_save`` reads the row.
     """
-    saving = instance.__dict__.get(_OLD)
+    saving = _current_save(instance)
     spec = registry.spec_for(type(instance))
-    if not isinstance(saving, _Save) or spec is None or _is_wrapper(original):
+    if saving is None or spec is None or _is_wrapper(original):
         return original(instance, manager, using, fields, returning_fields, raw, **kwargs)
+    saving.written = True
     returning = connections[using].features.can_return_columns_from_insert
     if kwargs or original is not models.Model._do_insert or not returning:  # type: ignore[attr-defined]
         saving.read_back = True
@@ -523,17 +596,20 @@ def post_save(
     update_fields: frozenset[str] | None,
     **kwargs: Any,
 ) -> None:
-    saving = instance.__dict__.pop(_OLD, None)
-    if not isinstance(saving, _Save):
-        return
+    saving = _pop_handoff(instance)
     spec = registry.spec_for(sender)
-    if spec is None:
+    if not isinstance(saving, _Save) or spec is None or saving.recorded:
         return
+    _record_save(spec, instance, using, saving)
+
+
+def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> None:
+    saving.recorded = True
     old, new = saving.old, _saved_state(spec, instance, using, saving)
     # A multi-table child's row is also a row of each registered parent model:
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
-    views = [spec] if kwargs.get("raw") else [spec, *registry.parent_specs(spec)]
+    views = [spec] if saving.raw else [spec, *registry.parent_specs(spec)]
     drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new, using=using))]
     journal.write(drafts, using)
 
@@ -594,27 +670,34 @@ def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, s
 
 
 def pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    instance.__dict__.pop(_OLD, None)  # left by a save or delete that failed before its post_ signal
     spec = registry.spec_for(sender)
     if spec is None or is_paused():
+        handoffs(instance).append(None)
         return
+    _record_enclosing(spec, instance, using)
     operation = current_operation()  # delete() and QuerySet.delete() opened one for the whole deletion
     scope = _deleting.get()
     if scope is not None and _update_returns_old_row(spec, using) and not spec.m2m_fields:
         scope.on(connections[using]).expect(spec, instance.pk)
-        instance.__dict__[_OLD] = (_FROM_DELETE, operation)
-        return
-    state = live_state(spec, using, instance.pk)
-    instance.__dict__[_OLD] = (state, operation)
+        deleting_ = _Delete(_FROM_DELETE, operation)
+    else:
+        deleting_ = _Delete(live_state(spec, using, instance.pk), operation)
+    handoffs(instance).append(deleting_)
+    if scope is not None:
+        scope.pushed.append((instance, handoff_depth(instance) - 1))
 
 
 def post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    if _OLD not in instance.__dict__:
-        return
-    state, operation = instance.__dict__.pop(_OLD)
+    record = _pop_handoff(instance)
     spec = registry.spec_for(sender)
-    if spec is None:
+    if not isinstance(record, _Delete) or spec is None or record.recorded:
         return
+    _record_delete(spec, instance, using, record)
+
+
+def _record_delete(spec: registry.ModelSpec, instance: models.Model, using: str, record: _Delete) -> None:
+    record.recorded = True
+    state = record.state
     if state is _FROM_DELETE:
         scope = _deleting.get()
         if scope is None:  # post_delete sent outside the delete() that marked it
@@ -622,7 +705,17 @@ def post_delete(sender: type[models.Model], instance: models.Model, using: str, 
         state = scope.on(connections[using]).deleted_row(spec, instance.pk)
     if state is None:
         return
-    journal.write([draft(spec, instance.pk, Action.DELETE, using=using, state=state, operation=operation)], using)
+    assert isinstance(state, dict)
+    event = draft(spec, instance.pk, Action.DELETE, using=using, state=state, operation=record.operation)
+    journal.write([event], using)
+
+
+def _delete_done(spec: registry.ModelSpec, using: str, instance: models.Model, record: _Delete) -> bool:
+    """Whether the DELETE of ``record`` has run (asked only when the same instance is written again)."""
+    if record.state is _FROM_DELETE:
+        scope = _deleting.get()
+        return scope is not None and scope.on(connections[using]).has_deleted(spec, instance.pk)
+    return live_state(spec, using, instance.pk) is None
 
 
 # pre_delete's mark: the DELETE will return the row itself (:func:`deleting`).
@@ -634,6 +727,9 @@ class _Deleting:
 
     def __init__(self) -> None:
         self.connections: dict[int, _ReturningDeletes] = {}
+        # The instances whose pre_delete handed a record over, and where in their handoffs():
+        # a delete that fails before post_delete leaves it there, dropped when the call ends.
+        self.pushed: list[tuple[models.Model, int]] = []
 
     def on(self, connection: Any) -> _ReturningDeletes:
         returning = self.connections.get(id(connection))
@@ -666,6 +762,8 @@ def deleting() -> Iterator[None]:
         _deleting.reset(token)
         for returning in scope.connections.values():
             returning.remove()
+        for instance, depth in scope.pushed:
+            forget_handoffs(instance, depth)
 
 
 class _ReturningDeletes:
@@ -720,6 +818,9 @@ class _ReturningDeletes:
         for pk, state in found.items():
             self.rows[(spec.model, spec.object_pk(pk))] = state
         self.covered.update((spec.model, pk) for pk in pks)
+
+    def has_deleted(self, spec: registry.ModelSpec, pk: Any) -> bool:
+        return (spec.model, spec.object_pk(pk)) in self.covered
 
     def deleted_row(self, spec: registry.ModelSpec, pk: Any) -> State | None:
         """The row as it was deleted; ``None`` if it was gone already (another transaction deleted it).

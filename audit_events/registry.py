@@ -299,16 +299,22 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
 
     Django sends ``pre_save``/``post_save`` outside its own transaction; without
     this, a failing event insert in autocommit mode would leave the write
-    committed and unrecorded.
+    committed and unrecorded. A save that fails between the two signals
+    leaves nothing for a later save of the instance (``capture.handoffs``).
     """
+    from .capture import forget_handoffs, handoff_depth
 
     @functools.wraps(save_base)
     def atomic_save_base(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         if type(self) not in _specs and type(self) not in _through_rows:
             return save_base(self, *args, **kwargs)
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        with transaction.atomic(using=using, savepoint=False):
-            return save_base(self, *args, **kwargs)
+        depth = handoff_depth(self)
+        try:
+            with transaction.atomic(using=using, savepoint=False):
+                return save_base(self, *args, **kwargs)
+        finally:
+            forget_handoffs(self, depth)
 
     return atomic_save_base
 

@@ -171,9 +171,10 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         with inheritance.restoring(row.model, db, row.pk), m2m.through_row_restored(instance, db):
             _save_exactly(instance, row.spec, present=present, db=db)
         m2m.write_links(row.spec, row.pk, row.state, db)
+        written = _written_state(row, db)
         drafts = []
         for spec, pk, live in views:
-            state = {name: row.state[name] for name in spec.names if name in row.state}
+            state = {name: written[name] for name in spec.names if name in written}
             if live is not None and all(live.get(k) == v for k, v in state.items()):
                 continue  # this view of the row was already as restored
             drafts.append(
@@ -188,6 +189,16 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
                 )
             )
         journal.write(drafts, db)
+
+
+def _written_state(row: _Row, db: str) -> State:
+    """The row as the database stored it (a trigger, a column's precision may change what was sent):
+    read under the lock the write holds, inside the restore's transaction. One SELECT, and one of
+    its links for a model with many-to-many fields. Fields not recorded are left out."""
+    stored = capture.live_state(row.spec, db, row.pk)
+    if stored is None:
+        raise RestoreError(f"{row.model._meta.label} pk={row.pk} could not be read back after its restore.")
+    return {name: stored[name] for name in row.state if name in stored}
 
 
 def _check_parents(row: _Row, instance: models.Model, db: str) -> None:

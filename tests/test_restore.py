@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -605,3 +607,74 @@ def test_restore_of_a_deleted_row_gives_an_excluded_field_its_default() -> None:
         delete(book)
         restore(Book, book.pk)  # recreated: the excluded field gets the field's default
         assert Book.objects.values_list("title", "pages").get(pk=book.pk) == ("T", 0)
+
+
+# --- what the database stored ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def pages_plus_100() -> Iterator[None]:
+    """A trigger that makes the database store more pages than a write of tests_book sends."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION zz_pages() RETURNS trigger AS $$ BEGIN NEW.pages := NEW.pages + 100; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER zz_pages BEFORE INSERT OR UPDATE ON tests_book FOR EACH ROW EXECUTE FUNCTION zz_pages()"
+            )
+            drops = ["DROP TRIGGER zz_pages ON tests_book", "DROP FUNCTION zz_pages()"]
+        else:
+            for when in ("INSERT", "UPDATE"):
+                cursor.execute(
+                    f"CREATE TRIGGER zz_pages_{when} AFTER {when} ON tests_book WHEN NEW.pages < 100 BEGIN "
+                    "UPDATE tests_book SET pages = NEW.pages + 100 WHERE id = NEW.id; END"
+                )
+            drops = ["DROP TRIGGER zz_pages_INSERT", "DROP TRIGGER zz_pages_UPDATE"]
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for drop in drops:
+                cursor.execute(drop)
+
+
+def test_a_restore_records_what_the_database_stored_over_a_row() -> None:
+    from audit_events.verify import verify_model
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t", pages=1)
+    then = moment()
+    book.pages = 2
+    book.save()
+    with pages_plus_100():
+        restore(Book, book.pk, at=then)
+    assert Book.objects.get(pk=book.pk).pages == 101
+    last = history(Book, book.pk).last()
+    assert last is not None
+    assert (last.action, last.changes) == (Action.RESTORE, {"pages": [2, 101]})
+    replayed = state_at(Book, book.pk)
+    assert replayed is not None
+    assert replayed.pages == 101
+    assert list(verify_model(Book)) == []
+
+
+def test_a_restore_records_what_the_database_stored_for_a_recreated_row() -> None:
+    from audit_events.verify import verify_model
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t", pages=1)
+    pk = book.pk
+    book.delete()
+    with pages_plus_100():
+        restore(Book, pk)
+    assert Book.objects.get(pk=pk).pages == 101
+    last = history(Book, pk).last()
+    assert last is not None
+    assert last.action == Action.RESTORE
+    assert (last.state or {}).get("pages") == 101
+    replayed = state_at(Book, pk)
+    assert replayed is not None
+    assert replayed.pages == 101
+    assert list(verify_model(Book)) == []

@@ -202,3 +202,83 @@ def test_values_a_field_cannot_prepare_again_are_recorded_as_the_database_stores
         old = state_at(Sailor, key, at=events(Sailor, key)[0].created_at)
         assert old is not None
         assert old.crew == Crew("x")
+
+
+# --- a save or delete of the same instance inside a receiver ---------------------
+
+
+@pytest.fixture
+def receiver_before_ours() -> Any:
+    """Connect a post_save receiver for Book and Author before this app's (as one in a models.py is)."""
+    connected: list[Callable[..., Any]] = []
+
+    def connect(receiver: Callable[..., Any]) -> Any:
+        for sender in (Author, Book):
+            models.signals.post_save.connect(receiver, sender=sender, weak=False)
+        connected.append(receiver)
+        return registering("tests.Stamp")  # registering again connects this app's receivers after it
+
+    yield connect
+    for receiver in connected:
+        for sender in (Author, Book):
+            models.signals.post_save.disconnect(receiver, sender=sender)
+
+
+def assert_replay_is_live(model: type[models.Model], pk: Any) -> None:
+    from audit_events.verify import verify_model
+
+    live = model._base_manager.get(pk=pk)
+    replayed = state_at(model, pk)
+    assert replayed is not None
+    assert {f.attname: getattr(replayed, f.attname) for f in model._meta.concrete_fields} == {
+        f.attname: getattr(live, f.attname) for f in model._meta.concrete_fields
+    }
+    assert list(verify_model(model)) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_inside_an_earlier_post_save_receiver_keeps_the_outer_update(receiver_before_ours: Any) -> None:
+    def shout(sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any) -> None:
+        if sender is Book and not created and update_fields is None:
+            instance.title = instance.title.upper()
+            instance.save(update_fields=["title"])
+
+    with receiver_before_ours(shout):
+        author = Author.objects.create(name="Ann")
+        book = Book.objects.create(author=author, title="t", pages=1)
+        book.title, book.pages = "x", 2
+        book.save()
+        assert [(e.action, e.changes) for e in events(Book, book.pk)] == [
+            ("create", {}),
+            ("update", {"title": ["t", "x"], "pages": [1, 2]}),
+            ("update", {"title": ["x", "X"]}),
+        ]
+        assert_replay_is_live(Book, book.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_inside_an_earlier_post_save_receiver_keeps_the_create(receiver_before_ours: Any) -> None:
+    def exclaim(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+        if sender is Author and created:
+            instance.name += "!"
+            instance.save(update_fields=["name"])
+
+    with receiver_before_ours(exclaim):
+        author = Author.objects.create(name="Ann")
+        found = events(Author, author.pk)
+        assert [e.action for e in found] == ["create", "update"]
+        assert (found[0].state or {}).get("name") == "Ann"
+        assert found[1].changes == {"name": ["Ann", "Ann!"]}
+        assert_replay_is_live(Author, author.pk)
+
+
+def test_a_failed_save_leaves_nothing_a_later_save_records() -> None:
+    author = Author.objects.create(name="Ann")
+    book = Book.objects.create(author=author, title="t", pages=1)
+    book.title = None
+    with pytest.raises(DatabaseError), transaction.atomic():
+        book.save()
+    book.title = "u"
+    book.save()
+    assert [(e.action, e.changes) for e in events(Book, book.pk)] == [("create", {}), ("update", {"title": ["t", "u"]})]
+    assert "_audit_events_handoffs" not in book.__dict__  # nothing kept on the instance once its saves are done
