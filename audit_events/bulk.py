@@ -114,13 +114,13 @@ def _locked(spec: registry.ModelSpec, using: str, keys: list[Any], links: bool =
     one of their many-to-many links, unless ``links`` is false)."""
     rows: dict[Any, State] = {}
     for start in range(0, len(keys), _IN_CHUNK):
-        rows.update(lock_rows(spec, using, {"pk__in": keys[start : start + _IN_CHUNK]}, links=links))
+        rows.update(lock_rows(spec, using, {"pk__in": keys[start : start + _IN_CHUNK]}, links=links, no_key=True))
     return rows
 
 
 def _record_updates(spec: registry.ModelSpec, using: str, before: dict[Any, State], after: dict[Any, State]) -> None:
     """Update events for the rows whose stored values changed, also under their registered multi-table parents."""
-    views = [(view, view.content_type_id()) for view in [spec, *registry.parent_specs(spec)]]
+    views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
     drafts = []
     for pk, old in before.items():
         new = after.get(pk)
@@ -224,7 +224,8 @@ class _RecordingInsert:
             for obj in objs:
                 query |= models.Q(**{a: getattr(obj, a) for a in attnames})
             lookup = {"pk__in": self.spec.model._base_manager.using(using).filter(query).values("pk")}
-        return {self.spec.object_pk(pk): state for pk, state in lock_rows(self.spec, using, lookup).items()}
+        locked = lock_rows(self.spec, using, lookup, no_key=True)  # an upsert never sets keys
+        return {self.spec.object_pk(pk): state for pk, state in locked.items()}
 
     def _inserted_meanwhile(self, keys: list[Any], using: str) -> dict[str, State]:
         """The rows among ``keys`` that existed before the INSERT although the locking SELECT did not see them.
@@ -239,7 +240,7 @@ class _RecordingInsert:
             return {}
         spec = self.spec
         by_object_pk = {spec.object_pk(pk): pk for pk in keys}
-        events = Event.objects.using(using).filter(content_type_id=spec.content_type_id())
+        events = Event.objects.using(using).filter(content_type_id=spec.content_type_id(using))
         latest = events.filter(object_pk=OuterRef("object_pk")).order_by("-version").values("version")[:1]
         live = events.filter(object_pk__in=list(by_object_pk), version=Subquery(latest)).exclude(action=Action.DELETE)
         found = {}
@@ -251,7 +252,7 @@ class _RecordingInsert:
     def _record(self, before: dict[str, State], rows: list[tuple[Any, State]], using: str) -> None:
         """A create for each row returned that did not exist, an update for each that did and changed."""
         spec = self.spec
-        content_type_id = spec.content_type_id()
+        content_type_id = spec.content_type_id(using)
         drafts = []
         for pk, new in rows:
             old = before.get(spec.object_pk(pk))

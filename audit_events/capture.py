@@ -11,7 +11,7 @@ Cost per audited write, beyond Django's own statements:
 * create: nothing (its event is inserted with the transaction's others); the
   INSERT returns every recorded column (:func:`do_insert`);
 * update: on PostgreSQL nothing, the UPDATE itself returns the old row and the
-  new one (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING
+  new one (``UPDATE ... FROM (SELECT ... FOR NO KEY UPDATE) AS old ... RETURNING
   old.*, t.<columns>``, :func:`do_update`); on SQLite one locking SELECT of
   the old row first, the UPDATE returning the new one; where Django must
   compile the UPDATE itself (expressions, ``select_on_save``, multi-table
@@ -71,16 +71,18 @@ def lock_rows(
     lookup: dict[str, Any],
     rows: models.QuerySet[Any] | None = None,
     links: bool = True,
+    no_key: bool = False,
 ) -> dict[Any, State]:
     """The full current state of the rows matching ``lookup`` (among ``rows``, a plain
     queryset of the model, if given), locked, many-to-many links included.
 
-    Queries: one SELECT (``FOR UPDATE`` where the backend supports it), and
+    Queries: one SELECT (``FOR UPDATE`` where the backend supports it; ``FOR
+    NO KEY UPDATE`` with ``no_key``: :func:`_locking_queryset`), and
     for a model with many-to-many fields one more for the links, read once
     the rows are locked (:func:`_with_links`), unless ``links`` is false (a
     caller that has them from an earlier read under the same lock).
     """
-    compiler = _locking_queryset(spec, using, rows).filter(**lookup).query.get_compiler(using)
+    compiler = _locking_queryset(spec, using, rows, no_key).filter(**lookup).query.get_compiler(using)
     read: Any = [row for chunk in compiler.execute_sql(MULTI) for row in chunk]
     selected = [e for e, _, _ in compiler.select[: compiler.col_count]]
     stored, own = split_converters(compiler.get_converters(selected))
@@ -161,26 +163,26 @@ def _with_links(spec: registry.ModelSpec, using: str, states: dict[Any, State]) 
     return states
 
 
-def live_state(spec: registry.ModelSpec, using: str, pk: Any) -> State | None:
-    """One row's full current state, locked (:func:`lock_rows`); ``None`` if there is no such row.
+def live_state(spec: registry.ModelSpec, using: str, pk: Any, no_key: bool = False) -> State | None:
+    """One row's full current state, locked (:func:`lock_rows`, ``no_key`` as there); ``None`` if there is no such row.
 
-    The statement is compiled once per model and connection (this runs on
+    The statement is compiled once per model, lock and connection (this runs on
     every save and delete); only the key changes from one call to the next.
     """
     if _composite_key(spec):  # the general query
-        return next(iter(lock_rows(spec, using, {"pk": pk}).values()), None)
-    return _one_row(spec, connections[using]).fetch(pk)
+        return next(iter(lock_rows(spec, using, {"pk": pk}, no_key=no_key).values()), None)
+    return _one_row(spec, connections[using], no_key).fetch(pk)
 
 
 def _composite_key(spec: registry.ModelSpec) -> bool:
     return bool(getattr(spec.pk_field, "fields", None))
 
 
-def _one_row(spec: registry.ModelSpec, connection: Any) -> _OneRow:
+def _one_row(spec: registry.ModelSpec, connection: Any, no_key: bool = False) -> _OneRow:
     selects = connection.__dict__.setdefault(_SELECTS, {})
-    select: _OneRow | None = selects.get(spec.model)
+    select: _OneRow | None = selects.get((spec.model, no_key))
     if select is None or select.spec is not spec:
-        select = selects[spec.model] = _OneRow(spec, connection)
+        select = selects[(spec.model, no_key)] = _OneRow(spec, connection, no_key)
     return select
 
 
@@ -188,7 +190,7 @@ _SELECTS = "_audit_events_selects"
 
 
 def _locking_queryset(
-    spec: registry.ModelSpec, using: str, rows: models.QuerySet[Any] | None = None
+    spec: registry.ModelSpec, using: str, rows: models.QuerySet[Any] | None = None, no_key: bool = False
 ) -> models.QuerySet[Any, tuple[Any, ...]]:
     """Rows of :func:`_columns`, locked (their many-to-many links are read after: :func:`_with_links`).
 
@@ -196,10 +198,16 @@ def _locking_queryset(
     rows; all by default. Never the base manager's queryset, nor the model's
     default ordering: an ordering over a nullable foreign key or an annotation
     would make PostgreSQL refuse ``FOR UPDATE``, and reading rows needs neither.
+
+    ``no_key`` (a write that keeps the rows and their keys: a save, an update)
+    takes the lock Django's own UPDATE takes, ``FOR NO KEY UPDATE`` on
+    PostgreSQL: it leaves inserts of rows referencing these (their foreign
+    key checks take ``KEY SHARE``) free, as plain Django does. A delete, or
+    an update moving keys, keeps ``FOR UPDATE``.
     """
     qs = (models.QuerySet(spec.model, using=using) if rows is None else rows).order_by()
     if connections[using].features.has_select_for_update:
-        qs = qs.select_for_update()
+        qs = qs.select_for_update(no_key=no_key and connections[using].features.has_select_for_no_key_update)
     selected: models.QuerySet[Any, tuple[Any, ...]] = qs.values_list(*_columns(spec))
     return selected
 
@@ -218,13 +226,13 @@ def _state(spec: registry.ModelSpec, row: tuple[Any, ...] | list[Any]) -> State:
 class _OneRow:
     """:func:`_locking_queryset` for one key, compiled once: its SQL, the key's slot, the converters."""
 
-    def __init__(self, spec: registry.ModelSpec, connection: Any) -> None:
+    def __init__(self, spec: registry.ModelSpec, connection: Any, no_key: bool = False) -> None:
         self.spec = spec
         self.connection = connection
         key = object()  # stands for the key in the compiled parameters
         # Value, not RawSQL: RawSQL looks up the parents' columns in its SQL, and a parent's
         # ForeignObject (a field without a column) makes that fail.
-        qs = _locking_queryset(spec, connection.alias).filter(pk=Value(key))
+        qs = _locking_queryset(spec, connection.alias, no_key=no_key).filter(pk=Value(key))
         self.compiler = qs.query.get_compiler(connection=connection)
         self.sql, params = self.compiler.as_sql()
         self.params = list(params)
@@ -247,7 +255,7 @@ class _OneRow:
 
         With ``with_old`` (PostgreSQL): ``UPDATE ... FROM (this SELECT) AS old
         ... RETURNING old.*, t.<columns>``: one statement locks the row (the
-        subquery's ``FOR UPDATE``), writes ``values`` and brings back the row
+        subquery's ``FOR NO KEY UPDATE``), writes ``values`` and brings back the row
         as it was and as it is. Otherwise ``UPDATE t SET ... WHERE pk = %s
         RETURNING <columns>`` (SQLite, whose RETURNING sees only the table).
         ``<columns>`` are the key and the columns the save writes: ``new`` holds
@@ -447,7 +455,7 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
         if _update_returns_old_row(spec, using):
             saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
         else:
-            saving.old = live_state(spec, using, instance.pk)
+            saving.old = live_state(spec, using, instance.pk, no_key=True)
     handoffs(instance).append(saving)
 
 
@@ -508,10 +516,10 @@ def do_update(
         and _plain_update(base_qs)
         and not (instance._meta.select_on_save and not forced_update)
     )
-    result = _one_row(spec, connection).update(pk_val, values, saving.old_from_update) if simple else None
+    result = _one_row(spec, connection, no_key=True).update(pk_val, values, saving.old_from_update) if simple else None
     if result is None:
         if saving.old_from_update:
-            saving.old, saving.old_from_update = live_state(spec, using, pk_val), False
+            saving.old, saving.old_from_update = live_state(spec, using, pk_val, no_key=True), False
         saving.read_back = saving.read_back or bool(values)
         return original(instance, *args, **kwargs)
     old, new = result
@@ -657,7 +665,7 @@ def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, s
     if not saving.read_back and (len(answered) == len(spec.fields) or saving.old is not None):
         old = saving.old or {}
         return {f.name: answered[f.name] if f.name in answered else old[f.name] for f in spec.fields}
-    row = live_state(spec, using, instance.pk)
+    row = live_state(spec, using, instance.pk, no_key=True)
     if row is None:
         raise RuntimeError(
             f"audit_events: the saved {spec.label} row {spec.object_pk(instance.pk)} could not be read back; "

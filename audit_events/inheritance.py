@@ -40,7 +40,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.apps import apps
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import signals
 
 from . import journal, registry
@@ -132,21 +132,19 @@ def unwire() -> None:
 # --- recording --------------------------------------------------------------------
 
 
-def _read(spec: registry.ModelSpec, using: str, pks: Any) -> dict[Any, State]:
-    """The children's rows with these keys (a list, or a ``values("pk")`` subquery), locked."""
-    if not isinstance(pks, list):
-        return lock_rows(spec, using, {"pk__in": pks})
+def _read(spec: registry.ModelSpec, using: str, pks: list[Any]) -> dict[Any, State]:
+    """The children's rows with these keys, locked as an UPDATE keeping them locks them (``FOR NO KEY UPDATE``)."""
     if len(pks) == 1:  # a save: the statement compiled once per connection
-        state = live_state(spec, using, pks[0])
+        state = live_state(spec, using, pks[0], no_key=True)
         return {} if state is None else {pks[0]: state}
     found: dict[Any, State] = {}
     for start in range(0, len(pks), _IN_CHUNK):
-        found.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}))
+        found.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}, no_key=True))
     return found
 
 
 @contextlib.contextmanager
-def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: Any) -> Iterator[None]:
+def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: list[Any]) -> Iterator[None]:
     """Record, for each child model in ``found``, the change the write inside made to its rows ``pks``.
 
     The caller holds a transaction and an operation around it: the rows read
@@ -159,7 +157,7 @@ def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: Any) -> I
         if not olds:
             continue  # no row of this child among those written
         news = _read(spec, using, list(olds))
-        content_type_id = spec.content_type_id()
+        content_type_id = spec.content_type_id(using)
         for pk, old in olds.items():
             new = news.get(pk)
             if new is not None and (event := view_event(spec, pk, old, new, content_type_id)):
@@ -228,16 +226,38 @@ def _raw_post_save(sender: ModelType, instance: models.Model, **kwargs: Any) -> 
         pending[1].__exit__(None, None, None)
 
 
-def _recording_queryset_write(queryset: models.QuerySet[Any], pks: Callable[[], Any], write: Callable[[], Any]) -> Any:
+def _recording_queryset_write(
+    queryset: models.QuerySet[Any], pks: Callable[[], list[Any]], write: Callable[[list[Any]], Any]
+) -> Any:
+    """Run ``write`` of the rows ``pks`` gives (called inside the transaction), recording the children's among them."""
     found = children(queryset.model)
     if not found or is_paused() or queryset.model in _updating.get():
-        return write()
+        return write([])
     token = _updating.set(_updating.get() | {queryset.model})
     try:
-        with transaction.atomic(using=queryset.db, savepoint=False), operation(), _recording(found, queryset.db, pks()):
-            return write()
+        with transaction.atomic(using=queryset.db, savepoint=False), operation():
+            keys = pks()
+            with _recording(found, queryset.db, keys):
+                return write(keys)
     finally:
         _updating.reset(token)
+
+
+def _locked_keys(queryset: models.QuerySet[Any], moves_keys: bool) -> list[Any]:
+    """The keys of the rows ``queryset`` matches, locked as its UPDATE would lock them.
+
+    On PostgreSQL, ``FOR UPDATE`` (``FOR NO KEY UPDATE`` unless the UPDATE
+    assigns keys) re-checks the filter on the newest version of each row it
+    waited for: the rows locked are the rows the UPDATE is then restricted to.
+    """
+    from .querysets import _matched
+
+    using = queryset.db
+    rows = _matched(queryset.model, queryset, using).order_by()
+    features = connections[using].features
+    if features.has_select_for_update:
+        rows = rows.select_for_update(no_key=not moves_keys and features.has_select_for_no_key_update)
+    return list(rows.values_list("pk", flat=True))
 
 
 def records_update(update: Callable[..., int]) -> Callable[..., int]:
@@ -250,9 +270,26 @@ def records_update(update: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(update)
     def update_recording_children(queryset: models.QuerySet[Any], **kwargs: Any) -> int:
-        result: int = _recording_queryset_write(
-            queryset, lambda: queryset.values("pk"), lambda: update(queryset, **kwargs)
-        )
+        from .querysets import _update_query
+
+        found = children(queryset.model)
+        if not found or is_paused() or queryset.model in _updating.get():
+            return update(queryset, **kwargs)
+        queryset._for_write = True  # type: ignore[attr-defined]  # as Django's update() does before it reads .db
+        query = _update_query(queryset, kwargs, queryset.db)  # Django's errors, before any lock
+        if query is None:
+            return update(queryset, **kwargs)  # matches no row: Django runs nothing
+        moves_keys = any(field.primary_key for field, _, _ in query.values)
+
+        def write(keys: list[Any]) -> int:
+            # Exactly the rows locked and read: a row entering the filter meanwhile is left alone.
+            count = 0
+            for start in range(0, len(keys), _IN_CHUNK):
+                rows: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
+                count += update(rows.filter(pk__in=keys[start : start + _IN_CHUNK]), **kwargs)
+            return count
+
+        result: int = _recording_queryset_write(queryset, lambda: _locked_keys(queryset, moves_keys), write)
         return result
 
     return update_recording_children
@@ -276,7 +313,7 @@ def records_bulk_update(bulk_update: Callable[..., int]) -> Callable[..., int]:
         result: int = _recording_queryset_write(
             queryset,
             lambda: [obj.pk for obj in objs],
-            lambda: bulk_update(queryset, objs, fields, batch_size=batch_size),
+            lambda _keys: bulk_update(queryset, objs, fields, batch_size=batch_size),
         )
         return result
 

@@ -1,6 +1,6 @@
 """PostgreSQL: this app's own hot statements, planned once per connection.
 
-For the one-row ``UPDATE ... FROM (SELECT ... FOR UPDATE)`` of a save,
+For the one-row ``UPDATE ... FROM (SELECT ... FOR NO KEY UPDATE)`` of a save,
 PostgreSQL spends more time planning than running it (about 100 of 150 µs
 on the benchmark machine), and the event ``INSERT`` is planned again in
 every transaction. Django binds parameters on the client (psycopg2 always,

@@ -11,7 +11,7 @@ Every recorded value comes from the database's own answer for the statement
 that wrote it, and the rows recorded are exactly the rows it changed:
 
 * ``update()`` on PostgreSQL is one statement,
-  ``UPDATE t SET ... FROM (SELECT ... FROM t WHERE <filter> FOR UPDATE) AS old
+  ``UPDATE t SET ... FROM (SELECT ... FROM t WHERE <filter> FOR NO KEY UPDATE) AS old
   WHERE t.pk = old.pk RETURNING old.*, t.*``: the subquery locks the rows and
   re-checks the filter on the newest version of each, and returns it as it
   was; RETURNING gives the values written. Elsewhere (SQLite, where the lock
@@ -177,7 +177,7 @@ def _update_query(queryset: models.QuerySet[Any], kwargs: dict[str, Any], using:
     return query
 
 
-def _matched(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> models.QuerySet[Any]:
+def _matched(model: type[models.Model], queryset: models.QuerySet[Any], using: str) -> models.QuerySet[Any]:
     """The rows ``queryset`` matches, as a plain queryset for the locking SELECT (``capture.lock_rows``).
 
     A filter on the model's own table is kept as it is, so that PostgreSQL,
@@ -185,7 +185,7 @@ def _matched(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: st
     version; any other filter (joins, annotations) picks the rows by key.
     """
     query = queryset.query.chain()
-    rows: models.QuerySet[Any] = models.QuerySet(spec.model, query=query, using=using)
+    rows: models.QuerySet[Any] = models.QuerySet(model, query=query, using=using)
     own_table_only = (
         not query.annotations
         and not query.distinct
@@ -195,18 +195,22 @@ def _matched(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: st
         and query.count_active_tables() <= 1
     )
     if not own_table_only:
-        rows = models.QuerySet(spec.model, using=using).filter(pk__in=rows.order_by().values("pk"))
+        rows = models.QuerySet(model, using=using).filter(pk__in=rows.order_by().values("pk"))
     return rows
 
 
 class _Rows:
     """The locking SELECT of :func:`_matched` rows compiled, and how to turn its rows into states
-    (a single-column key: each column of the SQL is a column of the row)."""
+    (a single-column key: each column of the SQL is a column of the row); ``no_key``: an UPDATE
+    keeping the keys, ``FOR NO KEY UPDATE`` (``capture._locking_queryset``)."""
 
-    def __init__(self, spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> None:
+    def __init__(
+        self, spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str, no_key: bool = False
+    ) -> None:
         self.spec = spec
         self.connection = connections[using]
-        self.compiler = _locking_queryset(spec, using, _matched(spec, queryset, using)).query.get_compiler(using)
+        locking = _locking_queryset(spec, using, _matched(spec.model, queryset, using), no_key)
+        self.compiler = locking.query.get_compiler(using)
         self.sql, self.params = self.compiler.as_sql()
         selected = self.compiler.select[: self.compiler.col_count]
         self.width = len(selected)
@@ -260,54 +264,56 @@ def _updated_rows(
     connection = connections[using]
     moves_keys = any(field.primary_key for field, _, _ in query.values)
     if _update_returns_old_row(spec, using):
-        return _update_returning_old_and_new(spec, query, _Rows(spec, queryset, using), using)
+        return _update_returning_old_and_new(spec, query, _Rows(spec, queryset, using, not moves_keys), using)
     # RETURNING gives only the child's own table: a multi-table model's row spans its parents' too.
     returning = _update_returns_rows(connection) and not spec.model._meta.parents and not _composite_key(spec)
     if returning and not connection.features.has_select_for_update:
-        # The lock is the database's (SQLite): the rows read are the rows the UPDATE changes.
+        # The lock is the database's (SQLite): the filter is evaluated once, by the read, and the
+        # UPDATE changes the rows read, by key (a filter on Now() or RANDOM() would match others twice).
         rows = _Rows(spec, queryset, using)
         before = rows.read()
-        if not before:
-            return 0, []
         if moves_keys:
-            return _update_moving_keys(spec, query, kwargs, rows, before, using)
-        after = {rows.key(new): new for new in _run_returning(query, rows, using)}
+            return _update_moving_keys(spec, kwargs, rows, before, using)
+        keys = [rows.key(old) for old in before]
+        after: dict[Any, list[Any]] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            by_keys = _by_keys(spec, kwargs, keys[start : start + _IN_CHUNK], using)
+            after.update((rows.key(new), new) for new in _run_returning(by_keys, rows, using))
         changes = [rows.change(old, after[rows.key(old)]) for old in before if rows.key(old) in after]
-        if len(changes) != len(after):
-            raise RuntimeError(f"audit_events: an update() of {spec.label} changed rows it had not read; undone.")
         return len(changes), changes
     if moves_keys:
         raise NotSupportedError(f"{spec.label}: an update() changing primary keys cannot be recorded here.")
     # Multi-table models (one UPDATE per table), composite keys: Django's own UPDATE of
     # exactly the rows read and locked, which are read again after it, still locked.
-    read = lock_rows(spec, using, {}, rows=_matched(spec, queryset, using))
+    read = lock_rows(spec, using, {}, rows=_matched(spec.model, queryset, using), no_key=True)
     pks, count, written = list(read), 0, {}
     for start in range(0, len(pks), _IN_CHUNK):
         chunk: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
         count += django_method["update"](chunk.filter(pk__in=pks[start : start + _IN_CHUNK]), **kwargs)
-        written.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}))
+        written.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}, no_key=True))
     return count, [(pk, read[pk], pk, written[pk]) for pk in pks if pk in written]
 
 
 def _update_moving_keys(
     spec: registry.ModelSpec,
-    query: UpdateQuery,
     kwargs: dict[str, Any],
     rows: _Rows,
     before: list[list[Any]],
     using: str,
 ) -> tuple[int, list[_Change]]:
     """An UPDATE assigning primary keys, where RETURNING gives only the new rows: one row
-    per statement when there are several, so that each old key is paired with its new one."""
-    if len(before) == 1:
-        after = _run_returning(query, rows, using)
-        return len(after), [rows.change(before[0], new) for new in after]
+    per statement, so that each old key is paired with its new one."""
     changes: list[_Change] = []
     for old in before:
-        one: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
-        one_query = _update_query(one.filter(pk=rows.key(old)), kwargs, using)
+        one_query = _by_keys(spec, kwargs, [rows.key(old)], using)
         changes.extend(rows.change(old, new) for new in _run_returning(one_query, rows, using))
     return len(changes), changes
+
+
+def _by_keys(spec: registry.ModelSpec, kwargs: dict[str, Any], keys: list[Any], using: str) -> UpdateQuery:
+    """The UPDATE of ``kwargs`` restricted to the rows with these keys (read and locked already)."""
+    rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
+    return _update_query(rows.filter(pk__in=keys), kwargs, using)
 
 
 def _update_returns_rows(connection: Any) -> bool:

@@ -179,7 +179,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
                 continue  # this view of the row was already as restored
             drafts.append(
                 journal.Draft(
-                    content_type_id=spec.content_type_id(),
+                    content_type_id=spec.content_type_id(db),
                     content_type_label=spec.model._meta.label_lower,
                     object_pk=spec.object_pk(pk),
                     action=Action.RESTORE,

@@ -49,7 +49,7 @@ def snapshot_rows(
     spec = spec_or_error(model)
     db = using or router.db_for_write(model)
     manager = spec.model._base_manager.using(db)
-    content_type_id = spec.content_type_id()
+    content_type_id = spec.content_type_id(db)
     written = 0
     last: Any = None
     while True:

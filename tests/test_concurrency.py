@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 
 from audit_events import history, state_at
 from audit_events.encoding import decode
@@ -399,3 +400,60 @@ def test_a_through_row_created_while_an_add_held_the_book_records_both_links() -
         {"readers": [[first.pk], [first.pk, second.pk]]},
     ]
     assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def _insert_referencing(author_pk: int) -> None:
+    """Another connection inserts a Book referencing the author; its foreign key check takes KEY SHARE."""
+
+    def insert() -> None:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")  # blocked: fails instead of waiting for our COMMIT
+            Book.objects.create(author_id=author_pk, title="child")
+
+    worker = Worker(insert)
+    worker.start()
+    worker.finish()
+
+
+def _save(author: Author) -> None:
+    author.name = "saved"
+    author.save()
+
+
+def _save_update_fields(author: Author) -> None:
+    author.name = "saved"
+    author.save(update_fields=["name"])
+
+
+def _save_expression(author: Author) -> None:
+    author.name = Concat(F("name"), Value("!"))  # Django compiles this UPDATE: the lock is a SELECT's first
+    author.save()
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        _save,
+        _save_update_fields,
+        _save_expression,
+        lambda a: Author.objects.filter(pk=a.pk).update(name="updated"),
+        lambda a: Author.objects.bulk_update([Author(pk=a.pk, name="bulk")], ["name"]),
+        lambda a: Author.objects.bulk_create(
+            [Author(pk=a.pk, name="upsert", email=a.email)],
+            update_conflicts=True,
+            unique_fields=["email"],
+            update_fields=["name"],
+        ),
+    ],
+    ids=["save", "save-update-fields", "save-expression", "update", "bulk-update", "upsert"],
+)
+def test_a_written_row_can_be_referenced_by_an_insert_before_commit(write: Callable[[Author], Any]) -> None:
+    """As with plain Django, whose UPDATE takes FOR NO KEY UPDATE: a write that keeps the
+    row's key does not hold back inserts of rows referencing it until the write commits."""
+    author = Author.objects.create(name="Ann", email="ann@example.com")
+    with transaction.atomic():
+        write(author)
+        _insert_referencing(author.pk)
+    assert Book.objects.filter(author=author).count() == 1
+    assert [e.action for e in history(author)][-1] == "update"

@@ -294,3 +294,47 @@ def test_a_save_through_the_parent_that_waited_records_what_it_overwrote() -> No
     worker.finish()
     assert changes(Restaurant, luigi.pk) == [{"name": ["Luigi's", "Mario's"]}, {"name": ["Mario's", "Place's"]}]
     assert list(verify_model(Restaurant)) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_update_through_the_parent_changes_only_the_rows_it_locked(registered: dict[str, Any]) -> None:
+    """A row entering the parent's filter between the locking read and the UPDATE (another
+    transaction commits it) is left alone: the UPDATE changes the rows read, each recorded."""
+    import threading
+
+    from django.db import connection
+
+    from tests.test_concurrency import WAIT
+
+    entering = Restaurant.objects.create(name="y", serves_pizza=True)
+    staying = Restaurant.objects.create(name="x", serves_pizza=True)
+    locked, renamed = threading.Event(), threading.Event()
+
+    def pause(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if " FOR " in sql and not locked.is_set():  # the update's first locking read
+            locked.set()
+            assert renamed.wait(WAIT)
+        return result
+
+    def update() -> None:
+        with connection.execute_wrapper(pause):
+            assert Place.objects.filter(name="x").update(name="z") == 1
+
+    def rename() -> None:
+        assert locked.wait(WAIT)
+        try:
+            Place.objects.filter(pk=entering.pk).update(name="x")
+        finally:
+            renamed.set()
+
+    updater, renamer = Worker(update), Worker(rename)
+    updater.start()
+    renamer.start()
+    updater.finish()
+    renamer.finish()
+    assert Place.objects.get(pk=entering.pk).name == "x"
+    assert Place.objects.get(pk=staying.pk).name == "z"
+    assert state_at(Restaurant, staying.pk).name == "z"  # type: ignore[union-attr]
+    assert_verified(registered)

@@ -16,7 +16,7 @@ of a registered child  (per child model)          (``inheritance``)
 =====================  =========================  ===============================================
 
 On PostgreSQL the UPDATE of a save brings back the row it overwrites and the
-row it leaves (``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING
+row it leaves (``UPDATE ... FROM (SELECT ... FOR NO KEY UPDATE) AS old ... RETURNING
 old.*, t.<columns>``): the old values cost no statement of their own.
 Elsewhere a locking SELECT reads them first (SQLite: the UPDATE returns the
 new row). A create's INSERT returns every recorded column. A save whose
@@ -30,7 +30,9 @@ COMMIT would, and a single write's count includes it.
 
 Django's ``CaptureQueriesContext`` records ``BEGIN`` and ``COMMIT`` as entries of
 their own (``debug_transaction``), so they are counted here like statements.
-The SELECT is ``FOR UPDATE`` on PostgreSQL. Unregistered models pay nothing.
+The SELECT is ``FOR NO KEY UPDATE`` on PostgreSQL where the write keeps the row's
+key (the lock Django's own UPDATE takes), ``FOR UPDATE`` before a delete.
+Unregistered models pay nothing.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def is_event_insert(statement: str) -> bool:
 
 
 def is_lock(statement: str, table: str) -> bool:
-    locking = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    locking = (" FOR UPDATE", " FOR NO KEY UPDATE") if connection.features.has_select_for_update else ("",)
     return statement.startswith("SELECT") and f'FROM "{table}"' in statement and statement.endswith(locking)
 
 
@@ -158,7 +160,7 @@ def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, up
     written = AUTHOR_COLUMNS if update_fields is None else '"tests_author"."id", "tests_author"."name"'
     if RETURNING:
         assert statements[0].startswith('UPDATE "tests_author"')
-        assert " FOR UPDATE) AS " in statements[0]
+        assert " FOR NO KEY UPDATE) AS " in statements[0]
         # The old row and the new one, from the one statement that wrote it.
         assert statements[0].endswith('RETURNING "_audit_events_old".*, ' + written)
     else:
@@ -285,10 +287,11 @@ def test_a_save_through_the_parent_reads_the_child_row_before_and_after(django_a
     with django_assert_num_queries(2):
         place.save()
         at_commit()
-    # QuerySet.update() through the parent: the same around the UPDATE.
+    # QuerySet.update() through the parent: the same around the UPDATE, after one locking SELECT
+    # of the keys the filter matches; the UPDATE changes exactly those rows (pk IN the keys).
     restaurant = Restaurant.objects.create(name="r")
     at_commit()
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         Place.objects.filter(pk=restaurant.pk).update(name="again")
         at_commit()
 

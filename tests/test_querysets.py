@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -238,10 +239,10 @@ def test_update_query_count(rows: int, author: Author, django_assert_num_queries
     assert _plain_count(lambda: Book.objects.update(title="u")) == 1
     at_commit()
     # PostgreSQL: one UPDATE returning the old and new rows; SQLite: a SELECT of the old rows,
-    # then UPDATE ... RETURNING. The books' links once locked (one SELECT per 900). Then the
-    # INSERTs of events.
-    reads = 0 if connection.vendor == "postgresql" else 1
-    with django_assert_num_queries(reads + 1 + -(-rows // 900) + _inserts(rows)):
+    # then UPDATE ... WHERE pk IN (the keys read) RETURNING, per 900 rows. The books' links once
+    # locked (one SELECT per 900). Then the INSERTs of events.
+    updates = 1 if connection.vendor == "postgresql" else 1 + -(-rows // 900)
+    with django_assert_num_queries(updates + -(-rows // 900) + _inserts(rows)):
         Book.objects.update(title="u")
         at_commit()
     assert Event.objects.filter(action="update").count() == rows
@@ -416,6 +417,30 @@ class TestPrimaryKeyChange:
         assert_replay_matches_table(Code)
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's update() path")
+def test_update_whose_filter_moves_between_statements_updates_the_rows_it_read() -> None:
+    """A filter on a value that changes from one statement to the next, as ``Now()`` does:
+    the filter is evaluated once, the UPDATE changes the rows read (plain Django: one statement)."""
+    from django.db.models import Func, IntegerField
+
+    limit = [5]  # what the database's function answers: 5, then 10 from the first UPDATE on
+    connection.ensure_connection()
+    connection.connection.create_function("audit_moving_limit", 0, lambda: limit[0])
+
+    def move(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith("UPDATE"):
+            limit[0] = 10
+        return execute(sql, params, many, context)
+
+    Everything.objects.bulk_create([Everything(integer=i) for i in range(10)])
+    moving = Func(function="audit_moving_limit", output_field=IntegerField())
+    with connection.execute_wrapper(move):
+        assert Everything.objects.filter(integer__lt=moving).update(char="seen") == 5
+    at_commit()
+    assert sorted(Everything.objects.filter(char="seen").values_list("integer", flat=True)) == [0, 1, 2, 3, 4]
+    assert Event.objects.filter(action="update").count() == 5
+
+
 class _PrimaryReplica:
     """Reads from "other", writes to "default"."""
 
@@ -467,6 +492,31 @@ class TestDatabases:
         assert set(written.values_list("content_type_id", flat=True)) == {other_id}
         assert written.filter(action="update").count() == 1
         assert ContentType.objects.get_for_model(Book).pk == default_id  # Django's cache holds each database's own
+
+    def test_bulk_and_multi_table_writes_on_another_database_carry_its_content_types(self) -> None:
+        from django.contrib.contenttypes.models import ContentType
+
+        from tests.models import Place, Restaurant
+
+        other = ContentType.objects.db_manager("other")
+        for model in ("author", "restaurant"):  # ids that differ from the default database's
+            other.filter(app_label="tests", model=model).delete()
+            other.create(app_label="tests", model=f"zz{model}")
+            other.create(app_label="tests", model=model)
+        ContentType.objects.clear_cache()
+        author_id, restaurant_id = (other.get_for_model(m).pk for m in (Author, Restaurant))
+        assert author_id != ContentType.objects.get_for_model(Author).pk
+        assert restaurant_id != ContentType.objects.get_for_model(Restaurant).pk
+        (created,) = Author.objects.using("other").bulk_create([Author(name="bulk")])
+        Author.objects.using("other").bulk_update([Author(pk=created.pk, name="bulk2")], ["name"])
+        restaurant = Restaurant.objects.using("other").create(name="r")
+        assert Place.objects.using("other").filter(pk=restaurant.pk).update(name="rr") == 1
+        at_commit("other")
+        written = Event.objects.using("other")
+        authors = written.filter(object_pk=str(created.pk), content_type_id=author_id)
+        assert list(authors.values_list("action", flat=True)) == ["create", "update"]
+        restaurants = written.filter(content_type_id=restaurant_id, object_pk=str(restaurant.pk), action="update")
+        assert [e.changes for e in restaurants] == [{"name": ["r", "rr"]}]
 
 
 def test_update_of_a_composite_key_model_records_each_row() -> None:
