@@ -25,7 +25,8 @@ registered, the rows are recorded as rows of their own too).
 
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
-links after, one INSERT of events (at COMMIT). A direct write of through rows
+links after, one INSERT of events (at COMMIT); from the related side, a
+``clear()`` (or the related row's deletion) first locks the related row. A direct write of through rows
 costs the same, plus for a save, ``update`` or ``bulk_update`` of existing
 rows one SELECT of the owner keys they held; Django no longer fast-deletes
 an explicit through model's rows (it has delete receivers): it selects them
@@ -42,7 +43,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry
@@ -212,11 +213,27 @@ def _owners(
         return {"pk__in": [instance.pk]}
     ends = _Through.of(field)
     if pk_set is None:
-        rows = ends.model._base_manager.using(using).filter(
-            **{ends.target.attname: getattr(instance, ends.target.target_field.attname)}
-        )
+        target = {ends.target.target_field.attname: getattr(instance, ends.target.target_field.attname)}
+        _lock_target(ends, target, using)
+        rows = ends.model._base_manager.using(using).filter(**{ends.target.attname: target.popitem()[1]})
         pk_set = rows.values_list(ends.source.attname, flat=True).distinct()
     return {f"{ends.owner_key}__in": list(pk_set)}
+
+
+def _lock_target(ends: _Through, target: dict[str, Any], using: str) -> None:
+    """Lock the related row whose links are all going (``FOR UPDATE``), before they are read.
+
+    The DELETE of its links that follows matches every link committed by
+    then, found by no earlier read; a link another transaction adds takes,
+    by its foreign key check, a ``KEY SHARE`` lock of this row, which
+    ``FOR UPDATE`` alone conflicts with: once this row is locked no new link
+    to it commits until this transaction ends (one that did is seen by the
+    read of the owners that follows), and the owners read are exactly the
+    rows whose links the DELETE changes. No query where there are no row locks.
+    """
+    if connections[using].features.has_select_for_update:
+        model = ends.target.target_field.model
+        list(models.QuerySet(model, using=using).filter(**target).order_by().select_for_update().values_list("pk"))
 
 
 def _check_keys(field: models.ManyToManyField[Any, Any], reverse: bool, pk_set: Any) -> None:
