@@ -455,28 +455,31 @@ def owner_pre_delete(sender: type[models.Model], instance: models.Model, using: 
 @contextlib.contextmanager
 def through_rows_written(
     queryset: models.QuerySet[Any], objs: Iterable[models.Model] = (), assigned: dict[str, Any] | None = None
-) -> Iterator[None]:
+) -> Iterator[models.QuerySet[Any]]:
     """Around a QuerySet write of through rows that sends no signal: record the owners' link changes.
 
     For ``bulk_create(objs)`` and ``bulk_update(objs, ...)`` pass ``objs``; for
-    ``update(**assigned)`` pass ``assigned``. Any other model: nothing, no query.
-    Queries: for ``update``/``bulk_update`` one SELECT of the owner keys the rows
-    hold now; a locking SELECT of the owners and one of their links; one of the
-    links after the write; the events at COMMIT.
+    ``update(**assigned)`` pass ``assigned``. Yields the queryset to write:
+    for ``update`` the rows it matched, locked, and only those (a row that
+    enters the filter after they were read is left alone, as if it came after
+    the write); otherwise ``queryset``. Any other model: nothing, no query.
+    Queries: for ``update``/``bulk_update`` one SELECT (locking, for ``update``)
+    of the owner keys the rows hold now; a locking SELECT of the owners and one
+    of their links; one of the links after the write; the events at COMMIT.
     """
     links = _ends_of(queryset.model)
     if not links or is_paused() or _writing.get():  # bulk_update runs update(): recorded once, by the outer
-        yield
+        yield queryset
         return
     using, objs = queryset.db, list(objs)
     token = _writing.set(True)
     try:
         with transaction.atomic(using=using, savepoint=False), operation():
             change = _LinkChange(using)
-            for spec, field, ends in links:
-                keys = _written_keys(queryset, ends, objs, assigned)
+            written, held = _written_rows(queryset, [ends for _, _, ends in links], objs, assigned)
+            for (spec, field, _), keys in zip(links, held, strict=True):
                 change.lock_keys(spec, field, keys)
-            yield
+            yield written
             change.record()
     finally:
         _writing.reset(token)
@@ -485,21 +488,47 @@ def through_rows_written(
 _writing: ContextVar[bool] = ContextVar("audit_events_through_rows_writing", default=False)
 
 
-def _written_keys(
-    queryset: models.QuerySet[Any], ends: _Through, objs: list[models.Model], assigned: dict[str, Any] | None
-) -> set[Any]:
-    """The owner keys of the through rows a QuerySet write touches: those they hold now (one
-    SELECT, unless all are new rows) and those they are given."""
-    keys = {getattr(obj, ends.source.attname) for obj in objs}
+def _written_rows(
+    queryset: models.QuerySet[Any], links: list[_Through], objs: list[models.Model], assigned: dict[str, Any] | None
+) -> tuple[models.QuerySet[Any], list[set[Any]]]:
+    """The rows a QuerySet write of through rows is to write, and for each of ``links`` the
+    owner keys they touch: those the rows hold now (one SELECT, unless all are new rows) and
+    those they are given.
+
+    For ``update()``, where rows are locked, they are locked as they are read and the write is
+    narrowed to them (the filter still applies): under READ COMMITTED the UPDATE would run
+    its filter again, and could move a row committed after this read, whose owner no one locked.
+    """
+    sources = [ends.source.attname for ends in links]
     if assigned is not None:
-        keys.update(queryset.values_list(ends.source.attname, flat=True))
-        for name in (ends.source.name, ends.source.attname):
-            value = assigned.get(name)
-            if isinstance(value, models.Model):
-                keys.add(getattr(value, ends.owner_key))
-            elif name in assigned and not hasattr(value, "resolve_expression"):
-                keys.add(value)
-    elif stored := [obj.pk for obj in objs if obj.pk is not None]:
-        rows = ends.model._base_manager.using(queryset.db).filter(pk__in=stored)
-        keys.update(rows.values_list(ends.source.attname, flat=True))
+        rows = queryset
+        if not queryset.query.is_sliced and connections[queryset.db].features.has_select_for_update:
+            # Of a plain queryset: DISTINCT, GROUP BY or a join would make FOR UPDATE fail or lock more.
+            plain: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
+            rows = plain.filter(pk__in=queryset.order_by().values("pk")).select_for_update()
+        held = list(rows.values_list("pk", *sources))
+        if rows is not queryset:
+            queryset = queryset.filter(pk__in=[pk for pk, *_ in held])
+        held = [row[1:] for row in held]
+    else:
+        held = [tuple(getattr(obj, source) for source in sources) for obj in objs]
+        if stored := [obj.pk for obj in objs if obj.pk is not None]:
+            rows = links[0].model._base_manager.using(queryset.db).filter(pk__in=stored)
+            held += rows.values_list(*sources)
+    keys = [{row[index] for row in held} for index in range(len(links))]
+    if assigned is not None:
+        for found, ends in zip(keys, links, strict=True):
+            found.update(_assigned_keys(ends, assigned))
+    return queryset, keys
+
+
+def _assigned_keys(ends: _Through, assigned: dict[str, Any]) -> set[Any]:
+    """The owner keys ``update(**assigned)`` gives the rows (an expression's are not known before)."""
+    keys = set()
+    for name in (ends.source.name, ends.source.attname):
+        value = assigned.get(name)
+        if isinstance(value, models.Model):
+            keys.add(getattr(value, ends.owner_key))
+        elif name in assigned and not hasattr(value, "resolve_expression"):
+            keys.add(value)
     return keys
