@@ -286,8 +286,9 @@ class _LinkChange:
                     if new is None or old == new:
                         continue
                     snapshot = {**rows[pk], field.name: new}
+                    changes = {field.name: [old, new]}
                     drafts.append(
-                        capture.draft(spec, pk, Action.UPDATE, changes={field.name: [old, new]}, snapshot=snapshot)
+                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=snapshot)
                     )
             journal.write(drafts, self.using)
         self.before.clear()

@@ -284,3 +284,23 @@ def test_deleting_the_book_records_its_links_in_its_delete_only(book: Book, loan
     restore(Book, pk)
     assert list(Book.objects.get(pk=pk).readers.values_list("pk", flat=True)) == [reader.pk]
     assert_no_drift()
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_links_changed_on_another_database_are_recorded_with_its_content_type() -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    from tests.helpers import at_commit
+
+    default_id = ContentType.objects.get_for_model(Book).pk
+    ContentType.objects.using("other").filter(app_label="tests", model="book").delete()
+    ContentType.objects.clear_cache()
+    other_id = ContentType.objects.db_manager("other").get_for_model(Book).pk
+    assert other_id != default_id
+    ContentType.objects.clear_cache()
+    book = Book.objects.using("other").create(author=Author.objects.using("other").create(name="a"), title="t")
+    tag = Tag.objects.using("other").create(name="x")
+    book.tags.add(tag)
+    at_commit("other")
+    added = Event.objects.using("other").get(action="update")
+    assert (added.content_type_id, added.changes) == (other_id, {"tags": [[], [tag.pk]]})
