@@ -288,16 +288,9 @@ def test_deleting_the_book_records_its_links_in_its_delete_only(book: Book, loan
 
 @pytest.mark.django_db(databases=["default", "other"])
 def test_links_changed_on_another_database_are_recorded_with_its_content_type() -> None:
-    from django.contrib.contenttypes.models import ContentType
+    from tests.helpers import at_commit, content_type_apart
 
-    from tests.helpers import at_commit
-
-    default_id = ContentType.objects.get_for_model(Book).pk
-    ContentType.objects.using("other").filter(app_label="tests", model="book").delete()
-    ContentType.objects.clear_cache()
-    other_id = ContentType.objects.db_manager("other").get_for_model(Book).pk
-    assert other_id != default_id
-    ContentType.objects.clear_cache()
+    other_id = content_type_apart(Book)
     book = Book.objects.using("other").create(author=Author.objects.using("other").create(name="a"), title="t")
     tag = Tag.objects.using("other").create(name="x")
     book.tags.add(tag)
