@@ -26,7 +26,8 @@ registered, the rows are recorded as rows of their own too).
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
 links after, one INSERT of events (at COMMIT); from the related side, a
-``clear()`` (or the related row's deletion) first locks the related row. A direct write of through rows
+``clear()`` (or the related row's deletion) first locks the related row; a
+``QuerySet.delete()`` of related rows costs that once for all of them. A direct write of through rows
 costs the same, plus for a save, ``update`` or ``bulk_update`` of existing
 rows one SELECT of the owner keys they held; Django no longer fast-deletes
 an explicit through model's rows (it has delete receivers): it selects them
@@ -36,6 +37,7 @@ first, as for any model with receivers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -213,27 +215,35 @@ def _owners(
         return {"pk__in": [instance.pk]}
     ends = _Through.of(field)
     if pk_set is None:
-        target = {ends.target.target_field.attname: getattr(instance, ends.target.target_field.attname)}
-        _lock_target(ends, target, using)
-        rows = ends.model._base_manager.using(using).filter(**{ends.target.attname: target.popitem()[1]})
+        values = _lock_targets(ends, using, None, getattr(instance, ends.target.target_field.attname))
+        rows = ends.model._base_manager.using(using).filter(**{f"{ends.target.attname}__in": values})
         pk_set = rows.values_list(ends.source.attname, flat=True).distinct()
     return {f"{ends.owner_key}__in": list(pk_set)}
 
 
-def _lock_target(ends: _Through, target: dict[str, Any], using: str) -> None:
-    """Lock the related row whose links are all going (``FOR UPDATE``), before they are read.
+def _lock_targets(ends: _Through, using: str, rows: models.QuerySet[Any] | None, *values: Any) -> list[Any]:
+    """Lock the related rows whose links are all going (those of ``rows``, or whose key the
+    through table holds is one of ``values``), before their links are read; return their keys.
 
-    The DELETE of its links that follows matches every link committed by
+    The DELETE of their links that follows matches every link committed by
     then, found by no earlier read; a link another transaction adds takes,
-    by its foreign key check, a ``KEY SHARE`` lock of this row, which
-    ``FOR UPDATE`` alone conflicts with: once this row is locked no new link
-    to it commits until this transaction ends (one that did is seen by the
-    read of the owners that follows), and the owners read are exactly the
-    rows whose links the DELETE changes. No query where there are no row locks.
+    by its foreign key check, a ``KEY SHARE`` lock of the related row, which
+    ``FOR UPDATE`` alone conflicts with: once it is locked, no new link to it
+    commits until this transaction ends (one that did is seen by the read of
+    the owners that follows), and the owners read are exactly the rows whose
+    links the DELETE changes. No query for ``values`` where nothing is locked.
     """
+    key, model = ends.target.target_field.attname, ends.target.target_field.model
+    if rows is None and not connections[using].features.has_select_for_update:
+        return list(values)
+    locked: models.QuerySet[Any] = models.QuerySet(model, using=using)
+    if rows is None:
+        locked = locked.filter(**{f"{key}__in": values})
+    else:
+        locked = locked.filter(pk__in=rows.order_by().values("pk"))
     if connections[using].features.has_select_for_update:
-        model = ends.target.target_field.model
-        list(models.QuerySet(model, using=using).filter(**target).order_by().select_for_update().values_list("pk"))
+        locked = locked.select_for_update()
+    return list(locked.order_by().values_list(key, flat=True))
 
 
 def _check_keys(field: models.ManyToManyField[Any, Any], reverse: bool, pk_set: Any) -> None:
@@ -331,17 +341,43 @@ def m2m_changed(
 
 
 def target_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    """A related row is being deleted: its links vanish with it, without a signal of their own."""
+    """A related row is being deleted: its links vanish with it, without a signal of their own.
+
+    Django sends every ``pre_delete`` of a deletion before its first DELETE: the owners
+    of all the related rows of one model it deletes are locked and read together, at
+    the first one's, when the deletion is a ``QuerySet.delete()`` of them (its rows are
+    locked first, :func:`_lock_targets`); any other row, at its own.
+    """
     if is_paused():
         return
+    deletion = _deletion_of(kwargs.get("origin"), using)
+    change = deletion.targets.setdefault(sender, _LinkChange(using))
+    origin = kwargs.get("origin")
     for spec, field in registry.m2m_targets(sender):
-        key = ("delete", field.model, field.name)
-        _remember(instance, key, spec, field, _owners(field, instance, True, None, using), using)
+        ends = _Through.of(field)
+        value = getattr(instance, ends.target.target_field.attname)
+        if (field, value) in deletion.covered:
+            continue
+        if isinstance(origin, models.QuerySet) and origin.model is sender and (field, origin) not in deletion.covered:
+            deletion.covered.add((field, origin))  # the deletion's own origin: kept alive by it anyway
+            values = _lock_targets(ends, using, origin)
+        else:
+            values = _lock_targets(ends, using, None, value)
+        deletion.covered.update((field, each) for each in values)
+        rows = ends.model._base_manager.using(using).filter(**{f"{ends.target.attname}__in": values})
+        owners = rows.values_list(ends.source.attname, flat=True).distinct()
+        change.lock(spec, field, {f"{ends.owner_key}__in": list(owners)})
 
 
 def target_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    for spec, field in registry.m2m_targets(sender):
-        _record(instance, ("delete", field.model, field.name), spec, field, using)
+    """Django sends a model's ``post_delete`` once all its rows of the deletion are deleted."""
+    current = _deletion.get()
+    if current is not None and current.origin() is kwargs.get("origin"):
+        change = current.targets.pop(sender, None)
+        if change is not None:
+            fields = {field for _, field in registry.m2m_targets(sender)}
+            current.covered = {each for each in current.covered if each[0] not in fields}  # a delete() again
+            change.record()
 
 
 # --- rows of explicit through models, written directly ------------------
@@ -408,6 +444,8 @@ class _Deletion:
 
     origin: Callable[[], Any]  # a weak reference where the origin takes one
     change: _LinkChange
+    targets: dict[type[models.Model], _LinkChange] = dataclasses.field(default_factory=dict)  # by model deleted
+    covered: set[tuple[Any, Any]] = dataclasses.field(default_factory=set)  # (field, key) of related rows locked
 
 
 _deletion: ContextVar[_Deletion | None] = ContextVar("audit_events_link_deletion", default=None)

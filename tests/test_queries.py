@@ -532,3 +532,21 @@ def test_many_to_many_calls(django_assert_num_queries: Any) -> None:
         assert Event.objects.count() == before + (2 if name == "set" else 1), name
         undo()
         at_commit()
+
+
+@pytest.mark.parametrize("count", [2, 10])
+def test_deleting_related_rows_costs_per_statement_not_per_row(count: int, django_assert_num_queries: Any) -> None:
+    from tests.models import Book, Tag
+
+    book = Book.objects.create(author=new_author(), title="t")
+    tags = [Tag.objects.create(name=str(n)) for n in range(count)]
+    book.tags.add(*tags)
+    at_commit()
+    # Tags not registered. Django: SELECT of the tags, DELETE of their links, DELETE of the
+    # tags. Auditing the books' links adds a SELECT (locking) of the tags, a SELECT of the
+    # books linked to them, the books' locking SELECT and one of their links, one SELECT of
+    # the links after, the event INSERT.
+    with override_settings(AUDIT_EVENTS=without("tests.Tag")), django_assert_num_queries(3 + 6):
+        Tag.objects.all().delete()
+        at_commit()
+    assert history(book).last().changes == {"tags": [sorted(tag.pk for tag in tags), []]}
