@@ -27,9 +27,10 @@ Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
 links after, one INSERT of events (at COMMIT); from the related side, a
 ``clear()`` (or the related row's deletion) first locks the related row; a
-``QuerySet.delete()`` of related rows costs that once for all of them. A direct write of through rows
-costs the same, plus for a save, ``update`` or ``bulk_update`` of existing
-rows one SELECT of the owner keys they held; Django no longer fast-deletes
+``QuerySet.delete()`` of related rows costs that once for all of them. A
+direct write of through rows costs the same, plus for a save, ``update`` or
+``bulk_update`` of existing rows one SELECT of the owner keys they held (for
+``update``, locking them); Django no longer fast-deletes
 an explicit through model's rows (it has delete receivers): it selects them
 first, as for any model with receivers.
 """
@@ -350,9 +351,9 @@ def target_pre_delete(sender: type[models.Model], instance: models.Model, using:
     """
     if is_paused():
         return
-    deletion = _deletion_of(kwargs.get("origin"), using)
-    change = deletion.targets.setdefault(sender, _LinkChange(using))
     origin = kwargs.get("origin")
+    deletion = _deletion_of(origin, using)
+    change = deletion.targets.setdefault(sender, _LinkChange(using))
     for spec, field in registry.m2m_targets(sender):
         ends = _Through.of(field)
         value = getattr(instance, ends.target.target_field.attname)
