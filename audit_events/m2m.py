@@ -25,9 +25,12 @@ registered, the rows are recorded as rows of their own too).
 
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
-links after, one INSERT of events (at COMMIT). A direct write of through rows
-costs the same, plus for a save, ``update`` or ``bulk_update`` of existing
-rows one SELECT of the owner keys they held; Django no longer fast-deletes
+links after, one INSERT of events (at COMMIT); from the related side, a
+``clear()`` (or the related row's deletion) first locks the related row; a
+``QuerySet.delete()`` of related rows costs that once for all of them. A
+direct write of through rows costs the same, plus for a save, ``update`` or
+``bulk_update`` of existing rows one SELECT of the owner keys they held (for
+``update``, locking them); Django no longer fast-deletes
 an explicit through model's rows (it has delete receivers): it selects them
 first, as for any model with receivers.
 """
@@ -35,6 +38,7 @@ first, as for any model with receivers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -42,7 +46,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry
@@ -212,11 +216,35 @@ def _owners(
         return {"pk__in": [instance.pk]}
     ends = _Through.of(field)
     if pk_set is None:
-        rows = ends.model._base_manager.using(using).filter(
-            **{ends.target.attname: getattr(instance, ends.target.target_field.attname)}
-        )
+        values = _lock_targets(ends, using, None, getattr(instance, ends.target.target_field.attname))
+        rows = ends.model._base_manager.using(using).filter(**{f"{ends.target.attname}__in": values})
         pk_set = rows.values_list(ends.source.attname, flat=True).distinct()
     return {f"{ends.owner_key}__in": list(pk_set)}
+
+
+def _lock_targets(ends: _Through, using: str, rows: models.QuerySet[Any] | None, *values: Any) -> list[Any]:
+    """Lock the related rows whose links are all going (those of ``rows``, or whose key the
+    through table holds is one of ``values``), before their links are read; return their keys.
+
+    The DELETE of their links that follows matches every link committed by
+    then, found by no earlier read; a link another transaction adds takes,
+    by its foreign key check, a ``KEY SHARE`` lock of the related row, which
+    ``FOR UPDATE`` alone conflicts with: once it is locked, no new link to it
+    commits until this transaction ends (one that did is seen by the read of
+    the owners that follows), and the owners read are exactly the rows whose
+    links the DELETE changes. No query for ``values`` where nothing is locked.
+    """
+    key, model = ends.target.target_field.attname, ends.target.target_field.model
+    if rows is None and not connections[using].features.has_select_for_update:
+        return list(values)
+    locked: models.QuerySet[Any] = models.QuerySet(model, using=using)
+    if rows is None:
+        locked = locked.filter(**{f"{key}__in": values})
+    else:
+        locked = locked.filter(pk__in=rows.order_by().values("pk"))
+    if connections[using].features.has_select_for_update:
+        locked = locked.select_for_update()
+    return list(locked.order_by().values_list(key, flat=True))
 
 
 def _check_keys(field: models.ManyToManyField[Any, Any], reverse: bool, pk_set: Any) -> None:
@@ -269,8 +297,9 @@ class _LinkChange:
                     if new is None or old == new:
                         continue
                     snapshot = {**rows[pk], field.name: new}
+                    changes = {field.name: [old, new]}
                     drafts.append(
-                        capture.draft(spec, pk, Action.UPDATE, changes={field.name: [old, new]}, snapshot=snapshot)
+                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=snapshot)
                     )
             journal.write(drafts, self.using)
         self.before.clear()
@@ -313,17 +342,43 @@ def m2m_changed(
 
 
 def target_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    """A related row is being deleted: its links vanish with it, without a signal of their own."""
+    """A related row is being deleted: its links vanish with it, without a signal of their own.
+
+    Django sends every ``pre_delete`` of a deletion before its first DELETE: the owners
+    of all the related rows of one model it deletes are locked and read together, at
+    the first one's, when the deletion is a ``QuerySet.delete()`` of them (its rows are
+    locked first, :func:`_lock_targets`); any other row, at its own.
+    """
     if is_paused():
         return
+    origin = kwargs.get("origin")
+    deletion = _deletion_of(origin, using)
+    change = deletion.targets.setdefault(sender, _LinkChange(using))
     for spec, field in registry.m2m_targets(sender):
-        key = ("delete", field.model, field.name)
-        _remember(instance, key, spec, field, _owners(field, instance, True, None, using), using)
+        ends = _Through.of(field)
+        value = getattr(instance, ends.target.target_field.attname)
+        if (field, value) in deletion.covered:
+            continue
+        if isinstance(origin, models.QuerySet) and origin.model is sender and (field, origin) not in deletion.covered:
+            deletion.covered.add((field, origin))  # the deletion's own origin: kept alive by it anyway
+            values = _lock_targets(ends, using, origin)
+        else:
+            values = _lock_targets(ends, using, None, value)
+        deletion.covered.update((field, each) for each in values)
+        rows = ends.model._base_manager.using(using).filter(**{f"{ends.target.attname}__in": values})
+        owners = rows.values_list(ends.source.attname, flat=True).distinct()
+        change.lock(spec, field, {f"{ends.owner_key}__in": list(owners)})
 
 
 def target_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    for spec, field in registry.m2m_targets(sender):
-        _record(instance, ("delete", field.model, field.name), spec, field, using)
+    """Django sends a model's ``post_delete`` once all its rows of the deletion are deleted."""
+    current = _deletion.get()
+    if current is not None and current.origin() is kwargs.get("origin"):
+        change = current.targets.pop(sender, None)
+        if change is not None:
+            fields = {field for _, field in registry.m2m_targets(sender)}
+            current.covered = {each for each in current.covered if each[0] not in fields}  # a delete() again
+            change.record()
 
 
 # --- rows of explicit through models, written directly ------------------
@@ -390,6 +445,8 @@ class _Deletion:
 
     origin: Callable[[], Any]  # a weak reference where the origin takes one
     change: _LinkChange
+    targets: dict[type[models.Model], _LinkChange] = dataclasses.field(default_factory=dict)  # by model deleted
+    covered: set[tuple[Any, Any]] = dataclasses.field(default_factory=set)  # (field, key) of related rows locked
 
 
 _deletion: ContextVar[_Deletion | None] = ContextVar("audit_events_link_deletion", default=None)
@@ -438,28 +495,31 @@ def owner_pre_delete(sender: type[models.Model], instance: models.Model, using: 
 @contextlib.contextmanager
 def through_rows_written(
     queryset: models.QuerySet[Any], objs: Iterable[models.Model] = (), assigned: dict[str, Any] | None = None
-) -> Iterator[None]:
+) -> Iterator[models.QuerySet[Any]]:
     """Around a QuerySet write of through rows that sends no signal: record the owners' link changes.
 
     For ``bulk_create(objs)`` and ``bulk_update(objs, ...)`` pass ``objs``; for
-    ``update(**assigned)`` pass ``assigned``. Any other model: nothing, no query.
-    Queries: for ``update``/``bulk_update`` one SELECT of the owner keys the rows
-    hold now; a locking SELECT of the owners and one of their links; one of the
-    links after the write; the events at COMMIT.
+    ``update(**assigned)`` pass ``assigned``. Yields the queryset to write:
+    for ``update`` the rows it matched, locked, and only those (a row that
+    enters the filter after they were read is left alone, as if it came after
+    the write); otherwise ``queryset``. Any other model: nothing, no query.
+    Queries: for ``update``/``bulk_update`` one SELECT (locking, for ``update``)
+    of the owner keys the rows hold now; a locking SELECT of the owners and one
+    of their links; one of the links after the write; the events at COMMIT.
     """
     links = _ends_of(queryset.model)
     if not links or is_paused() or _writing.get():  # bulk_update runs update(): recorded once, by the outer
-        yield
+        yield queryset
         return
     using, objs = queryset.db, list(objs)
     token = _writing.set(True)
     try:
         with transaction.atomic(using=using, savepoint=False), operation():
             change = _LinkChange(using)
-            for spec, field, ends in links:
-                keys = _written_keys(queryset, ends, objs, assigned)
+            written, held = _written_rows(queryset, [ends for _, _, ends in links], objs, assigned)
+            for (spec, field, _), keys in zip(links, held, strict=True):
                 change.lock_keys(spec, field, keys)
-            yield
+            yield written
             change.record()
     finally:
         _writing.reset(token)
@@ -468,21 +528,47 @@ def through_rows_written(
 _writing: ContextVar[bool] = ContextVar("audit_events_through_rows_writing", default=False)
 
 
-def _written_keys(
-    queryset: models.QuerySet[Any], ends: _Through, objs: list[models.Model], assigned: dict[str, Any] | None
-) -> set[Any]:
-    """The owner keys of the through rows a QuerySet write touches: those they hold now (one
-    SELECT, unless all are new rows) and those they are given."""
-    keys = {getattr(obj, ends.source.attname) for obj in objs}
+def _written_rows(
+    queryset: models.QuerySet[Any], links: list[_Through], objs: list[models.Model], assigned: dict[str, Any] | None
+) -> tuple[models.QuerySet[Any], list[set[Any]]]:
+    """The rows a QuerySet write of through rows is to write, and for each of ``links`` the
+    owner keys they touch: those the rows hold now (one SELECT, unless all are new rows) and
+    those they are given.
+
+    For ``update()``, where rows are locked, they are locked as they are read and the write is
+    narrowed to them (the filter still applies): under READ COMMITTED the UPDATE would run
+    its filter again, and could move a row committed after this read, whose owner no one locked.
+    """
+    sources = [ends.source.attname for ends in links]
     if assigned is not None:
-        keys.update(queryset.values_list(ends.source.attname, flat=True))
-        for name in (ends.source.name, ends.source.attname):
-            value = assigned.get(name)
-            if isinstance(value, models.Model):
-                keys.add(getattr(value, ends.owner_key))
-            elif name in assigned and not hasattr(value, "resolve_expression"):
-                keys.add(value)
-    elif stored := [obj.pk for obj in objs if obj.pk is not None]:
-        rows = ends.model._base_manager.using(queryset.db).filter(pk__in=stored)
-        keys.update(rows.values_list(ends.source.attname, flat=True))
+        rows = queryset
+        if not queryset.query.is_sliced and connections[queryset.db].features.has_select_for_update:
+            # Of a plain queryset: DISTINCT, GROUP BY or a join would make FOR UPDATE fail or lock more.
+            plain: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
+            rows = plain.filter(pk__in=queryset.order_by().values("pk")).select_for_update()
+        held = list(rows.values_list("pk", *sources))
+        if rows is not queryset:
+            queryset = queryset.filter(pk__in=[pk for pk, *_ in held])
+        held = [row[1:] for row in held]
+    else:
+        held = [tuple(getattr(obj, source) for source in sources) for obj in objs]
+        if stored := [obj.pk for obj in objs if obj.pk is not None]:
+            rows = links[0].model._base_manager.using(queryset.db).filter(pk__in=stored)
+            held += rows.values_list(*sources)
+    keys = [{row[index] for row in held} for index in range(len(links))]
+    if assigned is not None:
+        for found, ends in zip(keys, links, strict=True):
+            found.update(_assigned_keys(ends, assigned))
+    return queryset, keys
+
+
+def _assigned_keys(ends: _Through, assigned: dict[str, Any]) -> set[Any]:
+    """The owner keys ``update(**assigned)`` gives the rows (an expression's are not known before)."""
+    keys = set()
+    for name in (ends.source.name, ends.source.attname):
+        value = assigned.get(name)
+        if isinstance(value, models.Model):
+            keys.add(getattr(value, ends.owner_key))
+        elif name in assigned and not hasattr(value, "resolve_expression"):
+            keys.add(value)
     return keys

@@ -74,8 +74,8 @@ def _records_links(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def recording_links(self: Any, *args: Any, **kwargs: Any) -> Any:
         if method.__name__ == "update":
-            with m2m.through_rows_written(self, assigned=kwargs):
-                return method(self, *args, **kwargs)
+            with m2m.through_rows_written(self, assigned=kwargs) as rows:
+                return method(rows, *args, **kwargs)
         objs, *rest = args or (kwargs.pop("objs"),)
         objs = list(objs)
         with m2m.through_rows_written(self, objs):

@@ -284,3 +284,16 @@ def test_deleting_the_book_records_its_links_in_its_delete_only(book: Book, loan
     restore(Book, pk)
     assert list(Book.objects.get(pk=pk).readers.values_list("pk", flat=True)) == [reader.pk]
     assert_no_drift()
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_links_changed_on_another_database_are_recorded_with_its_content_type() -> None:
+    from tests.helpers import at_commit, content_type_apart
+
+    other_id = content_type_apart(Book)
+    book = Book.objects.using("other").create(author=Author.objects.using("other").create(name="a"), title="t")
+    tag = Tag.objects.using("other").create(name="x")
+    book.tags.add(tag)
+    at_commit("other")
+    added = Event.objects.using("other").get(action="update")
+    assert (added.content_type_id, added.changes) == (other_id, {"tags": [[], [tag.pk]]})

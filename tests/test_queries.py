@@ -503,6 +503,9 @@ def test_bulk_update_costs_a_locking_select_before_and_after_per_900_rows() -> N
 # the same as add() without Django's SELECT of the missing links.
 M2M_COSTS = {"add": 6, "remove": 5, "set": 12, "clear": 5, "reverse add": 6, "reverse clear": 6}
 M2M_COSTS |= {"through add": 6, "through remove": 6, "through row created": 5}
+# ``clear()`` from the related side first locks the related row, where rows are locked: no
+# link to it can commit until it is done, so the owners then read are all it unlinks.
+M2M_COSTS["reverse clear"] += connection.features.has_select_for_update
 
 
 def test_many_to_many_calls(django_assert_num_queries: Any) -> None:
@@ -534,3 +537,21 @@ def test_many_to_many_calls(django_assert_num_queries: Any) -> None:
         assert Event.objects.count() == before + (2 if name == "set" else 1), name
         undo()
         at_commit()
+
+
+@pytest.mark.parametrize("count", [2, 10])
+def test_deleting_related_rows_costs_per_statement_not_per_row(count: int, django_assert_num_queries: Any) -> None:
+    from tests.models import Book, Tag
+
+    book = Book.objects.create(author=new_author(), title="t")
+    tags = [Tag.objects.create(name=str(n)) for n in range(count)]
+    book.tags.add(*tags)
+    at_commit()
+    # Tags not registered. Django: SELECT of the tags, DELETE of their links, DELETE of the
+    # tags. Auditing the books' links adds a SELECT (locking) of the tags, a SELECT of the
+    # books linked to them, the books' locking SELECT and one of their links, one SELECT of
+    # the links after, the event INSERT.
+    with override_settings(AUDIT_EVENTS=without("tests.Tag")), django_assert_num_queries(3 + 6):
+        Tag.objects.all().delete()
+        at_commit()
+    assert history(book).last().changes == {"tags": [sorted(tag.pk for tag in tags), []]}

@@ -474,14 +474,10 @@ class TestDatabases:
     def test_events_written_to_another_database_carry_its_content_type(self) -> None:
         from django.contrib.contenttypes.models import ContentType
 
-        from tests.helpers import at_commit
+        from tests.helpers import at_commit, content_type_apart
 
         default_id = ContentType.objects.get_for_model(Book).pk
-        ContentType.objects.using("other").filter(app_label="tests", model="book").delete()
-        ContentType.objects.clear_cache()
-        other_id = ContentType.objects.db_manager("other").get_for_model(Book).pk
-        assert other_id != default_id
-        ContentType.objects.clear_cache()
+        other_id = content_type_apart(Book)
         author = Author.objects.using("other").create(name="a")
         Book.objects.using("other").create(author=author, title="t")
         assert Book.objects.using("other").update(pages=5) == 1
