@@ -37,6 +37,7 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet, FieldError
 from django.db import NotSupportedError, connections, models, transaction
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
+from django.db.models.sql.where import WhereNode
 
 from . import bulk, inheritance, journal, m2m, registry
 from .capture import (
@@ -273,11 +274,11 @@ def _updated_rows(
         rows = _Rows(spec, queryset, using)
         before = rows.read()
         if moves_keys:
-            return _update_moving_keys(spec, kwargs, rows, before, using)
+            return _update_moving_keys(queryset, kwargs, rows, before, using)
         keys = [rows.key(old) for old in before]
         after: dict[Any, list[Any]] = {}
         for start in range(0, len(keys), _IN_CHUNK):
-            by_keys = _by_keys(spec, kwargs, keys[start : start + _IN_CHUNK], using)
+            by_keys = _by_keys(queryset, kwargs, keys[start : start + _IN_CHUNK], using)
             after.update((rows.key(new), new) for new in _run_returning(by_keys, rows, using))
         changes = [rows.change(old, after[rows.key(old)]) for old in before if rows.key(old) in after]
         return len(changes), changes
@@ -295,7 +296,7 @@ def _updated_rows(
 
 
 def _update_moving_keys(
-    spec: registry.ModelSpec,
+    queryset: models.QuerySet[Any],
     kwargs: dict[str, Any],
     rows: _Rows,
     before: list[list[Any]],
@@ -305,14 +306,20 @@ def _update_moving_keys(
     per statement, so that each old key is paired with its new one."""
     changes: list[_Change] = []
     for old in before:
-        one_query = _by_keys(spec, kwargs, [rows.key(old)], using)
+        one_query = _by_keys(queryset, kwargs, [rows.key(old)], using)
         changes.extend(rows.change(old, new) for new in _run_returning(one_query, rows, using))
     return len(changes), changes
 
 
-def _by_keys(spec: registry.ModelSpec, kwargs: dict[str, Any], keys: list[Any], using: str) -> UpdateQuery:
-    """The UPDATE of ``kwargs`` restricted to the rows with these keys (read and locked already)."""
-    rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
+def _by_keys(queryset: models.QuerySet[Any], kwargs: dict[str, Any], keys: list[Any], using: str) -> UpdateQuery:
+    """The UPDATE of ``kwargs`` restricted to the rows with these keys (read and locked already).
+
+    The caller's query without its filter (the read evaluated it once): its annotations and
+    aliases stay, for the values that name them (``update(x=F("annotation"))``).
+    """
+    query = queryset.query.chain()
+    query.where = WhereNode()
+    rows: models.QuerySet[Any] = models.QuerySet(queryset.model, query=query, using=using)
     return _update_query(rows.filter(pk__in=keys), kwargs, using)
 
 

@@ -541,3 +541,11 @@ def test_updates_matching_nothing_or_through_a_relation_answer_as_django_does(bo
     assert Book.objects.filter(author__name="Ann").order_by("-pages").update(title="y") == 3
     assert all(updates(Book, book.pk) == [{"title": [book.title, "y"]}] for book in books)
     assert_replay_matches_table(Book)
+
+
+def test_update_assigning_an_annotation_or_alias_records_the_value_the_database_computed(author: Author) -> None:
+    book = Book.objects.create(author=author, title="t", pages=3)
+    Book.objects.annotate(double=F("pages") * 2).filter(title="t").update(pages=F("double"))
+    Book.objects.alias(plus=F("pages") + 1).update(pages=F("plus"))  # an alias is no column of the row
+    assert Book.objects.get(pk=book.pk).pages == 7
+    assert [e.changes for e in history(book).filter(action="update")] == [{"pages": [3, 6]}, {"pages": [6, 7]}]
