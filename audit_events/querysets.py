@@ -70,17 +70,25 @@ def _expression(value: Any) -> bool:
 def _records_links(method: Callable[..., Any]) -> Callable[..., Any]:
     """Writes of an explicit through model's rows send no signal (``add()`` is a ``bulk_create``
     of them), yet change the links of the rows at their ends: :func:`.m2m.through_rows_written`
-    records them, around the whole call; for any other model it does nothing, with no query."""
+    records them, around the whole ``bulk_create(objs, ...)``/``bulk_update(objs, ...)`` call;
+    for any other model it does nothing, with no query."""
 
     @functools.wraps(method)
-    def recording_links(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if method.__name__ == "update":
-            with m2m.through_rows_written(self, assigned=kwargs) as rows:
-                return method(rows, *args, **kwargs)
-        objs, *rest = args or (kwargs.pop("objs"),)
+    def recording_links(self: Any, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> Any:
         objs = list(objs)
         with m2m.through_rows_written(self, objs):
-            return method(self, objs, *rest, **kwargs)
+            return method(self, objs, *args, **kwargs)
+
+    return recording_links
+
+
+def _records_updated_links(update: Callable[..., int]) -> Callable[..., int]:
+    """:func:`_records_links` for ``update(**assigned)``: it runs on the through rows locked."""
+
+    @functools.wraps(update)
+    def recording_links(self: Any, **kwargs: Any) -> int:
+        with m2m.through_rows_written(self, assigned=kwargs) as rows:
+            return update(rows, **kwargs)
 
     return recording_links
 
@@ -92,7 +100,7 @@ class AuditedQuerySet:
     queryset as ``self``; Django's own methods are :data:`django_method`.
     """
 
-    @_records_links
+    @_records_updated_links
     @inheritance.records_update
     def update(self: Any, **kwargs: Any) -> int:
         spec = registry.spec_for(self.model)
