@@ -26,7 +26,9 @@ registered, the rows are recorded as rows of their own too).
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
 links after, one INSERT of events (at COMMIT); from the related side, a
-``clear()`` (or the related row's deletion) first locks the related row; a
+``clear()`` (or the related row's deletion) first locks the related row; an
+owner missing under the lock (deleted by another transaction) costs, after
+the write, a check of the through table's foreign key and a second lock; a
 ``QuerySet.delete()`` of related rows costs that once for all of them. A
 direct write of through rows costs the same, plus for a save, ``update`` or
 ``bulk_update`` of existing rows one SELECT of the owner keys they held (for
@@ -49,7 +51,7 @@ from typing import Any
 from django.db import connections, models, transaction
 from django.db.models import Aggregate, OuterRef, Subquery
 
-from . import capture, journal, registry
+from . import capture, journal, registry, replay
 from .context import is_paused
 from .encoding import JSONValue, encode
 from .models import Action
@@ -272,12 +274,17 @@ class _LinkChange:
         self.before: dict[tuple[type[models.Model], str], tuple[registry.ModelSpec, Any, dict[Any, State]]] = {}
         self.keys: set[tuple[type[models.Model], str, Any]] = set()  # owner keys already read
         self.deleted: set[tuple[type[models.Model], Any]] = set()  # owners deleted by the same write
+        # Owners asked for but not found under the lock, by (model, field name): their lookups.
+        self.absent: dict[tuple[type[models.Model], str], list[dict[str, Any]]] = {}
 
     def lock(self, spec: registry.ModelSpec, field: Any, lookup: dict[str, Any]) -> None:
         rows = capture.lock_rows(spec, self.using, lookup)
         known = self.before.setdefault((spec.model, field.name), (spec, field, {}))[2]
         for pk, state in rows.items():
             known.setdefault(pk, state)
+        [(_, asked)] = lookup.items()  # one "<key>__in" lookup; each owner has one key value
+        if len(rows) < len(set(asked)):
+            self.absent.setdefault((spec.model, field.name), []).append(lookup)
 
     def lock_keys(self, spec: registry.ModelSpec, field: Any, keys: Iterable[Any]) -> None:
         """:meth:`lock` the owners whose ``to_field`` values (as through rows hold them) are ``keys``."""
@@ -290,6 +297,7 @@ class _LinkChange:
         with operation():
             drafts = []
             for spec, field, rows in self.before.values():
+                drafts += self._appeared(spec, field, rows)
                 kept = [pk for pk in rows if (spec.model, pk) not in self.deleted]  # their delete records them
                 after = read_links(spec, self.using, kept, [field])
                 for pk in kept:
@@ -304,6 +312,63 @@ class _LinkChange:
             journal.write(drafts, self.using)
         self.before.clear()
         self.keys.clear()
+        self.absent.clear()
+
+    def _appeared(self, spec: registry.ModelSpec, field: Any, rows: dict[Any, State]) -> list[journal.Draft]:
+        """Events for owners that were absent when locked but whose links the write changed.
+
+        A row another transaction deleted is not found by the lock; a link the
+        write adds to it waits for its foreign key check until COMMIT
+        (PostgreSQL's are deferred), and passes if a restore of the row
+        commits first. The check is made now (:func:`_check_now`): it fails
+        as it would at COMMIT, or the row is there, locked by it. Such a row,
+        and one a restore committed before a ``remove()`` ran, is locked and
+        read now; its links before the write are those its history records
+        (the restore's event). No query unless an owner was absent.
+        """
+        lookups = self.absent.get((spec.model, field.name))
+        if not lookups:
+            return []
+        if connections[self.using].features.has_select_for_update:
+            _check_now(_Through.of(field), self.using)
+        drafts = []
+        for lookup in lookups:
+            for pk, state in capture.lock_rows(spec, self.using, lookup).items():
+                if pk in rows or (spec.model, pk) in self.deleted:
+                    continue
+                recorded = replay.recorded_state(spec, pk, using=self.using) or {}
+                old, new = recorded.get(field.name, []), state[field.name]
+                if old != new:
+                    changes = {field.name: [old, new]}
+                    drafts.append(
+                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=state)
+                    )
+        return drafts
+
+
+def _check_now(ends: _Through, using: str) -> None:
+    """Check the through table's deferred foreign key to the owners now, as COMMIT would.
+
+    Raises the database's ``IntegrityError`` for a link to an owner that does
+    not exist; otherwise each owner linked in this transaction is there, and
+    held (``FOR KEY SHARE``) until it ends. The constraint is deferred again
+    after: a later write of the transaction is checked at COMMIT, as before.
+    One query for the constraint's name, two ``SET CONSTRAINTS``.
+    """
+    connection = connections[using]
+    table = connection.ops.quote_name(ends.model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) FROM pg_constraint c"
+            " JOIN pg_namespace n ON n.oid = c.connamespace JOIN pg_attribute a"
+            " ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
+            " WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND c.condeferred"
+            " AND array_length(c.conkey, 1) = 1 AND a.attname = %s",
+            [table, ends.source.column],
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f"SET CONSTRAINTS {name} IMMEDIATE")
+            cursor.execute(f"SET CONSTRAINTS {name} DEFERRED")
 
 
 def _remember(

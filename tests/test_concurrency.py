@@ -568,3 +568,76 @@ def test_a_through_update_leaves_a_row_created_after_it_read_the_rows_unrecorded
     b.finish()
     assert sorted(Loan.objects.values_list("book_id", flat=True)) == [first.pk, second.pk]
     assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def test_a_link_to_a_row_another_transaction_deleted_fails_and_records_nothing() -> None:
+    from django.db import IntegrityError
+
+    from tests.models import Tag
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+    tag = Tag.objects.create(name="x")
+    book_pk = book.pk
+    book.delete()
+
+    # Plain Django fails the same way at COMMIT, or succeeds unrecorded if a restore commits first.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        tag.books.add(book_pk)
+
+    from audit_events import restore
+
+    restore(Book, book_pk)
+    assert_links_replay(book_pk)
+
+
+def _restored_while_links_wait(action: str, write: Callable[[Any, int], None], linked: bool) -> Book:
+    """``write(tag, book_pk)`` changes the links of a deleted book; after audit_events' receivers
+    for ``action`` ran, and before the write, another transaction restores the book (with its
+    link to the tag when ``linked``) and commits."""
+    from django.db.models import signals
+
+    from audit_events import restore
+    from tests.models import Tag
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+    tag = Tag.objects.create(name="x")
+    if linked:
+        book.tags.add(tag)
+    book_pk = book.pk
+    book.delete()
+    received, released = threading.Event(), threading.Event()
+
+    def pause(sender: Any, **kwargs: Any) -> None:  # runs after audit_events' receivers
+        if kwargs["action"] == action:
+            received.set()
+            assert released.wait(WAIT)
+
+    signals.m2m_changed.connect(pause, sender=Book.tags.through, dispatch_uid="test_concurrency_pause")
+    try:
+        worker = Worker(lambda: write(Tag.objects.get(pk=tag.pk), book_pk))
+        worker.start()
+        assert received.wait(WAIT), "the write never started"
+        restore(Book, book_pk)
+        released.set()
+        worker.finish()
+    finally:
+        released.set()
+        signals.m2m_changed.disconnect(sender=Book.tags.through, dispatch_uid="test_concurrency_pause")
+    return Book.objects.get(pk=book_pk)
+
+
+def test_a_link_added_to_a_row_restored_while_the_add_waited_is_recorded() -> None:
+    book = _restored_while_links_wait("pre_add", lambda tag, pk: tag.books.add(pk), linked=False)
+
+    tag_pk = book.tags.get().pk  # the link stands: the book was back when its key was checked
+    assert history(book).last().changes == {"tags": [[], [tag_pk]]}  # type: ignore[union-attr]
+    assert_links_replay(book.pk)
+
+
+def test_a_link_removed_from_a_row_restored_while_the_remove_waited_is_recorded() -> None:
+    book = _restored_while_links_wait("pre_remove", lambda tag, pk: tag.books.remove(pk), linked=True)
+
+    assert list(book.tags.all()) == []  # the restore brought the link back, the remove took it
+    [restored_link] = history(book).last().changes["tags"][0]  # type: ignore[union-attr]
+    assert history(book).last().changes == {"tags": [[restored_link], []]}  # type: ignore[union-attr]
+    assert_links_replay(book.pk)
