@@ -493,7 +493,7 @@ def do_update(
     Where it can, the UPDATE returns the row it leaves, and on PostgreSQL the
     row it overwrites (:meth:`_OneRow.update`): the save costs no statement
     more than plain Django's. Otherwise (values Django must compile itself,
-    ``select_on_save``, a base manager with its own ``_update``, a model with
+    ``select_on_save``, a base manager with its own ``_update`` or a filter, a model with
     its own ``_do_update``, Django 6 returning fields) Django's own UPDATE
     runs, the old row read first and the new one after.
     """
@@ -514,6 +514,7 @@ def do_update(
         # a base manager with its own _update (Django's select_on_save tests) too.
         and original is models.Model._do_update
         and _plain_update(base_qs)
+        and not base_qs.query.where  # a base manager that filters rows out: Django's UPDATE does not see them
         and not (instance._meta.select_on_save and not forced_update)
     )
     result = _one_row(spec, connection, no_key=True).update(pk_val, values, saving.old_from_update) if simple else None

@@ -336,6 +336,23 @@ class SelectOnSaveLying(models.Model):
         base_manager_name = "lying"
 
 
+class ShownManager(models.Manager):  # type: ignore[type-arg]
+    def get_queryset(self) -> models.QuerySet[Any]:
+        return super().get_queryset().filter(hidden=False)
+
+
+class Hideable(models.Model):
+    """A base manager that leaves rows out: Django's save does not update them; registered by the tests that need it."""
+
+    name = models.CharField(max_length=50)
+    hidden = models.BooleanField(default=False)
+    objects = models.Manager()
+    shown = ShownManager()
+
+    class Meta:
+        base_manager_name = "shown"
+
+
 # Relations over several columns, as in Django's own ``foreign_object`` tests: a
 # ``ForeignObject`` has no column of its own, its ``from_fields`` are the columns.
 # Registered by the tests that need them (tests/test_foreign_object.py).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -181,6 +182,31 @@ def test_a_save_of_a_vanished_row_raises_what_plain_django_raises(label: str, ho
         recorded = [e.action for e in Event.objects.filter(content_type__model=model._meta.model_name).order_by("id")]
         if model._meta.model_name != "selectonsavelying":
             assert recorded == ["create", "delete", *(["create"] if plain[0] == "saved" else [])]
+
+
+@pytest.mark.parametrize("how", list(SAVES))
+def test_a_save_of_a_row_the_base_manager_leaves_out_does_what_plain_django_does(how: str) -> None:
+    """Django's save updates through the base manager: a row it filters out is not updated."""
+    from tests.models import Hideable
+
+    def hidden_row() -> Hideable:
+        row = Hideable.objects.create(name="kept")
+        Hideable.objects.filter(pk=row.pk).update(hidden=True)
+        row.name = "again"
+        return row
+
+    plain_row = hidden_row()
+    with transaction.atomic():
+        plain = outcome(lambda: SAVES[how](plain_row))
+    plain_rows = sorted(Hideable.objects.values_list("name", "hidden"))
+    Hideable.objects.all().delete()
+    with registering("tests.Hideable"):
+        audited_row = hidden_row()
+        with transaction.atomic():
+            audited = outcome(lambda: SAVES[how](audited_row))
+        assert [re.sub(r"\d+", "N", text) for text in audited] == [re.sub(r"\d+", "N", text) for text in plain]  # keys
+        assert sorted(Hideable.objects.values_list("name", "hidden")) == plain_rows
+        assert state_at(Hideable, audited_row.pk).name == "kept"  # type: ignore[union-attr]
 
 
 def test_values_a_field_cannot_prepare_again_are_recorded_as_the_database_stores_them() -> None:
