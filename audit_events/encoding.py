@@ -79,10 +79,27 @@ def stored_encoder(field: models.Field[Any, Any]) -> Callable[[Any], JSONValue]:
     """:func:`encoder` for a value as the database gives it back: through the backend's converters,
     not the field's own ``from_db_value`` (a row read or returned, before Django makes it the field's
     object). It is what the database stores, so no method of the field is called on it."""
+    if _plain_json(field):
+        # The field's from_db_value (a backend converter here) made it with json.loads, no
+        # decoder: plain JSON already, which encoding again through the field's encoder gives back.
+        return _same
     target = value_field(field)
     if converts(target) and not isinstance(field, models.JSONField):
         return _plain_encoder(target, _as_prepared)
     return encoder(field)
+
+
+def _plain_json(field: models.Field[Any, Any]) -> bool:
+    """A JSONField whose values read from the database are ``json.loads`` of the stored text."""
+    return (
+        isinstance(field, models.JSONField)
+        and field.decoder is None
+        and type(field).from_db_value is models.JSONField.from_db_value
+    )
+
+
+def _same(value: JSONValue) -> JSONValue:
+    return value
 
 
 def converts(field: models.Field[Any, Any]) -> bool:
@@ -147,6 +164,8 @@ def _float(value: Any) -> float | str:
 
 
 def _datetime(field: models.Field[Any, Any], value: Any) -> str:
+    if type(value) is datetime.datetime and value.utcoffset() is not None:  # as read from the database
+        return value.astimezone(datetime.timezone.utc).isoformat()
     moment = field.to_python(value)
     if settings.USE_TZ and timezone.is_naive(moment):
         moment = timezone.make_aware(moment)  # as Django does before writing it

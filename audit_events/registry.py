@@ -66,7 +66,9 @@ class ModelSpec:
         """The model's content type id on database ``using`` (an event is written
         there: ids may differ between databases); the router's choice by default.
         Django's cache keeps each database's own."""
-        manager = ContentType.objects if using is None else ContentType.objects.db_manager(using)
+        manager = ContentType.objects
+        if using is not None and using != manager.db:  # db_manager() copies the manager: asked per event
+            manager = manager.db_manager(using)
         return manager.get_for_model(self.model).pk
 
     def object_pk(self, pk: Any) -> str:
