@@ -17,8 +17,8 @@ own answer:
   in between (the INSERT waited for it, then updated them): those are
   updates of what it recorded.
 * ``bulk_update()``: the rows are read and locked before Django's UPDATEs, and
-  read again after them, under the same lock; only rows whose stored values
-  changed get an event.
+  the columns those write read again after them, under the same lock; only
+  rows whose stored values changed get an event.
 
 Both use the database Django writes to (``_for_write``, the router's
 ``db_for_write``) for every statement, and raise Django's own errors, from
@@ -41,7 +41,7 @@ see ``journal``):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import NotSupportedError, connections, models, transaction
@@ -49,11 +49,12 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
 from . import journal, m2m, registry
-from .capture import State, draft, insert_returning, lock_rows, view_event
+from .capture import State, draft, lock_rows, view_event
 from .context import capture_paused
 from .models import Action, Event
 from .operations import operation
 from .replay import recorded_state
+from .returning import insert_returning
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 
@@ -86,9 +87,11 @@ def bulk_update(
         before = _locked(spec, using, keys)
         with capture_paused():  # Django's bulk_update calls update(): record once, here
             count = update(objs, names, batch_size=batch_size)
-        # The same rows, still locked: what the UPDATEs stored (links they cannot change: as before).
-        after = _locked(spec, using, list(before), links=False)
-        _record_updates(spec, using, before, after)
+        # The same rows, still locked: what the UPDATEs stored in the columns they write, the
+        # listed fields' (the other columns, and the links, which they cannot change: as before).
+        written = {queryset.model._meta.get_field(name) for name in names}
+        after = _locked(spec, using, list(before), only=written)
+        _record_updates(spec, using, before, {pk: {**before[pk], **new} for pk, new in after.items()})
     return count
 
 
@@ -109,12 +112,14 @@ def _check_bulk_update(
         obj._prepare_related_fields_for_save(operation_name="bulk_update", fields=fields)
 
 
-def _locked(spec: registry.ModelSpec, using: str, keys: list[Any], links: bool = True) -> dict[Any, State]:
+def _locked(
+    spec: registry.ModelSpec, using: str, keys: list[Any], only: Collection[Field] | None = None
+) -> dict[Any, State]:
     """:func:`.capture.lock_rows` of the rows with these keys: one SELECT per 900 keys (and
-    one of their many-to-many links, unless ``links`` is false)."""
+    one of their many-to-many links, unless ``only`` some fields are read)."""
     rows: dict[Any, State] = {}
     for start in range(0, len(keys), _IN_CHUNK):
-        rows.update(lock_rows(spec, using, {"pk__in": keys[start : start + _IN_CHUNK]}, links=links, no_key=True))
+        rows.update(lock_rows(spec, using, {"pk__in": keys[start : start + _IN_CHUNK]}, no_key=True, only=only))
     return rows
 
 
@@ -159,9 +164,6 @@ class _RecordingInsert:
         self.spec = spec
         self.queryset = queryset
         self.insert = type(queryset)._insert.__get__(queryset)  # Django's (or the next class's)
-        opts = spec.model._meta
-        self.pk_fields: list[Field] = list(opts.pk_fields)
-        self.columns: list[Field] = [*spec.fields, *(f for f in self.pk_fields if f not in spec.fields)]
 
     def __call__(
         self,
@@ -195,24 +197,14 @@ class _RecordingInsert:
         if not connections[using].features.can_return_rows_from_bulk_insert:
             return self._read_after(objs, fields, returning_fields, raw, using, conflicts)
         before = self._lock_conflicting(objs, unique_fields or [], using) if on_conflict == OnConflict.UPDATE else {}
-        columns = list(dict.fromkeys([*(returning_fields or ()), *self.columns]))
-        stored, rows = insert_returning(self.queryset.model, objs, fields, columns, raw, using, conflicts)
-        index = {field: i for i, field in enumerate(columns)}
-        states = [self._state(row, index) for row in stored]
+        model, asked = self.queryset.model, list(returning_fields or ())
+        states, rows = insert_returning(self.spec, model, objs, fields, asked, raw, using, conflicts)
         if on_conflict == OnConflict.UPDATE:
             before.update(
                 self._inserted_meanwhile([pk for pk, _ in states if self.spec.object_pk(pk) not in before], using)
             )
         self._record(before, states, using)
-        if not returning_fields:
-            return []
-        return [tuple(row[index[field]] for field in returning_fields) for row in rows]
-
-    def _state(self, row: Sequence[Any], index: dict[Field, int]) -> tuple[Any, State]:
-        """The row's key and its encoded state (the fields of the spec, in order)."""
-        state = {f.name: None if (v := row[index[f]]) is None else to_json(v) for f, _, to_json in self.spec.encoders}
-        keys = [row[index[f]] for f in self.pk_fields]
-        return (keys[0] if len(keys) == 1 else tuple(keys)), state
+        return rows
 
     def _lock_conflicting(self, objs: list[models.Model], unique_fields: list[Field], using: str) -> dict[str, State]:
         """The existing rows this batch's INSERT can update, locked, by canonical key."""

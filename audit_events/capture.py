@@ -40,20 +40,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 from django.db.models.expressions import Value
-from django.db.models.sql import InsertQuery
 from django.db.models.sql.constants import MULTI
 
 from . import journal, m2m, prepared, registry
 from .context import is_paused
-from .encoding import JSONValue, converts
+from .encoding import JSONValue
 from .models import Action
 from .operations import current_operation
+from .returning import insert_returning, split_converters
 
 # instance.__dict__ key: the records (:class:`_Save`, :class:`_Delete`) its writes in progress hand from
 # their pre_ signal to their post_ one, innermost last: a receiver may save or delete the same instance
@@ -72,6 +72,7 @@ def lock_rows(
     rows: models.QuerySet[Any] | None = None,
     links: bool = True,
     no_key: bool = False,
+    only: Collection[Field] | None = None,
 ) -> dict[Any, State]:
     """The full current state of the rows matching ``lookup`` (among ``rows``, a plain
     queryset of the model, if given), locked, many-to-many links included.
@@ -81,71 +82,30 @@ def lock_rows(
     for a model with many-to-many fields one more for the links, read once
     the rows are locked (:func:`_with_links`), unless ``links`` is false (a
     caller that has them from an earlier read under the same lock).
+
+    ``only``: the state of these of the spec's fields alone, no links (a caller
+    that read the rest earlier under the same lock, and knows what its write left alone).
     """
-    compiler = _locking_queryset(spec, using, rows, no_key).filter(**lookup).query.get_compiler(using)
+    encoders = spec.encoders if only is None else tuple(e for e in spec.encoders if e[0] in only)
+    columns = _columns(spec, encoders)
+    links = links and only is None
+    query = _locking_queryset(spec, using, rows, no_key, columns).filter(**lookup).query
+    compiler = query.get_compiler(using)
     read: Any = [row for chunk in compiler.execute_sql(MULTI) for row in chunk]
     selected = [e for e, _, _ in compiler.select[: compiler.col_count]]
     stored, own = split_converters(compiler.get_converters(selected))
     read = list(compiler.apply_converters(read, stored)) if stored else read
     if compiler.has_composite_fields(selected):  # as Django's results_iter() does
         read, own = list(compiler.composite_fields_to_tuples(read, selected)), {}
-    pk_index = _columns(spec).index(spec.pk_field.attname)
+    pk_index = columns.index(spec.pk_field.attname)
     functions, expression = own.get(pk_index, ([], None))  # the key as Django gives it, for the callers
     found = {
-        functools.reduce(lambda v, f: f(v, expression, compiler.connection), functions, row[pk_index]): _state(
-            spec, row
-        )
+        functools.reduce(lambda v, f: f(v, expression, compiler.connection), functions, row[pk_index]): {
+            f.name: None if (v := row[i]) is None else to_json(v) for i, (f, _, to_json) in enumerate(encoders)
+        }
         for row in read
     }
     return _with_links(spec, using, found) if links else found
-
-
-def split_converters(converters: dict[int, Any]) -> tuple[dict[int, Any], dict[int, Any]]:
-    """A compiler's ``get_converters()`` as the backend's and the fields' own ``from_db_value``.
-
-    The backend's alone give each value as the database stores it, which is
-    what a state records (:func:`.encoding.stored_encoder`): no method of the
-    field is called on what it made of it. Applied after them, the fields' own
-    give what Django sets on an instance.
-    """
-    stored: dict[int, Any] = {}
-    own: dict[int, Any] = {}
-    for index, (functions, expression) in converters.items():
-        if backend := [f for f in functions if not _own_converter(f)]:
-            stored[index] = (backend, expression)
-        if fields := [f for f in functions if _own_converter(f)]:
-            own[index] = (fields, expression)
-    return stored, own
-
-
-def _own_converter(function: Any) -> bool:
-    """A field's ``from_db_value`` that makes objects of its own (a JSONField's gives plain JSON: kept)."""
-    field = getattr(function, "__self__", None)
-    return getattr(function, "__name__", "") == "from_db_value" and isinstance(field, models.Field) and converts(field)
-
-
-def insert_returning(
-    model: type[models.Model],
-    objs: list[models.Model],
-    fields: list[Field],
-    columns: list[Field],
-    raw: bool,
-    using: str,
-    conflicts: dict[str, Any],
-) -> tuple[list[Any], list[Any]]:
-    """Django's ``_insert`` asking for ``columns``: the rows returned (none for a row left alone)
-    as the database stores them, and as Django gives them (the fields' own converters applied)."""
-    query = InsertQuery(model, **conflicts)
-    query.insert_values(fields, objs, raw=raw)
-    compiler: Any = query.get_compiler(using=using)
-    compiler.returning_fields = columns
-    with compiler.connection.cursor() as cursor:
-        for sql, params in compiler.as_sql():
-            cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    stored, own = split_converters(compiler.get_converters([f.get_col(model._meta.db_table) for f in columns]))
-    rows = list(compiler.apply_converters(rows, stored)) if stored else rows
-    return rows, (list(compiler.apply_converters(rows, own)) if own else rows)
 
 
 def _with_links(spec: registry.ModelSpec, using: str, states: dict[Any, State]) -> dict[Any, State]:
@@ -190,9 +150,14 @@ _SELECTS = "_audit_events_selects"
 
 
 def _locking_queryset(
-    spec: registry.ModelSpec, using: str, rows: models.QuerySet[Any] | None = None, no_key: bool = False
+    spec: registry.ModelSpec,
+    using: str,
+    rows: models.QuerySet[Any] | None = None,
+    no_key: bool = False,
+    columns: list[str] | None = None,
 ) -> models.QuerySet[Any, tuple[Any, ...]]:
-    """Rows of :func:`_columns`, locked (their many-to-many links are read after: :func:`_with_links`).
+    """Rows of :func:`_columns` (or of ``columns``), locked (their many-to-many links are read after:
+    :func:`_with_links`).
 
     ``rows`` (a plain queryset of the model: only its filter counts) says which
     rows; all by default. Never the base manager's queryset, nor the model's
@@ -208,13 +173,14 @@ def _locking_queryset(
     qs = (models.QuerySet(spec.model, using=using) if rows is None else rows).order_by()
     if connections[using].features.has_select_for_update:
         qs = qs.select_for_update(no_key=no_key and connections[using].features.has_select_for_no_key_update)
-    selected: models.QuerySet[Any, tuple[Any, ...]] = qs.values_list(*_columns(spec))
+    selected: models.QuerySet[Any, tuple[Any, ...]] = qs.values_list(*(columns or _columns(spec)))
     return selected
 
 
-def _columns(spec: registry.ModelSpec) -> list[str]:
-    """The attnames the locking SELECT reads: the fields', in order, then the pk's if no field is it."""
-    attnames = [f.attname for f in spec.fields]
+def _columns(spec: registry.ModelSpec, encoders: tuple[tuple[Field, str, Any], ...] | None = None) -> list[str]:
+    """The attnames the locking SELECT reads: the fields' (those of ``encoders``, a part of
+    ``spec.encoders``, if given), in order, then the pk's if no field is it."""
+    attnames = [attname for _, attname, _ in (spec.encoders if encoders is None else encoders)]
     return attnames if spec.pk_field.attname in attnames else [*attnames, spec.pk_field.attname]
 
 
@@ -244,6 +210,8 @@ class _OneRow:
         self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
         # Where each of spec.fields is in this SELECT: an UPDATE returns those it writes (:meth:`update`).
         self.indexes = [self.names.index(f.attname) for f in spec.fields]
+        # The UPDATEs of saves, by the columns they set (and which to NULL), compiled once (:meth:`update`).
+        self.statements: dict[tuple[tuple[tuple[str, bool], ...], bool], tuple[str, list[int], dict[int, Any]]] = {}
 
     def fetch(self, pk: Any) -> State | None:
         return self._run(self.sql, self._params(pk))
@@ -264,8 +232,8 @@ class _OneRow:
         for the whole result where the values need Django's own compiler
         (expressions, fields with their own placeholder, model instances).
         """
-        connection, quote = self.connection, self.connection.ops.quote_name
-        assignments: list[str] = []
+        connection = self.connection
+        shape: list[tuple[str, bool]] = []  # each column written, and whether it is set to NULL
         params: list[Any] = []
         for field, _model, value in values:
             if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
@@ -275,25 +243,21 @@ class _OneRow:
             value = field.get_db_prep_save(value, connection=connection)
             if hasattr(value, "as_sql"):
                 return None
-            assignments.append(f"{quote(field.column)} = {'NULL' if value is None else '%s'}")
+            shape.append((str(field.column), value is None))
             if value is not None:
                 params.append(value)
-        table, pk_column = quote(self.spec.model._meta.db_table), quote(self.spec.pk_field.column)
-        # The key and the columns written, no other: the rest are as the old row read under the same lock.
-        written = {field.attname for field, _, _ in values}
-        fields = [j for j, f in enumerate(self.spec.fields) if f.attname in written]
-        new_columns = ", ".join([self.columns[self.pk_index], *(self.columns[self.indexes[j]] for j in fields)])
+        key = (tuple(shape), with_old)
+        statement = self.statements.get(key)
+        if statement is None:
+            if len(self.statements) >= 100:  # saves of ever other fields (update_fields): keep a few
+                self.statements.clear()
+            statement = self.statements[key] = self._statement(values, shape, with_old)
+        sql, fields, converters = statement
         if not with_old:
-            sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {table}.{pk_column} = %s RETURNING {new_columns}"
             with connection.cursor() as cursor:
                 cursor.execute(sql, [*params, self.spec.pk_field.get_db_prep_value(pk, connection)])
                 rows = cursor.fetchall()
-            return None, next(iter(self.new_states(rows, fields)), None)
-        sql = (
-            f"UPDATE {table} SET {', '.join(assignments)} FROM ({self.sql}) AS {_OLD_ROW} "
-            f"WHERE {table}.{pk_column} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
-            f"RETURNING {_OLD_ROW}.*, {new_columns}"
-        )
+            return None, next(iter(self.new_states(rows, fields, converters)), None)
         cursor = prepared.cursor(connection)  # planned once per connection (``prepared``)
         prepared.execute(cursor, sql, params + self._params(pk))
         rows = cursor.fetchall()
@@ -301,13 +265,37 @@ class _OneRow:
             return None, None
         width = len(self.columns)  # old.*, then the key and the columns written
         old = self.states([row[:width] for row in rows])
-        return next(iter(old.values())), self.new_states([row[width:] for row in rows], fields)[0]
+        return next(iter(old.values())), self.new_states([row[width:] for row in rows], fields, converters)[0]
 
-    def new_states(self, rows: list[Any], fields: list[int]) -> list[State]:
-        """Rows of the key and these of ``spec.fields`` (by position), the fields encoded."""
+    def _statement(
+        self, values: list[tuple[Field, Any, Any]], shape: list[tuple[str, bool]], with_old: bool
+    ) -> tuple[str, list[int], dict[int, Any]]:
+        """:meth:`update`'s SQL for the columns of ``values``, each set to ``%s`` or NULL as ``shape``
+        says; which of ``spec.fields`` (by position) it returns after the key, and their converters
+        (by position in what it returns)."""
+        quote = self.connection.ops.quote_name
+        assignments = ", ".join(f"{quote(column)} = {'NULL' if null else '%s'}" for column, null in shape)
+        table, pk_column = quote(self.spec.model._meta.db_table), quote(self.spec.pk_field.column)
+        # The key and the columns written, no other: the rest are as the old row read under the same lock.
+        written = {field.attname for field, _, _ in values}
+        fields = [j for j, f in enumerate(self.spec.fields) if f.attname in written]
+        new_columns = ", ".join([self.columns[self.pk_index], *(self.columns[self.indexes[j]] for j in fields)])
         converters = {
             k: self.converters[self.indexes[j]] for k, j in enumerate(fields, 1) if self.indexes[j] in self.converters
         }
+        if not with_old:
+            sql = f"UPDATE {table} SET {assignments} WHERE {table}.{pk_column} = %s RETURNING {new_columns}"
+        else:
+            sql = (
+                f"UPDATE {table} SET {assignments} FROM ({self.sql}) AS {_OLD_ROW} "
+                f"WHERE {table}.{pk_column} = {_OLD_ROW}.{quote(self.names[self.pk_index])} "
+                f"RETURNING {_OLD_ROW}.*, {new_columns}"
+            )
+        return sql, fields, converters
+
+    def new_states(self, rows: list[Any], fields: list[int], converters: dict[int, Any]) -> list[State]:
+        """Rows of the key and these of ``spec.fields`` (by position), the fields encoded
+        (``converters``: those of the returned columns, by position)."""
         if converters:
             rows = list(self.compiler.apply_converters(rows, converters))
         encoders = self.spec.encoders
@@ -545,9 +533,9 @@ def do_insert(
     """``Model._do_insert`` of a registered model: the INSERT of a save returns every column.
 
     Django asks for the columns it sets on the instance (``returning_fields``:
-    the auto key, ``db_default`` fields); the INSERT returns every column of
-    the table, already through each field's converters, and Django gets back
-    exactly what it asked for: the instance is left as plain Django leaves it.
+    the auto key, ``db_default`` fields); the INSERT returns every recorded
+    column of the table too (:func:`.returning.insert_returning`), and Django
+    gets back exactly what it asked for: the instance is left as plain Django leaves it.
     Where the backend cannot return columns, ``post_save`` reads the row.
     """
     saving = _current_save(instance)
@@ -560,16 +548,9 @@ def do_insert(
         saving.read_back = True
         return original(instance, manager, using, fields, returning_fields, raw, **kwargs)
     asked = list(returning_fields or ())
-    recorded = set(spec.fields)  # not the excluded ones: never read
-    columns = [f for f in manager.model._meta.local_concrete_fields if f in recorded or f in asked]
-    columns += [f for f in asked if f not in columns]
-    stored, rows = insert_returning(manager.model, [instance], fields, columns, raw, using, {})
-    row = dict(zip(columns, stored[0], strict=True))
-    saving.new.update(
-        {f.name: None if (v := row[f]) is None else to_json(v) for f, _, to_json in spec.encoders if f in row}
-    )
-    given = dict(zip(columns, rows[0], strict=True))
-    return [tuple(given[f] for f in asked)] if asked else []
+    states, given = insert_returning(spec, manager.model, [instance], fields, asked, raw, using, {})
+    saving.new.update(states[0][1])
+    return given
 
 
 def _is_wrapper(method: Callable[..., Any]) -> bool:

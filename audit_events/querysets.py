@@ -12,9 +12,10 @@ that wrote it, and the rows recorded are exactly the rows it changed:
 
 * ``update()`` on PostgreSQL is one statement,
   ``UPDATE t SET ... FROM (SELECT ... FROM t WHERE <filter> FOR NO KEY UPDATE) AS old
-  WHERE t.pk = old.pk RETURNING old.*, t.*``: the subquery locks the rows and
-  re-checks the filter on the newest version of each, and returns it as it
-  was; RETURNING gives the values written. Elsewhere (SQLite, where the lock
+  WHERE t.pk = old.pk RETURNING old.*, t.pk, t.<columns written>``: the subquery
+  locks the rows and re-checks the filter on the newest version of each, and
+  returns it as it was; RETURNING gives the values written (the other columns
+  are as the subquery read them, under the same lock). Elsewhere (SQLite, where the lock
   is the database's; multi-table models; composite keys) the rows are read
   first, then ``UPDATE ... RETURNING`` gives the new values, or they are read
   again after the UPDATE, in the same transaction.
@@ -42,7 +43,6 @@ from django.db.models.sql.where import WhereNode
 from . import bulk, inheritance, journal, m2m, registry
 from .capture import (
     State,
-    _columns,
     _composite_key,
     _locking_queryset,
     _state,
@@ -50,12 +50,12 @@ from .capture import (
     deleting,
     draft,
     lock_rows,
-    split_converters,
     view_event,
 )
 from .context import is_paused
 from .models import Action
 from .operations import operation
+from .returning import split_converters
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 _OLD_ROW = '"_audit_events_old"'
@@ -211,10 +211,20 @@ def _matched(model: type[models.Model], queryset: models.QuerySet[Any], using: s
 class _Rows:
     """The locking SELECT of :func:`_matched` rows compiled, and how to turn its rows into states
     (a single-column key: each column of the SQL is a column of the row); ``no_key``: an UPDATE
-    keeping the keys, ``FOR NO KEY UPDATE`` (``capture._locking_queryset``)."""
+    keeping the keys, ``FOR NO KEY UPDATE`` (``capture._locking_queryset``).
+
+    The UPDATE's ``RETURNING`` (:attr:`returning`) gives the key and the recorded columns it
+    writes (``written``), no other: the rest of the row is as the SELECT read it, under the
+    same lock, as for a save (``capture._OneRow.update``).
+    """
 
     def __init__(
-        self, spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str, no_key: bool = False
+        self,
+        spec: registry.ModelSpec,
+        queryset: models.QuerySet[Any],
+        using: str,
+        written: Iterable[models.Field[Any, Any]],
+        no_key: bool = False,
     ) -> None:
         self.spec = spec
         self.connection = connections[using]
@@ -227,30 +237,43 @@ class _Rows:
         self.converters = split_converters(self.compiler.get_converters([e for e, _, _ in selected]))[0]
         self.names = [str(alias) for _, _, alias in selected]
         self.pk_index = self.names.index(spec.pk_field.attname)
-        self.fields = len(_columns(spec))  # the columns a RETURNING of the row gives: no links
+        # The SELECT's columns the RETURNING gives, in its order: the key, then the recorded fields
+        # written (the SELECT reads spec.fields first, in order: field j is its column j).
+        assigned = set(written)
+        self.written = [j for j, field in enumerate(spec.fields) if field in assigned and j != self.pk_index]
+        self.key_written = self.pk_index < len(spec.fields) and spec.fields[self.pk_index] in assigned
+        returned = [self.pk_index, *self.written]
         quote = self.connection.ops.quote_name
         table = quote(spec.model._meta.db_table)
         columns = {f.attname: f.column for f in [*spec.fields, spec.pk_field]}
-        self.returning = ", ".join(f"{table}.{quote(str(columns[attname]))}" for attname in _columns(spec))
+        self.returning = ", ".join(f"{table}.{quote(str(columns[self.names[i]]))}" for i in returned)
+        self.new_converters = {k: self.converters[i] for k, i in enumerate(returned) if i in self.converters}
 
-    def convert(self, rows: list[Any], offset: int = 0, width: int | None = None) -> list[list[Any]]:
-        """Rows whose columns from ``offset`` are this SELECT's (``width`` of them), converted."""
-        width = self.width if width is None else width
-        converters = {offset + i: c for i, c in self.converters.items() if i < width}
+    def convert(self, rows: list[Any]) -> list[list[Any]]:
+        """Rows of this SELECT, converted."""
+        return self._apply(rows, self.converters)
+
+    def convert_new(self, rows: list[Any], offset: int = 0) -> list[list[Any]]:
+        """Rows whose columns from ``offset`` are a :attr:`returning`'s, converted."""
+        return self._apply(rows, {offset + k: c for k, c in self.new_converters.items()})
+
+    def _apply(self, rows: list[Any], converters: dict[int, Any]) -> list[list[Any]]:
         return [list(row) for row in self.compiler.apply_converters(rows, converters)] if converters else rows
 
     def key(self, row: list[Any]) -> Any:
         return row[self.pk_index]
 
     def change(self, old: list[Any], new: list[Any]) -> _Change:
-        """A row of this SELECT as it was, and the row's fields as it became (its links unchanged)."""
-        return self.key(old), self.state(old), self.key(new), self.state(new, links_of=old)
-
-    def state(self, row: list[Any], links_of: list[Any] | None = None) -> State:
-        """A row of this SELECT's columns; a row of fields only takes its links from ``links_of``."""
-        if links_of is not None:
-            row = [*row, *links_of[self.fields :]]
-        return _state(self.spec, row)
+        """A row of this SELECT as it was, and a :attr:`returning` row of what the UPDATE wrote."""
+        before = _state(self.spec, old)
+        after = dict(before)
+        encoders = self.spec.encoders
+        for k, j in enumerate(self.written, 1):
+            after[encoders[j][0].name] = None if (value := new[k]) is None else encoders[j][2](value)
+        if self.key_written:
+            field, _, to_json = encoders[self.pk_index]
+            after[field.name] = to_json(new[0])
+        return self.key(old), before, new[0], after
 
     def read(self) -> list[list[Any]]:
         with self.connection.cursor() as cursor:
@@ -272,14 +295,16 @@ def _updated_rows(
     """Run the UPDATE; the number of rows it changed, and each as it was and as it became."""
     connection = connections[using]
     moves_keys = any(field.primary_key for field, _, _ in query.values)
+    assigned = [field for field, _, _ in query.values]
     if _update_returns_old_row(spec, using):
-        return _update_returning_old_and_new(spec, query, _Rows(spec, queryset, using, not moves_keys), using)
+        rows = _Rows(spec, queryset, using, assigned, no_key=not moves_keys)
+        return _update_returning_old_and_new(spec, query, rows, using)
     # RETURNING gives only the child's own table: a multi-table model's row spans its parents' too.
     returning = _update_returns_rows(connection) and not spec.model._meta.parents and not _composite_key(spec)
     if returning and not connection.features.has_select_for_update:
         # The lock is the database's (SQLite): the filter is evaluated once, by the read, and the
         # UPDATE changes the rows read, by key (a filter on Now() or RANDOM() would match others twice).
-        rows = _Rows(spec, queryset, using)
+        rows = _Rows(spec, queryset, using, assigned)
         before = rows.read()
         if moves_keys:
             return _update_moving_keys(queryset, kwargs, rows, before, using)
@@ -287,7 +312,7 @@ def _updated_rows(
         after: dict[Any, list[Any]] = {}
         for start in range(0, len(keys), _IN_CHUNK):
             by_keys = _by_keys(queryset, kwargs, keys[start : start + _IN_CHUNK], using)
-            after.update((rows.key(new), new) for new in _run_returning(by_keys, rows, using))
+            after.update((new[0], new) for new in _run_returning(by_keys, rows, using))
         changes = [rows.change(old, after[rows.key(old)]) for old in before if rows.key(old) in after]
         return len(changes), changes
     if moves_keys:
@@ -339,11 +364,11 @@ def _update_returns_rows(connection: Any) -> bool:
 
 
 def _run_returning(query: UpdateQuery, rows: _Rows, using: str) -> list[list[Any]]:
-    """Django's UPDATE, returning the row's fields as written."""
+    """Django's UPDATE, returning the key and the recorded fields it writes (:attr:`_Rows.returning`)."""
     sql, params = query.get_compiler(using).as_sql()
     with connections[using].cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {rows.returning}", params)
-        return rows.convert(cursor.fetchall(), width=rows.fields)
+        return rows.convert_new(cursor.fetchall())
 
 
 def _update_returning_old_and_new(
@@ -364,7 +389,7 @@ def _update_returning_old_and_new(
     with connection.cursor() as cursor:
         cursor.execute(sql, (*set_params, *rows.params))
         returned = cursor.fetchall()
-    returned = rows.convert(rows.convert(returned), offset=rows.width, width=rows.fields)
+    returned = rows.convert_new(rows.convert(returned), offset=rows.width)
     changes = [rows.change(row[: rows.width], row[rows.width :]) for row in returned]
     return len(changes), changes
 

@@ -47,7 +47,7 @@ from django.db import connection, models
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from audit_events import history, prepared
+from audit_events import history, prepared, state_at
 from audit_events.models import Event
 from tests.helpers import at_commit
 from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered, Venue
@@ -486,6 +486,33 @@ def test_bulk_update_costs_a_locking_select_before_and_after_per_900_rows() -> N
     assert is_lock(statements[2], "tests_code")
     assert statements[1].startswith("UPDATE")
     assert is_event_insert(statements[3])
+
+
+def test_bulk_update_reads_again_only_the_columns_it_writes() -> None:
+    rows = [Author.objects.create(name=f"a{i}", email=f"a{i}@example.com") for i in range(2)]
+    at_commit()
+    for row in rows:
+        row.name += "!"
+    statements = count(lambda: (Author.objects.bulk_update(rows, ["name"]), at_commit()))
+    assert len(statements) == 4
+    assert is_lock(statements[0], "tests_author") and '"tests_author"."email"' in statements[0]  # the whole row
+    # After Django's UPDATE, still locked: the key and the column it wrote; the rest is as read before.
+    assert is_lock(statements[2], "tests_author") and '"tests_author"."email"' not in statements[2]
+    event = history(rows[0]).last()
+    assert event.changes == {"name": ["a0", "a0!"]}
+    assert state_at(Author, rows[0].pk, at=event.created_at).email == "a0@example.com"
+
+
+@pytest.mark.skipif(not RETURNING, reason="PostgreSQL: update() is one statement")
+def test_update_returns_the_old_rows_and_the_columns_it_writes() -> None:
+    author = Author.objects.create(name="a", email="a@example.com")
+    at_commit()
+    statements = count(lambda: (Author.objects.filter(pk=author.pk).update(name="b"), at_commit()))
+    assert len(statements) == 2
+    assert statements[0].endswith('RETURNING "_audit_events_old".*, "tests_author"."id", "tests_author"."name"')
+    event = history(author).last()
+    assert event.changes == {"name": ["a", "b"]}
+    assert state_at(Author, author.pk, at=event.created_at).email == "a@example.com"
 
 
 # --- many-to-many links -----------------------------------------------------------
