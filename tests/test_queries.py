@@ -495,9 +495,11 @@ def test_bulk_update_reads_again_only_the_columns_it_writes() -> None:
         row.name += "!"
     statements = count(lambda: (Author.objects.bulk_update(rows, ["name"]), at_commit()))
     assert len(statements) == 4
-    assert is_lock(statements[0], "tests_author") and '"tests_author"."email"' in statements[0]  # the whole row
+    assert is_lock(statements[0], "tests_author")
+    assert '"tests_author"."email"' in statements[0]  # the whole row
     # After Django's UPDATE, still locked: the key and the column it wrote; the rest is as read before.
-    assert is_lock(statements[2], "tests_author") and '"tests_author"."email"' not in statements[2]
+    assert is_lock(statements[2], "tests_author")
+    assert '"tests_author"."email"' not in statements[2]
     event = history(rows[0]).last()
     assert event.changes == {"name": ["a0", "a0!"]}
     assert state_at(Author, rows[0].pk, at=event.created_at).email == "a0@example.com"
