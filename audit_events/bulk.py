@@ -44,7 +44,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from django.db import NotSupportedError, connections, models, transaction
+from django.db import NotSupportedError, connections, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
@@ -54,6 +54,7 @@ from .context import capture_paused
 from .models import Action, Event
 from .operations import operation
 from .replay import recorded_state
+from .transactions import atomic_write
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 
@@ -82,7 +83,7 @@ def bulk_update(
     queryset._for_write = True  # as Django's bulk_update does before reading queryset.db
     using = queryset.db
     keys = list({obj.pk: None for obj in objs})
-    with transaction.atomic(using=using, savepoint=False), operation():
+    with atomic_write(using), operation():
         before = _locked(spec, using, keys)
         with capture_paused():  # Django's bulk_update calls update(): record once, here
             count = update(objs, names, batch_size=batch_size)
@@ -177,7 +178,7 @@ class _RecordingInsert:
         using = using or self.queryset.db
         # Django 5.2 sends every batch inside its own atomic block; later versions send a single
         # batch without one: the locking read, the INSERT and its events are one transaction here.
-        with transaction.atomic(using=using, savepoint=False):
+        with atomic_write(using):
             return self._insert(objs, fields, returning_fields, raw, using, on_conflict, update_fields, unique_fields)
 
     def _insert(

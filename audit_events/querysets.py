@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FieldError
-from django.db import NotSupportedError, connections, models, transaction
+from django.db import NotSupportedError, connections, models, router
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 from django.db.models.sql.where import WhereNode
 
@@ -56,6 +56,7 @@ from .capture import (
 from .context import is_paused
 from .models import Action
 from .operations import operation
+from .transactions import atomic_write, immediate
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 _OLD_ROW = '"_audit_events_old"'
@@ -113,7 +114,7 @@ class AuditedQuerySet:
         if query is None or (not query.values and not query.related_updates):
             count = django_method["update"](self, **kwargs)
             return count
-        with transaction.atomic(using=using, savepoint=False), operation():
+        with atomic_write(using), operation():
             count, changes = _updated_rows(spec, self, query, kwargs, using)
             _record_updates(spec, using, changes)
         return count
@@ -147,7 +148,7 @@ class AuditedQuerySet:
         if not registry.groups_deletes(self.model):
             deleted = django_method["delete"](self)
             return deleted
-        with operation(), deleting():
+        with immediate(self._db or router.db_for_write(self.model, **self._hints)), operation(), deleting():
             deleted = django_method["delete"](self)
         return deleted
 
