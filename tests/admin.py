@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from audit_events.admin import AuditedAdminMixin, EventAdmin
 from audit_events.models import Event
 
-from .models import Author, Book, Review, Tag, Unregistered
+from .models import Author, Book, Review, Tag, Ticket, Unregistered
 
 
 @admin.register(Author)
@@ -109,6 +109,15 @@ class RestrictedTagAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_change_permission(request, obj) and not (obj is not None and obj.name.startswith("Secret"))
+
+
+@admin.register(Ticket, site=restricted)
+class RestrictedTicketAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """A UUID key, which the Event admin cannot compare to ``object_pk`` in SQL, and rows left out of
+    ``get_queryset()``: no event of a ticket is listed there."""
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).exclude(title__startswith="Hidden")
 
 
 restricted.register(Event, EventAdmin)
