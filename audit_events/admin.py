@@ -4,6 +4,10 @@ The Event changelist stays fast on millions of events: the default ordering
 (``-id``) and every filter (action, model, date) are served by an index, the
 model column reads the ContentType cache, and search matches exact values on
 indexed text columns, never ``LIKE`` over JSON.
+
+It shows a user only what the admins of the audited models would
+(``event_rules``): the events of the models and rows they may view, and of
+those only the values and fields the row's change form would show them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from . import admin_rules, registry, undo
+from . import admin_rules, event_rules, registry, undo
 from .admin_views import AuditedAdminMixin, CappedPaginator
 from .deletions import undo_plan
 from .display import Values
@@ -46,7 +50,9 @@ class ModelFilter(admin.SimpleListFilter):
     parameter_name = "model"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        specs = sorted(registry.registered_specs(), key=lambda spec: spec.label)
+        site = model_admin.admin_site
+        viewable = [spec for spec in registry.registered_specs() if admin_rules.may(request, site, spec.model, "view")]
+        specs = sorted(viewable, key=lambda spec: spec.label)
         return [(str(spec.content_type_id()), str(spec.model._meta.verbose_name_plural)) for spec in specs]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
@@ -82,10 +88,14 @@ class DeletionFilter(admin.SimpleListFilter):
 
 
 class EventChangeList(ChangeList):
-    """Marks the page's deletions that were undone since: one query for the page, not one per row."""
+    """Marks what the user may see of each event's row, and the page's deletions that were undone since:
+    a few queries for the page (one or two per model on it), not one per row."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
+        views = event_rules.row_views(request, self.model_admin.admin_site, self.result_list)
+        for event in self.result_list:  # as an annotation would: an attribute of the page's instances
+            event.row_view = views[(event.content_type_id, event.object_pk)]
         deletions = [e for e in self.result_list if e.action == Action.DELETE]
         if not deletions:
             return
@@ -170,9 +180,29 @@ class EventAdmin(_EventAdminBase):
     def has_delete_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        """Viewing an event is viewing its row's values: the row's own admin must let the user view it."""
+        if not super().has_view_permission(request, obj):
+            return False
+        return obj is None or self._row_view(request, obj).viewable
+
     def get_queryset(self, request: HttpRequest) -> Any:
-        queryset = super().get_queryset(request)
+        """Only the events of the models and rows the user may view (``event_rules.visible_events``)."""
+        queryset = super().get_queryset(request).filter(event_rules.visible_events(request, self.admin_site))
         return EventQuerySetForAdmin(model=Event, query=queryset.query, using=queryset.db)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Event | None:
+        event = super().get_object(request, object_id, from_field)
+        if event is not None:  # the detail page's fields show what the row's admin lets this user see
+            annotated: Any = event  # as an annotation would: an attribute of this instance
+            annotated.row_view = self._row_view(request, event)
+        return event
+
+    def _row_view(self, request: HttpRequest, event: Event) -> event_rules.RowView:
+        view = getattr(event, "row_view", None)
+        if view is None:
+            view = event_rules.row_views(request, self.admin_site, [event])[(event.content_type_id, event.object_pk)]
+        return view
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
         term = search_term.strip()
@@ -238,8 +268,13 @@ class EventAdmin(_EventAdminBase):
                 "undone" if undone else "deleted",
                 _("deleted, undone since") if undone else _("deleted"),
             )
-        summary = undo.short_diff(event)
-        lines = undo.diff_lines(event)
+        view = getattr(event, "row_view", event_rules.HIDDEN)  # set for the page by EventChangeList
+        if not view.viewable:
+            return format_html('<span class="audit-hidden">{}</span>', _("a row you may not view"))
+        summary = undo.short_diff(event, only=view.fields)
+        lines = undo.diff_lines(event, only=view.fields)
+        if not lines and view.fields is not None and undo.changes_hidden(event, view.fields):
+            return format_html('<span class="audit-hidden">{}</span>', _("only fields not shown here changed"))
         if len(lines) < 2 and len(summary) < 80:
             return format_html("{}", summary)
         return format_html(
@@ -250,7 +285,12 @@ class EventAdmin(_EventAdminBase):
 
     @admin.display(description=_("changes"))
     def diff_table(self, event: Event) -> SafeString:
-        rows = undo.event_changes(event, Values(site=self.admin_site))
+        view = getattr(event, "row_view", event_rules.HIDDEN)  # set by get_object
+        if not view.viewable:
+            return format_html("<p>{}</p>", _("a row you may not view"))
+        rows = undo.event_changes(event, Values(site=self.admin_site), only=view.fields)
+        if not rows and view.fields is not None and undo.changes_hidden(event, view.fields):
+            return format_html("<p>{}</p>", _("Only fields not shown here changed."))
         if not rows:
             return format_html("<p>{}</p>", _("No field changed."))
         body = format_html_join(

@@ -4,10 +4,12 @@ Every view answers as Django's own views do (see ``admin_rules``): a row the
 admin's ``get_queryset()`` leaves out is "missing" (a redirect with a warning),
 a row it shows but ``has_view_permission(request, obj)`` /
 ``has_change_permission(request, obj)`` refuses is a 403; a deleted row is
-judged on the instance rebuilt from its last recorded state. Restoring a
-version needs change (and add, when the row is deleted now) and writes only
-the fields the change form lets this user edit; undoing a delete needs the
-permissions of every model it writes. Every refusal comes before any write.
+judged on the instance rebuilt from its last recorded state, with
+``deleted_row_in_queryset()`` standing in for ``get_queryset()``. The pages
+show only the fields the change form shows this user. Restoring a version
+needs change (and add, when the row is deleted now) and writes only the fields
+the change form lets this user edit; undoing a delete needs the permissions of
+every model it writes. Every refusal comes before any write.
 """
 
 from __future__ import annotations
@@ -126,6 +128,28 @@ class AuditedAdminMixin(_Base):
         """
         return None
 
+    def deleted_row_in_queryset(self, request: HttpRequest, obj: Any) -> bool | None:
+        """Whether ``get_queryset(request)`` would hold ``obj``, a deleted row rebuilt from its last recorded state.
+
+        A deleted row is not in the table, so ``get_queryset()`` cannot be
+        asked. ``None`` (the default) lets the audit pages decide from
+        ``get_queryset(request)`` itself: when it leaves no row out for this
+        request the row passes, when it filters rows (a ``filter()``, an
+        ``exclude()``, a filtering manager) every deleted row is refused. An
+        admin that filters rows writes the same rule here, in Python, to show
+        its users the deleted rows they may see::
+
+            def get_queryset(self, request):
+                return super().get_queryset(request).filter(team=request.user.team)
+
+            def deleted_row_in_queryset(self, request, obj):
+                return obj.team_id == request.user.team_id
+
+        ``has_view_permission(request, obj)`` and the other row rules are asked
+        as well; this answers only for ``get_queryset()``.
+        """
+        return None
+
     # --- writes through the admin carry the admin user ----------------------
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -167,12 +191,14 @@ class AuditedAdminMixin(_Base):
         )
         latest = page.object_list[0].version if page.number == 1 and page.object_list else None
         can_restore = self.has_change_permission(request, row) and (obj is not None or self.has_add_permission(request))
+        shown = admin_rules.visible_fields(self, request, row)  # as the change form: no other field's values
         values = Values(request, self.admin_site)
         want_events(values, page.object_list)  # the names behind the page's keys: one query per related model
         rows = [
             {
                 "event": event,
-                "changes": undo.event_changes(event, values),
+                "changes": undo.event_changes(event, values, only=shown),
+                "hidden": undo.changes_hidden(event, shown),
                 "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
                 if can_restore and event.action != Action.DELETE and event.version != latest
                 else None,
@@ -208,8 +234,10 @@ class AuditedAdminMixin(_Base):
             raise Http404(_("A deletion is not a version that can be restored."))
         target = undo.version_state(event) or {}
         history_url = self._url("history", quote(unquote(object_id)))
-        # Fields this user cannot edit here keep their current value, as in the change form.
-        editable = admin_rules.editable_fields(self, request, row)
+        # Fields this user cannot edit here keep their current value, as in the change form; the preview
+        # shows only the fields the change form shows (a field left out of it keeps its value unseen).
+        shown = admin_rules.visible_fields(self, request, row)
+        editable = admin_rules.editable_fields(self, request, row) & shown
         keep = [name for name in spec.names if name not in editable]
         if request.method == "POST":
             return self._restore_version(request, row, event, target, keep, history_url)
@@ -232,8 +260,10 @@ class AuditedAdminMixin(_Base):
             "object": obj,
             "object_label": str(row),
             "event": event,
-            "changes": undo.changes_between(self.model, current, restored, values=values),
-            "kept": undo.changes_between(self.model, current, target, only=keep, values=values),
+            "changes": undo.changes_between(self.model, current, restored, only=shown, values=values),
+            "kept": undo.changes_between(
+                self.model, current, target, only=[name for name in keep if name in shown], values=values
+            ),
             "history_url": history_url,
         }
         return TemplateResponse(request, "audit_events/restore_version.html", context)
@@ -262,11 +292,16 @@ class AuditedAdminMixin(_Base):
         spec = self._spec()
         own = spec.content_type_id()
         deletions: Any = deleted(self.model)
-        if admin_rules.has_row_rules(self):
+        restricted = admin_rules.filters_rows(self.get_queryset(request))
+        says = type(self).deleted_row_in_queryset is not AuditedAdminMixin.deleted_row_in_queryset
+        if restricted and not says:
+            deletions = []  # get_queryset() leaves rows out and cannot judge a deleted one: none is shown
+        elif says or admin_rules.has_row_rules(self):
             # Each row is asked (on its last recorded state): only the rows this user may view are listed or counted.
             visible = []
             for event in deletions.iterator():
-                if self.has_view_or_change_permission(request, instance_from_state(self.model, spec, event.state)):
+                gone = instance_from_state(self.model, spec, event.state)
+                if admin_rules.may_view_deleted(request, self.admin_site, self.model, gone, restricted):
                     visible.append(event)
                     if len(visible) > CappedPaginator.cap:
                         break
@@ -299,7 +334,12 @@ class AuditedAdminMixin(_Base):
             for event in events
         ]
         title = _("Deleted %s") % self.opts.verbose_name_plural
-        context = {**self._context(request, title, [(_("Deleted"), None)]), "rows": rows, "page": page}
+        context = {
+            **self._context(request, title, [(_("Deleted"), None)]),
+            "rows": rows,
+            "page": page,
+            "unjudged": restricted and not says,
+        }
         return TemplateResponse(request, "audit_events/deleted_list.html", context)
 
     def undo_delete_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
@@ -314,6 +354,8 @@ class AuditedAdminMixin(_Base):
         if not self.has_add_permission(request) or event.state is None:
             raise PermissionDenied
         gone = instance_from_state(self.model, spec, event.state)
+        if not admin_rules.in_queryset_when_deleted(self, request, gone):
+            raise Http404  # as for a deletion that never was: get_queryset() would not show this row
         if not self.has_view_or_change_permission(request, gone):
             raise PermissionDenied
         plan = undo_plan(event)
@@ -367,7 +409,9 @@ class AuditedAdminMixin(_Base):
         """``(obj, None)`` for a row this admin shows, ``(None, rebuilt)`` for a deleted one, else ``(None, None)``.
 
         A row that is in the table but not in ``get_queryset()`` is hidden, not
-        deleted: it gets ``(None, None)`` as a missing row does.
+        deleted: it gets ``(None, None)`` as a missing row does; so does a
+        deleted row that ``get_queryset()`` would not hold (as
+        ``deleted_row_in_queryset()`` or its default answers).
         """
         obj = self.get_object(request, unquote(object_id))
         if obj is not None:
@@ -380,7 +424,10 @@ class AuditedAdminMixin(_Base):
         except (ValidationError, ValueError, TypeError):
             return None, None
         state = self._deletion_state(spec, spec.object_pk(pk))
-        return None, (instance_from_state(self.model, spec, state) if state is not None else None)
+        if state is None:
+            return None, None
+        gone = instance_from_state(self.model, spec, state)
+        return None, (gone if admin_rules.in_queryset_when_deleted(self, request, gone) else None)
 
     def _row_crumbs(self, obj: Any, row: Any) -> list[tuple[str, str | None]]:
         if obj is not None:
