@@ -340,18 +340,16 @@ class _OneRow:
 _OLD_ROW = '"_audit_events_old"'
 
 
-def draft(
-    spec: registry.ModelSpec,
-    pk: Any,
-    action: str,
-    content_type_id: int | None = None,
-    using: str | None = None,
-    **kwargs: Any,
-) -> journal.Draft:
-    """An event of ``spec``'s row ``pk``, to be written to database ``using``;
-    ``content_type_id`` (of that database) saves the lookup when a caller writes many."""
+def draft(spec: registry.ModelSpec, pk: Any, action: str, using: str | None = None, **kwargs: Any) -> journal.Draft:
+    """An event of ``spec``'s row ``pk``.
+
+    Its content type is that of the database the event is written to
+    (``journal.write(drafts, using)``), looked up when the event is inserted,
+    not here: the write's own statements never include it. (``using`` is
+    accepted from callers that name the database; nothing here depends on it.)
+    """
     return journal.Draft(
-        content_type_id=spec.content_type_id(using) if content_type_id is None else content_type_id,
+        content_type_id=None,
         content_type_label=spec.model._meta.label_lower,
         object_pk=spec.object_pk(pk),
         action=action,
@@ -618,7 +616,7 @@ def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, s
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if saving.raw else [spec, *registry.parent_specs(spec)]
-    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new, using=using))]
+    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new))]
     journal.write(drafts, using)
 
 
@@ -636,8 +634,6 @@ def view_event(
     pk: Any,
     old: State | None,
     new: State,
-    content_type_id: int | None = None,
-    using: str | None = None,
 ) -> journal.Draft | None:
     """The event of a write seen as a row of ``spec``'s model (a multi-table
     child's row is also its parents'); ``None`` if nothing changed there."""
@@ -645,14 +641,14 @@ def view_event(
     if not spec.name_set.issuperset(new):  # a child's state seen as its parent's row
         new = {name: new[name] for name in names if name in new}
     if old is None:
-        return draft(spec, pk, Action.CREATE, content_type_id, using, state=m2m.without_links(spec, new))
+        return draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))
     if not spec.name_set.issuperset(old):
         old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
         return None  # a write that changes nothing records nothing
     # Fields not written (links by a save) are as they were: the candidate snapshot keeps them.
-    return draft(spec, pk, Action.UPDATE, content_type_id, using, changes=changes, snapshot={**old, **new})
+    return draft(spec, pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
 
 
 def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> State:
@@ -714,7 +710,7 @@ def _record_delete(spec: registry.ModelSpec, instance: models.Model, using: str,
     if state is None:
         return
     assert isinstance(state, dict)
-    event = draft(spec, instance.pk, Action.DELETE, using=using, state=state, operation=record.operation)
+    event = draft(spec, instance.pk, Action.DELETE, state=state, operation=record.operation)
     journal.write([event], using)
 
 

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import Error, connections
 from django.utils import timezone
 
@@ -56,9 +57,15 @@ _PARAMS_PER_EVENT = 20
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per event
 class Draft:
-    """An event about to be written; version and hash are left to the database."""
+    """An event about to be written; version and hash are left to the database.
 
-    content_type_id: int
+    ``content_type_id`` ``None`` (what capture gives) means the content type of
+    ``content_type_label`` on the database the event is written to, looked up
+    when the event is inserted (:meth:`Pending.flush`): a write's own
+    statements never include that lookup.
+    """
+
+    content_type_id: int | None
     content_type_label: str
     object_pk: str
     action: str
@@ -316,7 +323,7 @@ def _batches(rows: Sequence[_Row], size: int) -> Iterable[list[_Row]]:
     pending = list(rows)
     while pending:
         batch: list[_Row] = []
-        seen: set[tuple[int, str]] = set()
+        seen: set[tuple[str, str]] = set()
         rest: list[_Row] = []
         for row in pending:
             if row.key in seen or len(batch) >= size:
@@ -343,7 +350,7 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     connection = connections[using]
     author = _Author.now()
     pending = Pending.of(connection)
-    pending.add([_Row((d.content_type_id, d.object_pk), _record(d, author, connection)) for d in drafts])
+    pending.add([_Row((d.content_type_label, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))
     # ends without COMMIT: its events cannot wait for one.
     if not connection.in_atomic_block or not connection.commit_on_exit or len(pending) >= BATCH_SIZE:
@@ -357,13 +364,37 @@ def flush(using: str) -> None:
         pending.flush()
 
 
+def _resolve_content_types(rows: list[_Row], using: str) -> None:
+    """Fill in the content type of the rows whose draft left it to the insert (``Draft``).
+
+    The content type of database ``using``, the one the events are inserted
+    into: ids may differ between databases. Looked up once per model and
+    database (Django's cache); only a model's first event on a database costs
+    a SELECT, run here, just before the INSERT, never among the write's own
+    statements. Like ``get_for_model()``, a content type not there yet is created.
+    """
+    manager = ContentType.objects.db_manager(using)
+    ids: dict[str, int] = {}
+    for row in rows:
+        if row.record["content_type_id"] is None:
+            label = row.key[0]
+            found = ids.get(label)
+            if found is None:
+                app_label, model = label.split(".")
+                try:
+                    found = ids[label] = manager.get_by_natural_key(app_label, model).pk
+                except ContentType.DoesNotExist:
+                    found = ids[label] = manager.get_or_create(app_label=app_label, model=model)[0].pk
+            row.record["content_type_id"] = found
+
+
 _PENDING = "_audit_events_pending"
 _EVENT_TABLE = Event._meta.db_table
 
 
 @dataclass(frozen=True)
 class _Row:
-    key: tuple[int, str]  # (content type, object pk): one row's events keep their order
+    key: tuple[str, str]  # (content type label, object pk): one row's events keep their order
     record: dict[str, Any]  # by _COLUMNS name
 
 
@@ -408,6 +439,7 @@ class Pending:
         rows = self._drop()
         every = conf.get_config().snapshot_every
         try:
+            _resolve_content_types(rows, self.connection.alias)
             with self.connection.cursor() as cursor:
                 for batch in _batches(rows, _batch_size(self.connection.alias)):
                     if self.connection.vendor == "postgresql":  # one JSON document: a list of rows

@@ -144,6 +144,20 @@ def test_multi_table_create(django_assert_num_queries: Any) -> None:
         at_commit()
 
 
+def test_a_models_first_write_looks_its_content_type_up_at_the_insert_of_its_events() -> None:
+    """Django's model_inheritance test_create_child_no_update: a create's statements are its INSERTs,
+    even the first of a model whose content type is not cached; the events still carry it."""
+    ContentType.objects.clear_cache()
+    with CaptureQueriesContext(connection) as captured:
+        restaurant = Restaurant.objects.create(name="r")
+    assert [s.split()[0] for s in sql(captured)] == ["INSERT", "INSERT"]
+    with CaptureQueriesContext(connection) as captured:
+        at_commit()
+    assert [s.split()[0] for s in sql(captured)] == ["SELECT", "SELECT", "INSERT"]  # Restaurant's, Place's
+    events = Event.objects.filter(object_pk=str(restaurant.pk)).select_related("content_type")
+    assert {e.content_type.model_class() for e in events} == {Restaurant, Place}
+
+
 @pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
 def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, update_fields: Any) -> None:
     author = new_author()
