@@ -162,13 +162,15 @@ def _sql(alias: str, rows: int, every: int) -> str:
 
     The statement is plain SQL, built once per batch shape: compiling ORM
     expressions per event cost far more than the round trip it saves. On
-    PostgreSQL the drafts come as one JSON document (``json_to_recordset``):
-    the statement is the same whatever the batch size, and short, where a
+    PostgreSQL and SQLite the drafts come as one JSON document, a list of
+    records by ``_COLUMNS`` name (``json_to_recordset``, ``json_each``): the
+    statement is the same whatever the batch size, and short, where a
     ``VALUES`` list of 500 rows was 6,500 parameters for the driver to parse
-    and quote. Elsewhere they come as ``VALUES`` rows (``rows`` of them). The
-    database computes each event's version (the row's latest + 1), whether it
-    stores a state (always, or when the version is 1 or a multiple of
-    SNAPSHOT_EVERY) and its hash (SHA-256 of the previous hash + the content).
+    and quote (and SQLite's 999 parameters held a batch to 49 events).
+    Elsewhere they come as ``VALUES`` rows (``rows`` of them). The database
+    computes each event's version (the row's latest + 1), whether it stores a
+    state (always, or when the version is 1 or a multiple of SNAPSHOT_EVERY)
+    and its hash (SHA-256 of the previous hash + the content).
     """
     connection = connections[alias]
     quote = connection.ops.quote_name
@@ -194,6 +196,9 @@ def _sql(alias: str, rows: int, every: int) -> str:
     if postgres:
         record = ", ".join(f"{column} {kind}" for column, kind in _PG_TYPES.items())
         drafts = f"json_to_recordset(%s::json) AS d({record})"
+    elif connection.vendor == "sqlite":  # the values a VALUES row would bind: a JSON string gives TEXT
+        extracted = ", ".join(f"json_extract(j.value, '$.{name}') AS {name}" for name in _COLUMNS)
+        drafts = f"(SELECT {extracted} FROM json_each(%s) AS j ORDER BY j.key) AS d"
     else:
         drafts = f"(SELECT {named} FROM (VALUES {values}) AS v) AS d"
     if postgres:
@@ -303,14 +308,20 @@ def _record(draft: Draft, author: _Author, connection: Any) -> dict[str, Any]:
     }
 
 
-def _batch_size(using: str) -> int:
-    """Events per INSERT: ``BATCH_SIZE``, or fewer where the backend caps query parameters.
+def _one_document(connection: Any) -> bool:
+    """Whether the INSERT takes its drafts as one JSON document (:func:`_sql`)."""
+    return connection.vendor in ("postgresql", "sqlite")
 
-    Each event binds about ``_PARAMS_PER_EVENT`` parameters (its columns and
+
+def _batch_size(connection: Any) -> int:
+    """Events per INSERT: ``BATCH_SIZE``, or fewer where each draft is parameters of its own
+    (``VALUES`` rows) and the backend caps them.
+
+    Such an event binds about ``_PARAMS_PER_EVENT`` parameters (its columns and
     the row key twice more for the version and hash subqueries); Django sizes
-    batches by columns only, which would overshoot SQLite's 999.
+    batches by columns only, which would overshoot a cap.
     """
-    limit = connections[using].features.max_query_params
+    limit = None if _one_document(connection) else connection.features.max_query_params
     return BATCH_SIZE if limit is None else max(1, min(BATCH_SIZE, limit // _PARAMS_PER_EVENT))
 
 
@@ -341,8 +352,8 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     The actor and context are taken now; the INSERT waits for COMMIT (or an
     earlier flush, see :class:`Pending`). Outside ``atomic()``, and in an
     atomic block of a transaction managed by hand, it is immediate. Queries:
-    one INSERT per batch of up to ``BATCH_SIZE`` events (fewer on SQLite, see
-    :func:`_batch_size`); a row appearing twice goes to a later batch, to keep
+    one INSERT per batch of up to ``BATCH_SIZE`` events (:func:`_batch_size`);
+    a row appearing twice goes to a later batch, to keep
     its versions in order.
     """
     if not drafts:
@@ -441,8 +452,8 @@ class Pending:
         try:
             _resolve_content_types(rows, self.connection.alias)
             with self.connection.cursor() as cursor:
-                for batch in _batches(rows, _batch_size(self.connection.alias)):
-                    if self.connection.vendor == "postgresql":  # one JSON document: a list of rows
+                for batch in _batches(rows, _batch_size(self.connection)):
+                    if _one_document(self.connection):  # a list of rows
                         document = _DOCUMENT.encode([row.record for row in batch])
                         prepared.execute(cursor, _sql(self.connection.alias, 0, every), [document])
                     else:
