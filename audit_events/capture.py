@@ -49,7 +49,7 @@ from django.db.models.expressions import Value
 from django.db.models.sql import InsertQuery
 from django.db.models.sql.constants import MULTI
 
-from . import journal, m2m, prepared, registry
+from . import journal, m2m, overwritten, prepared, registry
 from .context import is_paused
 from .encoding import JSONValue, converts
 from .models import Action
@@ -369,7 +369,8 @@ class _Save:
     """What one save of a registered model hands from ``pre_save`` to ``post_save``.
 
     ``old`` is the row before (``None``: there was none), ``old_from_update``
-    says the UPDATE will bring it back itself (PostgreSQL, :func:`do_update`).
+    says the UPDATE will bring it back itself (PostgreSQL; SQLite for a composite
+    key: :func:`do_update`).
     ``new`` holds, field by field, the row as the database answered the save's
     INSERT or UPDATE (``RETURNING``); ``read_back`` says a statement did not
     answer (Django compiled it itself): ``post_save`` then reads the row.
@@ -450,7 +451,7 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
     _record_enclosing(spec, instance, using)
     saving = _Save(old=None, raw=bool(raw))
     if instance._is_pk_set() and not _pk_is_fresh(instance, raw):  # type: ignore[attr-defined]
-        if _update_returns_old_row(spec, using):
+        if _update_returns_old_row(spec, using) or _update_hands_back_old_values(spec, connections[using]):
             saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
         else:
             saving.old = live_state(spec, using, instance.pk, no_key=True)
@@ -503,17 +504,23 @@ def do_update(
     saving.written = True
     connection = connections[using]
     returns = bool(returning_fields and returning_fields[0]) or bool(kwargs.get("returning_fields"))
-    simple = (
+    plain = (
         values
         and not returns
         and not kwargs
-        and _update_returns_new_row(spec, connection)
         # A model (or a library, e.g. optimistic locking) with its own _do_update keeps it,
         # a base manager with its own _update (Django's select_on_save tests) too.
         and original is models.Model._do_update
         and _plain_update(base_qs)
         and not (instance._meta.select_on_save and not forced_update)
     )
+    if plain and _update_hands_back_old_values(spec, connection):
+        matched = _update_overwriting(spec, base_qs, using, pk_val, values, saving)
+        if matched is not None:
+            if returning_fields:  # Django 6: the rows returned, none asked for
+                return [()] if matched else []
+            return matched
+    simple = plain and _update_returns_new_row(spec, connection)
     result = _one_row(spec, connection, no_key=True).update(pk_val, values, saving.old_from_update) if simple else None
     if result is None:
         if saving.old_from_update:
@@ -527,6 +534,50 @@ def do_update(
     if returning_fields:  # Django 6: the rows returned, none asked for
         return [()] if new is not None else []
     return new is not None
+
+
+def _update_hands_back_old_values(spec: registry.ModelSpec, connection: Any) -> bool:
+    """SQLite, one table, a composite key: a save's UPDATE hands back what it overwrites (``overwritten``)."""
+    return overwritten.supported(connection) and not spec.model._meta.parents and _composite_key(spec)
+
+
+def _update_overwriting(
+    spec: registry.ModelSpec,
+    base_qs: models.QuerySet[Any],
+    using: str,
+    pk: Any,
+    values: list[tuple[Field, Any, Any]],
+    saving: _Save,
+) -> bool | None:
+    """Django's own UPDATE of a save, each value wrapped to hand back the one it overwrites
+    (:mod:`.overwritten`), then the row it left read: the old row is that one with the
+    overwritten values. Whether a row was updated; ``None`` where Django must compile the
+    values itself (nothing has run).
+
+    Queries: the UPDATE, then one SELECT (SQLite holds the write lock from the UPDATE on).
+    Its first statement is the UPDATE Django sends, the same ``WHERE``, no column more.
+    """
+    wrapped = overwritten.assignments(spec.model, values)
+    if wrapped is None:
+        return None
+    collected = overwritten.collector(connections[using])
+    saving.old_from_update = False
+    if not base_qs.filter(pk=pk)._update(wrapped):  # type: ignore[attr-defined]
+        return False  # no row: Django INSERTs, and there was none
+    row = live_state(spec, using, pk, no_key=True)
+    if row is None:
+        raise RuntimeError(f"audit_events: the saved {spec.label} row {spec.object_pk(pk)} could not be read back")
+    fields = [field for field, _, _ in values]
+    compiler = models.QuerySet(spec.model, using=using).query.get_compiler(using)
+    converters = split_converters(compiler.get_converters([f.get_col(spec.model._meta.db_table) for f in fields]))[0]
+    olds = [collected.values.get(n) for n in range(len(fields))]
+    if converters:
+        olds = list(next(iter(compiler.apply_converters([olds], converters))))
+    encoders = {field: to_json for field, _, to_json in spec.encoders}  # not the excluded fields
+    was = {f.name: None if v is None else encoders[f](v) for f, v in zip(fields, olds, strict=True) if f in encoders}
+    saving.old = {**row, **was}
+    saving.new.update({f.name: row[f.name] for f in spec.fields})
+    return True
 
 
 def do_insert(
