@@ -15,7 +15,9 @@ Cost per audited write, beyond Django's own statements:
   old.*, t.<columns>``, :func:`do_update`); on SQLite one locking SELECT of
   the old row first, the UPDATE returning the new one; where Django must
   compile the UPDATE itself (expressions, ``select_on_save``, multi-table
-  models), the locking SELECT first and one SELECT of the new row after;
+  models), the locking SELECT first and one SELECT of the new row after; a
+  composite key on SQLite: one SELECT of the new row after Django's UPDATE,
+  which hands back the values it overwrites (:func:`_update_overwriting`);
 * delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
