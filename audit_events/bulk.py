@@ -121,14 +121,14 @@ def _locked(spec: registry.ModelSpec, using: str, keys: list[Any], links: bool =
 
 def _record_updates(spec: registry.ModelSpec, using: str, before: dict[Any, State], after: dict[Any, State]) -> None:
     """Update events for the rows whose stored values changed, also under their registered multi-table parents."""
-    views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
+    views = [spec, *registry.parent_specs(spec)]
     drafts = []
     for pk, old in before.items():
         new = after.get(pk)
         if new is None:
             continue
-        for view, content_type_id in views:
-            if event := view_event(view, pk, old, new, content_type_id):
+        for view in views:
+            if event := view_event(view, pk, old, new):
                 drafts.append(event)
     journal.write(drafts, using)
 
@@ -253,13 +253,12 @@ class _RecordingInsert:
     def _record(self, before: dict[str, State], rows: list[tuple[Any, State]], using: str) -> None:
         """A create for each row returned that did not exist, an update for each that did and changed."""
         spec = self.spec
-        content_type_id = spec.content_type_id(using)
         drafts = []
         for pk, new in rows:
             old = before.get(spec.object_pk(pk))
             if old is None:
-                drafts.append(draft(spec, pk, Action.CREATE, content_type_id, state=m2m.without_links(spec, new)))
-            elif event := view_event(spec, pk, old, new, content_type_id):
+                drafts.append(draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new)))
+            elif event := view_event(spec, pk, old, new):
                 drafts.append(event)
         journal.write(drafts, using)
 

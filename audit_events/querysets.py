@@ -382,14 +382,14 @@ def _record_updates(spec: registry.ModelSpec, using: str, changes: list[_Change]
         # are locked (one SELECT per 900 rows), by a statement of their own (``capture.lock_rows``).
         links = m2m.read_links(spec, using, [new_pk for _, _, new_pk, _ in changes])
         changes = [(o, {**old, **links.get(n, {})}, n, {**new, **links.get(n, {})}) for o, old, n, new in changes]
-    views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
+    views = [spec, *registry.parent_specs(spec)]
     drafts = []
     for old_pk, old, new_pk, new in changes:
         moved = spec.object_pk(old_pk) != spec.object_pk(new_pk)
-        for view, content_type_id in views:  # the row, and the same row under its registered multi-table parents
+        for view in views:  # the row, and the same row under its registered multi-table parents
             if moved:
-                drafts.append(draft(view, old_pk, Action.DELETE, content_type_id, state=old))
-            if event := view_event(view, new_pk, None if moved else old, new, content_type_id):
+                drafts.append(draft(view, old_pk, Action.DELETE, state=old))
+            if event := view_event(view, new_pk, None if moved else old, new):
                 drafts.append(event)
     journal.write(drafts, using)
 
