@@ -93,9 +93,9 @@ class EventChangeList(ChangeList):
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        views = event_rules.row_views(request, self.model_admin.admin_site, self.result_list)
+        views = event_rules.event_views(request, self.model_admin.admin_site, self.result_list)
         for event in self.result_list:  # as an annotation would: an attribute of the page's instances
-            event.row_view = views[(event.content_type_id, event.object_pk)]
+            event.row_view = views[event.pk]
         deletions = [e for e in self.result_list if e.action == Action.DELETE]
         if not deletions:
             return
@@ -218,7 +218,7 @@ class EventAdmin(_EventAdminBase):
     def _row_view(self, request: HttpRequest, event: Event) -> event_rules.RowView:
         view = getattr(event, "row_view", None)
         if view is None:
-            view = event_rules.row_views(request, self.admin_site, [event])[(event.content_type_id, event.object_pk)]
+            view = event_rules.event_views(request, self.admin_site, [event])[event.pk]
         return view
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:

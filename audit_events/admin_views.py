@@ -31,7 +31,7 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from . import admin_rules, registry, undo
+from . import admin_rules, event_rules, registry, undo
 from .context import audit_context
 from .deletions import deleted, undo_plan
 from .display import Values, want_events
@@ -186,6 +186,14 @@ class AuditedAdminMixin(_Base):
             raise PermissionDenied
         pk = self._object_pk(spec, object_id)
         events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=pk)
+        # Events before the row's latest create are of earlier rows with its key: each is judged as a deleted
+        # row, and left out when the user may not view it.
+        earlier, views = self._earlier_rows(request, spec, pk)
+        since = 1
+        for gone_row in earlier:
+            if not views[gone_row.until].viewable:
+                events = events.exclude(version__gte=since, version__lt=gone_row.until)
+            since = gone_row.until
         page = CappedPaginator(events.select_related("content_type").order_by("-version"), PER_PAGE).get_page(
             request.GET.get("p")
         )
@@ -194,17 +202,21 @@ class AuditedAdminMixin(_Base):
         shown = admin_rules.visible_fields(self, request, row)  # as the change form: no other field's values
         values = Values(request, self.admin_site)
         want_events(values, page.object_list)  # the names behind the page's keys: one query per related model
-        rows = [
-            {
-                "event": event,
-                "changes": undo.event_changes(event, values, only=shown),
-                "hidden": undo.changes_hidden(event, shown),
-                "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
-                if can_restore and event.action != Action.DELETE and event.version != latest
-                else None,
-            }
-            for event in page.object_list
-        ]
+        rows = []
+        for event in page.object_list:
+            earlier_row = event_rules.earlier_row(earlier, event.version)
+            only = shown if earlier_row is None else views[earlier_row.until].fields
+            rows.append(
+                {
+                    "event": event,
+                    "earlier": earlier_row is not None,
+                    "changes": undo.event_changes(event, values, only=only),
+                    "hidden": undo.changes_hidden(event, only) if only is not None else False,
+                    "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
+                    if can_restore and event.action != Action.DELETE and event.version != latest and earlier_row is None
+                    else None,
+                }
+            )
         deletion = self._deletion(spec, pk) if gone is not None else None
         context = {
             **self._context(request, _("History: %s") % row, [*self._row_crumbs(obj, row), (_("History"), None)]),
@@ -232,6 +244,8 @@ class AuditedAdminMixin(_Base):
         event = get_object_or_404(Event, pk=event_id, content_type_id=spec.content_type_id(), object_pk=pk)
         if event.action == Action.DELETE:
             raise Http404(_("A deletion is not a version that can be restored."))
+        if event_rules.earlier_row(event_rules.earlier_rows(spec.content_type_id(), [pk]).get(pk, []), event.version):
+            raise Http404(_("This version is of an earlier row with this key."))
         target = undo.version_state(event) or {}
         history_url = self._url("history", quote(unquote(object_id)))
         # Fields this user cannot edit here keep their current value, as in the change form; the preview
@@ -428,6 +442,18 @@ class AuditedAdminMixin(_Base):
             return None, None
         gone = instance_from_state(self.model, spec, state)
         return None, (gone if admin_rules.in_queryset_when_deleted(self, request, gone) else None)
+
+    def _earlier_rows(
+        self, request: HttpRequest, spec: registry.ModelSpec, object_pk: str
+    ) -> tuple[list[event_rules.EarlierRow], dict[int, event_rules.RowView]]:
+        """The rows that held this key before the current one, and what the user may see of each."""
+        earlier = event_rules.earlier_rows(spec.content_type_id(), [object_pk]).get(object_pk, [])
+        restricted = admin_rules.filters_rows(self.get_queryset(request)) if earlier else None
+        views = {
+            row.until: event_rules.judge_earlier(request, self.admin_site, self.model, row, restricted)
+            for row in earlier
+        }
+        return earlier, views
 
     def _row_crumbs(self, obj: Any, row: Any) -> list[tuple[str, str | None]]:
         if obj is not None:

@@ -592,3 +592,56 @@ def test_the_restore_preview_shows_no_field_outside_the_change_form(admin_client
     body = preview.content.decode()
     assert "Editor" not in body
     assert "Tag object" not in body
+
+
+# --- 8. a key reused by a new row: the earlier row's events are judged as that deleted row's -----------
+
+
+def reused_tag(before: str, after: str) -> tuple[Tag, Event, Event]:
+    """A tag ``before``, renamed, deleted; then a new tag ``after`` created with its key."""
+    old = Tag.objects.create(name=before)
+    old.name = before + " v2"
+    old.save()
+    pk = old.pk
+    old.delete()
+    new = Tag.objects.create(pk=pk, name=after)
+    events = Event.objects.filter(content_type__model="tag", object_pk=str(pk))
+    return new, events.get(version=1), events.get(version=4)
+
+
+def test_a_reused_key_hides_the_events_of_an_earlier_row_the_user_may_not_view(admin_client: Client) -> None:
+    """The Tag admin refuses ``Secret…`` tags in has_view_permission(obj): the new, open tag with a secret
+    tag's key shows its own events only, on its history page and in the Event admin."""
+    tag, earlier, own = reused_tag("Secret zq", "Open zq")
+    history = admin_client.get(url("tag_history", tag.pk)).content.decode()
+    assert "Secret zq" not in history
+    assert "Open zq" in history
+    body = admin_client.get(RESTRICTED_EVENTS).content.decode()
+    assert "Secret zq" not in body
+    assert "Open zq" in body
+    assert admin_client.get(event_url(earlier)).status_code == 403
+    assert admin_client.get(event_url(own)).status_code == 200
+    assert admin_client.get(url("tag_audit_restore", tag.pk, earlier.pk)).status_code == 404
+
+
+def test_a_reused_key_shows_an_earlier_row_the_user_may_view_as_such(admin_client: Client) -> None:
+    tag, earlier, _ = reused_tag("Old zq", "New zq")
+    history = admin_client.get(url("tag_history", tag.pk)).content.decode()
+    assert "Old zq" in history
+    assert "an earlier row with this key" in history
+    assert url("tag_audit_restore", tag.pk, earlier.pk) not in history  # not a version of this row
+    assert admin_client.get(url("tag_audit_restore", tag.pk, earlier.pk)).status_code == 404
+    assert admin_client.get(event_url(earlier)).status_code == 200
+
+
+def test_a_reused_key_of_an_admin_that_filters_rows_lists_the_live_rows_events_only(admin_client: Client) -> None:
+    """The Author admin filters rows: as for a deleted row, the Event admin lists no event of an earlier
+    row with a live author's key (the author's history page shows those the user may view)."""
+    old = Author.objects.create(name="Plain old zq")
+    pk = old.pk
+    old.delete()
+    Author.objects.create(pk=pk, name="Plain new zq")
+    listed_versions = {e.version for e in listed(admin_client, object_pk=pk) if e.content_type.model == "author"}
+    assert listed_versions == {3}
+    history = admin_client.get(url("author_history", pk)).content.decode()
+    assert "Plain old zq" in history  # deleted_row_in_queryset() lets this user see that earlier row
