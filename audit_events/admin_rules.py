@@ -3,7 +3,8 @@
 A model registered on the admin site is judged by its ``ModelAdmin``
 (``get_queryset()``, ``has_*_permission(request, obj)``, the fields its form
 shows this user and lets them edit), exactly as Django's own views judge it; a
-model that is not registered there by the user's model permissions.
+model that is not registered there is for superusers only (its admin on another
+site may restrict rows this site cannot judge).
 
 A deleted row is judged on the instance rebuilt from its last recorded state:
 by the ``has_*_permission(request, obj)`` methods and, since ``get_queryset()``
@@ -19,7 +20,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.admin.utils import flatten_fieldsets
-from django.contrib.auth import get_permission_codename
 from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
@@ -35,13 +35,16 @@ def model_admin(site: AdminSite, model: type[models.Model]) -> ModelAdmin[Any] |
 
 
 def may(request: HttpRequest, site: AdminSite, model: type[models.Model], action: str, obj: Any = None) -> bool:
-    """Whether the user may ``action`` (view, add, change) ``obj`` (or any row of ``model``) on ``site``."""
+    """Whether the user may ``action`` (view, add, change) ``obj`` (or any row of ``model``) on ``site``.
+
+    A model without an admin on ``site`` is for superusers only: its rows may be
+    restricted by its admin on another site, whose rules this site cannot know,
+    and the model permission alone would bypass them.
+    """
     admin = model_admin(site, model)
     if admin is None:
-        opts = model._meta
-        codenames = ("view", "change") if action == "view" else (action,)
         user: Any = request.user
-        return any(user.has_perm(f"{opts.app_label}.{get_permission_codename(c, opts)}") for c in codenames)
+        return bool(user.is_active and user.is_superuser)
     if action == "view":
         return admin.has_view_or_change_permission(request, obj)
     if action == "add":
@@ -185,7 +188,7 @@ def _may_view_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> l
 def _may_change_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> bool:
     admin = model_admin(site, group.model)
     if admin is None:
-        return True  # judged by the model permission alone
+        return True  # no admin to ask about rows: may() let superusers only through
     pks = [row.pk for row in group.rows]
     shown = set(admin.get_queryset(request).filter(pk__in=pks).values_list("pk", flat=True))
     return all(row.pk in shown and admin.has_change_permission(request, row.instance) for row in group.rows)

@@ -3,8 +3,8 @@
 An event carries a row's values, so the Event admin asks the admin of the
 row's model on the same site, as the audit pages do (``admin_rules``):
 
-* the model: its admin's ``has_view_or_change_permission(request)`` (the user's
-  model permission when it has no admin there);
+* the model: its admin's ``has_view_or_change_permission(request)`` (superusers
+  only when it has no admin there: its admin on another site may hide rows);
 * the row, in SQL (lists, counts, filters and pages agree): when that admin's
   ``get_queryset(request)`` leaves rows out, only the events of the rows it
   holds, compared by the key's text, and none of a deleted row, which it
@@ -211,7 +211,7 @@ def row_views(request: HttpRequest, site: AdminSite, events: Iterable[Event]) ->
         spec = registry.spec_for(model) if model is not None else None
         admin = admin_rules.model_admin(site, model) if model is not None else None
         if model is None or spec is None or admin is None:
-            # No admin to ask about rows: the model permission (the list holds no other event).
+            # No admin to ask about rows: superusers only (the list holds no other event).
             view = RowView(viewable=model is None or admin_rules.may(request, site, model, "view"))
             views.update({(content_type_id, pk): view for pk in object_pks})
             continue

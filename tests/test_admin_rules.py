@@ -468,15 +468,33 @@ def test_the_event_admin_shows_a_models_events_only_to_who_may_view_that_model()
     Author.objects.create(name="Zq author")
     Tag.objects.create(name="Zq tag")
     clerk = staff("audit_events.view_event", "tests.view_tag")
-    response = clerk.get(EVENTS)
+    response = clerk.get(RESTRICTED_EVENTS)
     assert {e.content_type.model for e in response.context["cl"].result_list} == {"tag"}
     assert "Zq author" not in response.content.decode()
     filters = response.context["cl"].filter_specs
     (models,) = [spec for spec in filters if getattr(spec, "parameter_name", None) == "model"]
     assert [label for _, label in models.lookup_choices] == ["tags"]  # the model filter offers no other model
     author_event = Event.objects.get(content_type__model="author")
-    detail = clerk.get(event_url(author_event, site="admin"))
-    assert (detail.status_code, detail["Location"]) == (302, reverse("admin:index"))
+    detail = clerk.get(event_url(author_event))
+    assert (detail.status_code, detail["Location"]) == (302, INDEX)
+
+
+def test_a_model_without_an_admin_on_the_site_is_for_superusers_only(admin_client: Client) -> None:
+    """Tag has an admin on the restricted site only: the default site's Event admin cannot ask it, so only
+    superusers see tags' events there, and undo their deletions, whatever the model permissions."""
+    tag = Tag.objects.create(name="Open zq tag")
+    pk = tag.pk
+    tag.delete()
+    deletion = Event.objects.get(content_type__model="tag", object_pk=str(pk), action=Action.DELETE)
+    clerk = staff("audit_events.view_event", "tests.view_tag", "tests.add_tag", "tests.change_tag")
+    assert {e.content_type.model for e in clerk.get(EVENTS).context["cl"].result_list} == set()
+    assert clerk.get(event_url(deletion, site="admin")).status_code == 302
+    action = {"action": "restore_deleted", "_selected_action": [deletion.pk]}
+    clerk.post(EVENTS, action)  # not in the list: nothing to act on
+    assert not Tag.objects.filter(pk=pk).exists()
+    assert deletion.pk in {e.pk for e in admin_client.get(EVENTS).context["cl"].result_list}
+    admin_client.post(EVENTS, action)
+    assert Tag.objects.filter(pk=pk).exists()
 
 
 def test_the_event_admin_shows_only_the_fields_the_change_form_shows(admin_client: Client) -> None:
