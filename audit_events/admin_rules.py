@@ -142,9 +142,11 @@ def undo_refusals(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list
     """Why this user may not undo the deletion (empty: allowed).
 
     Every recreated row needs add permission on its model and must be a row the
-    user may view (:func:`may_view_deleted` on the rebuilt row); every row whose
-    foreign key is given back needs change permission, must be in the admin's
-    ``get_queryset()`` and pass ``has_change_permission(request, obj)``.
+    user may view (:func:`may_view_deleted` on the rebuilt row); every live row
+    the undo writes (a foreign key the deletion set to NULL, any update made in
+    the deletion's operation) needs change permission, must be in the admin's
+    ``get_queryset()``, pass ``has_change_permission(request, obj)``, and every
+    field written must be one its change form lets the user edit.
     """
     reasons = []
     for group in plan.recreated:
@@ -159,7 +161,26 @@ def undo_refusals(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list
             reasons.append(_("undoing this deletion also writes %s, which you may not change") % names)
         elif not _may_change_each(request, site, group):
             reasons.append(_("undoing this deletion also writes %s that you may not change") % names)
+        elif locked := _uneditable(request, site, group):
+            fields = ", ".join(str(getattr(group.model._meta.get_field(name), "verbose_name", name)) for name in locked)
+            message = _("undoing this deletion also writes %(fields)s of %(names)s, which you may not edit")
+            reasons.append(message % {"fields": fields, "names": names})
     return reasons
+
+
+def _uneditable(request: HttpRequest, site: AdminSite, group: ModelRows) -> list[str]:
+    """The fields an undo writes on ``group``'s live rows that their change form does not let this user edit
+    (:func:`editable_fields`, asked per row when the form may differ per row), in field order."""
+    admin = model_admin(site, group.model)
+    if admin is None:
+        return []  # superusers only (may()), as on a change form that shows every field
+    locked: set[str] = set()
+    editable: set[str] | None = None
+    for row in group.rows:
+        if editable is None or fields_per_row(admin):
+            editable = editable_fields(admin, request, row.instance)
+        locked |= set(row.fields) - editable
+    return [f.name for f in group.model._meta.get_fields() if f.name in locked]
 
 
 def shown(request: HttpRequest, site: AdminSite, group: ModelRows, live: bool) -> list[tuple[Any, bool]]:

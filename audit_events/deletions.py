@@ -143,17 +143,19 @@ def _conflicts(model: type[models.Model], rows: list[PlannedRow], taken: set[Any
 
 
 def _reattached(group: list[Event]) -> tuple[ModelRows, ...]:
-    """The live rows whose foreign keys the deletion changed (SET_NULL, SET_DEFAULT): one query per model."""
-    changed: dict[type[models.Model], dict[Any, tuple[str, ...]]] = defaultdict(dict)
+    """The live rows the deletion's operation updated (a SET_NULL or SET_DEFAULT, or any other update made in
+    it), with every field those updates wrote: an undo writes them back. One query per model."""
+    changed: dict[type[models.Model], dict[Any, dict[str, None]]] = defaultdict(dict)
     for event in group:
         model = event.content_type.model_class()
         spec = registry.spec_for(model) if model is not None else None
         if event.action == Action.UPDATE and model is not None and spec is not None:
-            changed[model][spec.pk_field.to_python(event.object_pk)] = tuple(event.changes)
+            pk = spec.pk_field.to_python(event.object_pk)
+            changed[model].setdefault(pk, {}).update(dict.fromkeys(event.changes))  # ordered, each once
     found = []
     for model, fields in changed.items():
         live = model._base_manager.in_bulk(list(fields))
-        rows = tuple(PlannedRow(pk, live[pk], fields[pk]) for pk in fields if pk in live)
+        rows = tuple(PlannedRow(pk, live[pk], tuple(fields[pk])) for pk in fields if pk in live)
         if rows:
             found.append(ModelRows(model, rows))
     return tuple(found)
