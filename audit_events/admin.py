@@ -288,8 +288,9 @@ class EventAdmin(_EventAdminBase):
         view = getattr(event, "row_view", event_rules.HIDDEN)  # set for the page by EventChangeList
         if not view.viewable:
             return format_html('<span class="audit-hidden">{}</span>', _("a row you may not view"))
-        summary = undo.short_diff(event, only=view.fields)
-        lines = undo.diff_lines(event, only=view.fields)
+        values = Values(site=self.admin_site)  # display_recorded_value masks here too
+        summary = undo.short_diff(event, only=view.fields, values=values)
+        lines = undo.diff_lines(event, only=view.fields, values=values)
         if not lines and view.fields is not None and undo.changes_hidden(event, view.fields):
             return format_html('<span class="audit-hidden">{}</span>', _("only fields not shown here changed"))
         if len(lines) < 2 and len(summary) < 80:
