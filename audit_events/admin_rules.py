@@ -199,6 +199,15 @@ def shown(request: HttpRequest, site: AdminSite, group: ModelRows, live: bool) -
     ]
 
 
+def conflicts_shown(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list[str]:
+    """The plan's conflicts as the preview may say them: one about a row the user may not view (as
+    :func:`shown` judges the rows that come back) says so instead of naming it."""
+    hidden = {
+        id(row) for group in plan.recreated for row, visible in shown(request, site, group, live=False) if not visible
+    }
+    return [c.masked if c.row is not None and id(c.row) in hidden else c.message for c in plan.conflicts]
+
+
 def _may_view_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> list[bool]:
     """Whether the user may view each row of ``group``, deleted rows rebuilt from their last state."""
     admin = model_admin(site, group.model)

@@ -435,6 +435,7 @@ class AuditedAdminMixin(_Base):
             "reattached": [(g, admin_rules.shown(request, self.admin_site, g, live=True)) for g in plan.reattached],
             "permissions": admin_rules.permissions_needed(plan),
             "refusals": refusals,
+            "conflicts": admin_rules.conflicts_shown(request, self.admin_site, plan),
             "history_url": self._url("history", quote(event.object_pk)),
         }
         return TemplateResponse(request, "audit_events/undo_delete.html", context)

@@ -696,3 +696,16 @@ def test_a_reused_key_of_an_admin_that_filters_rows_lists_the_live_rows_events_o
     assert listed_versions == {3}
     history = admin_client.get(url("author_history", pk)).content.decode()
     assert "Plain old zq" in history  # deleted_row_in_queryset() lets this user see that earlier row
+
+
+def test_the_undo_previews_conflicts_name_only_rows_the_user_may_view(admin_client: Client) -> None:
+    public = Author.objects.create(name="Public zq", email="a@example.com")
+    secret = Author.objects.create(name="Secret zq", email="b@example.com")
+    Author.objects.filter(pk__in=[public.pk, secret.pk]).delete()  # one operation
+    Author.objects.create(name="Newcomer 1", email="a@example.com")
+    Author.objects.create(name="Newcomer 2", email="b@example.com")
+    deletion = Event.objects.get(content_type__model="author", object_pk=str(public.pk), action=Action.DELETE)
+    body = admin_client.get(url("author_audit_undo", deletion.pk)).content.decode()
+    assert "author “Public zq”: Author with this Email already exists." in body
+    assert "author (a row you may not view): Author with this Email already exists." in body
+    assert "Secret zq" not in body
