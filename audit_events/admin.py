@@ -184,7 +184,7 @@ class EventAdmin(_EventAdminBase):
         "operation_link",
         "context_table",
         "diff_table",
-        "hash",
+        "hash_value",
     )
     readonly_fields = fields
 
@@ -300,6 +300,16 @@ class EventAdmin(_EventAdminBase):
             summary,
             format_html_join("", "<li>{}</li>", ((line,) for line in lines)),
         )
+
+    @admin.display(description=_("hash"))
+    def hash_value(self, event: Event) -> str:
+        """The event's hash, only to a user who may see every recorded field of its row: it is a SHA-256 of
+        them all, which confirms a guess of a field the user may not see."""
+        view = getattr(event, "row_view", event_rules.HIDDEN)  # set by get_object
+        spec = registry.spec_for(event.content_type.model_class())
+        if view.viewable and (view.fields is None or (spec is not None and set(spec.names) <= view.fields)):
+            return event.hash
+        return str(_("hidden: it covers fields you may not see"))
 
     @admin.display(description=_("changes"))
     def diff_table(self, event: Event) -> SafeString:

@@ -709,3 +709,15 @@ def test_the_undo_previews_conflicts_name_only_rows_the_user_may_view(admin_clie
     assert "author “Public zq”: Author with this Email already exists." in body
     assert "author (a row you may not view): Author with this Email already exists." in body
     assert "Secret zq" not in body
+
+
+def test_the_event_page_shows_the_hash_only_to_who_may_see_every_field_of_the_row(admin_client: Client) -> None:
+    """The hash is a SHA-256 over every recorded field: it would confirm a guess of ``stars``, which the
+    restricted Review admin excludes from its form."""
+    book = Book.objects.create(author=Author.objects.create(name="A"), title="T")
+    review = Review.objects.create(book=book, stars=5)
+    event = Event.objects.get(content_type__model="review", object_pk=str(review.pk))
+    restricted_page = admin_client.get(event_url(event)).content.decode()
+    assert event.hash not in restricted_page
+    assert "hidden: it covers fields you may not see" in restricted_page
+    assert event.hash in admin_client.get(event_url(event, site="admin")).content.decode()
