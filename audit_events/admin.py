@@ -306,7 +306,8 @@ class EventAdmin(_EventAdminBase):
         """The event's hash, only to a user who may see every recorded field of its row: it is a SHA-256 of
         them all, which confirms a guess of a field the user may not see."""
         view = getattr(event, "row_view", event_rules.HIDDEN)  # set by get_object
-        spec = registry.spec_for(event.content_type.model_class())
+        model = event.content_type.model_class()
+        spec = registry.spec_for(model) if model is not None else None
         if view.viewable and (view.fields is None or (spec is not None and set(spec.names) <= view.fields)):
             return event.hash
         return str(_("hidden: it covers fields you may not see"))
