@@ -3,7 +3,8 @@
 A model registered on the admin site is judged by its ``ModelAdmin``
 (``get_queryset()``, ``has_*_permission(request, obj)``, the fields its form
 shows this user and lets them edit), exactly as Django's own views judge it; a
-model that is not registered there by the user's model permissions.
+model that is not registered there is for superusers only (its admin on another
+site may restrict rows this site cannot judge).
 
 A deleted row is judged on the instance rebuilt from its last recorded state:
 by the ``has_*_permission(request, obj)`` methods and, since ``get_queryset()``
@@ -19,7 +20,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.admin.utils import flatten_fieldsets
-from django.contrib.auth import get_permission_codename
 from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
@@ -35,13 +35,16 @@ def model_admin(site: AdminSite, model: type[models.Model]) -> ModelAdmin[Any] |
 
 
 def may(request: HttpRequest, site: AdminSite, model: type[models.Model], action: str, obj: Any = None) -> bool:
-    """Whether the user may ``action`` (view, add, change) ``obj`` (or any row of ``model``) on ``site``."""
+    """Whether the user may ``action`` (view, add, change) ``obj`` (or any row of ``model``) on ``site``.
+
+    A model without an admin on ``site`` is for superusers only: its rows may be
+    restricted by its admin on another site, whose rules this site cannot know,
+    and the model permission alone would bypass them.
+    """
     admin = model_admin(site, model)
     if admin is None:
-        opts = model._meta
-        codenames = ("view", "change") if action == "view" else (action,)
         user: Any = request.user
-        return any(user.has_perm(f"{opts.app_label}.{get_permission_codename(c, opts)}") for c in codenames)
+        return bool(user.is_active and user.is_superuser)
     if action == "view":
         return admin.has_view_or_change_permission(request, obj)
     if action == "add":
@@ -139,9 +142,11 @@ def undo_refusals(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list
     """Why this user may not undo the deletion (empty: allowed).
 
     Every recreated row needs add permission on its model and must be a row the
-    user may view (:func:`may_view_deleted` on the rebuilt row); every row whose
-    foreign key is given back needs change permission, must be in the admin's
-    ``get_queryset()`` and pass ``has_change_permission(request, obj)``.
+    user may view (:func:`may_view_deleted` on the rebuilt row); every live row
+    the undo writes (a foreign key the deletion set to NULL, any update made in
+    the deletion's operation) needs change permission, must be in the admin's
+    ``get_queryset()``, pass ``has_change_permission(request, obj)``, and every
+    field written must be one its change form lets the user edit.
     """
     reasons = []
     for group in plan.recreated:
@@ -156,7 +161,26 @@ def undo_refusals(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list
             reasons.append(_("undoing this deletion also writes %s, which you may not change") % names)
         elif not _may_change_each(request, site, group):
             reasons.append(_("undoing this deletion also writes %s that you may not change") % names)
+        elif locked := _uneditable(request, site, group):
+            fields = ", ".join(str(getattr(group.model._meta.get_field(name), "verbose_name", name)) for name in locked)
+            message = _("undoing this deletion also writes %(fields)s of %(names)s, which you may not edit")
+            reasons.append(message % {"fields": fields, "names": names})
     return reasons
+
+
+def _uneditable(request: HttpRequest, site: AdminSite, group: ModelRows) -> list[str]:
+    """The fields an undo writes on ``group``'s live rows that their change form does not let this user edit
+    (:func:`editable_fields`, asked per row when the form may differ per row), in field order."""
+    admin = model_admin(site, group.model)
+    if admin is None:
+        return []  # superusers only (may()), as on a change form that shows every field
+    locked: set[str] = set()
+    editable: set[str] | None = None
+    for row in group.rows:
+        if editable is None or fields_per_row(admin):
+            editable = editable_fields(admin, request, row.instance)
+        locked |= set(row.fields) - editable
+    return [f.name for f in group.model._meta.get_fields() if f.name in locked]
 
 
 def shown(request: HttpRequest, site: AdminSite, group: ModelRows, live: bool) -> list[tuple[Any, bool]]:
@@ -175,6 +199,15 @@ def shown(request: HttpRequest, site: AdminSite, group: ModelRows, live: bool) -
     ]
 
 
+def conflicts_shown(request: HttpRequest, site: AdminSite, plan: UndoPlan) -> list[str]:
+    """The plan's conflicts as the preview may say them: one about a row the user may not view (as
+    :func:`shown` judges the rows that come back) says so instead of naming it."""
+    hidden = {
+        id(row) for group in plan.recreated for row, visible in shown(request, site, group, live=False) if not visible
+    }
+    return [c.masked if c.row is not None and id(c.row) in hidden else c.message for c in plan.conflicts]
+
+
 def _may_view_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> list[bool]:
     """Whether the user may view each row of ``group``, deleted rows rebuilt from their last state."""
     admin = model_admin(site, group.model)
@@ -185,7 +218,7 @@ def _may_view_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> l
 def _may_change_each(request: HttpRequest, site: AdminSite, group: ModelRows) -> bool:
     admin = model_admin(site, group.model)
     if admin is None:
-        return True  # judged by the model permission alone
+        return True  # no admin to ask about rows: may() let superusers only through
     pks = [row.pk for row in group.rows]
     shown = set(admin.get_queryset(request).filter(pk__in=pks).values_list("pk", flat=True))
     return all(row.pk in shown and admin.has_change_permission(request, row.instance) for row in group.rows)

@@ -170,25 +170,32 @@ def _sides(event: Event) -> tuple[State | None, State | None]:
     return None, None
 
 
-def short_diff(event: Event, limit: int = 80, only: Collection[str] | None = None) -> str:
-    """One line for a changelist: ``title: 'Old' → 'New'; pages: 1 → 2`` (the fields in ``only``, when given)."""
+def short_diff(event: Event, limit: int = 80, only: Collection[str] | None = None, values: Values | None = None) -> str:
+    """One line for a changelist: ``title: 'Old' → 'New'; pages: 1 → 2`` (the fields in ``only``, when given;
+    each value as ``values`` masks it, see :func:`diff_lines`)."""
     if event.action == Action.DELETE:
         return "deleted"
-    text = "; ".join(diff_lines(event, only)) if event.changes else ", ".join(diff_lines(event, only))
+    lines = diff_lines(event, only, values)
+    text = "; ".join(lines) if event.changes else ", ".join(lines)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def diff_lines(event: Event, only: Collection[str] | None = None) -> list[str]:
-    """``short_diff`` unabridged, one line per field."""
+def diff_lines(event: Event, only: Collection[str] | None = None, values: Values | None = None) -> list[str]:
+    """``short_diff`` unabridged, one line per field; with ``values``, a value its model admin's
+    ``display_recorded_value`` shows its own way is shown so (a masked field stays masked)."""
+    model = event.content_type.model_class() if values is not None else None
+
+    def short(name: str, value: JSONValue) -> str:
+        text = values.text(model, name, value) if values is not None else None
+        if text is not None:
+            return text
+        return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
+
     if event.changes:
         changes = [(name, old, new) for name, (old, new) in event.changes.items() if only is None or name in only]
-        return [f"{name}: {_short(old)} → {_short(new)}" for name, old, new in changes]
+        return [f"{name}: {short(name, old)} → {short(name, new)}" for name, old, new in changes]
     state = (event.state or {}).items()
-    return [f"{name}={_short(value)}" for name, value in state if only is None or name in only]
-
-
-def _short(value: JSONValue) -> str:
-    return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
+    return [f"{name}={short(name, value)}" for name, value in state if only is None or name in only]
 
 
 def _verbose(spec: registry.ModelSpec | None, name: str) -> str:
