@@ -1,4 +1,4 @@
-"""Review 13: a version restore skips the admin's form (choices, validation) that Django's change view applies."""
+"""A version restore goes through the admin's change form (choices, validation), as Django's change view does."""
 
 from __future__ import annotations
 

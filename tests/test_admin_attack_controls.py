@@ -1,4 +1,4 @@
-"""Review 13 controls (expected to pass): escaping and per-row fields on every page."""
+"""Controls for the attacks on the admin: escaping and per-row fields on every page hold."""
 
 from __future__ import annotations
 

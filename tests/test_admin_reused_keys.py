@@ -1,4 +1,4 @@
-"""Review 13: a natural primary key reused by a new row inherits the history of a deleted row the admin hides."""
+"""A natural primary key reused by a new row does not show it the history of a deleted row the admin hides."""
 
 from __future__ import annotations
 

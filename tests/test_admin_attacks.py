@@ -1,4 +1,4 @@
-"""Review 13: each test asserts the secure behaviour; a failure demonstrates the leak or the write."""
+"""The admin attacked by a staff user with limited rights: each test asserts the refusal (a failure is a leak)."""
 
 from __future__ import annotations
 
