@@ -4,10 +4,12 @@ Every view answers as Django's own views do (see ``admin_rules``): a row the
 admin's ``get_queryset()`` leaves out is "missing" (a redirect with a warning),
 a row it shows but ``has_view_permission(request, obj)`` /
 ``has_change_permission(request, obj)`` refuses is a 403; a deleted row is
-judged on the instance rebuilt from its last recorded state. Restoring a
-version needs change (and add, when the row is deleted now) and writes only
-the fields the change form lets this user edit; undoing a delete needs the
-permissions of every model it writes. Every refusal comes before any write.
+judged on the instance rebuilt from its last recorded state, with
+``deleted_row_in_queryset()`` standing in for ``get_queryset()``. The pages
+show only the fields the change form shows this user. Restoring a version
+needs change (and add, when the row is deleted now) and writes only the fields
+the change form lets this user edit; undoing a delete needs the permissions of
+every model it writes. Every refusal comes before any write.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,13 +31,14 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from . import admin_rules, registry, undo
+from . import admin_rules, event_rules, registry, undo
 from .context import audit_context
 from .deletions import deleted, undo_plan
 from .display import Values, want_events
+from .encoding import decode
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
-from .replay import instance_from_state
+from .replay import State, instance_from_state
 from .restoration import restore_fields
 
 if TYPE_CHECKING:
@@ -126,6 +129,28 @@ class AuditedAdminMixin(_Base):
         """
         return None
 
+    def deleted_row_in_queryset(self, request: HttpRequest, obj: Any) -> bool | None:
+        """Whether ``get_queryset(request)`` would hold ``obj``, a deleted row rebuilt from its last recorded state.
+
+        A deleted row is not in the table, so ``get_queryset()`` cannot be
+        asked. ``None`` (the default) lets the audit pages decide from
+        ``get_queryset(request)`` itself: when it leaves no row out for this
+        request the row passes, when it filters rows (a ``filter()``, an
+        ``exclude()``, a filtering manager) every deleted row is refused. An
+        admin that filters rows writes the same rule here, in Python, to show
+        its users the deleted rows they may see::
+
+            def get_queryset(self, request):
+                return super().get_queryset(request).filter(team=request.user.team)
+
+            def deleted_row_in_queryset(self, request, obj):
+                return obj.team_id == request.user.team_id
+
+        ``has_view_permission(request, obj)`` and the other row rules are asked
+        as well; this answers only for ``get_queryset()``.
+        """
+        return None
+
     # --- writes through the admin carry the admin user ----------------------
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -162,23 +187,37 @@ class AuditedAdminMixin(_Base):
             raise PermissionDenied
         pk = self._object_pk(spec, object_id)
         events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=pk)
+        # Events before the row's latest create are of earlier rows with its key: each is judged as a deleted
+        # row, and left out when the user may not view it.
+        earlier, views = self._earlier_rows(request, spec, pk)
+        since = 1
+        for gone_row in earlier:
+            if not views[gone_row.until].viewable:
+                events = events.exclude(version__gte=since, version__lt=gone_row.until)
+            since = gone_row.until
         page = CappedPaginator(events.select_related("content_type").order_by("-version"), PER_PAGE).get_page(
             request.GET.get("p")
         )
         latest = page.object_list[0].version if page.number == 1 and page.object_list else None
         can_restore = self.has_change_permission(request, row) and (obj is not None or self.has_add_permission(request))
+        shown = admin_rules.visible_fields(self, request, row)  # as the change form: no other field's values
         values = Values(request, self.admin_site)
         want_events(values, page.object_list)  # the names behind the page's keys: one query per related model
-        rows = [
-            {
-                "event": event,
-                "changes": undo.event_changes(event, values),
-                "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
-                if can_restore and event.action != Action.DELETE and event.version != latest
-                else None,
-            }
-            for event in page.object_list
-        ]
+        rows = []
+        for event in page.object_list:
+            earlier_row = event_rules.earlier_row(earlier, event.version)
+            only = shown if earlier_row is None else views[earlier_row.until].fields
+            rows.append(
+                {
+                    "event": event,
+                    "earlier": earlier_row is not None,
+                    "changes": undo.event_changes(event, values, only=only),
+                    "hidden": undo.changes_hidden(event, only) if only is not None else False,
+                    "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
+                    if can_restore and event.action != Action.DELETE and event.version != latest and earlier_row is None
+                    else None,
+                }
+            )
         deletion = self._deletion(spec, pk) if gone is not None else None
         context = {
             **self._context(request, _("History: %s") % row, [*self._row_crumbs(obj, row), (_("History"), None)]),
@@ -206,16 +245,22 @@ class AuditedAdminMixin(_Base):
         event = get_object_or_404(Event, pk=event_id, content_type_id=spec.content_type_id(), object_pk=pk)
         if event.action == Action.DELETE:
             raise Http404(_("A deletion is not a version that can be restored."))
+        if event_rules.earlier_row(event_rules.earlier_rows(spec.content_type_id(), [pk]).get(pk, []), event.version):
+            raise Http404(_("This version is of an earlier row with this key."))
         target = undo.version_state(event) or {}
         history_url = self._url("history", quote(unquote(object_id)))
-        # Fields this user cannot edit here keep their current value, as in the change form.
-        editable = admin_rules.editable_fields(self, request, row)
+        # Fields this user cannot edit here keep their current value, as in the change form; the preview
+        # shows only the fields the change form shows (a field left out of it keeps its value unseen).
+        shown = admin_rules.visible_fields(self, request, row)
+        editable = admin_rules.editable_fields(self, request, row) & shown
         keep = [name for name in spec.names if name not in editable]
-        if request.method == "POST":
-            return self._restore_version(request, row, event, target, keep, history_url)
         current = undo.live_state(spec, unquote(object_id)) if obj is not None else self._deletion_state(spec, pk)
         current = current or {}
         restored = {**target, **{name: current[name] for name in keep if name in current}}
+        # As Django's change view: the values must pass the change form this user gets on this row.
+        errors = self._form_errors(request, row, obj is not None, restored)
+        if request.method == "POST" and not errors:
+            return self._restore_version(request, row, event, target, keep, history_url)
         values = Values(request, self.admin_site)
         values.want(self.model, current)
         values.want(self.model, target)
@@ -232,11 +277,44 @@ class AuditedAdminMixin(_Base):
             "object": obj,
             "object_label": str(row),
             "event": event,
-            "changes": undo.changes_between(self.model, current, restored, values=values),
-            "kept": undo.changes_between(self.model, current, target, only=keep, values=values),
+            "changes": undo.changes_between(self.model, current, restored, only=shown, values=values),
+            "kept": undo.changes_between(
+                self.model, current, target, only=[name for name in keep if name in shown], values=values
+            ),
             "history_url": history_url,
+            "form_errors": errors,
         }
         return TemplateResponse(request, "audit_events/restore_version.html", context)
+
+    def _form_errors(self, request: HttpRequest, row: Any, live: bool, restored: State) -> list[str]:
+        """What the change form ``get_form(request, row, change=True)`` says of the ``restored`` values.
+
+        The form is filled with them: the version's values for the fields the
+        user may edit, the live ones for the rest (``restored`` holds both), on
+        a copy of the row. Every form field is marked disabled, so that Django
+        cleans each field's value from the instance (``initial``) rather than
+        from POST data: the fields' choices (``formfield_for_foreignkey``
+        limits), validators, the form's ``clean()`` and the model's
+        ``full_clean()`` all run, as when the change form is saved. Empty:
+        the form accepts them. Nothing is saved through the form.
+        """
+        spec = self._spec()
+        instance = self.model._base_manager.get(pk=row.pk) if live else instance_from_state(self.model, spec, {})
+        for field in spec.fields:
+            if field.name in restored:
+                setattr(instance, field.attname, decode(field, restored[field.name]))
+        links = {f.name: restored[f.name] for f in spec.m2m_fields if f.name in restored}
+        form = self.get_form(request, row, change=True)(data={}, instance=instance, initial=links)
+        for form_field in form.fields.values():
+            form_field.disabled = True
+        if form.is_valid():
+            return []
+        found = []
+        for name, messages_ in form.errors.items():
+            label = form.fields[name].label if name in form.fields else None
+            prefix = f"{capfirst(label or name)}: " if name != NON_FIELD_ERRORS else ""
+            found += [prefix + str(message) for message in messages_]
+        return found
 
     def _restore_version(
         self, request: HttpRequest, row: Any, event: Event, target: Any, keep: list[str], history_url: str
@@ -262,11 +340,16 @@ class AuditedAdminMixin(_Base):
         spec = self._spec()
         own = spec.content_type_id()
         deletions: Any = deleted(self.model)
-        if admin_rules.has_row_rules(self):
+        restricted = admin_rules.filters_rows(self.get_queryset(request))
+        says = type(self).deleted_row_in_queryset is not AuditedAdminMixin.deleted_row_in_queryset
+        if restricted and not says:
+            deletions = []  # get_queryset() leaves rows out and cannot judge a deleted one: none is shown
+        elif says or admin_rules.has_row_rules(self):
             # Each row is asked (on its last recorded state): only the rows this user may view are listed or counted.
             visible = []
             for event in deletions.iterator():
-                if self.has_view_or_change_permission(request, instance_from_state(self.model, spec, event.state)):
+                gone = instance_from_state(self.model, spec, event.state)
+                if admin_rules.may_view_deleted(request, self.admin_site, self.model, gone, restricted):
                     visible.append(event)
                     if len(visible) > CappedPaginator.cap:
                         break
@@ -299,7 +382,12 @@ class AuditedAdminMixin(_Base):
             for event in events
         ]
         title = _("Deleted %s") % self.opts.verbose_name_plural
-        context = {**self._context(request, title, [(_("Deleted"), None)]), "rows": rows, "page": page}
+        context = {
+            **self._context(request, title, [(_("Deleted"), None)]),
+            "rows": rows,
+            "page": page,
+            "unjudged": restricted and not says,
+        }
         return TemplateResponse(request, "audit_events/deleted_list.html", context)
 
     def undo_delete_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
@@ -314,6 +402,8 @@ class AuditedAdminMixin(_Base):
         if not self.has_add_permission(request) or event.state is None:
             raise PermissionDenied
         gone = instance_from_state(self.model, spec, event.state)
+        if not admin_rules.in_queryset_when_deleted(self, request, gone):
+            raise Http404  # as for a deletion that never was: get_queryset() would not show this row
         if not self.has_view_or_change_permission(request, gone):
             raise PermissionDenied
         plan = undo_plan(event)
@@ -345,6 +435,7 @@ class AuditedAdminMixin(_Base):
             "reattached": [(g, admin_rules.shown(request, self.admin_site, g, live=True)) for g in plan.reattached],
             "permissions": admin_rules.permissions_needed(plan),
             "refusals": refusals,
+            "conflicts": admin_rules.conflicts_shown(request, self.admin_site, plan),
             "history_url": self._url("history", quote(event.object_pk)),
         }
         return TemplateResponse(request, "audit_events/undo_delete.html", context)
@@ -367,7 +458,9 @@ class AuditedAdminMixin(_Base):
         """``(obj, None)`` for a row this admin shows, ``(None, rebuilt)`` for a deleted one, else ``(None, None)``.
 
         A row that is in the table but not in ``get_queryset()`` is hidden, not
-        deleted: it gets ``(None, None)`` as a missing row does.
+        deleted: it gets ``(None, None)`` as a missing row does; so does a
+        deleted row that ``get_queryset()`` would not hold (as
+        ``deleted_row_in_queryset()`` or its default answers).
         """
         obj = self.get_object(request, unquote(object_id))
         if obj is not None:
@@ -380,7 +473,22 @@ class AuditedAdminMixin(_Base):
         except (ValidationError, ValueError, TypeError):
             return None, None
         state = self._deletion_state(spec, spec.object_pk(pk))
-        return None, (instance_from_state(self.model, spec, state) if state is not None else None)
+        if state is None:
+            return None, None
+        gone = instance_from_state(self.model, spec, state)
+        return None, (gone if admin_rules.in_queryset_when_deleted(self, request, gone) else None)
+
+    def _earlier_rows(
+        self, request: HttpRequest, spec: registry.ModelSpec, object_pk: str
+    ) -> tuple[list[event_rules.EarlierRow], dict[int, event_rules.RowView]]:
+        """The rows that held this key before the current one, and what the user may see of each."""
+        earlier = event_rules.earlier_rows(spec.content_type_id(), [object_pk]).get(object_pk, [])
+        restricted = admin_rules.filters_rows(self.get_queryset(request)) if earlier else None
+        views = {
+            row.until: event_rules.judge_earlier(request, self.admin_site, self.model, row, restricted)
+            for row in earlier
+        }
+        return earlier, views
 
     def _row_crumbs(self, obj: Any, row: Any) -> list[tuple[str, str | None]]:
         if obj is not None:

@@ -44,7 +44,7 @@ import contextlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from django.db import NotSupportedError, connections, models, transaction
+from django.db import NotSupportedError, connections, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
@@ -55,6 +55,7 @@ from .models import Action, Event
 from .operations import operation
 from .replay import recorded_state
 from .returning import insert_returning
+from .transactions import atomic_write
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 
@@ -83,7 +84,7 @@ def bulk_update(
     queryset._for_write = True  # as Django's bulk_update does before reading queryset.db
     using = queryset.db
     keys = list({obj.pk: None for obj in objs})
-    with transaction.atomic(using=using, savepoint=False), operation():
+    with atomic_write(using), operation():
         before = _locked(spec, using, keys)
         with capture_paused():  # Django's bulk_update calls update(): record once, here
             count = update(objs, names, batch_size=batch_size)
@@ -125,14 +126,14 @@ def _locked(
 
 def _record_updates(spec: registry.ModelSpec, using: str, before: dict[Any, State], after: dict[Any, State]) -> None:
     """Update events for the rows whose stored values changed, also under their registered multi-table parents."""
-    views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
+    views = [spec, *registry.parent_specs(spec)]
     drafts = []
     for pk, old in before.items():
         new = after.get(pk)
         if new is None:
             continue
-        for view, content_type_id in views:
-            if event := view_event(view, pk, old, new, content_type_id):
+        for view in views:
+            if event := view_event(view, pk, old, new):
                 drafts.append(event)
     journal.write(drafts, using)
 
@@ -179,7 +180,7 @@ class _RecordingInsert:
         using = using or self.queryset.db
         # Django 5.2 sends every batch inside its own atomic block; later versions send a single
         # batch without one: the locking read, the INSERT and its events are one transaction here.
-        with transaction.atomic(using=using, savepoint=False):
+        with atomic_write(using):
             return self._insert(objs, fields, returning_fields, raw, using, on_conflict, update_fields, unique_fields)
 
     def _insert(
@@ -244,13 +245,12 @@ class _RecordingInsert:
     def _record(self, before: dict[str, State], rows: list[tuple[Any, State]], using: str) -> None:
         """A create for each row returned that did not exist, an update for each that did and changed."""
         spec = self.spec
-        content_type_id = spec.content_type_id(using)
         drafts = []
         for pk, new in rows:
             old = before.get(spec.object_pk(pk))
             if old is None:
-                drafts.append(draft(spec, pk, Action.CREATE, content_type_id, state=m2m.without_links(spec, new)))
-            elif event := view_event(spec, pk, old, new, content_type_id):
+                drafts.append(draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new)))
+            elif event := view_event(spec, pk, old, new):
                 drafts.append(event)
         journal.write(drafts, using)
 

@@ -15,7 +15,9 @@ Cost per audited write, beyond Django's own statements:
   old.*, t.<columns>``, :func:`do_update`); on SQLite one locking SELECT of
   the old row first, the UPDATE returning the new one; where Django must
   compile the UPDATE itself (expressions, ``select_on_save``, multi-table
-  models), the locking SELECT first and one SELECT of the new row after;
+  models), the locking SELECT first and one SELECT of the new row after; a
+  composite key on SQLite: one SELECT of the new row after Django's UPDATE,
+  which hands back the values it overwrites (:func:`_update_overwriting`);
 * delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
@@ -48,7 +50,7 @@ from django.db import connections, models
 from django.db.models.expressions import Value
 from django.db.models.sql.constants import MULTI
 
-from . import journal, m2m, prepared, registry
+from . import journal, m2m, overwritten, prepared, registry
 from .context import is_paused
 from .encoding import JSONValue
 from .models import Action
@@ -328,18 +330,16 @@ class _OneRow:
 _OLD_ROW = '"_audit_events_old"'
 
 
-def draft(
-    spec: registry.ModelSpec,
-    pk: Any,
-    action: str,
-    content_type_id: int | None = None,
-    using: str | None = None,
-    **kwargs: Any,
-) -> journal.Draft:
-    """An event of ``spec``'s row ``pk``, to be written to database ``using``;
-    ``content_type_id`` (of that database) saves the lookup when a caller writes many."""
+def draft(spec: registry.ModelSpec, pk: Any, action: str, using: str | None = None, **kwargs: Any) -> journal.Draft:
+    """An event of ``spec``'s row ``pk``.
+
+    Its content type is that of the database the event is written to
+    (``journal.write(drafts, using)``), looked up when the event is inserted,
+    not here: the write's own statements never include it. (``using`` is
+    accepted from callers that name the database; nothing here depends on it.)
+    """
     return journal.Draft(
-        content_type_id=spec.content_type_id(using) if content_type_id is None else content_type_id,
+        content_type_id=None,
         content_type_label=spec.model._meta.label_lower,
         object_pk=spec.object_pk(pk),
         action=action,
@@ -359,7 +359,8 @@ class _Save:
     """What one save of a registered model hands from ``pre_save`` to ``post_save``.
 
     ``old`` is the row before (``None``: there was none), ``old_from_update``
-    says the UPDATE will bring it back itself (PostgreSQL, :func:`do_update`).
+    says the UPDATE will bring it back itself (PostgreSQL; SQLite for a composite
+    key: :func:`do_update`).
     ``new`` holds, field by field, the row as the database answered the save's
     INSERT or UPDATE (``RETURNING``); ``read_back`` says a statement did not
     answer (Django compiled it itself): ``post_save`` then reads the row.
@@ -440,7 +441,7 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
     _record_enclosing(spec, instance, using)
     saving = _Save(old=None, raw=bool(raw))
     if instance._is_pk_set() and not _pk_is_fresh(instance, raw):  # type: ignore[attr-defined]
-        if _update_returns_old_row(spec, using):
+        if _update_returns_old_row(spec, using) or _update_hands_back_old_values(spec, connections[using]):
             saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
         else:
             saving.old = live_state(spec, using, instance.pk, no_key=True)
@@ -493,11 +494,10 @@ def do_update(
     saving.written = True
     connection = connections[using]
     returns = bool(returning_fields and returning_fields[0]) or bool(kwargs.get("returning_fields"))
-    simple = (
+    plain = (
         values
         and not returns
         and not kwargs
-        and _update_returns_new_row(spec, connection)
         # A model (or a library, e.g. optimistic locking) with its own _do_update keeps it,
         # a base manager with its own _update (Django's select_on_save tests) too.
         and original is models.Model._do_update
@@ -505,6 +505,13 @@ def do_update(
         and not base_qs.query.where  # a base manager that filters rows out: Django's UPDATE does not see them
         and not (instance._meta.select_on_save and not forced_update)
     )
+    if plain and _update_hands_back_old_values(spec, connection):
+        matched = _update_overwriting(spec, base_qs, using, pk_val, values, saving)
+        if matched is not None:
+            if returning_fields:  # Django 6: the rows returned, none asked for
+                return [()] if matched else []
+            return matched
+    simple = plain and _update_returns_new_row(spec, connection)
     result = _one_row(spec, connection, no_key=True).update(pk_val, values, saving.old_from_update) if simple else None
     if result is None:
         if saving.old_from_update:
@@ -518,6 +525,50 @@ def do_update(
     if returning_fields:  # Django 6: the rows returned, none asked for
         return [()] if new is not None else []
     return new is not None
+
+
+def _update_hands_back_old_values(spec: registry.ModelSpec, connection: Any) -> bool:
+    """SQLite, one table, a composite key: a save's UPDATE hands back what it overwrites (``overwritten``)."""
+    return overwritten.supported(connection) and not spec.model._meta.parents and _composite_key(spec)
+
+
+def _update_overwriting(
+    spec: registry.ModelSpec,
+    base_qs: models.QuerySet[Any],
+    using: str,
+    pk: Any,
+    values: list[tuple[Field, Any, Any]],
+    saving: _Save,
+) -> bool | None:
+    """Django's own UPDATE of a save, each value wrapped to hand back the one it overwrites
+    (:mod:`.overwritten`), then the row it left read: the old row is that one with the
+    overwritten values. Whether a row was updated; ``None`` where Django must compile the
+    values itself (nothing has run).
+
+    Queries: the UPDATE, then one SELECT (SQLite holds the write lock from the UPDATE on).
+    Its first statement is the UPDATE Django sends, the same ``WHERE``, no column more.
+    """
+    wrapped = overwritten.assignments(spec.model, values)
+    if wrapped is None:
+        return None
+    collected = overwritten.collector(connections[using])
+    saving.old_from_update = False
+    if not base_qs.filter(pk=pk)._update(wrapped):  # type: ignore[attr-defined]
+        return False  # no row: Django INSERTs, and there was none
+    row = live_state(spec, using, pk, no_key=True)
+    if row is None:
+        raise RuntimeError(f"audit_events: the saved {spec.label} row {spec.object_pk(pk)} could not be read back")
+    fields = [field for field, _, _ in values]
+    compiler = models.QuerySet(spec.model, using=using).query.get_compiler(using)
+    converters = split_converters(compiler.get_converters([f.get_col(spec.model._meta.db_table) for f in fields]))[0]
+    olds = [collected.values.get(n) for n in range(len(fields))]
+    if converters:
+        olds = list(next(iter(compiler.apply_converters([olds], converters))))
+    encoders = {field: to_json for field, _, to_json in spec.encoders}  # not the excluded fields
+    was = {f.name: None if v is None else encoders[f](v) for f, v in zip(fields, olds, strict=True) if f in encoders}
+    saving.old = {**row, **was}
+    saving.new.update({f.name: row[f.name] for f in spec.fields})
+    return True
 
 
 def do_insert(
@@ -600,7 +651,7 @@ def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, s
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if saving.raw else [spec, *registry.parent_specs(spec)]
-    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new, using=using))]
+    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new))]
     journal.write(drafts, using)
 
 
@@ -618,8 +669,6 @@ def view_event(
     pk: Any,
     old: State | None,
     new: State,
-    content_type_id: int | None = None,
-    using: str | None = None,
 ) -> journal.Draft | None:
     """The event of a write seen as a row of ``spec``'s model (a multi-table
     child's row is also its parents'); ``None`` if nothing changed there."""
@@ -627,14 +676,14 @@ def view_event(
     if not spec.name_set.issuperset(new):  # a child's state seen as its parent's row
         new = {name: new[name] for name in names if name in new}
     if old is None:
-        return draft(spec, pk, Action.CREATE, content_type_id, using, state=m2m.without_links(spec, new))
+        return draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))
     if not spec.name_set.issuperset(old):
         old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
         return None  # a write that changes nothing records nothing
     # Fields not written (links by a save) are as they were: the candidate snapshot keeps them.
-    return draft(spec, pk, Action.UPDATE, content_type_id, using, changes=changes, snapshot={**old, **new})
+    return draft(spec, pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
 
 
 def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> State:
@@ -696,7 +745,7 @@ def _record_delete(spec: registry.ModelSpec, instance: models.Model, using: str,
     if state is None:
         return
     assert isinstance(state, dict)
-    event = draft(spec, instance.pk, Action.DELETE, using=using, state=state, operation=record.operation)
+    event = draft(spec, instance.pk, Action.DELETE, state=state, operation=record.operation)
     journal.write([event], using)
 
 

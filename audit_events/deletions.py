@@ -70,13 +70,26 @@ class ModelRows:
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """Something in the way of an undo: ``message`` names the row it is about (``row``, when one is), ``masked``
+    says the same without naming it, for a user who may not view that row."""
+
+    message: str
+    row: PlannedRow | None = None
+    masked: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class UndoPlan:
     """What undoing the deletion ``event`` would write, and what would stop it."""
 
     event: Event
     recreated: tuple[ModelRows, ...]  # parents first
     reattached: tuple[ModelRows, ...]
-    conflicts: tuple[str, ...]
+    conflicts: tuple[Conflict, ...]
 
 
 def undo_plan(event: Event) -> UndoPlan:
@@ -89,17 +102,18 @@ def undo_plan(event: Event) -> UndoPlan:
     group = list(operation_events(event.operation))
     deletions = [e for e in reversed(group) if e.action == Action.DELETE]  # parents first
     later = _later_events(deletions)
-    conflicts: list[str] = []
+    conflicts: list[Conflict] = []
     candidates: dict[type[models.Model], list[tuple[PlannedRow, bool]]] = defaultdict(list)
     for deletion in deletions:
         model = deletion.content_type.model_class()
         spec = registry.spec_for(model) if model is not None else None
         if model is None or spec is None or deletion.state is None:
-            conflicts.append(f"{deletion.content_type.app_label}.{deletion.content_type.model} is no longer recorded.")
+            label = f"{deletion.content_type.app_label}.{deletion.content_type.model}"
+            conflicts.append(Conflict(f"{label} is no longer recorded."))
             continue
         written_since = later.get((deletion.content_type_id, deletion.object_pk), 0) > deletion.version
         if written_since and deletion.pk == event.pk:
-            conflicts.append(f"{model._meta.verbose_name} pk={deletion.object_pk} was written again since.")
+            conflicts.append(Conflict(f"{model._meta.verbose_name} pk={deletion.object_pk} was written again since."))
             continue
         pk = decode(spec.pk_field, deletion.state[spec.pk_field.name])
         candidates[model].append((PlannedRow(pk, instance_from_state(model, spec, deletion.state)), written_since))
@@ -129,31 +143,39 @@ def _later_events(deletions: list[Event]) -> dict[tuple[int, str], int]:
     return latest
 
 
-def _conflicts(model: type[models.Model], rows: list[PlannedRow], taken: set[Any]) -> list[str]:
+def _conflicts(model: type[models.Model], rows: list[PlannedRow], taken: set[Any]) -> list[Conflict]:
     name = model._meta.verbose_name
-    found = [f"{name} pk={row.pk} exists already." for row in rows if row.pk in taken]
+    unseen = f"{name} (a row you may not view)"
+    found = [
+        Conflict(f"{name} pk={row.pk} exists already.", row, f"{unseen} exists already.")
+        for row in rows
+        if row.pk in taken
+    ]
     for row in rows:
         if row.pk in taken:
             continue
         try:
             row.instance.validate_unique(exclude={model._meta.pk.name})
         except ValidationError as error:
-            found.append(f"{name} “{row.instance}”: {' '.join(error.messages)}")
+            reason = " ".join(error.messages)
+            found.append(Conflict(f"{name} “{row.instance}”: {reason}", row, f"{unseen}: {reason}"))
     return found
 
 
 def _reattached(group: list[Event]) -> tuple[ModelRows, ...]:
-    """The live rows whose foreign keys the deletion changed (SET_NULL, SET_DEFAULT): one query per model."""
-    changed: dict[type[models.Model], dict[Any, tuple[str, ...]]] = defaultdict(dict)
+    """The live rows the deletion's operation updated (a SET_NULL or SET_DEFAULT, or any other update made in
+    it), with every field those updates wrote: an undo writes them back. One query per model."""
+    changed: dict[type[models.Model], dict[Any, dict[str, None]]] = defaultdict(dict)
     for event in group:
         model = event.content_type.model_class()
         spec = registry.spec_for(model) if model is not None else None
         if event.action == Action.UPDATE and model is not None and spec is not None:
-            changed[model][spec.pk_field.to_python(event.object_pk)] = tuple(event.changes)
+            pk = spec.pk_field.to_python(event.object_pk)
+            changed[model].setdefault(pk, {}).update(dict.fromkeys(event.changes))  # ordered, each once
     found = []
     for model, fields in changed.items():
         live = model._base_manager.in_bulk(list(fields))
-        rows = tuple(PlannedRow(pk, live[pk], fields[pk]) for pk in fields if pk in live)
+        rows = tuple(PlannedRow(pk, live[pk], tuple(fields[pk])) for pk in fields if pk in live)
         if rows:
             found.append(ModelRows(model, rows))
     return tuple(found)

@@ -26,7 +26,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.formats import date_format, time_format
-from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.html import conditional_escape, format_html, format_html_join, strip_tags
 from django.utils.safestring import SafeString
 
 from . import registry
@@ -73,16 +73,9 @@ class Values:
             return conditional_escape(
                 EMPTY if value is None else _json(value) if isinstance(value, dict | list) else value
             )
-        admin = self.site._registry.get(model) if self.site is not None and model is not None else None
-        hook = getattr(admin, "display_recorded_value", None)
-        if hook is not None:
-            try:
-                decoded = None if value is None else decode(field, value) if not field.many_to_many else value
-            except (TypeError, ValueError):
-                decoded = value
-            shown = hook(field, decoded)
-            if shown is not None:
-                return conditional_escape(shown)
+        shown = self._hooked(model, field, value)
+        if shown is not None:
+            return conditional_escape(shown)
         if value is None and not isinstance(field, models.BooleanField):
             return conditional_escape(EMPTY)
         if field.many_to_many:
@@ -92,6 +85,30 @@ class Values:
         if field.is_relation and field.related_model is not None:
             return self._target(field.related_model, value, getattr(field, "target_field", None))
         return _plain(field, value)
+
+    def text(self, model: type[models.Model] | None, name: str, value: JSONValue) -> str | None:
+        """A recorded value as a one-line summary shows it: the admin's ``display_recorded_value`` answer as
+        plain text (its HTML stripped), or ``None`` where it gives none (the summary shows the raw value)."""
+        field = field_of(registry.spec_for(model) if model is not None else None, name)
+        answer = self._hooked(model, field, value) if field is not None else None
+        if answer is None:
+            return None
+        return strip_tags(answer) if isinstance(answer, SafeString) else str(answer)
+
+    def _hook(self, model: type[models.Model] | None) -> Any:
+        admin = self.site._registry.get(model) if self.site is not None and model is not None else None
+        return getattr(admin, "display_recorded_value", None)
+
+    def _hooked(self, model: type[models.Model] | None, field: Any, value: JSONValue) -> Any:
+        """The admin's ``display_recorded_value(field, decoded value)``, or ``None``."""
+        hook = self._hook(model)
+        if hook is None:
+            return None
+        try:
+            decoded = None if value is None else decode(field, value) if not field.many_to_many else value
+        except (TypeError, ValueError):
+            decoded = value
+        return hook(field, decoded)
 
     def _read_wanted(self) -> None:
         """One query per related model for the keys wanted and not read yet."""

@@ -157,10 +157,9 @@ def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: list[Any]
         if not olds:
             continue  # no row of this child among those written
         news = _read(spec, using, list(olds))
-        content_type_id = spec.content_type_id(using)
         for pk, old in olds.items():
             new = news.get(pk)
-            if new is not None and (event := view_event(spec, pk, old, new, content_type_id)):
+            if new is not None and (event := view_event(spec, pk, old, new)):
                 drafts.append(event)
     journal.write(drafts, using)
 

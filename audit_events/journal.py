@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import Error, connections
 from django.utils import timezone
 
@@ -56,9 +57,15 @@ _PARAMS_PER_EVENT = 20
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per event
 class Draft:
-    """An event about to be written; version and hash are left to the database."""
+    """An event about to be written; version and hash are left to the database.
 
-    content_type_id: int
+    ``content_type_id`` ``None`` (what capture gives) means the content type of
+    ``content_type_label`` on the database the event is written to, looked up
+    when the event is inserted (:meth:`Pending.flush`): a write's own
+    statements never include that lookup.
+    """
+
+    content_type_id: int | None
     content_type_label: str
     object_pk: str
     action: str
@@ -155,13 +162,15 @@ def _sql(alias: str, rows: int, every: int) -> str:
 
     The statement is plain SQL, built once per batch shape: compiling ORM
     expressions per event cost far more than the round trip it saves. On
-    PostgreSQL the drafts come as one JSON document (``json_to_recordset``):
-    the statement is the same whatever the batch size, and short, where a
+    PostgreSQL and SQLite the drafts come as one JSON document, a list of
+    records by ``_COLUMNS`` name (``json_to_recordset``, ``json_each``): the
+    statement is the same whatever the batch size, and short, where a
     ``VALUES`` list of 500 rows was 6,500 parameters for the driver to parse
-    and quote. Elsewhere they come as ``VALUES`` rows (``rows`` of them). The
-    database computes each event's version (the row's latest + 1), whether it
-    stores a state (always, or when the version is 1 or a multiple of
-    SNAPSHOT_EVERY) and its hash (SHA-256 of the previous hash + the content).
+    and quote (and SQLite's 999 parameters held a batch to 49 events).
+    Elsewhere they come as ``VALUES`` rows (``rows`` of them). The database
+    computes each event's version (the row's latest + 1), whether it stores a
+    state (always, or when the version is 1 or a multiple of SNAPSHOT_EVERY)
+    and its hash (SHA-256 of the previous hash + the content).
     """
     connection = connections[alias]
     quote = connection.ops.quote_name
@@ -187,6 +196,9 @@ def _sql(alias: str, rows: int, every: int) -> str:
     if postgres:
         record = ", ".join(f"{column} {kind}" for column, kind in _PG_TYPES.items())
         drafts = f"json_to_recordset(%s::json) AS d({record})"
+    elif connection.vendor == "sqlite":  # the values a VALUES row would bind: a JSON string gives TEXT
+        extracted = ", ".join(f"json_extract(j.value, '$.{name}') AS {name}" for name in _COLUMNS)
+        drafts = f"(SELECT {extracted} FROM json_each(%s) AS j ORDER BY j.key) AS d"
     else:
         drafts = f"(SELECT {named} FROM (VALUES {values}) AS v) AS d"
     if postgres:
@@ -296,14 +308,20 @@ def _record(draft: Draft, author: _Author, connection: Any) -> dict[str, Any]:
     }
 
 
-def _batch_size(using: str) -> int:
-    """Events per INSERT: ``BATCH_SIZE``, or fewer where the backend caps query parameters.
+def _one_document(connection: Any) -> bool:
+    """Whether the INSERT takes its drafts as one JSON document (:func:`_sql`)."""
+    return connection.vendor in ("postgresql", "sqlite")
 
-    Each event binds about ``_PARAMS_PER_EVENT`` parameters (its columns and
+
+def _batch_size(connection: Any) -> int:
+    """Events per INSERT: ``BATCH_SIZE``, or fewer where each draft is parameters of its own
+    (``VALUES`` rows) and the backend caps them.
+
+    Such an event binds about ``_PARAMS_PER_EVENT`` parameters (its columns and
     the row key twice more for the version and hash subqueries); Django sizes
-    batches by columns only, which would overshoot SQLite's 999.
+    batches by columns only, which would overshoot a cap.
     """
-    limit = connections[using].features.max_query_params
+    limit = None if _one_document(connection) else connection.features.max_query_params
     return BATCH_SIZE if limit is None else max(1, min(BATCH_SIZE, limit // _PARAMS_PER_EVENT))
 
 
@@ -316,7 +334,7 @@ def _batches(rows: Sequence[_Row], size: int) -> Iterable[list[_Row]]:
     pending = list(rows)
     while pending:
         batch: list[_Row] = []
-        seen: set[tuple[int, str]] = set()
+        seen: set[tuple[str, str]] = set()
         rest: list[_Row] = []
         for row in pending:
             if row.key in seen or len(batch) >= size:
@@ -334,8 +352,8 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     The actor and context are taken now; the INSERT waits for COMMIT (or an
     earlier flush, see :class:`Pending`). Outside ``atomic()``, and in an
     atomic block of a transaction managed by hand, it is immediate. Queries:
-    one INSERT per batch of up to ``BATCH_SIZE`` events (fewer on SQLite, see
-    :func:`_batch_size`); a row appearing twice goes to a later batch, to keep
+    one INSERT per batch of up to ``BATCH_SIZE`` events (:func:`_batch_size`);
+    a row appearing twice goes to a later batch, to keep
     its versions in order.
     """
     if not drafts:
@@ -343,7 +361,7 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     connection = connections[using]
     author = _Author.now()
     pending = Pending.of(connection)
-    pending.add([_Row((d.content_type_id, d.object_pk), _record(d, author, connection)) for d in drafts])
+    pending.add([_Row((d.content_type_label, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))
     # ends without COMMIT: its events cannot wait for one.
     if not connection.in_atomic_block or not connection.commit_on_exit or len(pending) >= BATCH_SIZE:
@@ -357,13 +375,37 @@ def flush(using: str) -> None:
         pending.flush()
 
 
+def _resolve_content_types(rows: list[_Row], using: str) -> None:
+    """Fill in the content type of the rows whose draft left it to the insert (``Draft``).
+
+    The content type of database ``using``, the one the events are inserted
+    into: ids may differ between databases. Looked up once per model and
+    database (Django's cache); only a model's first event on a database costs
+    a SELECT, run here, just before the INSERT, never among the write's own
+    statements. Like ``get_for_model()``, a content type not there yet is created.
+    """
+    manager = ContentType.objects.db_manager(using)
+    ids: dict[str, int] = {}
+    for row in rows:
+        if row.record["content_type_id"] is None:
+            label = row.key[0]
+            found = ids.get(label)
+            if found is None:
+                app_label, model = label.split(".")
+                try:
+                    found = ids[label] = manager.get_by_natural_key(app_label, model).pk
+                except ContentType.DoesNotExist:
+                    found = ids[label] = manager.get_or_create(app_label=app_label, model=model)[0].pk
+            row.record["content_type_id"] = found
+
+
 _PENDING = "_audit_events_pending"
 _EVENT_TABLE = Event._meta.db_table
 
 
 @dataclass(frozen=True)
 class _Row:
-    key: tuple[int, str]  # (content type, object pk): one row's events keep their order
+    key: tuple[str, str]  # (content type label, object pk): one row's events keep their order
     record: dict[str, Any]  # by _COLUMNS name
 
 
@@ -408,9 +450,10 @@ class Pending:
         rows = self._drop()
         every = conf.get_config().snapshot_every
         try:
+            _resolve_content_types(rows, self.connection.alias)
             with self.connection.cursor() as cursor:
-                for batch in _batches(rows, _batch_size(self.connection.alias)):
-                    if self.connection.vendor == "postgresql":  # one JSON document: a list of rows
+                for batch in _batches(rows, _batch_size(self.connection)):
+                    if _one_document(self.connection):  # a list of rows
                         document = _DOCUMENT.encode([row.record for row in batch])
                         prepared.execute(cursor, _sql(self.connection.alias, 0, every), [document])
                     else:

@@ -48,7 +48,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, models, transaction
+from django.db import connections, models
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry, replay
@@ -56,6 +56,7 @@ from .context import is_paused
 from .encoding import JSONValue, encode
 from .models import Action
 from .operations import operation
+from .transactions import atomic_write
 
 _BEFORE = "_audit_events_m2m"
 State = dict[str, JSONValue]
@@ -278,7 +279,7 @@ class _LinkChange:
         self.absent: dict[tuple[type[models.Model], str], list[dict[str, Any]]] = {}
 
     def lock(self, spec: registry.ModelSpec, field: Any, lookup: dict[str, Any]) -> None:
-        rows = capture.lock_rows(spec, self.using, lookup)
+        rows = capture.lock_rows(spec, self.using, lookup, no_key=True)  # as an UPDATE of the row: keys stay
         known = self.before.setdefault((spec.model, field.name), (spec, field, {}))[2]
         for pk, state in rows.items():
             known.setdefault(pk, state)
@@ -333,7 +334,7 @@ class _LinkChange:
             _check_now(_Through.of(field), self.using)
         drafts = []
         for lookup in lookups:
-            for pk, state in capture.lock_rows(spec, self.using, lookup).items():
+            for pk, state in capture.lock_rows(spec, self.using, lookup, no_key=True).items():
                 if pk in rows or (spec.model, pk) in self.deleted:
                     continue
                 recorded = replay.recorded_state(spec, pk, using=self.using) or {}
@@ -579,7 +580,7 @@ def through_rows_written(
     using, objs = queryset.db, list(objs)
     token = _writing.set(True)
     try:
-        with transaction.atomic(using=using, savepoint=False), operation():
+        with atomic_write(using), operation():
             change = _LinkChange(using)
             written, held = _written_rows(queryset, [ends for _, _, ends in links], objs, assigned)
             for (spec, field, _), keys in zip(links, held, strict=True):

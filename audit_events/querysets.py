@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FieldError
-from django.db import NotSupportedError, connections, models, transaction
+from django.db import NotSupportedError, connections, models, router
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 from django.db.models.sql.where import WhereNode
 
@@ -56,6 +56,7 @@ from .context import is_paused
 from .models import Action
 from .operations import operation
 from .returning import split_converters
+from .transactions import atomic_write, immediate
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 _OLD_ROW = '"_audit_events_old"'
@@ -113,7 +114,7 @@ class AuditedQuerySet:
         if query is None or (not query.values and not query.related_updates):
             count = django_method["update"](self, **kwargs)
             return count
-        with transaction.atomic(using=using, savepoint=False), operation():
+        with atomic_write(using), operation():
             count, changes = _updated_rows(spec, self, query, kwargs, using)
             _record_updates(spec, using, changes)
         return count
@@ -147,7 +148,7 @@ class AuditedQuerySet:
         if not registry.groups_deletes(self.model):
             deleted = django_method["delete"](self)
             return deleted
-        with operation(), deleting():
+        with immediate(self._db or router.db_for_write(self.model, **self._hints)), operation(), deleting():
             deleted = django_method["delete"](self)
         return deleted
 
@@ -406,14 +407,14 @@ def _record_updates(spec: registry.ModelSpec, using: str, changes: list[_Change]
         # are locked (one SELECT per 900 rows), by a statement of their own (``capture.lock_rows``).
         links = m2m.read_links(spec, using, [new_pk for _, _, new_pk, _ in changes])
         changes = [(o, {**old, **links.get(n, {})}, n, {**new, **links.get(n, {})}) for o, old, n, new in changes]
-    views = [(view, view.content_type_id(using)) for view in [spec, *registry.parent_specs(spec)]]
+    views = [spec, *registry.parent_specs(spec)]
     drafts = []
     for old_pk, old, new_pk, new in changes:
         moved = spec.object_pk(old_pk) != spec.object_pk(new_pk)
-        for view, content_type_id in views:  # the row, and the same row under its registered multi-table parents
+        for view in views:  # the row, and the same row under its registered multi-table parents
             if moved:
-                drafts.append(draft(view, old_pk, Action.DELETE, content_type_id, state=old))
-            if event := view_event(view, new_pk, None if moved else old, new, content_type_id):
+                drafts.append(draft(view, old_pk, Action.DELETE, state=old))
+            if event := view_event(view, new_pk, None if moved else old, new):
                 drafts.append(event)
     journal.write(drafts, using)
 

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig, apps
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, router, transaction
+from django.db import models, router
 from django.db.models import signals
 
 from . import conf
 from .encoding import JSONValue, converts, encode, stored_encoder, value_field
+from .transactions import atomic_write, immediate
 
 ModelType = type[models.Model]
 if TYPE_CHECKING:
@@ -313,7 +314,7 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         depth = handoff_depth(self)
         try:
-            with transaction.atomic(using=using, savepoint=False):
+            with atomic_write(using):
                 return save_base(self, *args, **kwargs)
         finally:
             forget_handoffs(self, depth)
@@ -349,7 +350,8 @@ def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
     def delete_in_one_operation(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         if not groups_deletes(type(self)):
             return delete(self, *args, **kwargs)
-        with operation(), deleting():
+        using = kwargs.get("using") or (args[0] if args else None) or router.db_for_write(type(self), instance=self)
+        with immediate(using), operation(), deleting():
             return delete(self, *args, **kwargs)
 
     return delete_in_one_operation

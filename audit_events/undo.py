@@ -143,42 +143,59 @@ def changes_between(
     ]
 
 
-def event_changes(event: Event, values: Values | None = None) -> list[FieldChange]:
-    """The diff an event records: its ``changes``, or its full state on create, delete and recreation."""
-    model = event.content_type.model_class()
+def event_changes(event: Event, values: Values | None = None, only: Collection[str] | None = None) -> list[FieldChange]:
+    """The diff an event records (of the fields in ``only``, when given): its ``changes``, or its full state on
+    create, delete and recreation."""
+    before, after = _sides(event)
+    return changes_between(event.content_type.model_class(), before, after, only=only, values=values)
+
+
+def changes_hidden(event: Event, shown: Collection[str]) -> bool:
+    """Whether the event changes a field outside ``shown`` (what :func:`event_changes` leaves out, unnamed)."""
+    before, after = _sides(event)
+    before, after = before or {}, after or {}
+    return any(name not in shown and before.get(name) != after.get(name) for name in {*before, *after})
+
+
+def _sides(event: Event) -> tuple[State | None, State | None]:
+    """The values an event records before and after it, by field name."""
     if event.action == Action.DELETE:
-        return changes_between(model, event.state, None, values=values)
+        return event.state, None
     if event.changes:
         old = {name: change[0] for name, change in event.changes.items()}
         new = {name: change[1] for name, change in event.changes.items()}
-        return changes_between(model, old, new, values=values)
+        return old, new
     if event.action in (Action.CREATE, Action.RESTORE):
-        return changes_between(model, None, event.state, values=values)
-    return []
+        return None, event.state
+    return None, None
 
 
-def short_diff(event: Event, limit: int = 80) -> str:
-    """One line for a changelist: ``title: 'Old' → 'New'; pages: 1 → 2``."""
+def short_diff(event: Event, limit: int = 80, only: Collection[str] | None = None, values: Values | None = None) -> str:
+    """One line for a changelist: ``title: 'Old' → 'New'; pages: 1 → 2`` (the fields in ``only``, when given;
+    each value as ``values`` masks it, see :func:`diff_lines`)."""
     if event.action == Action.DELETE:
         return "deleted"
-    if event.changes:
-        text = "; ".join(f"{name}: {_short(old)} → {_short(new)}" for name, (old, new) in event.changes.items())
-    elif event.state:
-        text = ", ".join(f"{name}={_short(value)}" for name, value in event.state.items())
-    else:
-        text = ""
+    lines = diff_lines(event, only, values)
+    text = "; ".join(lines) if event.changes else ", ".join(lines)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def diff_lines(event: Event) -> list[str]:
-    """``short_diff`` unabridged, one line per field."""
+def diff_lines(event: Event, only: Collection[str] | None = None, values: Values | None = None) -> list[str]:
+    """``short_diff`` unabridged, one line per field; with ``values``, a value its model admin's
+    ``display_recorded_value`` shows its own way is shown so (a masked field stays masked)."""
+    model = event.content_type.model_class() if values is not None else None
+
+    def short(name: str, value: JSONValue) -> str:
+        text = values.text(model, name, value) if values is not None else None
+        if text is not None:
+            return text
+        return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
+
     if event.changes:
-        return [f"{name}: {_short(old)} → {_short(new)}" for name, (old, new) in event.changes.items()]
-    return [f"{name}={_short(value)}" for name, value in (event.state or {}).items()]
-
-
-def _short(value: JSONValue) -> str:
-    return "∅" if value is None else repr(value) if isinstance(value, str) else str(value)
+        changes = [(name, old, new) for name, (old, new) in event.changes.items() if only is None or name in only]
+        return [f"{name}: {short(name, old)} → {short(name, new)}" for name, old, new in changes]
+    state = (event.state or {}).items()
+    return [f"{name}={short(name, value)}" for name, value in state if only is None or name in only]
 
 
 def _verbose(spec: registry.ModelSpec | None, name: str) -> str:

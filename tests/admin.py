@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from audit_events.admin import AuditedAdminMixin, EventAdmin
 from audit_events.models import Event
 
-from .models import Author, Book, Review, Unregistered
+from .models import Author, Book, Review, Tag, Ticket, Unregistered
 
 
 @admin.register(Author)
@@ -41,9 +41,10 @@ restricted = admin.AdminSite(name="restricted")
 
 
 class RowRules:
-    """Row rules keyed on a text field: ``Hidden…`` rows are left out of ``get_queryset()``,
-    ``Secret…`` rows fail ``has_view_permission(obj)`` and ``has_change_permission(obj)``,
-    ``Locked…`` rows fail ``has_change_permission(obj)`` only."""
+    """Row rules keyed on a text field: ``Hidden…`` rows are left out of ``get_queryset()`` (and, for a
+    deleted row, by ``deleted_row_in_queryset()``, the same rule in Python), ``Secret…`` rows fail
+    ``has_view_permission(obj)`` and ``has_change_permission(obj)``, ``Locked…`` rows fail
+    ``has_change_permission(obj)`` only."""
 
     rule_field = "name"
 
@@ -53,6 +54,9 @@ class RowRules:
     def get_queryset(self, request: HttpRequest) -> Any:
         queryset = super().get_queryset(request)  # type: ignore[misc]
         return queryset.exclude(**{f"{self.rule_field}__startswith": "Hidden"})
+
+    def deleted_row_in_queryset(self, request: HttpRequest, obj: Any) -> bool:
+        return not self._starts(obj, "Hidden")
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_view_permission(request, obj) and not self._starts(obj, "Secret")  # type: ignore[misc]
@@ -64,7 +68,14 @@ class RowRules:
 
 @admin.register(Author, site=restricted)
 class RestrictedAuthorAdmin(RowRules, AuditedAdminMixin, admin.ModelAdmin):
+    """The form of a ``Quiet…`` author leaves ``email`` out (``get_fields(request, obj)``, per row)."""
+
     fields = ("name", "email")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_fields(request, obj)
+        quiet = obj is not None and obj.name.startswith("Quiet")
+        return [name for name in fields if name != "email"] if quiet else fields
 
 
 @admin.register(Book, site=restricted)
@@ -78,7 +89,35 @@ class RestrictedBookAdmin(RowRules, AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(Review, site=restricted)
 class RestrictedReviewAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    pass
+    """``stars`` is excluded from the form: the audit pages do not show it either."""
+
+    exclude = ("stars",)
+
+
+@admin.register(Tag, site=restricted)
+class RestrictedTagAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """``Hidden…`` tags are left out of ``get_queryset()`` for users other than superusers, with no rule for
+    deleted rows: such a user sees no deleted tag (none can be judged). ``Secret…`` tags fail
+    ``has_view_permission(obj)`` and ``has_change_permission(obj)``, for everyone."""
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.exclude(name__startswith="Hidden")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) and not (obj is not None and obj.name.startswith("Secret"))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not (obj is not None and obj.name.startswith("Secret"))
+
+
+@admin.register(Ticket, site=restricted)
+class RestrictedTicketAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """A UUID key, which the Event admin cannot compare to ``object_pk`` in SQL, and rows left out of
+    ``get_queryset()``: no event of a ticket is listed there."""
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).exclude(title__startswith="Hidden")
 
 
 restricted.register(Event, EventAdmin)

@@ -57,7 +57,7 @@ class Book(models.Model):
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
     title = models.CharField(max_length=100)
     pages = models.IntegerField(default=0)
-    editor = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="edited")
+    editor = models.ForeignKey(Author, null=True, blank=True, on_delete=models.SET_NULL, related_name="edited")
     tags = models.ManyToManyField(Tag, blank=True, related_name="books")
     readers = models.ManyToManyField("Reader", through="Loan", blank=True, related_name="books")
 

@@ -30,7 +30,8 @@ if os.environ.get("TEST_DB", "sqlite") == "postgres":
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    # A file for the programs the tests run in a process of their own (tests/sqlite_writers.py).
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("SQLITE_FILE", ":memory:")}}
 
 INSTALLED_APPS = [
     "django.contrib.admin",

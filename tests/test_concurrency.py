@@ -641,3 +641,31 @@ def test_a_link_removed_from_a_row_restored_while_the_remove_waited_is_recorded(
     [restored_link] = history(book).last().changes["tags"][0]  # type: ignore[union-attr]
     assert history(book).last().changes == {"tags": [[restored_link], []]}  # type: ignore[union-attr]
     assert_links_replay(book.pk)
+
+
+def test_a_link_change_does_not_hold_back_rows_referencing_its_row() -> None:
+    """Plain Django's ``add()`` takes no lock a new row referencing the book waits for; nor does ours."""
+    from tests.models import Review, Tag
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+    tag = Tag.objects.create(name="x")
+    linked, released = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with transaction.atomic():
+            Book.objects.get(pk=book.pk).tags.add(tag)
+            linked.set()
+            assert released.wait(WAIT)
+
+    worker = Worker(hold)
+    worker.start()
+    try:
+        assert linked.wait(WAIT)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '5s'")  # waiting for the add's commit fails the test
+            Review.objects.create(book=book)
+    finally:
+        released.set()
+        worker.finish()
+    assert Review.objects.filter(book=book).count() == 1

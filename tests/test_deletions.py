@@ -46,4 +46,4 @@ def test_undo_plan_reads_what_restore_writes() -> None:
     ]
     assert plan.conflicts == ()
     Author.objects.create(name="Newcomer", email="ursula@example.com")
-    assert [c for c in undo_plan(deletion).conflicts if "email" in c.lower()]
+    assert [c for c in undo_plan(deletion).conflicts if "email" in c.message.lower()]

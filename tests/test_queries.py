@@ -144,6 +144,20 @@ def test_multi_table_create(django_assert_num_queries: Any) -> None:
         at_commit()
 
 
+def test_a_models_first_write_looks_its_content_type_up_at_the_insert_of_its_events() -> None:
+    """Django's model_inheritance test_create_child_no_update: a create's statements are its INSERTs,
+    even the first of a model whose content type is not cached; the events still carry it."""
+    ContentType.objects.clear_cache()
+    with CaptureQueriesContext(connection) as captured:
+        restaurant = Restaurant.objects.create(name="r")
+    assert [s.split()[0] for s in sql(captured)] == ["INSERT", "INSERT"]
+    with CaptureQueriesContext(connection) as captured:
+        at_commit()
+    assert [s.split()[0] for s in sql(captured)] == ["SELECT", "SELECT", "INSERT"]  # Restaurant's, Place's
+    events = Event.objects.filter(object_pk=str(restaurant.pk)).select_related("content_type")
+    assert {e.content_type.model_class() for e in events} == {Restaurant, Place}
+
+
 @pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
 def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, update_fields: Any) -> None:
     author = new_author()
@@ -220,6 +234,37 @@ def test_a_save_django_compiles_itself_reads_the_row_before_and_after(
         assert is_lock(sql(captured)[0], model._meta.db_table)
         assert is_lock(sql(captured)[3], model._meta.db_table)
         assert history(row).last().changes == {"name": ["plain", "audited"]}
+
+
+def test_a_composite_key_save_starts_with_djangos_update(django_assert_num_queries: Any) -> None:
+    """Django's composite_pk test_save_user reads the SQL of a save's first statement: on SQLite
+    it is Django's UPDATE, each key column named once (its WHERE), and it hands back the values
+    it overwrites; the row it left is read after it. (PostgreSQL locks and reads the row first.)"""
+    from tests.models import Line
+
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+        ContentType.objects.get_for_model(Line)
+        line = Line.objects.create(order=1, number=2, qty=3)
+        at_commit()
+        line.qty = 4
+        sqlite = connection.vendor == "sqlite"
+        with django_assert_num_queries(3 if sqlite else 4) as captured:
+            line.save()
+            at_commit()
+        statements = sql(captured)
+        if sqlite:
+            assert statements[0].startswith('UPDATE "tests_line" SET "qty" = ')
+            assert (statements[0].count('"order"'), statements[0].count('"number"')) == (1, 1)
+        else:  # the row locked and read, Django's UPDATE, the row read again
+            assert is_lock(statements[0], "tests_line")
+            assert statements[1].startswith('UPDATE "tests_line" SET "qty" = ')
+        assert is_lock(statements[-2], "tests_line")
+        assert is_event_insert(statements[-1])
+        assert history(Line, (1, 2)).last().changes == {"qty": [3, 4]}
+        # No row with that key: the UPDATE changes nothing, hands nothing back, and Django INSERTs.
+        Line(order=5, number=6, qty=7).save()
+        at_commit()
+        assert [(e.action, e.state) for e in history(Line, (5, 6))] == [("create", {"order": 5, "number": 6, "qty": 7})]
 
 
 def test_delete_costs_at_most_one_select_and_its_share_of_an_insert(django_assert_num_queries: Any) -> None:
@@ -321,16 +366,17 @@ def test_in_autocommit_mode_each_audited_write_is_one_transaction(django_assert_
         assert count(new_author)[0].startswith("INSERT")  # plain Django: one statement, no transaction
         assert len(count(new_author)) == 1
 
+    begin = "BEGIN IMMEDIATE" if connection.vendor == "sqlite" else "BEGIN"  # SQLite: it reads before it writes
     with django_assert_num_queries(4) as captured:
         author = new_author()
-    assert sql(captured)[0] == "BEGIN"
+    assert sql(captured)[0] == begin
     assert sql(captured)[-1] == "COMMIT"
 
     author.name = "changed"
     select = 0 if RETURNING else 1
     with django_assert_num_queries(4 + select) as captured:  # BEGIN, (SELECT,) UPDATE, INSERT, COMMIT
         author.save()
-    assert (sql(captured)[0], sql(captured)[-1]) == ("BEGIN", "COMMIT")
+    assert (sql(captured)[0], sql(captured)[-1]) == (begin, "COMMIT")
 
     author.email = "e@example.com"
     with django_assert_num_queries(4 + select):
@@ -342,7 +388,7 @@ def test_in_autocommit_mode_each_audited_write_is_one_transaction(django_assert_
     review = Review.objects.create(book=Book.objects.create(author=author, title="t"))
     with django_assert_num_queries(4 + select) as captured:  # BEGIN, (SELECT,) DELETE, INSERT, COMMIT
         review.delete()
-    assert (sql(captured)[0], sql(captured)[-1]) == ("BEGIN", "COMMIT")
+    assert (sql(captured)[0], sql(captured)[-1]) == (begin, "COMMIT")
     assert Event.objects.filter(content_type__model="review", action="delete").count() == 1
 
 
