@@ -13,9 +13,10 @@ class AuditEventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, registry  # noqa: F401  (checks registers itself)
+        from . import checks, protection, registry  # noqa: F401  (checks registers itself)
 
         registry.sync()
+        protection.install()
         setting_changed.connect(_setting_changed, dispatch_uid="audit_events.setting_changed")
 
 

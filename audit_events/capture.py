@@ -131,9 +131,36 @@ def live_state(spec: registry.ModelSpec, using: str, pk: Any, no_key: bool = Fal
     The statement is compiled once per model, lock and connection (this runs on
     every save and delete); only the key changes from one call to the next.
     """
-    if _composite_key(spec):  # the general query
-        return next(iter(lock_rows(spec, using, {"pk": pk}, no_key=no_key).values()), None)
+    if _composite_key(spec):
+        return _whole_row(spec, using, pk, no_key)
     return _one_row(spec, connections[using], no_key).fetch(pk)
+
+
+def _whole_row(spec: registry.ModelSpec, using: str, pk: Any, no_key: bool) -> State | None:
+    """A composite-key row, locked, read as ``SELECT t.* FROM t WHERE <key> FOR ... UPDATE``.
+
+    The key's columns are named once, in the ``WHERE``, as in the UPDATE of a
+    save (Django's composite key tests count them in a save's first
+    statement, which this read is on PostgreSQL); the columns are picked back
+    by name.
+    """
+    compiler = _locking_queryset(spec, using, no_key=no_key).filter(pk=pk).query.get_compiler(using)
+    sql, params = compiler.as_sql()
+    table = spec.model._meta.db_table
+    # The SELECT list is the fields' columns: no " FROM " before the table's.
+    sql = f"SELECT {compiler.connection.ops.quote_name(table)}.*{sql[sql.index(' FROM ') :]}"
+    with compiler.connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+        names = [column[0] for column in cursor.description]
+    if row is None:
+        return None
+    by_column = dict(zip(names, row, strict=True))
+    values = [by_column[f.column] for f in spec.fields]
+    converters = split_converters(compiler.get_converters([f.get_col(table) for f in spec.fields]))[0]
+    if converters:
+        values = list(next(iter(compiler.apply_converters([values], converters))))
+    return _with_links(spec, using, {pk: _state(spec, values)})[pk]
 
 
 def _composite_key(spec: registry.ModelSpec) -> bool:

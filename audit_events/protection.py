@@ -6,11 +6,17 @@ the event table (and ``TRUNCATE`` on PostgreSQL); ``0004`` refuses SQLite's
 triggers. The one sanctioned way to
 empty the table is Django's ``flush``, which the test framework runs between
 transactional tests (``TransactionTestCase``, pytest-django's
-``transactional_db`` and ``live_server``). The app's ``flush`` command (which
-overrides Django's) wraps the flush in :func:`flush_allowed`: when the flush
-statement that erases the event table runs, the triggers are taken off and put
-back around that one statement, inside the flush's own transaction, so no other
-connection ever sees the table unprotected and a failed flush restores them.
+``transactional_db`` and ``live_server``). :func:`install` wraps the method
+every ``flush`` ends in, ``DatabaseOperations.execute_sql_flush()``, in
+:func:`flush_allowed`: when the flush statement that erases the event table
+runs, the triggers are taken off and put back around that one statement,
+inside the flush's own transaction, so no other connection ever sees the
+table unprotected and a failed flush restores them. The method, not the
+``flush`` command: a ``TransactionTestCase`` whose ``available_apps`` leave
+this app out runs Django's own command (management commands are looked up
+among the available apps only), and its ``TRUNCATE ... CASCADE`` (on SQLite,
+a ``DELETE`` of every referencing table) reaches the event table through its
+foreign key to the content types.
 
 Taking a trigger off needs the privileges that dropping it needs (table
 ownership), so this opens no door that was not already open to that role. A
@@ -25,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.operations import BaseDatabaseOperations
 
 from .models import Event
 
@@ -115,3 +122,22 @@ def flush_allowed(connection: BaseDatabaseWrapper) -> Iterator[None]:
 
     with connection.execute_wrapper(wrapper):
         yield
+
+
+# Django's flush command (and any project's) empties the tables with this one method of the
+# backend's operations; no built-in backend overrides it.
+_execute_sql_flush = BaseDatabaseOperations.execute_sql_flush
+
+
+def _execute_sql_flush_allowed(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
+    with flush_allowed(self.connection):
+        _execute_sql_flush(self, sql_list)
+
+
+def install() -> None:
+    """Let every ``flush`` empty the event table (``AppConfig.ready()``; idempotent)."""
+    BaseDatabaseOperations.execute_sql_flush = _execute_sql_flush_allowed  # type: ignore[method-assign,assignment]
+
+
+def uninstall() -> None:
+    BaseDatabaseOperations.execute_sql_flush = _execute_sql_flush  # type: ignore[method-assign]

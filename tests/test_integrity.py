@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
-from django.core.management import call_command
+from django.core.management import call_command, get_commands
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -176,6 +177,29 @@ def test_flush_still_empties_the_table_and_keeps_it_protected() -> None:
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
         raw(f"DELETE FROM {TABLE}")
     assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_of_a_test_case_whose_available_apps_leave_this_app_out() -> None:
+    """A ``TransactionTestCase`` with ``available_apps`` that names contenttypes but not audit_events
+    flushes with Django's own command (only those apps' commands are found then), and its
+    ``TRUNCATE ... CASCADE`` (a ``DELETE`` of every referencing table on SQLite) reaches the event
+    table through its foreign key to the content types: the flush must still go through."""
+    history_of_three()
+    apps.set_available_apps(["django.contrib.contenttypes", "tests"])  # as TransactionTestCase._pre_setup
+    get_commands.cache_clear()
+    try:
+        assert get_commands()["flush"] == "django.core"
+        call_command("flush", interactive=False, verbosity=0, allow_cascade=True, inhibit_post_migrate=True)
+    finally:
+        apps.unset_available_apps()
+        get_commands.cache_clear()
+        ContentType.objects.clear_cache()  # the flush emptied the content types too
+    assert Event.objects.count() == 0
+    assert installed_triggers(connection) == TRIGGERS[connection.vendor]
+    Author.objects.create(name="Grace")
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        raw(f"DELETE FROM {TABLE}")
 
 
 @pytest.mark.django_db(transaction=True)

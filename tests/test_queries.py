@@ -237,9 +237,10 @@ def test_a_save_django_compiles_itself_reads_the_row_before_and_after(
 
 
 def test_a_composite_key_save_starts_with_djangos_update(django_assert_num_queries: Any) -> None:
-    """Django's composite_pk test_save_user reads the SQL of a save's first statement: on SQLite
-    it is Django's UPDATE, each key column named once (its WHERE), and it hands back the values
-    it overwrites; the row it left is read after it. (PostgreSQL locks and reads the row first.)"""
+    """Django's composite_pk test_save_user reads the SQL of a save's first statement and counts
+    each key column once in it. On SQLite it is Django's UPDATE (the key in its WHERE), which
+    hands back the values it overwrites; the row it left is read after it. PostgreSQL locks and
+    reads the row first, as ``SELECT t.*``: the key named once, in its WHERE."""
     from tests.models import Line
 
     with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
@@ -254,10 +255,10 @@ def test_a_composite_key_save_starts_with_djangos_update(django_assert_num_queri
         statements = sql(captured)
         if sqlite:
             assert statements[0].startswith('UPDATE "tests_line" SET "qty" = ')
-            assert (statements[0].count('"order"'), statements[0].count('"number"')) == (1, 1)
         else:  # the row locked and read, Django's UPDATE, the row read again
             assert is_lock(statements[0], "tests_line")
             assert statements[1].startswith('UPDATE "tests_line" SET "qty" = ')
+        assert (statements[0].count('"order"'), statements[0].count('"number"')) == (1, 1)
         assert is_lock(statements[-2], "tests_line")
         assert is_event_insert(statements[-1])
         assert history(Line, (1, 2)).last().changes == {"qty": [3, 4]}

@@ -108,8 +108,9 @@ def _install_apps(audit: bool) -> None:
         settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "audit_events"]
     apps.set_installed_apps(settings.INSTALLED_APPS)
     if audit:
-        # Management commands are found once per process: audit_events' flush (which may empty
-        # the append-only event table, as a project's test flush needs) joins only now.
+        # Management commands are found once per process: audit_events' commands join only now.
+        # (The flush between transactional tests needs none of them: ``protection`` lets any
+        # flush empty the event table.)
         get_commands.cache_clear()
         _check_every_model_registered()
 
