@@ -92,3 +92,19 @@ def test_undo_writes_back_a_field_the_form_disables_per_row(admin_client: Client
     admin_client.post(u("author_audit_undo", deletion.pk))
     book.refresh_from_db()
     assert book.editor_id is None
+
+
+def test_a_key_brought_back_by_restore_at_shows_the_reused_keys_secret_row(admin_client: Client) -> None:
+    """``restore(model, pk, at=…)`` recreates a key as an earlier row had it, with a ``restore`` event, not a
+    ``create``: the events of the row that held the key in between are then judged as the live row's."""
+    from audit_events import restore
+
+    public = Author.objects.create(name="Public A", email="a@example.com")
+    pk = public.pk
+    first = Event.objects.get(content_type__model="author", object_pk=str(pk), version=1)
+    public.delete()
+    secret = Author.objects.create(pk=pk, name="Secret B", email="secret@example.com")  # refused by has_view_permission
+    secret.delete()
+    restore(Author, pk, at=first.created_at)  # "Public A" again, as at its first version
+    history = admin_client.get(reverse("restricted:tests_author_history", args=[pk])).content.decode()
+    assert "secret@example.com" not in history
