@@ -17,6 +17,7 @@ bypassed through deleted rows.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.admin.utils import flatten_fieldsets
@@ -126,10 +127,12 @@ def editable_fields(admin: ModelAdmin[Any], request: HttpRequest, obj: models.Mo
     Django's own answer: the form ``get_form(request, obj, change=True)`` builds
     leaves out ``get_readonly_fields(request, obj)``, the fields outside
     ``fields``/``fieldsets``/``exclude`` and, without change permission, all of
-    them; a disabled form field is not editable either.
+    them; a field the form disables is not editable either, whether the form
+    class disables it or its ``__init__`` does for this row (the form is built
+    on ``obj`` as the change view builds it, ``form(instance=obj)``).
     """
-    form = admin.get_form(request, obj, change=True)
-    return {name for name, field in form.base_fields.items() if not field.disabled}
+    form = admin.get_form(request, obj, change=True)(instance=copy.copy(obj))
+    return {name for name, field in form.fields.items() if not field.disabled}
 
 
 def permissions_needed(plan: UndoPlan) -> list[str]:

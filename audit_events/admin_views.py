@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Max
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -31,14 +31,13 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from . import admin_rules, event_rules, registry, undo
+from . import admin_forms, admin_rules, event_rules, registry, undo
 from .context import audit_context
 from .deletions import deleted, undo_plan
 from .display import Values, want_events
-from .encoding import decode
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event
-from .replay import State, instance_from_state
+from .replay import instance_from_state
 from .restoration import restore_fields
 
 if TYPE_CHECKING:
@@ -187,7 +186,7 @@ class AuditedAdminMixin(_Base):
             raise PermissionDenied
         pk = self._object_pk(spec, object_id)
         events = Event.objects.filter(content_type_id=spec.content_type_id(), object_pk=pk)
-        # Events before the row's latest create are of earlier rows with its key: each is judged as a deleted
+        # Events before the row's latest (re)creation are of earlier rows with its key: each is judged as a deleted
         # row, and left out when the user may not view it.
         earlier, views = self._earlier_rows(request, spec, pk)
         since = 1
@@ -257,8 +256,10 @@ class AuditedAdminMixin(_Base):
         current = undo.live_state(spec, unquote(object_id)) if obj is not None else self._deletion_state(spec, pk)
         current = current or {}
         restored = {**target, **{name: current[name] for name in keep if name in current}}
-        # As Django's change view: the values must pass the change form this user gets on this row.
-        errors = self._form_errors(request, row, obj is not None, restored)
+        # As Django's change view: the change form of the current row, bound to the restored values of the
+        # editable fields (the current ones for the rest), must accept them. The recorded values, not the
+        # form's cleaned ones, are then written: a restore is exact (docs/admin.rst, "Permissions").
+        errors = admin_forms.form_errors(self, request, row, restored, editable)
         if request.method == "POST" and not errors:
             return self._restore_version(request, row, event, target, keep, history_url)
         values = Values(request, self.admin_site)
@@ -285,36 +286,6 @@ class AuditedAdminMixin(_Base):
             "form_errors": errors,
         }
         return TemplateResponse(request, "audit_events/restore_version.html", context)
-
-    def _form_errors(self, request: HttpRequest, row: Any, live: bool, restored: State) -> list[str]:
-        """What the change form ``get_form(request, row, change=True)`` says of the ``restored`` values.
-
-        The form is filled with them: the version's values for the fields the
-        user may edit, the live ones for the rest (``restored`` holds both), on
-        a copy of the row. Every form field is marked disabled, so that Django
-        cleans each field's value from the instance (``initial``) rather than
-        from POST data: the fields' choices (``formfield_for_foreignkey``
-        limits), validators, the form's ``clean()`` and the model's
-        ``full_clean()`` all run, as when the change form is saved. Empty:
-        the form accepts them. Nothing is saved through the form.
-        """
-        spec = self._spec()
-        instance = self.model._base_manager.get(pk=row.pk) if live else instance_from_state(self.model, spec, {})
-        for field in spec.fields:
-            if field.name in restored:
-                setattr(instance, field.attname, decode(field, restored[field.name]))
-        links = {f.name: restored[f.name] for f in spec.m2m_fields if f.name in restored}
-        form = self.get_form(request, row, change=True)(data={}, instance=instance, initial=links)
-        for form_field in form.fields.values():
-            form_field.disabled = True
-        if form.is_valid():
-            return []
-        found = []
-        for name, messages_ in form.errors.items():
-            label = form.fields[name].label if name in form.fields else None
-            prefix = f"{capfirst(label or name)}: " if name != NON_FIELD_ERRORS else ""
-            found += [prefix + str(message) for message in messages_]
-        return found
 
     def _restore_version(
         self, request: HttpRequest, row: Any, event: Event, target: Any, keep: list[str], history_url: str

@@ -14,11 +14,15 @@ row's model on the same site, as the audit pages do (``admin_rules``):
   fields its change form shows.
 
 A key can be reused: a natural key (a code, a slug) deleted and then created
-again names a new row, and the events before that row's latest ``create``
-belong to earlier rows with that key (:func:`earlier_rows`). Each earlier row
+again names a new row, and the events before that row's latest (re)creation
+belong to earlier rows with that key (:func:`earlier_rows`). A row is
+(re)created by a ``create`` event or by a ``restore`` event that brings the
+deleted key back (the key's previous event is a ``delete``): ``restore(M, pk,
+at=…)`` may bring back a row older than the one deleted last, so the events in
+between are never taken for the live row's. Each earlier row
 is judged as a deleted row, on the state its deletion recorded; for a model
 whose admin filters rows, the list holds only the events of a live row's
-latest create and after.
+latest (re)creation and after.
 
 Queries: the SQL filter adds none (it is part of the list's own queries);
 judging a page costs one query per model on it for its live rows, one for
@@ -82,7 +86,7 @@ def visible_events(request: HttpRequest, site: AdminSite) -> Q:
             continue
         keys = _keys(spec, queryset)
         if keys is not None:  # else no event of it: its rows cannot be compared in SQL
-            # A live row's events from its latest create on: the earlier ones are of deleted rows with its key.
+            # A live row's events from its latest (re)creation on: the earlier ones are of deleted rows with its key.
             rows |= Q(Q(content_type_id=content_type_id, object_pk__in=keys), ~Exists(_recreated_later()))
     user: Any = request.user
     if user.is_superuser and len(open_models) == len(every):
@@ -94,13 +98,26 @@ def visible_events(request: HttpRequest, site: AdminSite) -> Q:
 
 
 def _recreated_later() -> models.QuerySet[Event]:
-    """A later ``create`` of the event's key: the event belongs to an earlier row with that key (index lookup)."""
+    """A later (re)creation of the event's key: the event belongs to an earlier row with that key (index
+    lookups)."""
     return Event.objects.filter(
+        recreates(),
         content_type_id=OuterRef("content_type_id"),
         object_pk=OuterRef("object_pk"),
         version__gt=OuterRef("version"),
-        action=Action.CREATE,
     )
+
+
+def recreates() -> Q:
+    """The events that start a row under a key: a ``create``, or a ``restore`` whose previous event of the
+    key is its deletion (a ``restore`` of a live row only overwrites it)."""
+    deleted_just_before = Event.objects.filter(
+        content_type_id=OuterRef("content_type_id"),
+        object_pk=OuterRef("object_pk"),
+        version=OuterRef("version") - 1,
+        action=Action.DELETE,
+    )
+    return Q(action=Action.CREATE) | Q(Exists(deleted_just_before), action=Action.RESTORE)
 
 
 @dataclass(frozen=True)
@@ -112,12 +129,13 @@ class EarlierRow:
 
 
 def earlier_rows(content_type_id: int, object_pks: Collection[str]) -> dict[str, list[EarlierRow]]:
-    """For each key created again after its first event, the rows that held it before, oldest first.
+    """For each key (re)created after its first event (:func:`recreates`), the rows that held it before, oldest
+    first.
 
     Queries: one; one more (the deletions of those keys) when a key was reused.
     """
     creates = Event.objects.filter(
-        content_type_id=content_type_id, object_pk__in=list(object_pks), action=Action.CREATE, version__gt=1
+        recreates(), content_type_id=content_type_id, object_pk__in=list(object_pks), version__gt=1
     ).values_list("object_pk", "version")
     starts: dict[str, list[int]] = defaultdict(list)
     for object_pk, version in creates:
