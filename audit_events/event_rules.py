@@ -110,13 +110,15 @@ def _recreated_later() -> models.QuerySet[Event]:
 
 def recreates() -> Q:
     """The events that start a row under a key: a ``create``, or a ``restore`` whose previous event of the
-    key is its deletion (a ``restore`` of a live row only overwrites it)."""
+    key is its deletion and that brings back another state than the deleted row's (``restore(at=)`` of an
+    earlier row). A ``restore`` of a live row only overwrites it; the undo of a deletion brings the same
+    row back, in the state it was deleted in, and its history goes on."""
     deleted_just_before = Event.objects.filter(
         content_type_id=OuterRef("content_type_id"),
         object_pk=OuterRef("object_pk"),
         version=OuterRef("version") - 1,
         action=Action.DELETE,
-    )
+    ).exclude(state=OuterRef("state"))
     return Q(action=Action.CREATE) | Q(Exists(deleted_just_before), action=Action.RESTORE)
 
 

@@ -46,3 +46,25 @@ def test_new_row_with_a_deleted_hidden_rows_key_shows_its_history() -> None:
     events = client.get(reverse("codesite:audit_events_event_changelist")).content.decode()
     # FAILS: (True, True): both the history page and the Event changelist show the hidden row's values
     assert ("Hidden payroll" in history, "Hidden payroll" in events) == (False, False)
+
+
+def test_after_an_undo_delete_the_rows_history_is_its_own_and_its_versions_can_be_restored(admin_client: Any) -> None:
+    """Undo brings the same row back (its deletion's state): not a new row taking the key."""
+    from audit_events import restore
+    from tests.models import Author
+
+    author = Author.objects.create(name="First", email="first@example.com")  # the change form needs one
+    author.name = "Second"
+    author.save()
+    pk = author.pk
+    author.delete()
+    restore(Author, pk)  # the undo of the deletion
+    first = Event.objects.get(content_type__model="author", object_pk=str(pk), version=1)
+
+    history = admin_client.get(reverse("admin:tests_author_history", args=[pk])).content.decode()
+    assert "an earlier row with this key" not in history
+    preview = admin_client.get(reverse("admin:tests_author_audit_restore", args=[pk, first.pk]))
+    assert preview.status_code == 200
+    done = admin_client.post(reverse("admin:tests_author_audit_restore", args=[pk, first.pk]))
+    assert done.status_code == 302, done.content.decode()[-3000:]
+    assert Author.objects.get(pk=pk).name == "First"
