@@ -23,7 +23,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.contenttypes.models import ContentType, ContentTypeManager
 
 from ..models import Event
 
@@ -52,9 +52,15 @@ class Message:
         return f"{self.model}.{self.action}"
 
 
-def message(event: Event) -> Message:
-    """The message for ``event`` (its content type from Django's cache: no query once warm)."""
-    content_type = ContentType.objects.db_manager(event._state.db).get_for_id(event.content_type_id)
+def message(event: Event, content_types: ContentTypeManager | None = None) -> Message:
+    """The message for ``event``.
+
+    Its content type comes from Django's cache (no query once warm), through
+    ``content_types``, the manager of the event's database, if given (a batch
+    passes one, made once).
+    """
+    manager = content_types or ContentType.objects.db_manager(event._state.db)
+    content_type = manager.get_for_id(event.content_type_id)
     model = f"{content_type.app_label}.{content_type.model}"
     created_at = event.created_at
     if isinstance(created_at, datetime.datetime) and created_at.tzinfo is not None:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import F
 
@@ -123,7 +124,8 @@ class Relay:
                     log.info("relay %r: connected to %s", self.name, self.publisher)
                 batch = stream.read(position, self.config.batch_size, self.using)
                 if batch.events:
-                    self.publisher.publish([message(event) for event in batch.events])
+                    content_types = ContentType.objects.db_manager(self.using)
+                    self.publisher.publish([message(event, content_types) for event in batch.events])
                     if not self.save(saved, batch.position, len(batch.events)):
                         log.warning(
                             "relay %r: its saved position was moved by another process (two relays of one name?); "
