@@ -294,7 +294,7 @@ def test_many_writers_one_reader_every_committed_event_exactly_once_in_row_order
 
 def check_stream(seen: list[tuple[int, int, str, int]], committed: list[tuple[int, int, str, int]]) -> None:
     """Every committed event exactly once, nothing else, each row's versions 1, 2, 3... in order."""
-    assert len(committed) > 200  # the harness did make many events
+    assert len(committed) > 100  # the harness did make many events
     ids = [event[0] for event in seen]
     assert len(ids) == len(set(ids)), "an event was read twice"
     assert sorted(seen) == committed, "the reader skipped an event, or saw one that never committed"
