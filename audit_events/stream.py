@@ -151,7 +151,8 @@ class _PostgreSQL:
                 "WHERE xid >= pg_snapshot_xmin(%(snapshot)s::pg_snapshot) "
                 "AND xid < pg_snapshot_xmax(%(window)s::pg_snapshot)) "
                 "SELECT MIN(id) FROM candidates "
-                "WHERE pg_visible_in_snapshot(xid, %(window)s) AND NOT pg_visible_in_snapshot(xid, %(snapshot)s)",
+                "WHERE pg_visible_in_snapshot(xid, %(window)s::pg_snapshot) "
+                "AND NOT pg_visible_in_snapshot(xid, %(snapshot)s::pg_snapshot)",
                 {"snapshot": snapshot, "window": window},
             )
             first = cursor.fetchone()[0]
@@ -160,9 +161,12 @@ class _PostgreSQL:
     def _page(self, position: Position, limit: int) -> Batch:
         """The window's next events: its transactions, minus those already read, by id."""
         if position.snapshot:
-            newly = "pg_visible_in_snapshot(e.xid, %(window)s) AND NOT pg_visible_in_snapshot(e.xid, %(snapshot)s)"
+            newly = (
+                "pg_visible_in_snapshot(e.xid, %(window)s::pg_snapshot) "
+                "AND NOT pg_visible_in_snapshot(e.xid, %(snapshot)s::pg_snapshot)"
+            )
         else:  # the first window: everything committed, events from before migration 0006 (NULL) too
-            newly = "(e.xid IS NULL OR pg_visible_in_snapshot(e.xid, %(window)s))"
+            newly = "(e.xid IS NULL OR pg_visible_in_snapshot(e.xid, %(window)s::pg_snapshot))"
         sql = f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %(after)s AND {newly} ORDER BY e.id LIMIT %(limit)s"
         params = {"window": position.window, "snapshot": position.snapshot, "after": position.after_id, "limit": limit}
         events = _events(self.using, sql, params)
