@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import DatabaseError, NotSupportedError, connection, transaction
+from django.db import DatabaseError, IntegrityError, NotSupportedError, connection, transaction
 
 from audit_events import stream
 from audit_events.models import Event
@@ -206,8 +206,14 @@ def test_events_written_before_the_xid_column_are_read_first() -> None:
     assert stream.read(position).events == []
 
 
-def test_the_xid_column_is_no_part_of_the_model_nor_of_the_hash() -> None:
-    assert "xid" not in {f.column for f in Event._meta.concrete_fields}
+@pytest.mark.postgres
+def test_the_xid_column_is_filled_by_the_database_and_append_only_too() -> None:
+    Author.objects.create(name="Ada")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT xid IS NOT NULL FROM {Event._meta.db_table}")
+        assert cursor.fetchone() == (True,)
+        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+            cursor.execute(f"UPDATE {Event._meta.db_table} SET xid = NULL")
 
 
 # --- the many-writers harness -------------------------------------------------
