@@ -30,9 +30,9 @@ reader that saw 11 and moved past it never sees 10.
   ids at INSERT and commits in any order, and exposes no snapshot a reader
   could compare a transaction id to; see docs/relay.rst.
 
-Queries: one per batch, plus two when a PostgreSQL window opens (its
-snapshot, and its first event's id through the ``xid`` index; the batches then
-walk the primary key).
+Queries: on SQLite one per batch; on PostgreSQL two per batch (the largest
+id, then the events, one query per 10,000 ids walked), plus two when a window
+opens (its snapshot, and its first event's id through the ``xid`` index).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from .models import Event
 
 DEFAULT_LIMIT = 500
+_RANGE = 10_000  # PostgreSQL: ids per range of the primary key a page reads (see ``_PostgreSQL._page``)
 _TABLE = Event._meta.db_table
 _COLUMNS = ", ".join(str(f.column) for f in Event._meta.concrete_fields)
 
@@ -159,7 +160,14 @@ class _PostgreSQL:
         return None if first is None else int(first)
 
     def _page(self, position: Position, limit: int) -> Batch:
-        """The window's next events: its transactions, minus those already read, by id."""
+        """The window's next events: its transactions, minus those already read, by id.
+
+        The primary key is read in ranges of ``_RANGE`` ids up to the largest id
+        now (every event of the window is below it: all were inserted before the
+        window's snapshot was taken), so that a page costs a bounded index range
+        whatever the plan the table's statistics suggest (a sequential scan and a
+        sort of the whole table, on a table grown since it was last analyzed).
+        """
         if position.snapshot:
             newly = (
                 "pg_visible_in_snapshot(e.xid, %(window)s::pg_snapshot) "
@@ -167,12 +175,24 @@ class _PostgreSQL:
             )
         else:  # the first window: everything committed, events from before migration 0006 (NULL) too
             newly = "(e.xid IS NULL OR pg_visible_in_snapshot(e.xid, %(window)s::pg_snapshot))"
-        sql = f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %(after)s AND {newly} ORDER BY e.id LIMIT %(limit)s"
-        params = {"window": position.window, "snapshot": position.snapshot, "after": position.after_id, "limit": limit}
-        events = _events(self.using, sql, params)
-        if len(events) == limit:  # perhaps more in this window
-            return Batch(events, Position(position.snapshot, position.window, events[-1].id))
-        return Batch(events, Position(snapshot=position.window))  # the window is read: the next read opens another
+        sql = (
+            f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %(after)s AND e.id <= %(upto)s AND {newly} "
+            "ORDER BY e.id LIMIT %(limit)s"
+        )
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {_TABLE}")
+            top = int(cursor.fetchone()[0])
+        events: list[Event] = []
+        after = position.after_id
+        while True:
+            upto = min(after + _RANGE, top)
+            params = {"window": position.window, "snapshot": position.snapshot, "after": after, "upto": upto}
+            events += _events(self.using, sql, params | {"limit": limit - len(events)})
+            if len(events) == limit:  # perhaps more in this window
+                return Batch(events, Position(position.snapshot, position.window, events[-1].id))
+            if upto >= top:  # the window is read: the next read opens another
+                return Batch(events, Position(snapshot=position.window))
+            after = upto
 
 
 class _SQLite:

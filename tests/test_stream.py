@@ -44,7 +44,11 @@ def read_all(position: stream.Position, limit: int = 1000) -> tuple[list[Event],
             return events, position
 
 
-def test_reads_every_event_in_order_and_resumes_after_a_position() -> None:
+@pytest.mark.parametrize("ids_per_range", [10_000, 2])
+def test_reads_every_event_in_order_and_resumes_after_a_position(
+    ids_per_range: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "_RANGE", ids_per_range)  # PostgreSQL's pages walk the key range by range
     authors = [Author.objects.create(name=f"a{i}") for i in range(7)]
     for author in authors:
         author.name += "!"
