@@ -108,7 +108,8 @@ class RelayPosition(models.Model):
 
     name = models.CharField(_("name"), max_length=100, primary_key=True)
     snapshot = models.TextField(_("snapshot"), blank=True, default="")
-    window = models.TextField(_("window"), blank=True, default="")
+    # Not "window": a reserved word in PostgreSQL, which raw SQL would have to quote.
+    window_snapshot = models.TextField(_("window"), blank=True, default="")
     after_id = models.BigIntegerField(_("after id"), default=0)
     published = models.PositiveBigIntegerField(_("events published"), default=0)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             fields=[
                 ("name", models.CharField(max_length=100, primary_key=True, serialize=False, verbose_name="name")),
                 ("snapshot", models.TextField(blank=True, default="", verbose_name="snapshot")),
-                ("window", models.TextField(blank=True, default="", verbose_name="window")),
+                ("window_snapshot", models.TextField(blank=True, default="", verbose_name="window")),
                 ("after_id", models.BigIntegerField(default=0, verbose_name="after id")),
                 ("published", models.PositiveBigIntegerField(default=0, verbose_name="events published")),
                 ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated at")),

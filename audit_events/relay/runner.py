@@ -38,7 +38,7 @@ PROGRESS_EVERY = 10.0  # seconds between two progress lines in the log
 
 
 def saved_position(row: RelayPosition) -> stream.Position:
-    return stream.Position(snapshot=row.snapshot, window=row.window, after_id=row.after_id)
+    return stream.Position(snapshot=row.snapshot, window=row.window_snapshot, after_id=row.after_id)
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Relay:
             start = stream.now(self.using) if from_now else stream.Position.start()
             row, _ = RelayPosition.objects.using(self.using).get_or_create(
                 name=self.name,
-                defaults={"snapshot": start.snapshot, "window": start.window, "after_id": start.after_id},
+                defaults={"snapshot": start.snapshot, "window_snapshot": start.window, "after_id": start.after_id},
             )
         return saved_position(row), row.published
 
@@ -95,10 +95,10 @@ class Relay:
         """Move the saved position from ``saved`` to ``position``; False if another process had moved it."""
         moved = (
             RelayPosition.objects.using(self.using)
-            .filter(name=self.name, snapshot=saved.snapshot, window=saved.window, after_id=saved.after_id)
+            .filter(name=self.name, snapshot=saved.snapshot, window_snapshot=saved.window, after_id=saved.after_id)
             .update(
                 snapshot=position.snapshot,
-                window=position.window,
+                window_snapshot=position.window,
                 after_id=position.after_id,
                 published=F("published") + count,
             )
