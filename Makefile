@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres test-packaging test-django6 test-prepared test-django-suite test-django-suite-all stress bench-smoke lint check-migrations docs bench clean venv
+.PHONY: demo relay-test example-relay test test-sqlite test-postgres test-packaging test-django6 test-prepared test-django-suite test-django-suite-all stress bench-smoke lint check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,16 @@ test-django-suite-all: $(STAMP)
 stress: $(STAMP)
 	STRESS_SECONDS=$${STRESS_SECONDS:-60} STRESS_ROUNDS=$${STRESS_ROUNDS:-5} TEST_DB=postgres \
 		$(PY) -m pytest -p no:cacheprovider -s tests/test_stress.py
+
+# The relay end to end (tests/test_relay.py) with 100,000 events per broker: RabbitMQ and NATS JetStream on
+# 127.0.0.1, PostgreSQL; prints the throughput and latency figures docs/relay.rst quotes.
+relay-test: $(STAMP)
+	RELAY_EVENTS=$${RELAY_EVENTS:-100000} RELAY_WAIT=$${RELAY_WAIT:-900} TEST_DB=postgres \
+		$(PY) -m pytest -p no:cacheprovider -s -k killed tests/test_relay.py
+
+# The example bank's relay, publishing to the RabbitMQ at 127.0.0.1:5672 (guest/guest) until Ctrl-C.
+example-relay: $(STAMP)
+	cd example && ../$(PY) manage.py migrate --verbosity 0 && ../$(PY) manage.py audit_relay
 
 bench-smoke: $(STAMP)
 	BENCH_N=50 BENCH_BULK=200 BENCH_REPS=1 BENCH_HISTORY=10,100 BENCH_LIBS="plain audit_events" \

@@ -2,17 +2,19 @@
 
 Ids are stable: E001 unknown model (or app, for ``"app_label.*"``), E002 unknown
 excluded field, E003 the event model registered, E004 unknown key, E005 malformed
-value; W001 a field excluded on a multi-table child only, which its registered
-parent still records.
+value (``RELAY``'s included), E006 a relay publisher that cannot be imported;
+W001 a field excluded on a multi-table child only, which its registered parent
+still records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.apps import AppConfig, apps
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from . import conf
 
@@ -24,15 +26,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     raw = conf.raw_setting()
     if not isinstance(raw, Mapping):
         return [Error("AUDIT_EVENTS must be a dict.", hint=_HINT_MODELS, id="audit_events.E005")]
-    errors: list[CheckMessage] = []
-    for key in sorted(set(raw) - conf.KNOWN_KEYS):
-        errors.append(
-            Error(
-                f"AUDIT_EVENTS has an unknown key {key!r}.",
-                hint=f"Known keys: {', '.join(sorted(conf.KNOWN_KEYS))}.",
-                id="audit_events.E004",
-            )
-        )
+    errors = _unknown_keys("AUDIT_EVENTS", raw, conf.KNOWN_KEYS)
     errors += _check_models(raw.get("MODELS", []))
     errors += _check_excludes(raw.get("EXCLUDE_FIELDS", {}))
     errors += _check_inherited_exclusions(raw.get("MODELS", []), raw.get("EXCLUDE_FIELDS", {}))
@@ -44,12 +38,25 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
                 id="audit_events.E005",
             )
         )
+    if "RELAY" in raw:
+        errors += _check_relay(raw["RELAY"])
     prepare = raw.get("PREPARE_STATEMENTS", True)
     if not isinstance(prepare, bool):
         errors.append(
             Error(f"AUDIT_EVENTS['PREPARE_STATEMENTS'] must be True or False, not {prepare!r}.", id="audit_events.E005")
         )
     return errors
+
+
+def _unknown_keys(name: str, setting: Mapping[Any, Any], known: frozenset[str]) -> list[CheckMessage]:
+    return [
+        Error(
+            f"{name} has an unknown key {key!r}.",
+            hint=f"Known keys: {', '.join(sorted(known))}.",
+            id="audit_events.E004",
+        )
+        for key in sorted(set(setting) - known)
+    ]
 
 
 def _model(label: Any) -> tuple[Any, str | None]:
@@ -196,3 +203,35 @@ def _check_inherited_exclusions(labels: Any, excludes: Any) -> list[CheckMessage
             )
         )
     return warnings
+
+
+def _check_relay(relay: Any) -> list[CheckMessage]:
+    if not isinstance(relay, Mapping):
+        return [Error("AUDIT_EVENTS['RELAY'] must be a dict.", hint="See docs/relay.rst.", id="audit_events.E005")]
+    errors = _unknown_keys("AUDIT_EVENTS['RELAY']", relay, conf.RELAY_KEYS)
+    shapes: list[tuple[str, str, Callable[[Any], bool]]] = [
+        ("PUBLISHER", "a dotted path", lambda v: isinstance(v, str) and "." in v),
+        ("URL", "a non-empty string", lambda v: isinstance(v, str) and bool(v)),
+        ("OPTIONS", "a dict", lambda v: isinstance(v, Mapping)),
+        ("BATCH_SIZE", "a positive integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
+        ("POLL_INTERVAL", "a positive number", lambda v: conf._positive(v, None) is not None),
+        ("MAX_BACKOFF", "a positive number", lambda v: conf._positive(v, None) is not None),
+    ]
+    for key, kind, test in shapes:
+        if key in relay and not test(relay[key]):
+            errors.append(
+                Error(f"AUDIT_EVENTS['RELAY']['{key}'] must be {kind}, not {relay[key]!r}.", id="audit_events.E005")
+            )
+    publisher = relay.get("PUBLISHER", conf.DEFAULT_PUBLISHER)
+    if isinstance(publisher, str) and "." in publisher:
+        try:
+            import_string(publisher)
+        except ImportError as error:
+            errors.append(
+                Error(
+                    f"AUDIT_EVENTS['RELAY']['PUBLISHER'] {publisher!r} cannot be imported: {error}.",
+                    hint="Install the broker's client (pip install 'django-audit-events[relay]') or fix the path.",
+                    id="audit_events.E006",
+                )
+            )
+    return errors

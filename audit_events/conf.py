@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 
 SETTING_NAME = "AUDIT_EVENTS"
-KNOWN_KEYS = frozenset({"MODELS", "EXCLUDE_FIELDS", "SNAPSHOT_EVERY", "PREPARE_STATEMENTS"})
+KNOWN_KEYS = frozenset({"MODELS", "EXCLUDE_FIELDS", "SNAPSHOT_EVERY", "PREPARE_STATEMENTS", "RELAY"})
 DEFAULT_SNAPSHOT_EVERY = 100
 # In MODELS: "*" is every model of the installed apps (but this app's and django.contrib's),
 # "app_label.*" every model of one app; both resolved when the registry syncs.
@@ -60,4 +60,46 @@ def get_config() -> Config:
             str(label).lower(): tuple(names) for label, names in exclude.items() if isinstance(names, (list, tuple))
         },
         snapshot_every=snapshot_every,
+    )
+
+
+# AUDIT_EVENTS["RELAY"]: what ``manage.py audit_relay`` publishes to (docs/relay.rst).
+RELAY_KEYS = frozenset({"PUBLISHER", "URL", "OPTIONS", "BATCH_SIZE", "POLL_INTERVAL", "MAX_BACKOFF"})
+DEFAULT_PUBLISHER = "audit_events.relay.publishers.RabbitMQ"
+DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """The parsed ``AUDIT_EVENTS["RELAY"]`` setting, with defaults filled in."""
+
+    publisher: str = DEFAULT_PUBLISHER  # dotted path of a ``relay.publishers.Publisher`` subclass
+    url: str = DEFAULT_BROKER_URL
+    options: Mapping[str, Any] = field(default_factory=dict)  # the publisher's own (exchange, stream...)
+    batch_size: int = 500  # events per read and per save of the position
+    poll_interval: float = 0.5  # seconds between reads when nothing is new
+    max_backoff: float = 30.0  # seconds, the longest wait between retries after an error
+
+
+def _positive(value: Any, default: float | None) -> Any:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return value if ok else default
+
+
+def get_relay_config() -> RelayConfig:
+    """Return the relay settings, malformed values replaced by defaults (``checks`` reports them)."""
+    raw = raw_setting()
+    relay = raw.get("RELAY", {}) if isinstance(raw, Mapping) else {}
+    if not isinstance(relay, Mapping):
+        relay = {}
+    default = RelayConfig()
+    publisher, url, options = relay.get("PUBLISHER"), relay.get("URL"), relay.get("OPTIONS")
+    batch_size = _positive(relay.get("BATCH_SIZE"), default.batch_size)
+    return RelayConfig(
+        publisher=publisher if isinstance(publisher, str) and publisher else default.publisher,
+        url=url if isinstance(url, str) and url else default.url,
+        options=options if isinstance(options, Mapping) else {},
+        batch_size=batch_size if isinstance(batch_size, int) else default.batch_size,
+        poll_interval=float(_positive(relay.get("POLL_INTERVAL"), default.poll_interval)),
+        max_backoff=float(_positive(relay.get("MAX_BACKOFF"), default.max_backoff)),
     )

@@ -96,3 +96,27 @@ class Event(models.Model):
     @property
     def model_class(self) -> type[models.Model] | None:
         return self.content_type.model_class()
+
+
+class RelayPosition(models.Model):
+    """How far one relay (``manage.py audit_relay --name``) has published the event stream.
+
+    Updated only after the broker acknowledged the events up to it
+    (``audit_events.stream.Position``): a relay that restarts resumes here,
+    publishing again at most the batch it had not recorded yet.
+    """
+
+    name = models.CharField(_("name"), max_length=100, primary_key=True)
+    snapshot = models.TextField(_("snapshot"), blank=True, default="")
+    # Not "window": a reserved word in PostgreSQL, which raw SQL would have to quote.
+    window_snapshot = models.TextField(_("window"), blank=True, default="")
+    after_id = models.BigIntegerField(_("after id"), default=0)
+    published = models.PositiveBigIntegerField(_("events published"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("relay position")
+        verbose_name_plural = _("relay positions")
+
+    def __str__(self) -> str:
+        return f"relay {self.name}: {self.published} events published"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 SECRET_KEY = "audit-events-tests"
@@ -85,6 +86,14 @@ AUDIT_EVENTS = {
     ],
     "EXCLUDE_FIELDS": {"tests.Author": ["last_seen"]},
     "SNAPSHOT_EVERY": 10,
+    # manage.py audit_relay, as tests/test_relay.py runs it (a process of its own, told by the environment).
+    "RELAY": {
+        "PUBLISHER": os.environ.get("TEST_RELAY_PUBLISHER", "audit_events.relay.publishers.RabbitMQ"),
+        "URL": os.environ.get("TEST_RELAY_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        "OPTIONS": json.loads(os.environ.get("TEST_RELAY_OPTIONS", "{}")),
+        "POLL_INTERVAL": 0.05,
+        "MAX_BACKOFF": 2,
+    },
 }
 
 # A second database, for the tests that ask for it (``databases=["default", "other"]``).

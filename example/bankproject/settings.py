@@ -72,4 +72,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 
 # Every write to these models is recorded; see the audit_events documentation.
-AUDIT_EVENTS = {"MODELS": ["bank.Account", "bank.Transfer"]}
+AUDIT_EVENTS = {
+    "MODELS": ["bank.Account", "bank.Transfer"],
+    # `make example-relay` (manage.py audit_relay): every event to RabbitMQ, exchange and queue "audit_events".
+    "RELAY": {"URL": os.environ.get("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")},
+}

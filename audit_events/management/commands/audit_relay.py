@@ -1,0 +1,77 @@
+"""``manage.py audit_relay``: publish every committed event to a message broker, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
+from django.utils.module_loading import import_string
+
+from ... import conf
+from ...relay.publishers import Publisher
+from ...relay.runner import Relay, log
+
+_LEVELS = {0: logging.WARNING, 1: logging.INFO}
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish every committed audit event, in order per row and at least once, to the broker "
+        "AUDIT_EVENTS['RELAY'] names (RabbitMQ by default), saving its position after each acknowledged "
+        "batch. Runs until SIGTERM or SIGINT (Ctrl-C); resumes where it stopped."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--name", default="default", help="The relay's name: its saved position (several relays, several names)."
+        )
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: 'default').")
+        parser.add_argument("--once", action="store_true", help="Publish what is committed now, then exit.")
+        parser.add_argument(
+            "--from-now",
+            action="store_true",
+            help="A relay without a saved position starts after the events committed now, not at the first one.",
+        )
+        parser.add_argument("--url", default=None, help="The broker's URL (default: AUDIT_EVENTS['RELAY']['URL']).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = conf.get_relay_config()
+        try:
+            publisher_class = import_string(config.publisher)
+        except ImportError as error:
+            raise CommandError(f"AUDIT_EVENTS['RELAY']['PUBLISHER'] {config.publisher!r}: {error}") from None
+        if not (isinstance(publisher_class, type) and issubclass(publisher_class, Publisher)):
+            raise CommandError(f"{config.publisher!r} is not a subclass of audit_events.relay.Publisher.")
+        if options["database"] not in connections:
+            raise CommandError(f"Unknown database {options['database']!r}.")
+        vendor = connections[options["database"]].vendor
+        if vendor not in ("postgresql", "sqlite"):
+            raise CommandError(str(NotSupportedError(f"audit_relay does not support {vendor}: see docs/relay.rst.")))
+        self._log_to_stderr(options["verbosity"])
+        publisher = publisher_class(options["url"] or config.url, config.options)
+        stop = threading.Event()
+
+        def stopping(signum: int, frame: Any) -> None:
+            log.info(
+                "relay %r: %s received, stopping after the current batch", options["name"], signal.Signals(signum).name
+            )
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stopping)
+        Relay(options["name"], publisher, config, options["database"], stop).run(
+            once=options["once"], from_now=options["from_now"]
+        )
+
+    def _log_to_stderr(self, verbosity: int) -> None:
+        """Log to stderr, unless the project's LOGGING already sends this logger somewhere."""
+        log.setLevel(_LEVELS.get(verbosity, logging.DEBUG))
+        if not log.hasHandlers():
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            log.addHandler(handler)

@@ -1,0 +1,184 @@
+"""The relay loop: read committed events, publish them, record how far, again.
+
+At least once, in order per row: a batch is read from the saved position
+(``audit_events.stream``), published (:class:`~.publishers.Publisher` returns
+once the broker acknowledged all of it), and only then is the new position
+saved, in the relay's row of :class:`~audit_events.models.RelayPosition`. A
+crash anywhere loses nothing: the relay restarts from the last saved position
+and publishes again at most the batch it had not recorded. A broker or
+database error closes that connection and retries, waiting a little longer
+each time (doubling, with jitter, up to ``MAX_BACKOFF``).
+
+The saved position is moved with a compare-and-set on its previous value: a
+second relay running by mistake under the same name is noticed (logged) and
+costs duplicates, never a loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.models import F
+
+from .. import conf, stream
+from ..models import RelayPosition
+from .messages import message
+from .publishers import Publisher
+
+log = logging.getLogger("audit_events.relay")
+
+PROGRESS_EVERY = 10.0  # seconds between two progress lines in the log
+
+
+def saved_position(row: RelayPosition) -> stream.Position:
+    return stream.Position(snapshot=row.snapshot, window=row.window_snapshot, after_id=row.after_id)
+
+
+@dataclass
+class Backoff:
+    """Waits after consecutive failures: ``first``, then doubling up to ``longest``, with jitter."""
+
+    longest: float
+    first: float = 0.5
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next(self) -> float:
+        self.failures += 1
+        delay: float = min(self.longest, self.first * 2 ** (self.failures - 1))
+        return delay * (0.5 + self.rng.random() / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Relay:
+    """Publishes the committed events of database ``using`` through ``publisher``, as relay ``name``."""
+
+    def __init__(
+        self,
+        name: str,
+        publisher: Publisher,
+        config: conf.RelayConfig,
+        using: str = DEFAULT_DB_ALIAS,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.name = name
+        self.publisher = publisher
+        self.config = config
+        self.using = using
+        self.stop = stop or threading.Event()
+        self.backoff = Backoff(config.max_backoff)
+        self.connected = False
+        self.published = 0  # by this process
+        self._progress = (time.monotonic(), 0)
+
+    def load(self, from_now: bool) -> tuple[stream.Position, int]:
+        """The saved position (created on first run: the start, or now with ``from_now``) and its count."""
+        row = RelayPosition.objects.using(self.using).filter(name=self.name).first()
+        if row is None:
+            start = stream.now(self.using) if from_now else stream.Position.start()
+            row, _ = RelayPosition.objects.using(self.using).get_or_create(
+                name=self.name,
+                defaults={"snapshot": start.snapshot, "window_snapshot": start.window, "after_id": start.after_id},
+            )
+        return saved_position(row), row.published
+
+    def save(self, saved: stream.Position, position: stream.Position, count: int) -> bool:
+        """Move the saved position from ``saved`` to ``position``; False if another process had moved it."""
+        moved = (
+            RelayPosition.objects.using(self.using)
+            .filter(name=self.name, snapshot=saved.snapshot, window_snapshot=saved.window, after_id=saved.after_id)
+            .update(
+                snapshot=position.snapshot,
+                window_snapshot=position.window,
+                after_id=position.after_id,
+                published=F("published") + count,
+            )
+        )
+        return moved == 1
+
+    def run(self, once: bool = False, from_now: bool = False) -> None:
+        """Publish until stopped (``stop`` set, or, with ``once``, until nothing is left to publish)."""
+        position: stream.Position | None = None
+        saved = position
+        while not self.stop.is_set():
+            try:
+                if position is None or saved is None:
+                    saved, total = self.load(from_now)
+                    position = saved
+                    log.info(
+                        "relay %r: publishing to %s, resuming after %s (%d events published so far)",
+                        self.name, self.publisher, _describe(saved), total,
+                    )  # fmt: skip
+                if not self.connected:
+                    self.publisher.connect()
+                    self.connected = True
+                    log.info("relay %r: connected to %s", self.name, self.publisher)
+                batch = stream.read(position, self.config.batch_size, self.using)
+                if batch.events:
+                    content_types = ContentType.objects.db_manager(self.using)
+                    self.publisher.publish([message(event, content_types) for event in batch.events])
+                    if not self.save(saved, batch.position, len(batch.events)):
+                        log.warning(
+                            "relay %r: its saved position was moved by another process (two relays of one name?); "
+                            "reloading it: events may be published twice",
+                            self.name,
+                        )
+                        position = saved = None
+                        continue
+                    saved = batch.position
+                    self._count(len(batch.events), batch.events[-1].id)
+                position = batch.position
+                self.backoff.reset()
+                if not batch.events:
+                    if once:
+                        break
+                    self.stop.wait(self.config.poll_interval)
+            except DatabaseError as error:
+                self._retry("database", error, lambda: connections[self.using].close())
+            except Exception as error:  # whatever a broker's client raises: reconnect and publish again
+                self._retry("broker", error, self._disconnect)
+        self._disconnect()
+        log.info("relay %r: stopped; %d events published by this run", self.name, self.published)
+
+    def _disconnect(self) -> None:
+        self.publisher.close()  # also after a failed connect(), which may have left half a connection
+        self.connected = False
+
+    def _retry(self, what: str, error: Exception, close: Callable[[], None]) -> None:
+        close()
+        delay = self.backoff.next()
+        log.warning(
+            "relay %r: %s error (%s: %s); retrying in %.1f s (failure %d in a row)",
+            self.name, what, type(error).__name__, error, delay, self.backoff.failures,
+        )  # fmt: skip
+        self.stop.wait(delay)
+
+    def _count(self, count: int, last_id: int) -> None:
+        self.published += count
+        log.debug("relay %r: published %d events, up to event id %d", self.name, count, last_id)
+        since, before = self._progress
+        elapsed = time.monotonic() - since
+        if elapsed >= PROGRESS_EVERY:
+            rate = (self.published - before) / elapsed
+            log.info(
+                "relay %r: %d events published by this run (%.0f/s lately); last event id %d",
+                self.name, self.published, rate, last_id,
+            )  # fmt: skip
+            self._progress = (time.monotonic(), self.published)
+
+
+def _describe(position: stream.Position) -> str:
+    if position == stream.Position.start():
+        return "the start"
+    if position.snapshot or position.window:
+        return f"snapshot {position.snapshot} (window {position.window or '-'}, id {position.after_id})"
+    return f"event id {position.after_id}"

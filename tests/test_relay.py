@@ -1,0 +1,563 @@
+"""``manage.py audit_relay`` and what it publishes, against the real brokers.
+
+The end-to-end tests run the relay as a process of its own, publishing to
+RabbitMQ and to NATS JetStream while writer threads commit events, kill it
+with SIGKILL mid-way and start it again, or cut its broker connection for a
+while (a TCP proxy between them), and check that a consumer received every
+event at least once and, after de-duplication, exactly the table's events,
+each row's versions in order. They print the throughput and latency figures
+docs/relay.rst quotes (``make relay-test`` runs them with 100,000 events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.test.utils import override_settings
+
+from audit_events import audit_context
+from audit_events.conf import get_relay_config
+from audit_events.models import Event, RelayPosition
+from audit_events.relay import Deduplicator, Message, Publisher, decode, message
+from audit_events.relay.publishers import redacted, waves
+from audit_events.relay.runner import Backoff, Relay
+from tests.models import Author, Book
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = int(os.environ.get("RELAY_EVENTS", "5000"))
+WAIT = float(os.environ.get("RELAY_WAIT", "120"))  # seconds for the consumer to catch up
+
+
+# --- the message, the consumer's de-duplication, waves ----------------------------------
+
+
+@pytest.mark.django_db
+def test_the_message_carries_the_documented_fields() -> None:
+    with audit_context(actor="7", reason="refund #991"):
+        author = Author.objects.create(name="Ada")
+    event = Event.objects.get()
+    sent = message(event)
+    body = decode(sent.body)
+    assert set(body) == {
+        "format", "id", "model", "pk", "version", "action", "changes", "state",
+        "created_at", "operation", "actor", "context", "hash",
+    }  # fmt: skip
+    assert (body["model"], body["pk"], body["version"], body["action"]) == ("tests.author", str(author.pk), 1, "create")
+    assert body["changes"] == event.changes
+    assert body["hash"] == event.hash
+    assert body["context"]["reason"] == "refund #991"
+    assert body["actor"]["repr"] == "7"
+    assert body["created_at"].endswith("+00:00")
+    assert sent.key == f"tests.author:{author.pk}:1"
+    assert sent.topic == "tests.author.create"
+
+
+def test_decode_refuses_what_is_not_a_message() -> None:
+    with pytest.raises(ValueError, match="not an audit_events message"):
+        decode(b'{"hello": 1}')
+
+
+def test_the_deduplicator_drops_what_it_has_seen_by_row_and_version() -> None:
+    dedup = Deduplicator()
+    sent = [("m", "1", 1), ("m", "1", 2), ("m", "1", 1), ("m", "2", 1), ("m", "1", 2), ("m", "1", 3)]
+    accepted = [dedup.accept({"model": m, "pk": pk, "version": v}) for m, pk, v in sent]
+    assert accepted == [True, True, False, True, False, True]
+    assert dedup.duplicates == 2
+    assert dedup.seen == {"m:1": 3, "m:2": 1}
+
+
+def fake(model: str, pk: str, version: int = 1) -> Message:
+    return Message(model, pk, version, "update", b"{}")
+
+
+def test_waves_never_hold_a_row_twice_and_keep_each_rows_order() -> None:
+    messages = [fake("a", "1", 1), fake("a", "2"), fake("b", "1"), fake("a", "1", 2), fake("a", "1", 3), fake("c", "9")]
+    assert [[(m.model, m.pk, m.version) for m in w] for w in waves(messages)] == [
+        [("a", "1", 1), ("a", "2", 1), ("b", "1", 1), ("c", "9", 1)],
+        [("a", "1", 2)],
+        [("a", "1", 3)],
+    ]
+    assert waves([]) == []
+
+
+def test_urls_in_logs_hide_the_password() -> None:
+    assert redacted("amqp://guest:secret@host:5672//") == "amqp://guest:***@host:5672//"
+    assert redacted("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+def test_backoff_doubles_up_to_its_longest_then_resets() -> None:
+    backoff = Backoff(longest=4, rng=random.Random(1))
+    delays = [backoff.next() for _ in range(6)]
+    assert all(0.25 <= d <= 0.5 for d in delays[:1])
+    assert all(2 <= d <= 4 for d in delays[3:])
+    backoff.reset()
+    assert backoff.next() <= 0.5
+
+
+def test_the_relay_settings_have_defaults_and_checks() -> None:
+    with override_settings(AUDIT_EVENTS={"MODELS": []}):
+        config = get_relay_config()
+        assert (config.publisher, config.batch_size) == ("audit_events.relay.publishers.RabbitMQ", 500)
+    from audit_events.checks import check_settings
+
+    bad = {"MODELS": [], "RELAY": {"PUBLISHER": "no.such.Thing", "BATCH_SIZE": 0, "TYPO": 1}}
+    with override_settings(AUDIT_EVENTS=bad):
+        ids = sorted(error.id for error in check_settings())
+    assert ids == ["audit_events.E004", "audit_events.E005", "audit_events.E006"]
+
+
+# --- the relay's loop, in this process, with a publisher that fails on purpose -----------
+
+
+class Flaky(Publisher):
+    """Keeps what it is sent; the sends listed in ``fail`` raise, as a broker that went away."""
+
+    def __init__(self, url: str, options: Any) -> None:
+        super().__init__(url, options)
+        self.received: list[Message] = []
+        self.sends = 0
+        self.fail: set[int] = set(options.get("fail", ()))
+        self.connects = 0
+
+    def connect(self) -> None:
+        self.connects += 1
+
+    def send(self, wave: Sequence[Message]) -> None:
+        self.sends += 1
+        if self.sends in self.fail:
+            self.received += wave[: len(wave) // 2]  # half of it made it, no acknowledgement came
+            raise ConnectionResetError("the broker went away")
+        self.received += wave
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_publish_is_retried_and_the_position_saved_only_after_it() -> None:
+    authors = [Author.objects.create(name=f"a{i}") for i in range(30)]
+    for author in authors[:10]:
+        author.name += "!"
+        author.save()
+    config = get_relay_config()
+    config = type(config)(batch_size=7, poll_interval=0.01, max_backoff=0.01)
+    publisher = Flaky("test://", {"fail": {2, 3, 6}})
+    relay = Relay("flaky", publisher, config)
+    relay.run(once=True)
+    dedup = Deduplicator()
+    first = [m.key for m in publisher.received if dedup.accept({"model": m.model, "pk": m.pk, "version": m.version})]
+    table = [message(e).key for e in Event.objects.order_by("id")]
+    assert sorted(first) == sorted(table)
+    assert dedup.duplicates > 0  # the failed sends were published again
+    assert publisher.connects == 4  # once, then after each failure
+    saved = RelayPosition.objects.get(name="flaky")
+    assert saved.published == len(table)
+    publisher.received.clear()
+    Relay("flaky", publisher, config).run(once=True)  # a restart: resumes, publishes nothing again
+    assert publisher.received == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_started_from_now_skips_the_past() -> None:
+    Author.objects.create(name="before")
+    publisher = Flaky("test://", {})
+    config = type(get_relay_config())(poll_interval=0.01)
+    Relay("recent", publisher, config).run(once=True, from_now=True)
+    assert publisher.received == []
+    Author.objects.create(name="after")
+    Relay("recent", publisher, config).run(once=True)
+    assert [decode(m.body)["state"]["name"] for m in publisher.received] == ["after"]
+
+
+def test_the_command_refuses_a_publisher_that_is_not_one() -> None:
+    from django.core.management.base import CommandError
+
+    with (
+        override_settings(AUDIT_EVENTS={"MODELS": [], "RELAY": {"PUBLISHER": "audit_events.models.Event"}}),
+        pytest.raises(CommandError, match=r"is not a subclass of audit_events\.relay\.Publisher"),
+    ):
+        call_command("audit_relay", "--once")
+
+
+# --- end to end: a relay process, real brokers, writers, SIGKILL ------------------------
+
+
+class Broker:
+    """One broker as the tests use it: the relay's settings, and a consumer thread recording what arrives."""
+
+    name = ""
+    publisher = ""
+    address = ("127.0.0.1", 0)
+
+    def __init__(self) -> None:
+        self.tag = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.received: list[tuple[dict[str, Any], float]] = []
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def url(self, port: int) -> str:
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def consume(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._consume, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30), "the consumer did not start"
+
+    def _consume(self) -> None:
+        try:
+            self.consume()
+        except BaseException as error:
+            self.errors.append(error)
+            self.ready.set()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.errors, self.errors
+
+
+class RabbitMQ(Broker):
+    name, publisher, address = "rabbitmq", "audit_events.relay.publishers.RabbitMQ", ("127.0.0.1", 5672)
+
+    def url(self, port: int) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{port}//"
+
+    def options(self) -> dict[str, Any]:
+        return {"exchange": self.tag, "queue": self.tag}
+
+    def consume(self) -> None:
+        from kombu import Connection, Consumer, Exchange, Queue
+
+        with Connection(self.url(5672)) as conn:
+            channel = conn.channel()
+            exchange = Exchange(self.tag, type="topic", durable=True)
+            queue = Queue(self.tag, exchange, routing_key="#", durable=True)
+            queue(channel).declare()  # as the relay declares it, so nothing published is dropped
+
+            def on_message(body: Any, msg: Any) -> None:
+                self.received.append((decode(msg.body), time.time()))
+
+            with Consumer(channel, [queue], callbacks=[on_message], no_ack=True, accept=["json", "application/json"]):
+                self.ready.set()
+                while not self.stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=0.2)
+            queue(channel).delete()
+            exchange(channel).delete()
+
+
+class NATS(Broker):
+    name, publisher, address = "nats", "audit_events.relay.publishers.NATSJetStream", ("127.0.0.1", 4222)
+
+    def url(self, port: int) -> str:
+        return f"nats://127.0.0.1:{port}"
+
+    def options(self) -> dict[str, Any]:
+        return {"stream": self.tag.upper(), "subject_prefix": self.tag}
+
+    def consume(self) -> None:
+        import nats
+        from nats.js.api import StreamConfig
+
+        async def consume() -> None:
+            client = await nats.connect(self.url(4222))
+            js = client.jetstream()
+            await js.add_stream(StreamConfig(name=self.tag.upper(), subjects=[f"{self.tag}.>"]))
+            subscription = await js.subscribe(f"{self.tag}.>", stream=self.tag.upper(), ordered_consumer=True)
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    msg = await subscription.next_msg(timeout=0.2)
+                except nats.errors.TimeoutError:
+                    continue
+                self.received.append((decode(msg.data), time.time()))
+            await subscription.unsubscribe()
+            await js.delete_stream(self.tag.upper())
+            await client.close()
+
+        asyncio.run(consume())
+
+
+BROKERS = [RabbitMQ, NATS]
+
+
+class Proxy:
+    """A TCP proxy to a broker that can be cut (every connection dropped, new ones refused) and restored."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            source.close()  # each socket is the source of one pipe: the other pipe closes the sink
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self.lock:
+            for end in self.sockets:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+class RelayProcess:
+    """``manage.py audit_relay`` in a process of its own, its log in a file."""
+
+    def __init__(self, broker: Broker, url: str, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "TEST_DB": "postgres",
+            "PGDATABASE": connection.settings_dict["NAME"],
+            "TEST_RELAY_PUBLISHER": broker.publisher,
+            "TEST_RELAY_URL": url,
+            "TEST_RELAY_OPTIONS": json.dumps(broker.options()),
+            "PYTHONPATH": str(ROOT),
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "django", "audit_relay", "--name", "e2e", "-v", "2"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.process is not None
+        assert self.process.poll() is None, self.log.read_text()[-3000:]
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+def write(thread: int, writes: int, books: list[int], commits: dict[str, float], errors: list[BaseException]) -> None:
+    """``writes`` events in transactions of 1 to 5 writes, some held open a while; commit times by reason."""
+    rng = random.Random(thread)
+    done = n = 0
+    try:
+        while done < writes:
+            n += 1
+            reason = f"w{thread}-{n}"
+            size = min(rng.randrange(1, 6), writes - done)
+            try:
+                with audit_context(reason=reason), transaction.atomic():
+                    for _ in range(size):
+                        if rng.random() < 0.4:
+                            Author.objects.create(name=reason)
+                        else:
+                            Book.objects.filter(pk=rng.choice(books)).update(pages=F("pages") + 1)
+                    if rng.random() < 0.2:
+                        time.sleep(rng.random() / 20)
+            except DatabaseError as error:
+                if "deadlock detected" not in str(error):
+                    raise
+                continue
+            commits[reason] = time.time()
+            done += size
+    except BaseException as error:
+        errors.append(error)
+    finally:
+        connection.close()
+
+
+def table_keys() -> dict[tuple[str, str, int], str]:
+    return {(m.model, m.pk, m.version): decode(m.body)["hash"] for m in map(message, Event.objects.all())}
+
+
+def wait_for(condition: Any, seconds: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; relay log:\n{log.read_text()[-4000:]}")
+        time.sleep(0.05)
+
+
+def unique(received: list[tuple[dict[str, Any], float]]) -> int:
+    return len({(m["model"], m["pk"], m["version"]) for m, _ in list(received)})
+
+
+def check_delivery(broker: Broker, table: dict[tuple[str, str, int], str]) -> int:
+    """Every event at least once; after de-duplication exactly the table's, each row's versions 1, 2, 3..."""
+    dedup = Deduplicator()
+    first: dict[tuple[str, str, int], str] = {}
+    for body, _ in broker.received:
+        if dedup.accept(body):
+            key = (body["model"], body["pk"], body["version"])
+            assert body["version"] == 1 or (body["model"], body["pk"], body["version"] - 1) in first, (
+                f"{key}: received before the row's previous version"
+            )
+            first[key] = body["hash"]
+    assert first == table
+    return dedup.duplicates
+
+
+def percentile(values: list[float], share: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(share * len(values)))]
+
+
+@pytest.fixture
+def books() -> list[int]:
+    author = Author.objects.create(name="Ann")
+    return [Book.objects.create(author=author, title="t").pk for _ in range(50)]
+
+
+@pytest.fixture(params=BROKERS, ids=lambda b: b.name)
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    broker: Broker = request.param()
+    broker.start()
+    yield broker
+    broker.finish()
+
+
+@pytest.mark.postgres
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_killed_and_restarted_the_relay_delivers_every_event(broker: Broker, books: list[int], tmp_path: Path) -> None:
+    relay = RelayProcess(broker, broker.url(broker.address[1]), tmp_path / "relay.log")
+    relay.start()
+    wait_for(lambda: "connected to" in relay.log.read_text(), WAIT, "the relay to start", relay.log)
+    commits: dict[str, float] = {}
+    errors: list[BaseException] = []
+    writers = [threading.Thread(target=write, args=(i, EVENTS // 4, books, commits, errors)) for i in range(4)]
+    started = time.time()
+    for thread in writers:
+        thread.start()
+    # Live: the relay publishes while the writers commit. Then SIGKILL, mid-way.
+    wait_for(lambda: unique(broker.received) >= EVENTS // 3, WAIT, "a third of the events", relay.log)
+    live = list(broker.received)
+    relay.kill()
+    for thread in writers:
+        thread.join()
+    assert not errors, errors
+    writing = time.time() - started
+    # The writers are done: the restarted relay drains the backlog the kill left.
+    table = table_keys()
+    before = len(broker.received)
+    backlog = len(table) - unique(broker.received)
+    relay.start()
+    wait_for(lambda: unique(broker.received) >= len(table), WAIT, "every event", relay.log)
+    after_restart = [seen for _, seen in broker.received[before:]]
+    drained = after_restart[-1] - after_restart[0]
+    assert relay.stop() == 0
+    time.sleep(0.5)  # whatever else was on its way
+    duplicates = check_delivery(broker, table)
+    latencies = [(seen - commits[m["context"]["reason"]]) * 1000 for m, seen in live if m["context"].get("reason")]
+    print(
+        f"\n{broker.name}: {len(table)} events by 4 writers in {writing:.1f} s; SIGKILL after {len(live)} received; "
+        f"{duplicates} duplicates received.\n"
+        f"  after the restart, a backlog of {backlog} events: first to last received in {drained:.1f} s, "
+        f"{backlog / drained:.0f} events/s\n"
+        f"  live, commit to consume: p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms "
+        f"(mean {statistics.mean(latencies):.0f} ms, {len(latencies)} events)"
+    )
+    log = relay.log.read_text()
+    assert "resuming after snapshot" in log
+    assert "stopped;" in log
+
+
+@pytest.mark.postgres
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_loses_nothing(broker: Broker, books: list[int], tmp_path: Path) -> None:
+    proxy = Proxy(broker.address)
+    relay = RelayProcess(broker, broker.url(proxy.port), tmp_path / "relay.log")
+    relay.start()
+    commits: dict[str, float] = {}
+    errors: list[BaseException] = []
+    total = max(EVENTS // 5, 400)
+    writers = [threading.Thread(target=write, args=(i, total // 2, books, commits, errors)) for i in range(2)]
+    try:
+        for thread in writers:
+            thread.start()
+        wait_for(lambda: unique(broker.received) >= total // 4, WAIT, "a quarter of the events", relay.log)
+        proxy.cut()  # as a broker restart: connections dropped, new ones refused a while
+        wait_for(lambda: "broker error" in relay.log.read_text(), WAIT, "the relay to notice", relay.log)
+        time.sleep(1.5)
+        proxy.restore()
+        for thread in writers:
+            thread.join()
+        assert not errors, errors
+        table = table_keys()
+        wait_for(lambda: unique(broker.received) >= len(table), WAIT, "every event", relay.log)
+        assert relay.stop() == 0
+    finally:
+        proxy.close()
+        if relay.process is not None and relay.process.poll() is None:
+            relay.kill()
+    time.sleep(0.3)
+    check_delivery(broker, table)
+    assert "retrying in" in relay.log.read_text()
