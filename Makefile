@@ -60,7 +60,7 @@ test-packaging: $(STAMP)
 
 # Django 6.x on Python 3.12/3.13 from pyenv (the full matrix: `.venv/bin/nox -t tests`).
 test-django6: $(STAMP)
-	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')"
+	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" -- -q -p no:cacheprovider -m "not broker"
 
 # Side by side with plain Django and the peer libraries (each in its own virtualenv
 # under .venvs/); writes docs/_generated/benchmark.rst. Not part of `make test`.
