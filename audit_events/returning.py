@@ -116,7 +116,9 @@ class _Plan:
         # Django's RETURNING clause of these columns, made once: quoting them is most of compiling a create.
         self.returning: tuple[str, tuple[Any, ...]] | None = None
         if connection.features.has_bulk_insert and connection.features.can_return_rows_from_bulk_insert:
-            self.returning = connection.ops.return_insert_columns(self.columns)
+            ops = connection.ops  # Django 6 renamed return_insert_columns() returning_columns(), same arguments
+            make = getattr(ops, "returning_columns", None) or ops.return_insert_columns
+            self.returning = make(self.columns)
         position = {field: i for i, field in enumerate(self.columns)}
         compiler = InsertQuery(model).get_compiler(connection=connection)
         table = model._meta.db_table
