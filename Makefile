@@ -60,7 +60,7 @@ test-packaging: $(STAMP)
 
 # Django 6.x on Python 3.12/3.13 from pyenv (the full matrix: `.venv/bin/nox -t tests`).
 test-django6: $(STAMP)
-	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" -- -q -p no:cacheprovider -m "not broker"
+	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" -- -q -p no:cacheprovider -m "not broker and not stress"
 
 # Side by side with plain Django and the peer libraries (each in its own virtualenv
 # under .venvs/); writes docs/_generated/benchmark.rst. Not part of `make test`.
@@ -69,7 +69,7 @@ bench: $(STAMP)
 
 # PostgreSQL through psycopg 3: psycopg preparing (server-side binding), then this app preparing (client-side).
 test-prepared: $(STAMP)
-	$(VENV)/bin/nox -s prepared
+	$(VENV)/bin/nox -s prepared -- -q -p no:cacheprovider -m "not stress"
 
 # Django's own ORM test suite, without audit_events and with every model registered, compared
 # test by test (docs/django-suite.rst). DB=sqlite (default) or postgres; the sources go to .cache/.

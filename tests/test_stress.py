@@ -38,7 +38,7 @@ from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
 from tests.models import Author, Book, Tag
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.stress, pytest.mark.django_db(transaction=True)]
 
 THREADS = int(os.environ.get("STRESS_THREADS", "4"))
 SECONDS = float(os.environ.get("STRESS_SECONDS", "12"))  # per round, wall clock
@@ -209,6 +209,13 @@ def _links(book: Book) -> list[int]:
     return sorted(book.tags.values_list("pk", flat=True))
 
 
+def _events_of(pk: int) -> str:
+    """The book's recorded events, one a line, for the failure message."""
+    events = Event.objects.filter(content_type__model="book", object_pk=str(pk)).order_by("version")
+    rows = events.values_list("id", "version", "action", "operation", "changes", "state")
+    return "".join(f"\n  {row}" for row in rows)
+
+
 def _check_history(book_pks: list[int], author_pks: list[int]) -> None:
     spec = spec_for(Book)
     assert spec is not None
@@ -217,7 +224,7 @@ def _check_history(book_pks: list[int], author_pks: list[int]) -> None:
         live = Book.objects.filter(pk=pk).first()
         replayed = state_at(Book, pk)
         if live is None:
-            assert replayed is None, f"book {pk}: deleted, but its history replays to a row"
+            assert replayed is None, f"book {pk}: deleted, but its history replays to a row{_events_of(pk)}"
             continue
         assert replayed is not None, f"book {pk}: live, but its history replays to no row"
         assert {a: getattr(replayed, a) for a in attnames} == {a: getattr(live, a) for a in attnames}, f"book {pk}"
