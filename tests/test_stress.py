@@ -227,7 +227,9 @@ def _check_history(book_pks: list[int], author_pks: list[int]) -> None:
             assert replayed is None, f"book {pk}: deleted, but its history replays to a row{_events_of(pk)}"
             continue
         assert replayed is not None, f"book {pk}: live, but its history replays to no row"
-        assert {a: getattr(replayed, a) for a in attnames} == {a: getattr(live, a) for a in attnames}, f"book {pk}"
+        assert {a: getattr(replayed, a) for a in attnames} == {a: getattr(live, a) for a in attnames}, (
+            f"book {pk}{_events_of(pk)}"
+        )
         recorded = recorded_state(spec, pk)
         assert recorded is not None
         assert recorded["tags"] == _links(live), f"book {pk}: links"
