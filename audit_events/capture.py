@@ -535,9 +535,7 @@ def do_update(
     if plain and _update_hands_back_old_values(spec, connection):
         matched = _update_overwriting(spec, base_qs, using, pk_val, values, saving)
         if matched is not None:
-            if returning_fields:  # Django 6: the rows returned, none asked for
-                return [()] if matched else []
-            return matched
+            return _update_answer(matched, returning_fields)
     simple = plain and _update_returns_new_row(spec, connection)
     result = _one_row(spec, connection, no_key=True).update(pk_val, values, saving.old_from_update) if simple else None
     if result is None:
@@ -549,9 +547,14 @@ def do_update(
     if saving.old_from_update:
         saving.old = old
     saving.new.update(new or {})
-    if returning_fields:  # Django 6: the rows returned, none asked for
-        return [()] if new is not None else []
-    return new is not None
+    return _update_answer(new is not None, returning_fields)
+
+
+def _update_answer(matched: bool, returning_fields: tuple[Any, ...]) -> Any:
+    """What ``_do_update`` answers: whether the row matched, or on Django 6 the rows returned, none asked for."""
+    if returning_fields:
+        return [()] if matched else []
+    return matched
 
 
 def _update_hands_back_old_values(spec: registry.ModelSpec, connection: Any) -> bool:
