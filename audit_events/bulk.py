@@ -86,8 +86,12 @@ def bulk_update(
     keys = list({obj.pk: None for obj in objs})
     with atomic_write(using), operation():
         before = _locked(spec, using, keys)
+        # Only the rows locked: Django's UPDATE (by key) would also change a row made again, with
+        # one of these keys, by a transaction that committed after the locking read (PostgreSQL).
+        present = {spec.object_pk(pk) for pk in before}
+        locked = [obj for obj in objs if spec.object_pk(obj.pk) in present]
         with capture_paused():  # Django's bulk_update calls update(): record once, here
-            count = update(objs, names, batch_size=batch_size)
+            count = update(locked, names, batch_size=batch_size) if locked else 0
         # The same rows, still locked: what the UPDATEs stored in the columns they write, the
         # listed fields' (the other columns, and the links, which they cannot change: as before).
         written = {queryset.model._meta.get_field(name) for name in names}

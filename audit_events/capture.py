@@ -55,6 +55,7 @@ from .context import is_paused
 from .encoding import JSONValue
 from .models import Action
 from .operations import current_operation
+from .replay import recorded_state
 from .returning import insert_returning, split_converters
 
 # instance.__dict__ key: the records (:class:`_Save`, :class:`_Delete`) its writes in progress hand from
@@ -399,6 +400,7 @@ class _Save:
     read_back: bool = False
     raw: bool = False
     written: bool = False  # its INSERT or UPDATE has run
+    matched: bool = False  # Django's own UPDATE (not ours) matched a row
     recorded: bool = False  # its event is written (a save of the same instance came before post_save)
 
 
@@ -542,7 +544,9 @@ def do_update(
         if saving.old_from_update:
             saving.old, saving.old_from_update = live_state(spec, using, pk_val, no_key=True), False
         saving.read_back = saving.read_back or bool(values)
-        return original(instance, *args, **kwargs)
+        answer = original(instance, *args, **kwargs)
+        saving.matched = bool(answer)
+        return answer
     old, new = result
     if saving.old_from_update:
         saving.old = old
@@ -677,6 +681,11 @@ def post_save(
 def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> None:
     saving.recorded = True
     old, new = saving.old, _saved_state(spec, instance, using, saving)
+    if old is None and saving.matched:
+        # Django's UPDATE (by key) matched a row the locking read found gone: another transaction
+        # made it again and committed in between (PostgreSQL, READ COMMITTED). It was as that
+        # transaction recorded it.
+        old = recorded_state(spec, instance.pk, using=using)
     # A multi-table child's row is also a row of each registered parent model:
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
@@ -751,6 +760,10 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
         deleting_ = _Delete(_FROM_DELETE, operation)
     else:
         deleting_ = _Delete(live_state(spec, using, instance.pk), operation)
+        if deleting_.state is None and scope is not None and _update_returns_old_row(spec, using):
+            # Gone already, so not locked: a row made again with its key before the Collector's
+            # DELETE (by key) runs would be deleted unseen. That DELETE returns what it deletes.
+            scope.on(connections[using]).expect(spec, instance.pk)
     handoffs(instance).append(deleting_)
     if scope is not None:
         scope.pushed.append((instance, handoff_depth(instance) - 1))
@@ -772,6 +785,8 @@ def _record_delete(spec: registry.ModelSpec, instance: models.Model, using: str,
         if scope is None:  # post_delete sent outside the delete() that marked it
             raise RuntimeError(f"audit_events: the deleted {spec.label} row was not read; the delete is undone.")
         state = scope.on(connections[using]).deleted_row(spec, instance.pk)
+    elif state is None and (scope := _deleting.get()) is not None:
+        state = scope.on(connections[using]).made_again(spec, instance.pk)
     if state is None:
         return
     assert isinstance(state, dict)
@@ -909,6 +924,21 @@ class _ReturningDeletes:
                 "see, so it could not be recorded; the delete is undone. Please report this with your "
                 "Django version."
             )
+        return state
+
+    def made_again(self, spec: registry.ModelSpec, pk: Any) -> State | None:
+        """The row the DELETE deleted although ``pre_delete`` read it gone: another transaction made it
+        again, with the same key, and committed in between (PostgreSQL, READ COMMITTED). ``None`` if the
+        DELETE deleted no such row.
+
+        Its columns are the DELETE's answer; its links, which the Collector's DELETE of the
+        through rows removed before, are those its maker recorded (committed before this DELETE
+        could see the row).
+        """
+        state = self.rows.pop((spec.model, spec.object_pk(pk)), None)
+        if state is not None and spec.m2m_fields:
+            recorded = recorded_state(spec, pk, using=self.connection.alias) or {}
+            state.update({f.name: recorded.get(f.name, []) for f in spec.m2m_fields})
         return state
 
     def remove(self) -> None:

@@ -669,3 +669,100 @@ def test_a_link_change_does_not_hold_back_rows_referencing_its_row() -> None:
         released.set()
         worker.finish()
     assert Review.objects.filter(book=book).count() == 1
+
+
+def test_a_delete_that_read_its_row_gone_records_the_row_made_again_that_its_delete_took() -> None:
+    """The Collector deletes by key: a row made again (same key) and committed after ``pre_delete`` read it
+    gone is deleted all the same; the DELETE's answer records it (found by the many-writers harness)."""
+    from django.db.models.signals import pre_delete
+
+    from audit_events import restore
+    from tests.models import Tag
+
+    tag = Tag.objects.create(name="x")
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t", pages=10)
+    book.tags.add(tag)
+    stale = Book.objects.get(pk=book.pk)
+    Book.objects.filter(pk=book.pk).delete()
+
+    def make_again(sender: type[Book], instance: Book, **kwargs: Any) -> None:  # after audit_events' pre_delete
+        if instance.pk == book.pk:
+            worker = Worker(lambda: restore(Book, book.pk))  # its own connection: committed at once
+            worker.start()
+            worker.finish()
+
+    pre_delete.connect(make_again, sender=Book)
+    try:
+        stale.delete()  # a copy read before another writer deleted the row
+    finally:
+        pre_delete.disconnect(make_again, sender=Book)
+
+    assert not Book.objects.filter(pk=book.pk).exists()
+    events = list(history(Book, book.pk))
+    assert [e.action for e in events] == ["create", "update", "delete", "restore", "delete"]
+    assert events[-1].state is not None
+    assert (events[-1].state["title"], events[-1].state["tags"]) == ("t", [tag.pk])
+    assert state_at(Book, book.pk) is None
+    assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def _made_again_before_the_update(book_pk: int) -> Callable[..., Any]:
+    """An execute wrapper: before this connection's first UPDATE of books runs, another connection restores
+    the deleted book ``book_pk`` and commits (the moment between a locking read and Django's UPDATE)."""
+    from audit_events import restore
+
+    done: list[bool] = []
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not done and isinstance(sql, str) and sql.startswith('UPDATE "tests_book"'):
+            done.append(True)
+            worker = Worker(lambda: restore(Book, book_pk))
+            worker.start()
+            worker.finish()
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def test_a_save_django_compiles_whose_row_was_made_again_records_an_update_of_it() -> None:
+    """The locking read finds the row gone; before Django's UPDATE (by key) runs, another writer makes it
+    again: the UPDATE changes it, recorded as an update of the row that writer recorded, links kept."""
+    from tests.models import Tag
+
+    tag = Tag.objects.create(name="x")
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t", pages=10)
+    book.tags.add(tag)
+    stale = Book.objects.get(pk=book.pk)
+    Book.objects.filter(pk=book.pk).delete()
+
+    stale.pages = F("pages") + 1  # an expression: Django compiles the UPDATE, read before it
+    with connection.execute_wrapper(_made_again_before_the_update(book.pk)):
+        stale.save(update_fields=["pages"])
+
+    events = list(history(Book, book.pk))
+    assert [e.action for e in events] == ["create", "update", "delete", "restore", "update"]
+    assert events[-1].changes == {"pages": [10, 11]}
+    assert_replay_is_the_row(book.pk)
+    assert recorded_state(spec_for(Book), book.pk)["tags"] == [tag.pk]  # type: ignore[arg-type,index]
+    assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def test_a_bulk_update_leaves_a_row_made_again_after_its_locking_read_alone() -> None:
+    """``bulk_update`` locks the rows, then Django updates by key: a row gone at the lock and made again
+    before the UPDATE is not one the call read, so it is not written (as if the UPDATE had run first)."""
+    author = Author.objects.create(name="Ann")
+    kept = Book.objects.create(author=author, title="kept", pages=1)
+    gone = Book.objects.create(author=author, title="gone", pages=2)
+    stale_kept, stale_gone = Book.objects.get(pk=kept.pk), Book.objects.get(pk=gone.pk)
+    Book.objects.filter(pk=gone.pk).delete()
+
+    stale_kept.pages, stale_gone.pages = 100, 200
+    with connection.execute_wrapper(_made_again_before_the_update(gone.pk)):
+        updated = Book.objects.bulk_update([stale_kept, stale_gone], ["pages"])
+
+    assert updated == 1
+    assert Book.objects.get(pk=gone.pk).pages == 2  # made again as it was deleted, left alone
+    assert Book.objects.get(pk=kept.pk).pages == 100
+    assert_replay_is_the_row(gone.pk)
+    assert_replay_is_the_row(kept.pk)
+    assert [str(finding) for finding in verify_model(Book)] == []
