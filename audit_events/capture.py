@@ -760,10 +760,15 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
         deleting_ = _Delete(_FROM_DELETE, operation)
     else:
         deleting_ = _Delete(live_state(spec, using, instance.pk), operation)
-        if deleting_.state is None and scope is not None and _update_returns_old_row(spec, using):
+        if deleting_.state is None and scope is not None and connections[using].vendor == "postgresql":
             # Gone already, so not locked: a row made again with its key before the Collector's
-            # DELETE (by key) runs would be deleted unseen. That DELETE returns what it deletes.
-            scope.on(connections[using]).expect(spec, instance.pk)
+            # DELETE (by key) runs would be deleted unseen. That DELETE returns what it deletes,
+            # or (several tables, a composite key) is preceded by a locking read of it.
+            returning = scope.on(connections[using])
+            if _update_returns_old_row(spec, using):
+                returning.expect(spec, instance.pk)
+            else:
+                returning.read_again(spec, instance.pk)
     handoffs(instance).append(deleting_)
     if scope is not None:
         scope.pushed.append((instance, handoff_depth(instance) - 1))
@@ -866,6 +871,9 @@ class _ReturningDeletes:
         self.marked: dict[type[models.Model], set[str]] = {}  # canonical pks pre_delete marked
         self.covered: set[tuple[type[models.Model], str]] = set()  # rows a DELETE was seen for
         self.rows: dict[tuple[type[models.Model], str], State] = {}
+        # Rows read gone, of models whose DELETE cannot return a whole state, by their table's DELETE
+        # (``DELETE FROM t ``): read again, locked, just before it (:meth:`read_again`).
+        self.gone: dict[str, tuple[registry.ModelSpec, set[str]]] = {}
         connection.execute_wrappers.insert(0, self)
 
     def expect(self, spec: registry.ModelSpec, pk: Any) -> None:
@@ -874,9 +882,24 @@ class _ReturningDeletes:
         self.expected.setdefault(f"DELETE FROM {table} WHERE {table}.{pk_column} IN (", _one_row(spec, self.connection))
         self.marked.setdefault(spec.model, set()).add(spec.object_pk(pk))
 
+    def read_again(self, spec: registry.ModelSpec, pk: Any) -> None:
+        """``pre_delete`` read the row of ``spec`` (several tables, or a composite key) gone.
+
+        Just before the Collector's DELETE of the model's own table, the row is read
+        again, locked: one made again in between is recorded as deleted, like a row
+        the DELETE returns (:meth:`made_again`). That DELETE returns the keys it took:
+        one made again after that read too (its snapshot is the statement's own) cannot
+        be recorded, and the delete is refused.
+        """
+        table = self.connection.ops.quote_name(spec.model._meta.db_table)
+        self.gone.setdefault(f"DELETE FROM {table} ", (spec, set()))[1].add(spec.object_pk(pk))
+
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         if not isinstance(sql, str) or not sql.startswith("DELETE FROM "):
             return execute(sql, params, many, context)
+        for start, (spec, pks) in self.gone.items():
+            if sql.startswith(start) and pks:
+                return self._gone_again(spec, pks, execute, sql, params, many, context)
         for start, select in self.expected.items():
             if sql.startswith(start):
                 return self._returning(select, execute, sql, params, many, context)
@@ -893,6 +916,36 @@ class _ReturningDeletes:
         self.covered.update((model, object_pk(p)) for p in params or ())  # the keys of its IN (...)
         for pk, state in select.states(context["cursor"].fetchall()).items():
             self.rows[(model, pk)] = state
+        return result
+
+    def _gone_again(
+        self,
+        spec: registry.ModelSpec,
+        pks: set[str],
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: Any,
+    ) -> Any:
+        model, alias = spec.model, self.connection.alias
+        found = lock_rows(spec, alias, {"pk__in": [spec.pk_field.to_python(pk) for pk in pks]})
+        for pk, state in found.items():
+            self.rows[(model, spec.object_pk(pk))] = state
+        pks.difference_update(spec.object_pk(pk) for pk in found)
+        quote = self.connection.ops.quote_name
+        key_fields: tuple[Field, ...] = getattr(spec.pk_field, "fields", None) or (spec.pk_field,)
+        columns = ", ".join(quote(f.column) for f in key_fields)
+        result = execute(f"{sql} RETURNING {columns}", params, many, context)
+        for values in context["cursor"].fetchall():
+            parts = [f.to_python(v) for f, v in zip(key_fields, values, strict=True)]
+            pk = spec.object_pk(tuple(parts) if len(parts) > 1 else parts[0])
+            if pk in pks:
+                raise RuntimeError(
+                    f"audit_events: the {spec.label} row {pk}, read gone by this delete, was made again by "
+                    "another transaction as it ran, and its DELETE took it unread, so it could not be "
+                    "recorded; the delete is undone. Retry it."
+                )
         return result
 
     def _read_marked(self, select: _OneRow) -> None:

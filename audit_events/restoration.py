@@ -100,10 +100,17 @@ def _undo_deletion(delete_event: Event, db: str) -> None:
             )
         if event.pk != delete_event.pk and _deleted_again(event, db):
             continue  # brought back and deleted since: that later deletion holds it now
-        pk_field = spec.pk_field
-        rows.append(_Row(spec, model, decode(pk_field, event.state[pk_field.name]), event.state))
+        rows.append(_Row(spec, model, _recorded_key(spec, event), event.state))
     _write_rows(rows, db, recreate_only=True)
     _reattach(group, db)
+
+
+def _recorded_key(spec: registry.ModelSpec, event: Event) -> Any:
+    """The key of ``event``'s row: from its state (a composite key has no value of its own in it: its text)."""
+    if getattr(spec.pk_field, "fields", None):
+        return tuple(spec.pk_field.to_python(event.object_pk))
+    assert event.state is not None
+    return decode(spec.pk_field, event.state[spec.pk_field.name])
 
 
 def _deleted_again(event: Event, db: str) -> bool:

@@ -706,22 +706,24 @@ def test_a_delete_that_read_its_row_gone_records_the_row_made_again_that_its_del
     assert [str(finding) for finding in verify_model(Book)] == []
 
 
-def _made_again_before_the_update(book_pk: int) -> Callable[..., Any]:
-    """An execute wrapper: before this connection's first UPDATE of books runs, another connection restores
-    the deleted book ``book_pk`` and commits (the moment between a locking read and Django's UPDATE)."""
-    from audit_events import restore
+class _MadeAgainBefore:
+    """An execute wrapper: before this connection's first statement starting with ``start`` runs, another
+    connection restores the deleted row ``pk`` of ``model`` and commits (the moment between a locking read
+    and Django's statement by key). ``done``: whether it came."""
 
-    done: list[bool] = []
+    def __init__(self, start: str, model: type[Any], pk: Any) -> None:
+        self.start, self.model, self.pk = start, model, pk
+        self.done = False
 
-    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        if not done and isinstance(sql, str) and sql.startswith('UPDATE "tests_book"'):
-            done.append(True)
-            worker = Worker(lambda: restore(Book, book_pk))
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        from audit_events import restore
+
+        if not self.done and isinstance(sql, str) and sql.startswith(self.start):
+            self.done = True
+            worker = Worker(lambda: restore(self.model, self.pk))
             worker.start()
             worker.finish()
         return execute(sql, params, many, context)
-
-    return wrapper
 
 
 def test_a_save_django_compiles_whose_row_was_made_again_records_an_update_of_it() -> None:
@@ -736,7 +738,7 @@ def test_a_save_django_compiles_whose_row_was_made_again_records_an_update_of_it
     Book.objects.filter(pk=book.pk).delete()
 
     stale.pages = F("pages") + 1  # an expression: Django compiles the UPDATE, read before it
-    with connection.execute_wrapper(_made_again_before_the_update(book.pk)):
+    with connection.execute_wrapper(_MadeAgainBefore('UPDATE "tests_book"', Book, book.pk)):
         stale.save(update_fields=["pages"])
 
     events = list(history(Book, book.pk))
@@ -757,7 +759,7 @@ def test_a_bulk_update_leaves_a_row_made_again_after_its_locking_read_alone() ->
     Book.objects.filter(pk=gone.pk).delete()
 
     stale_kept.pages, stale_gone.pages = 100, 200
-    with connection.execute_wrapper(_made_again_before_the_update(gone.pk)):
+    with connection.execute_wrapper(_MadeAgainBefore('UPDATE "tests_book"', Book, gone.pk)):
         updated = Book.objects.bulk_update([stale_kept, stale_gone], ["pages"])
 
     assert updated == 1
@@ -766,3 +768,90 @@ def test_a_bulk_update_leaves_a_row_made_again_after_its_locking_read_alone() ->
     assert_replay_is_the_row(gone.pk)
     assert_replay_is_the_row(kept.pk)
     assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def _made_again_in(model: type[Any], pk: Any) -> Callable[..., Any]:
+    """A ``pre_delete`` receiver (after audit_events'): another connection restores the deleted row ``pk``
+    of ``model`` and commits, between the delete's read of the row and the Collector's DELETE."""
+    from audit_events import restore
+
+    def make_again(sender: type[Any], instance: Any, **kwargs: Any) -> None:
+        if instance.pk == pk:
+            worker = Worker(lambda: restore(model, pk))
+            worker.start()
+            worker.finish()
+
+    return make_again
+
+
+@pytest.mark.parametrize("label", ["tests.Restaurant", "tests.Line"])
+def test_a_delete_of_a_several_table_or_composite_key_row_read_gone_records_the_row_made_again(label: str) -> None:
+    """A multi-table child, a composite key: no RETURNING assembles their row, so the rows read gone are read
+    again, locked, just before the Collector's DELETE of the model's table; one made again meanwhile is
+    recorded."""
+    from django.apps import apps
+    from django.db.models.signals import pre_delete
+    from django.test import override_settings
+
+    from tests.settings import AUDIT_EVENTS as BASE
+
+    model = apps.get_model(label)
+    values = {"name": "Luigi's", "serves_pizza": True} if label == "tests.Restaurant" else {"order": 1, "number": 2}
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+        row = model.objects.create(**values)
+        stale = model.objects.get(pk=row.pk)
+        model.objects.filter(pk=row.pk).delete()
+
+        make_again = _made_again_in(model, row.pk)
+        pre_delete.connect(make_again, sender=model)
+        try:
+            stale.delete()
+        finally:
+            pre_delete.disconnect(make_again, sender=model)
+
+        assert not model.objects.filter(pk=row.pk).exists()
+        events = list(history(model, row.pk))
+        assert [e.action for e in events] == ["create", "delete", "restore", "delete"]
+        assert events[-1].state is not None
+        assert {name: events[-1].state[name] for name in values} == values
+        assert state_at(model, row.pk) is None
+        assert [str(finding) for finding in verify_model(model)] == []
+
+
+def test_a_child_row_made_again_just_before_its_delete_statement_undoes_the_delete() -> None:
+    """The last moment, after that second read and before the DELETE's own snapshot: the DELETE says which
+    rows it took; one read gone cannot be recorded, so the delete is refused and nothing is written."""
+    from tests.models import Restaurant
+
+    restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
+    stale = Restaurant.objects.get(pk=restaurant.pk)
+    Restaurant.objects.filter(pk=restaurant.pk).delete()
+    made_again = _MadeAgainBefore('DELETE FROM "tests_restaurant"', Restaurant, restaurant.pk)
+    with connection.execute_wrapper(made_again), pytest.raises(RuntimeError, match="made again"):
+        stale.delete()
+
+    assert made_again.done
+    assert Restaurant.objects.filter(pk=restaurant.pk).exists()  # the delete was undone
+    assert [e.action for e in history(Restaurant, restaurant.pk)] == ["create", "delete", "restore"]
+    assert [str(finding) for finding in verify_model(Restaurant)] == []
+
+
+def test_a_save_of_a_child_model_whose_row_was_made_again_records_an_update_of_it() -> None:
+    from tests.models import Restaurant
+
+    restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=False)
+    stale = Restaurant.objects.get(pk=restaurant.pk)
+    Restaurant.objects.filter(pk=restaurant.pk).delete()
+    stale.serves_pizza = True
+    made_again = _MadeAgainBefore('UPDATE "tests_', Restaurant, restaurant.pk)
+    with connection.execute_wrapper(made_again):
+        stale.save()
+
+    assert made_again.done
+    events = list(history(Restaurant, restaurant.pk))
+    assert [e.action for e in events] == ["create", "delete", "restore", "update"]
+    assert events[-1].changes == {"serves_pizza": [False, True]}
+    seen = state_at(Restaurant, restaurant.pk)
+    assert seen is not None
+    assert (seen.name, seen.serves_pizza) == ("Luigi's", True)
+    assert [str(finding) for finding in verify_model(Restaurant)] == []

@@ -678,3 +678,16 @@ def test_a_restore_records_what_the_database_stored_for_a_recreated_row() -> Non
     assert replayed is not None
     assert replayed.pages == 101
     assert list(verify_model(Book)) == []
+
+
+def test_a_deleted_row_with_a_composite_key_is_restored() -> None:
+    from tests.models import Line
+
+    base = settings.AUDIT_EVENTS
+    with override_settings(AUDIT_EVENTS={**base, "MODELS": [*base["MODELS"], "tests.Line"]}):
+        Line.objects.create(order=1, number=2, qty=3)
+        Line.objects.get(pk=(1, 2)).delete()
+        restored = restore(Line, (1, 2))
+        assert (restored.order, restored.number, restored.qty) == (1, 2, 3)
+        assert Line.objects.get(pk=(1, 2)).qty == 3
+        assert [e.action for e in history(Line, (1, 2))] == ["create", "delete", "restore"]
