@@ -13,6 +13,7 @@ from .exceptions import AppendOnlyError, NoHistory, RestoreError
 
 if TYPE_CHECKING:
     from .deletions import deleted, operation_events
+    from .moments import as_of, diff
     from .replay import history, state_at
     from .restoration import restore
     from .snapshots import snapshot_rows
@@ -21,8 +22,10 @@ __all__ = [
     "AppendOnlyError",
     "NoHistory",
     "RestoreError",
+    "as_of",
     "audit_context",
     "deleted",
+    "diff",
     "history",
     "operation_events",
     "restore",
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "as_of": "moments",
+    "diff": "moments",
     "deleted": "deletions",
     "operation_events": "deletions",
     "history": "replay",

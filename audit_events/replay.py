@@ -110,6 +110,14 @@ def state_at(model: type[M], pk: Any, at: datetime.datetime | None = None) -> M 
     ``at`` while its first event shows it existed before it was recorded.
     """
     spec = spec_or_error(model)
+    state = state_until(model, spec, pk, at)
+    return None if state is None else instance_from_state(model, spec, state)
+
+
+def state_until(
+    model: type[models.Model], spec: registry.ModelSpec, pk: Any, at: datetime.datetime | None
+) -> State | None:
+    """The recorded state of :func:`state_at` (``None``: the row did not exist then), with its errors."""
     check_moment(model, pk, at)
     events = list(events_until(spec, pk, at))
     if not events:
@@ -118,5 +126,4 @@ def state_at(model: type[M], pk: Any, at: datetime.datetime | None = None) -> M 
             raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events.")
         if first.action != Action.CREATE:
             raise NoHistory(unknown_before(model, pk, at, first))
-    state = fold(events)
-    return None if state is None else instance_from_state(model, spec, state)
+    return fold(events)
