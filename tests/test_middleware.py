@@ -45,7 +45,20 @@ def read_only(request: HttpRequest) -> HttpResponse:
     return HttpResponse("nothing written")
 
 
+async def every_async_write(request: HttpRequest) -> HttpResponse:
+    """asave(), aupdate(), abulk_update(), adelete(): Django's async ORM methods, from an async view."""
+    author = await Author.objects.acreate(name="one")
+    author.name = "two"
+    await author.asave()
+    await Author.objects.filter(pk=author.pk).aupdate(name="three")
+    author.name = "four"
+    await Author.objects.abulk_update([author], ["name"])
+    await author.adelete()
+    return HttpResponse()
+
+
 urlpatterns = [
+    path("async-writes/", every_async_write),
     path("create/", create_author),
     path("create/<str:label>/", lambda request, label: create_author(request)),
     path("late/", authenticate_late),
@@ -133,6 +146,24 @@ def test_async_views_get_the_same_context() -> None:
     assert event.context["remote_addr"] == "127.0.0.1"  # the ASGI scope's peer, as AsyncClient sends it
     assert event.context["path"] == "/async/"
     assert event.context["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_every_async_write_is_recorded_with_the_request_s_actor() -> None:
+    user = User.objects.create_user("async-writer", password="pw")
+    client = AsyncClient()
+    client.force_login(user)
+
+    async_to_sync(client.post)("/async-writes/")
+
+    events = list(Event.objects.order_by("id"))
+    assert [(e.action, e.changes.get("name")) for e in events] == [
+        ("create", None),
+        ("update", ["one", "two"]),
+        ("update", ["two", "three"]),
+        ("update", ["three", "four"]),
+        ("delete", None),
+    ]
+    assert {(e.actor_repr, e.context["path"]) for e in events} == {("async-writer", "/async-writes/")}
 
 
 def test_the_middleware_runs_natively_in_async_mode() -> None:
