@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .context import audit_context
+from .context import audit_context, unrecorded
 from .exceptions import AppendOnlyError, NoHistory, RestoreError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "restore",
     "snapshot_rows",
     "state_at",
+    "unrecorded",
 ]
 
 _LAZY = {

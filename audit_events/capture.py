@@ -438,6 +438,7 @@ def forget_handoffs(instance: models.Model, depth: int) -> None:
         del found[depth:]
     if found is not None and not found:
         del instance.__dict__[_HANDOFFS]  # an instance no write is in progress on carries nothing
+    _forget_finished(instance)
 
 
 def _pop_handoff(instance: models.Model) -> _Save | _Delete | None:
@@ -448,6 +449,38 @@ def _pop_handoff(instance: models.Model) -> _Save | _Delete | None:
     if not found:
         del instance.__dict__[_HANDOFFS]
     return record
+
+
+# Saves whose INSERT or UPDATE has run and whose post_save has not recorded them yet, in this
+# context: a write of a registered row that starts meanwhile (a post_save receiver connected
+# before this app's writing the same row) records them first (:func:`record_finished_saves`).
+_finished: ContextVar[tuple[tuple[models.Model, _Save, str], ...]] = ContextVar("audit_events_finished", default=())
+
+
+def _finish(instance: models.Model, saving: _Save, using: str) -> None:
+    saving.written = True
+    _finished.set((*_finished.get(), (instance, saving, using)))
+
+
+def _forget_finished(instance: models.Model) -> None:
+    """Drop ``instance``'s saves from :data:`_finished` once recorded, or failed (no longer handed over)."""
+    kept = instance.__dict__.get(_HANDOFFS) or []
+    finished = _finished.get()
+    if any(entry[0] is instance for entry in finished):
+        _finished.set(tuple(e for e in finished if e[0] is not instance or (e[1] in kept and not e[1].recorded)))
+
+
+def record_finished_saves() -> None:
+    """Record the saves whose statement has run and whose post_save has not come yet: a write
+    starting now comes after them, and so must its event (the database's order)."""
+    finished = _finished.get()
+    if not finished:
+        return
+    _finished.set(())
+    for instance, saving, using in finished:
+        spec = registry.spec_for(type(instance))
+        if spec is not None and not saving.recorded:
+            _record_save(spec, instance, using, saving)
 
 
 def _record_enclosing(spec: registry.ModelSpec, instance: models.Model, using: str) -> None:
@@ -464,9 +497,10 @@ def _record_enclosing(spec: registry.ModelSpec, instance: models.Model, using: s
 
 def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
     spec = registry.spec_for(sender)
-    if spec is None or is_paused():
+    if spec is None or is_paused(sender):
         handoffs(instance).append(None)
         return
+    record_finished_saves()
     _record_enclosing(spec, instance, using)
     saving = _Save(old=None, raw=bool(raw))
     if instance._is_pk_set() and not _pk_is_fresh(instance, raw):  # type: ignore[attr-defined]
@@ -520,7 +554,7 @@ def do_update(
     spec = registry.spec_for(type(instance))
     if saving is None or spec is None or _is_wrapper(original):
         return original(instance, *args, **kwargs)  # not recorded, or a registered parent's wrapper records it
-    saving.written = True
+    _finish(instance, saving, using)
     connection = connections[using]
     returns = bool(returning_fields and returning_fields[0]) or bool(kwargs.get("returning_fields"))
     plain = (
@@ -627,7 +661,7 @@ def do_insert(
     spec = registry.spec_for(type(instance))
     if saving is None or spec is None or _is_wrapper(original):
         return original(instance, manager, using, fields, returning_fields, raw, **kwargs)
-    saving.written = True
+    _finish(instance, saving, using)
     returning = connections[using].features.can_return_columns_from_insert
     if kwargs or original is not models.Model._do_insert or not returning:  # type: ignore[attr-defined]
         saving.read_back = True
@@ -673,9 +707,9 @@ def post_save(
 ) -> None:
     saving = _pop_handoff(instance)
     spec = registry.spec_for(sender)
-    if not isinstance(saving, _Save) or spec is None or saving.recorded:
-        return
-    _record_save(spec, instance, using, saving)
+    if isinstance(saving, _Save) and spec is not None and not saving.recorded:
+        _record_save(spec, instance, using, saving)
+    _forget_finished(instance)
 
 
 def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> None:
@@ -749,9 +783,10 @@ def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, s
 
 def pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     spec = registry.spec_for(sender)
-    if spec is None or is_paused():
+    if spec is None or is_paused(sender):
         handoffs(instance).append(None)
         return
+    record_finished_saves()
     _record_enclosing(spec, instance, using)
     operation = current_operation()  # delete() and QuerySet.delete() opened one for the whole deletion
     scope = _deleting.get()
@@ -929,24 +964,35 @@ class _ReturningDeletes:
         context: Any,
     ) -> Any:
         model, alias = spec.model, self.connection.alias
-        found = lock_rows(spec, alias, {"pk__in": [spec.pk_field.to_python(pk) for pk in pks]})
+        key_fields: tuple[Field, ...] = getattr(spec.pk_field, "fields", None) or (spec.pk_field,)
+        # This batch's keys (the Collector sends one DELETE per batch of keys): a row of a later batch,
+        # made again after this one ran, is read with its own; one of an earlier batch stays alive.
+        batch = pks & self._keys(spec, key_fields, list(params or ()))
+        found = lock_rows(spec, alias, {"pk__in": [spec.pk_field.to_python(pk) for pk in batch]}) if batch else {}
         for pk, state in found.items():
             self.rows[(model, spec.object_pk(pk))] = state
         pks.difference_update(spec.object_pk(pk) for pk in found)
-        quote = self.connection.ops.quote_name
-        key_fields: tuple[Field, ...] = getattr(spec.pk_field, "fields", None) or (spec.pk_field,)
-        columns = ", ".join(quote(f.column) for f in key_fields)
+        columns = ", ".join(self.connection.ops.quote_name(f.column) for f in key_fields)
         result = execute(f"{sql} RETURNING {columns}", params, many, context)
-        for values in context["cursor"].fetchall():
-            parts = [f.to_python(v) for f, v in zip(key_fields, values, strict=True)]
-            pk = spec.object_pk(tuple(parts) if len(parts) > 1 else parts[0])
-            if pk in pks:
-                raise RuntimeError(
-                    f"audit_events: the {spec.label} row {pk}, read gone by this delete, was made again by "
-                    "another transaction as it ran, and its DELETE took it unread, so it could not be "
-                    "recorded; the delete is undone. Retry it."
-                )
+        taken = self._keys(spec, key_fields, [v for values in context["cursor"].fetchall() for v in values])
+        if unread := taken & pks:
+            raise RuntimeError(
+                f"audit_events: the {spec.label} row {min(unread)}, read gone by this delete, was made again "
+                "by another transaction as it ran, and its DELETE took it unread, so it could not be "
+                "recorded; the delete is undone. Retry it."
+            )
+        pks.difference_update(batch)
         return result
+
+    @staticmethod
+    def _keys(spec: registry.ModelSpec, key_fields: tuple[Field, ...], values: list[Any]) -> set[str]:
+        """The canonical keys of ``values``, the key's columns one after another (a DELETE's ``IN`` list)."""
+        width = len(key_fields)
+        keys = set()
+        for start in range(0, len(values) - width + 1, width):
+            parts = [f.to_python(v) for f, v in zip(key_fields, values[start : start + width], strict=True)]
+            keys.add(spec.object_pk(tuple(parts) if width > 1 else parts[0]))
+        return keys
 
     def _read_marked(self, select: _OneRow) -> None:
         spec = select.spec

@@ -1,6 +1,6 @@
 """Runtime switches, on contextvars so threads, async views and tasks each see their own.
 
-Both are context managers that also work as decorators.
+All are context managers that also work as decorators.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def storable(value: Any) -> Any:
 
 _current: ContextVar[AuditContext] = ContextVar("audit_events_context", default=AuditContext())  # noqa: B039 (frozen)
 _paused: ContextVar[bool] = ContextVar("audit_events_paused", default=False)
+_unrecorded: ContextVar[_Unrecorded | None] = ContextVar("audit_events_unrecorded", default=None)
 
 _UNSET: Any = object()
 _S = TypeVar("_S", bound="_Switch")
@@ -111,8 +112,14 @@ def current_context() -> AuditContext:
     return _current.get()
 
 
-def is_paused() -> bool:
-    return _paused.get()
+def is_paused(*models: Any) -> bool:
+    """Whether capture is off here; inside :class:`unrecorded`, ``models`` (those the write reaches) are noted."""
+    if not _paused.get():
+        return False
+    block = _unrecorded.get()
+    if block is not None:
+        block.models.update(models)
+    return True
 
 
 class audit_context(_Switch):
@@ -157,7 +164,57 @@ class capture_paused(_Switch):
         self._tokens: list[Any] = []
 
     def __enter__(self) -> None:
-        self._tokens.append(_paused.set(True))
+        # The writes inside record themselves another way: not the unrecorded writes of an enclosing block.
+        self._tokens.append((_paused.set(True), _unrecorded.set(None)))
 
     def __exit__(self, *exc: object) -> None:
-        _paused.reset(self._tokens.pop())
+        paused, unrecorded_ = self._tokens.pop()
+        _unrecorded.reset(unrecorded_)
+        _paused.reset(paused)
+
+
+@dataclass
+class _Unrecorded:
+    reason: str
+    started_at: Any
+    models: set[Any] = field(default_factory=set)
+
+
+class unrecorded(_Switch):
+    """Write without recording, for a reason: a bulk import, a data fix.
+
+    ::
+
+        with unrecorded(reason="import of the 2024 ledger"):
+            Entry.objects.bulk_create(entries)
+
+    The writes inside cost what plain Django's do and leave no event. What
+    is left is a note per registered model written to: the reason, the
+    actor and context around the block, when it began and ended
+    (:class:`~audit_events.models.UnrecordedWrite`, in the same transaction
+    as the writes when the block is inside one). ``audit_verify`` names that
+    note in the drift it then finds on those rows, and ``audit_verify
+    --repair`` records them, the events carrying the note's reason. A block
+    whose writes fail and roll back leaves no note.
+    """
+
+    def __init__(self, reason: str) -> None:
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("unrecorded() needs a reason: say why these writes are not recorded.")
+        self.reason = reason
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> None:
+        from django.utils import timezone
+
+        block = _Unrecorded(self.reason, timezone.now())
+        self._tokens.append((block, _paused.set(True), _unrecorded.set(block)))
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        block, paused, unrecorded_ = self._tokens.pop()
+        _unrecorded.reset(unrecorded_)
+        _paused.reset(paused)
+        if block.models:
+            from .notes import note
+
+            note(block.reason, block.started_at, block.models, failed=exc_type is not None)

@@ -175,7 +175,8 @@ def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     def save_base_recording_children(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         found = children(type(self))
         raw = kwargs.get("raw") or (args and args[0])  # its signals record it (:func:`_raw_pre_save`)
-        if not found or raw or is_paused() or self.pk is None or id(self) in _saving.get():
+        paused = bool(found) and is_paused(*(spec.model for spec in found))
+        if not found or raw or paused or self.pk is None or id(self) in _saving.get():
             return save_base(self, *args, **kwargs)
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         token = _saving.set(_saving.get() | {id(self)})
@@ -211,7 +212,7 @@ def _raw_pre_save(sender: ModelType, instance: models.Model, raw: bool, using: s
     """A raw save (``loaddata``): read the children's row before it, as the wrapper does for others."""
     _raw_saves.pop(id(instance), None)  # left by a save that failed before its post_save
     found = children(sender)
-    if not raw or not found or is_paused() or instance.pk is None:
+    if not raw or not found or is_paused(*(spec.model for spec in found)) or instance.pk is None:
         return
     # No operation() across the two signals: a save failing between them would leave it set.
     recording = _recording(found, using, [instance.pk])
@@ -230,7 +231,7 @@ def _recording_queryset_write(
 ) -> Any:
     """Run ``write`` of the rows ``pks`` gives (called inside the transaction), recording the children's among them."""
     found = children(queryset.model)
-    if not found or is_paused() or queryset.model in _updating.get():
+    if not found or is_paused(*(spec.model for spec in found)) or queryset.model in _updating.get():
         return write([])
     token = _updating.set(_updating.get() | {queryset.model})
     try:
@@ -272,7 +273,7 @@ def records_update(update: Callable[..., int]) -> Callable[..., int]:
         from .querysets import _update_query
 
         found = children(queryset.model)
-        if not found or is_paused() or queryset.model in _updating.get():
+        if not found or is_paused(*(spec.model for spec in found)) or queryset.model in _updating.get():
             return update(queryset, **kwargs)
         queryset._for_write = True  # type: ignore[attr-defined]  # as Django's update() does before it reads .db
         query = _update_query(queryset, kwargs, queryset.db)  # Django's errors, before any lock

@@ -395,7 +395,7 @@ def m2m_changed(
     using: str,
     **kwargs: Any,
 ) -> None:
-    if is_paused():
+    if is_paused() and is_paused(*(spec.model for spec, _ in registry.m2m_links(sender))):  # noted when paused
         return
     for spec, field in registry.m2m_links(sender):
         key = (sender, field.name)
@@ -461,6 +461,11 @@ def _ends_of(model: type[models.Model]) -> list[tuple[registry.ModelSpec, Any, _
     return [(spec, field, _Through.of(field)) for spec, field in registry.through_rows(model)]
 
 
+def _through_paused(model: type[models.Model]) -> bool:
+    """:func:`is_paused`, noting the owners whose links a write of through rows of ``model`` changes."""
+    return is_paused() and is_paused(*(spec.model for spec, _, _ in _ends_of(model)))
+
+
 def _source_keys(instance: models.Model, ends: _Through, using: str) -> set[Any]:
     """The owner keys a saved through row has: the one it is given, and the one the database holds."""
     keys = {getattr(instance, ends.source.attname)}
@@ -472,7 +477,7 @@ def _source_keys(instance: models.Model, ends: _Through, using: str) -> set[Any]
 
 def through_pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
     instance.__dict__.pop(_SAVING, None)  # left by a save that failed before post_save
-    if not is_paused() and not raw:
+    if not raw and not _through_paused(sender):
         instance.__dict__[_SAVING] = _row_change(instance, using)
 
 
@@ -537,7 +542,7 @@ def _reference(origin: Any) -> Callable[[], Any]:
 
 
 def through_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    if is_paused():
+    if _through_paused(sender):
         return
     change = _deletion_of(kwargs.get("origin"), using).change
     for spec, field, ends in _ends_of(sender):
@@ -574,7 +579,8 @@ def through_rows_written(
     of their links; one of the links after the write; the events at COMMIT.
     """
     links = _ends_of(queryset.model)
-    if not links or is_paused() or _writing.get():  # bulk_update runs update(): recorded once, by the outer
+    paused = is_paused() and is_paused(*(spec.model for spec, _, _ in links))  # the owners noted when paused
+    if not links or paused or _writing.get():  # bulk_update runs update(): recorded once, by the outer
         yield queryset
         return
     using, objs = queryset.db, list(objs)

@@ -98,6 +98,34 @@ class Event(models.Model):
         return self.content_type.model_class()
 
 
+class UnrecordedWrite(models.Model):
+    """A note left by ``audit_events.unrecorded(reason)``: rows of this model were written unrecorded.
+
+    ``audit_verify`` names the note in the drift it finds on the model's rows
+    after their last event, and ``--repair`` records them with its reason.
+    """
+
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("model"), db_index=False
+    )
+    reason = models.TextField(_("reason"))
+    actor_id = models.CharField(_("actor id"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    actor_repr = models.CharField(_("actor"), max_length=255, blank=True, default="")
+    context = models.JSONField(_("context"), default=dict, blank=True)
+    started_at = models.DateTimeField(_("started at"))
+    ended_at = models.DateTimeField(_("ended at"))
+
+    class Meta:
+        verbose_name = _("unrecorded write")
+        verbose_name_plural = _("unrecorded writes")
+        # audit_verify's question: the latest note of a model that ended after a row's last event.
+        indexes = [models.Index(fields=("content_type", "ended_at"), name="audit_events_unrecorded")]
+
+    def __str__(self) -> str:
+        who = self.actor_repr or "no one"
+        return f"{self.reason!r} by {who}, {self.started_at.isoformat()} to {self.ended_at.isoformat()}"
+
+
 class RelayPosition(models.Model):
     """How far one relay (``manage.py audit_relay --name``) has published the event stream.
 

@@ -38,6 +38,7 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet, FieldError
 from django.db import NotSupportedError, connections, models, router
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.where import WhereNode
 
 from . import bulk, inheritance, journal, m2m, registry
@@ -50,6 +51,7 @@ from .capture import (
     deleting,
     draft,
     lock_rows,
+    record_finished_saves,
     view_event,
 )
 from .context import is_paused
@@ -432,8 +434,9 @@ def _wrapper(name: str) -> Callable[..., Any]:
 
     @functools.wraps(original)  # keeps alters_data and queryset_only, which managers read
     def method(self: models.QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
-        if self.model not in _models or is_paused():  # one lookup for an unregistered model
+        if self.model not in _models or is_paused(self.model):  # one lookup for an unregistered model
             return original(self, *args, **kwargs)
+        record_finished_saves()  # a save whose post_save has not come yet wrote before this
         return audited(self, *args, **kwargs)
 
     return method
@@ -452,6 +455,7 @@ def install(model: type[models.Model]) -> None:
     if not _models:
         for name in _WRAPPED:
             setattr(models.QuerySet, name, _wrapper(name))
+        DjangoUpdateQuery.update_batch = _update_batch  # type: ignore[method-assign]
     _models.add(model)
 
 
@@ -460,3 +464,19 @@ def uninstall(model: type[models.Model]) -> None:
     if not _models:
         for name, original in django_method.items():
             setattr(models.QuerySet, name, original)
+        DjangoUpdateQuery.update_batch = _django_update_batch  # type: ignore[method-assign]
+
+
+_django_update_batch = DjangoUpdateQuery.update_batch
+
+
+def _update_batch(self: UpdateQuery, pk_list: list[Any], values: dict[str, Any], using: str) -> None:
+    """``UpdateQuery.update_batch``, which Django's Collector calls to set the foreign keys of rows it has
+    loaded (``on_delete=SET(callable)``, whose rows Django reads before it deletes): for a model whose
+    QuerySet writes are recorded, the same UPDATEs by key through ``QuerySet.update()``, so recorded."""
+    if self.model not in _models or is_paused(self.model):
+        return _django_update_batch(self, pk_list, values, using)
+    rows = self.model._base_manager.using(using)
+    for offset in range(0, len(pk_list), GET_ITERATOR_CHUNK_SIZE):
+        rows.filter(pk__in=pk_list[offset : offset + GET_ITERATOR_CHUNK_SIZE]).update(**values)
+    return None

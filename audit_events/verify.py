@@ -16,7 +16,8 @@ never by the table:
 
 Queries: per batch of events, one SELECT of the events and one of their live
 rows; per batch of live rows, one SELECT of their keys and one of the keys
-that have events; per suspected drift, a locked re-check (three SELECTs) and,
+that have events; per suspected drift, a locked re-check (up to five SELECTs: the
+last one asks which :class:`~audit_events.unrecorded` note explains it) and,
 with ``repair``, one INSERT. None per healthy row.
 
 A suspected drift is checked again under the row's lock before it is
@@ -44,7 +45,8 @@ from . import journal, registry
 from .capture import diff, live_state
 from .context import audit_context
 from .encoding import JSONValue, canonical_json, encode
-from .models import Action, Event, EventQuerySet
+from .models import Action, Event, EventQuerySet, UnrecordedWrite
+from .notes import explaining
 from .replay import fold, recorded_state
 
 State = dict[str, JSONValue]
@@ -312,7 +314,11 @@ def _confirm_drift(spec: registry.ModelSpec, db: str, object_pk: str, repair: bo
         if same_state(live, recorded):
             return None  # a write landed between the two reads: no drift
         detail = _describe(recorded, live, has_events)
-        repaired = _write_repair(spec, db, object_pk, recorded, live) if repair else ""
+        last = events.order_by("-version").values_list("created_at", flat=True).first() if has_events else None
+        note = explaining(spec, db, last)
+        if note is not None:
+            detail = f"{detail} (written unrecorded: {note})"
+        repaired = _write_repair(spec, db, object_pk, recorded, live, note) if repair else ""
         return Finding(label, object_pk, Kind.DRIFT, detail, repaired=repaired)
 
 
@@ -327,7 +333,14 @@ def _describe(recorded: State | None, live: State | None, has_events: bool) -> s
     return "; ".join(f"{name}: recorded {old!r}, live {new!r}" for name, (old, new) in sorted(differences.items()))
 
 
-def _write_repair(spec: registry.ModelSpec, db: str, object_pk: str, recorded: State | None, live: State | None) -> str:
+def _write_repair(
+    spec: registry.ModelSpec,
+    db: str,
+    object_pk: str,
+    recorded: State | None,
+    live: State | None,
+    note: UnrecordedWrite | None,
+) -> str:
     if live is None:
         # fold() knows one way to make a row absent: a delete event (which restore() can undo).
         action, changes, state = Action.DELETE, {}, recorded
@@ -341,6 +354,10 @@ def _write_repair(spec: registry.ModelSpec, db: str, object_pk: str, recorded: S
         changes=changes,
         state=state,
     )
-    with audit_context(reason=REPAIR_REASON):
+    if note is None:
+        context = audit_context(reason=REPAIR_REASON)
+    else:  # the writes of an unrecorded() block, recorded now: its reason, and which block
+        context = audit_context(reason=note.reason, unrecorded_write=note.pk)
+    with context:
         journal.write([draft], db)
     return str(action)

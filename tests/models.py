@@ -457,3 +457,15 @@ class Sailor(models.Model):
 
     id = WrappedAutoField(primary_key=True)
     crew = CrewField()
+
+
+def fallback_author() -> int:
+    """``on_delete=SET(fallback_author)``: Django's documented sentinel pattern."""
+    return Author.objects.get_or_create(name="fallback")[0].pk
+
+
+class Memo(models.Model):
+    """A foreign key a delete sets with ``SET(callable)``; registered by the tests that need it."""
+
+    writer = models.ForeignKey(Author, on_delete=models.SET(fallback_author), related_name="+")
+    text = models.CharField(max_length=50, default="")

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from audit_events import audit_context, history
 from audit_events.context import capture_paused
 from audit_events.models import Event
+from audit_events.verify import verify_model
 from tests.helpers import at_commit
 from tests.models import (
     Author,
@@ -217,6 +218,30 @@ def test_cascade_delete_is_one_operation_with_set_null_children_updated() -> Non
         ("everything", pointing.pk): {"author": [author_pk, None]},
     }
     assert all(e.state is not None for e in written if e.action == "delete")
+
+
+@pytest.mark.parametrize("how", ["instance", "queryset"])
+def test_a_foreign_key_set_by_on_delete_SET_callable_is_recorded(how: str) -> None:
+    """``SET(callable)`` is not lazy: Django's Collector loads the referencing rows and sets them through
+    ``UpdateQuery.update_batch``, not ``QuerySet.update()`` (found by a review)."""
+    from tests.models import Memo, fallback_author
+
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Memo"]}):
+        fallback = fallback_author()
+        ann = Author.objects.create(name="Ann")
+        memo = Memo.objects.create(writer=ann, text="x")
+        ann_pk = ann.pk
+        if how == "instance":
+            ann.delete()
+        else:
+            Author.objects.filter(pk=ann_pk).delete()
+
+        memo.refresh_from_db()
+        assert memo.writer_id == fallback
+        update = events(Memo, memo.pk)[-1]
+        assert (update.action, update.changes) == ("update", {"writer": [ann_pk, fallback]})
+        assert update.operation == events(Author, ann_pk)[-1].operation  # one operation with the delete
+        assert [str(finding) for finding in verify_model(Memo)] == []
 
 
 def test_queryset_delete_is_one_operation() -> None:

@@ -855,3 +855,42 @@ def test_a_save_of_a_child_model_whose_row_was_made_again_records_an_update_of_i
     assert seen is not None
     assert (seen.name, seen.serves_pizza) == ("Luigi's", True)
     assert [str(finding) for finding in verify_model(Restaurant)] == []
+
+
+def test_a_row_read_gone_and_made_again_after_its_delete_batch_ran_is_left_alive_and_unrecorded() -> None:
+    """The Collector deletes in batches (100 keys): a row read gone whose batch already ran, made again
+    before a later batch, is neither taken nor read by that later batch (found by a review)."""
+    from django.test import override_settings
+
+    from audit_events import restore
+    from tests.models import Line
+    from tests.settings import AUDIT_EVENTS as BASE
+
+    def in_other_connection(work: Callable[[], Any]) -> None:
+        worker = Worker(work)
+        worker.start()
+        worker.finish()
+
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+        Line.objects.bulk_create([Line(order=1, number=n) for n in range(101)])
+        victim = (1, 100)  # the largest key: the Collector deletes in descending key order, so batch 1
+        seen = {"gone": False, "deletes": 0}
+
+        def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+            if not seen["gone"] and "FOR UPDATE" in sql and "tests_line" in sql and list(params or ()) == [1, 100]:
+                seen["gone"] = True  # just before the delete's locking read of the victim
+                in_other_connection(lambda: Line.objects.filter(pk=victim).delete())
+            result = execute(sql, params, many, context)
+            if sql.startswith('DELETE FROM "tests_line"'):
+                seen["deletes"] += 1
+                if seen["deletes"] == 1:  # after the first batch's DELETE, before the second's
+                    in_other_connection(lambda: restore(Line, victim))
+            return result
+
+        with connection.execute_wrapper(wrapper):
+            Line.objects.filter(order=1).delete()
+
+        assert seen["deletes"] == 2
+        assert Line.objects.filter(pk=victim).exists()
+        assert [e.action for e in history(Line, victim)] == ["create", "delete", "restore"]
+        assert [str(finding) for finding in verify_model(Line)] == []

@@ -298,6 +298,46 @@ def test_a_save_inside_an_earlier_post_save_receiver_keeps_the_create(receiver_b
         assert_replay_is_live(Author, author.pk)
 
 
+@pytest.mark.parametrize("how", ["queryset_update", "queryset_delete", "other_instance"])
+def test_a_write_of_the_saved_row_by_an_earlier_post_save_receiver_is_recorded_after_the_save(
+    receiver_before_ours: Any, how: str
+) -> None:
+    """A receiver in a models.py writes the row just saved (``filter(pk=).update()``, the usual way to
+    avoid recursion; a delete; another instance's save): its event comes after the save's, as the
+    writes did, whichever event carries a full state (found by a review)."""
+
+    done: list[bool] = []
+
+    def denormalize(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+        if sender is Book and instance.title == "x" and not done:
+            done.append(True)
+            if how == "queryset_update":
+                Book.objects.filter(pk=instance.pk).update(pages=999)
+            elif how == "queryset_delete":
+                Book.objects.filter(pk=instance.pk).delete()
+            else:
+                other = Book.objects.get(pk=instance.pk)
+                other.pages = 999
+                other.save(update_fields=["pages"])
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t", pages=1)
+    for pages in range(2, 9):  # versions 2 to 8: the receiver's write is v9 or v10, one of them a full state
+        book.pages = pages
+        book.save()
+    with receiver_before_ours(denormalize):
+        book.title = "x"
+        book.save()
+
+    found = events(Book, book.pk)
+    assert (found[-2].action, found[-2].changes) == ("update", {"title": ["t", "x"]})
+    if how == "queryset_delete":
+        assert found[-1].action == "delete"
+        assert state_at(Book, book.pk) is None
+    else:
+        assert (found[-1].action, found[-1].changes) == ("update", {"pages": [8, 999]})
+        assert_replay_is_live(Book, book.pk)
+
+
 def test_a_failed_save_leaves_nothing_a_later_save_records() -> None:
     author = Author.objects.create(name="Ann")
     book = Book.objects.create(author=author, title="t", pages=1)
