@@ -19,13 +19,13 @@ from . import capture, inheritance, journal, m2m, registry
 from .capture import diff
 from .context import capture_paused
 from .encoding import decode
-from .exceptions import NoHistory, RestoreError
+from .exceptions import NoHistory, NotDeleted, RestoreError
 from .models import Action, Event
 from .operations import current_operation, operation
 from .replay import (
     State,
-    check_moment,
     instance_from_state,
+    moment_of,
     recorded_state,
     row_events,
     spec_or_error,
@@ -45,7 +45,7 @@ class _Row:
     state: State
 
 
-def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, using: str | None = None) -> M:
+def restore(model: type[M], pk: Any, at: datetime.date | None = None, *, using: str | None = None) -> M:
     """Restore a row and return it.
 
     * ``restore(Account, 32)``: bring back a deleted row as it was last
@@ -54,12 +54,13 @@ def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, usi
       the deletion set to NULL.
     * ``restore(Account, 32, at=moment)``: put the row back as it was at
       ``moment``, recreating it if it is deleted now, overwriting it otherwise.
+      A date is the start of that day in the current time zone.
 
     Raises :class:`NoHistory` if the row has no events, :class:`RestoreError`
     if it cannot be done faithfully; either way nothing is written.
     """
     spec = spec_or_error(model)
-    check_moment(model, pk, at)
+    at = moment_of(model, pk, at)
     db = using or router.db_for_write(model)
     with transaction.atomic(using=db), capture_paused(), operation():
         events = row_events(spec, pk, db)
@@ -68,7 +69,7 @@ def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, usi
             raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events: there is nothing to restore.")
         if at is None:
             if last.action != Action.DELETE:
-                raise RestoreError(
+                raise NotDeleted(
                     f"{model._meta.label} pk={pk} is not deleted (already restored?); "
                     "pass at= to put it back as it was at an earlier moment."
                 )

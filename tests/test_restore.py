@@ -434,6 +434,13 @@ def test_refused_for_a_naive_moment() -> None:
         state_at(Author, author.pk, at=naive)
 
 
+def test_at_a_date_restores_the_row_as_that_day_began() -> None:
+    from tests.test_replay import _two_versions_around_paris_midnight
+
+    pk = _two_versions_around_paris_midnight()  # deleted at 01:00 on 1 May in Paris
+    assert restore(Author, pk, at=datetime.date(2024, 5, 1)).name == "one"
+
+
 def test_refused_when_not_deleted() -> None:
     author = Author.objects.create(name="Ann")
     with NothingWritten(), pytest.raises(RestoreError) as error:
