@@ -110,6 +110,37 @@ def instance_from_state(model: type[M], spec: registry.ModelSpec, state: State) 
     return instance
 
 
+def no_history(model: type[models.Model], pk: Any, using: str | None = None) -> NoHistory:
+    """The error for a row without events: one that exists was written unrecorded, and can be recorded."""
+    label = model._meta.label
+    if model._base_manager.db_manager(using).filter(pk=pk).exists():
+        return NoHistory(
+            f"{label} pk={pk} exists but has no recorded events (written before {label} was registered?): "
+            f"run `manage.py audit_snapshot {label}` to record it."
+        )
+    return NoHistory(f"{label} pk={pk} has no recorded events.")
+
+
+def absent_at(model: type[models.Model], pk: Any, at: datetime.datetime, using: str | None = None) -> str:
+    """Why the row cannot be had at ``at``: its history starts later, or it was deleted then."""
+    spec = spec_or_error(model)
+    first = row_events(spec, pk, using).order_by("version").first()
+    if first is not None and at < first.created_at:
+        if first.action != Action.CREATE:
+            return unknown_before(model, pk, at, first)
+        why = f"its history starts at {_told_as(first.created_at, at)}, when it was created"
+    else:
+        deletion = row_events(spec, pk, using).filter(action=Action.DELETE, created_at__lte=at).order_by("-version")
+        last = deletion.first()
+        why = "" if last is None else f"it was deleted at {_told_as(last.created_at, at)}"
+    return f"{model._meta.label} pk={pk} did not exist at {at.isoformat()}" + (f": {why}." if why else ".")
+
+
+def _told_as(moment: datetime.datetime, at: datetime.datetime) -> str:
+    """``moment`` in ``at``'s time zone, to read the two side by side."""
+    return (moment.astimezone(at.tzinfo) if timezone.is_aware(moment) and timezone.is_aware(at) else moment).isoformat()
+
+
 def unknown_before(model: type[models.Model], pk: Any, at: datetime.datetime | None, first: Event) -> str:
     """Why a row recorded only after it existed cannot be seen before its first event."""
     moment = "then" if at is None else f"at {at.isoformat()}"
@@ -139,7 +170,7 @@ def state_until(model: type[models.Model], spec: registry.ModelSpec, pk: Any, at
     if not events:
         first = row_events(spec, pk).order_by("version").first()
         if first is None:
-            raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events.")
+            raise no_history(model, pk)
         if first.action != Action.CREATE:
             raise NoHistory(unknown_before(model, pk, at, first))
     return fold(events)

@@ -19,17 +19,18 @@ from . import capture, inheritance, journal, m2m, registry
 from .capture import diff
 from .context import capture_paused
 from .encoding import decode
-from .exceptions import NoHistory, NotDeleted, RestoreError
+from .exceptions import NotDeleted, RestoreError
 from .models import Action, Event
 from .operations import current_operation, operation
 from .replay import (
     State,
+    absent_at,
     instance_from_state,
     moment_of,
+    no_history,
     recorded_state,
     row_events,
     spec_or_error,
-    unknown_before,
 )
 
 M = TypeVar("M", bound=models.Model)
@@ -66,7 +67,7 @@ def restore(model: type[M], pk: Any, at: datetime.date | None = None, *, using: 
         events = row_events(spec, pk, db)
         last = events.order_by("-version").first()
         if last is None:
-            raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events: there is nothing to restore.")
+            raise no_history(model, pk, db)
         if at is None:
             if last.action != Action.DELETE:
                 raise NotDeleted(
@@ -77,10 +78,7 @@ def restore(model: type[M], pk: Any, at: datetime.date | None = None, *, using: 
         else:
             state = recorded_state(spec, pk, at, db)
             if state is None:
-                first = events.order_by("version").first()
-                if first is not None and first.action != Action.CREATE and at < first.created_at:
-                    raise RestoreError(unknown_before(model, pk, at, first))
-                raise RestoreError(f"{model._meta.label} pk={pk} did not exist at {at.isoformat()}.")
+                raise RestoreError(absent_at(model, pk, at, db))
             _write_rows([_Row(spec, model, pk, state)], db)
     return model._base_manager.using(db).get(pk=pk)
 

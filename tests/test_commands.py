@@ -258,6 +258,10 @@ def test_history_bad_arguments() -> None:
     assert "not registered" in str(fails("audit_history", "tests.Unregistered", "1"))
     assert "'abc' is not a valid primary key" in str(fails("audit_history", "tests.Author", "abc"))
     assert "has no recorded events" in str(fails("audit_history", "tests.Author", "999"))
+    with capture_paused():
+        silent = Author.objects.create(name="silent")
+    for command in ("audit_history", "audit_restore"):
+        assert "run `manage.py audit_snapshot tests.Author`" in str(fails(command, "tests.Author", str(silent.pk)))
 
 
 # --- audit_restore ----------------------------------------------------------------
