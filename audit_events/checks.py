@@ -9,6 +9,7 @@ still records.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,22 @@ def _model(label: Any) -> tuple[Any, str | None]:
         return None, f"{label!r}: app {app_label!r} has no model {model_name!r}."
 
 
+def _label_hint(label: Any) -> str:
+    """The installed labels closest to a mistyped one (``"app_label.*"`` too), else how to write one."""
+    if not isinstance(label, str):
+        return _HINT_MODELS
+    if label.endswith("." + conf.WILDCARD):  # compare the app labels alone: they are short
+        label, suffix, cutoff = label[: -len(conf.WILDCARD) - 1], "." + conf.WILDCARD, 0.6
+        known = {app.label.lower(): app.label for app in apps.get_app_configs()}
+    else:  # whole labels: the app label they share makes any two of an app look alike
+        suffix, cutoff = "", 0.8
+        known = {model._meta.label_lower: model._meta.label for model in apps.get_models()}
+    close = difflib.get_close_matches(label.lower(), known, n=3, cutoff=cutoff)
+    if not close:
+        return _HINT_MODELS
+    return f"Did you mean {' or '.join(repr(known[name] + suffix) for name in close)}?"
+
+
 def _check_models(labels: Any) -> list[CheckMessage]:
     if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
         return [
@@ -87,7 +104,7 @@ def _check_models(labels: Any) -> list[CheckMessage]:
             continue
         model, problem = _model(label)
         if problem:
-            errors.append(Error(f"AUDIT_EVENTS['MODELS']: {problem}", hint=_HINT_MODELS, id="audit_events.E001"))
+            errors.append(Error(f"AUDIT_EVENTS['MODELS']: {problem}", hint=_label_hint(label), id="audit_events.E001"))
         elif model._meta.app_label == "audit_events":
             errors.append(
                 Error(
@@ -113,7 +130,7 @@ def _check_app_wildcard(label: str) -> list[CheckMessage]:
         return [
             Error(
                 f"AUDIT_EVENTS['MODELS']: {label!r}: no installed app has the label {app_label!r}.",
-                hint=_HINT_MODELS,
+                hint=_label_hint(label),
                 id="audit_events.E001",
             )
         ]
@@ -132,7 +149,9 @@ def _check_excludes(excludes: Any) -> list[CheckMessage]:
     for label, names in excludes.items():
         model, problem = _model(label)
         if problem:
-            errors.append(Error(f"AUDIT_EVENTS['EXCLUDE_FIELDS']: {problem}", id="audit_events.E001"))
+            errors.append(
+                Error(f"AUDIT_EVENTS['EXCLUDE_FIELDS']: {problem}", hint=_label_hint(label), id="audit_events.E001")
+            )
             continue
         if model._meta.proxy:
             concrete = model._meta.concrete_model._meta.label

@@ -11,5 +11,9 @@ class RestoreError(Exception):
     """A restore cannot be done faithfully; nothing was written."""
 
 
+class NotDeleted(RestoreError):
+    """``restore()`` without a moment, of a row that is not deleted: there is no deletion to undo."""
+
+
 class AppendOnlyError(Exception):
     """Events are never updated or deleted: a correction is a new event."""

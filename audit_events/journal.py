@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import Error, connections
+from django.db import DatabaseError, Error, connections
 from django.utils import timezone
 
 from . import conf, prepared
@@ -403,6 +403,22 @@ _PENDING = "_audit_events_pending"
 _EVENT_TABLE = Event._meta.db_table
 
 
+def _unmigrated(error: DatabaseError) -> bool:
+    """Whether ``error`` says the event table, or one of its columns, does not exist: its migrations
+    are not applied. PostgreSQL: undefined_table, undefined_column; SQLite says so in words."""
+    text = str(error)
+    if _EVENT_TABLE not in text:
+        return False
+    words = ("no such table", "no such column", "has no column named")
+    return prepared.sqlstate(error) in ("42P01", "42703") or any(w in text for w in words)
+
+
+def _unmigrated_message(error: DatabaseError, alias: str) -> str:
+    command = "manage.py migrate audit_events" + ("" if alias == "default" else f" --database {alias}")
+    cause = str(error).splitlines()[0]
+    return f"The event table is missing or out of date ({cause}): run `{command}`. Nothing was written."
+
+
 @dataclass(frozen=True)
 class _Row:
     key: tuple[str, str]  # (content type label, object pk): one row's events keep their order
@@ -459,11 +475,13 @@ class Pending:
                     else:
                         values = [row.record[column] for row in batch for column in _COLUMNS]
                         cursor.execute(_sql(self.connection.alias, len(batch), every), values)
-        except BaseException:
+        except BaseException as error:
             # The events are lost with this error: the writes they record must not commit
             # without them, even if the caller catches it.
             if self.connection.in_atomic_block:
                 self.connection.needs_rollback = True
+            if isinstance(error, DatabaseError) and _unmigrated(error):
+                raise type(error)(_unmigrated_message(error, self.connection.alias)) from error
             raise
 
     def _drop(self) -> list[_Row]:

@@ -23,12 +23,12 @@ from django.db.models import Case, F, Max, Q, When, Window
 
 from .encoding import decode
 from .models import Action, Event
-from .replay import State, check_moment, fold, instance_from_state, spec_or_error, state_until
+from .replay import State, fold, instance_from_state, moment_of, spec_or_error, state_until
 
 M = TypeVar("M", bound=models.Model)
 
 
-def as_of(model: type[M], at: datetime.datetime, using: str | None = None) -> Iterator[M]:
+def as_of(model: type[M], at: datetime.date, using: str | None = None) -> Iterator[M]:
     """The rows of ``model`` as they were at ``at``: unsaved instances, one per row that existed then.
 
     Rows deleted since are included, rows created since are not; a row
@@ -36,13 +36,14 @@ def as_of(model: type[M], at: datetime.datetime, using: str | None = None) -> It
     a create) is absent before its first event. The rows come ordered by
     their recorded key's text; many-to-many links are not set on the
     instances (:func:`diff` and :func:`~audit_events.history` have them).
+    A date ``at`` is the start of that day in the current time zone.
     """
     spec = spec_or_error(model)
-    check_moment(model, "*", at)
+    moment = moment_of(model, "*", at)
     anchor = Case(When(Q(state__isnull=False) | Q(action=Action.DELETE), then=F("version")))
     events = (
         Event.objects.using(using)
-        .filter(content_type_id=spec.content_type_id(), created_at__lte=at)
+        .filter(content_type_id=spec.content_type_id(), created_at__lte=moment)
         .annotate(anchor=Window(Max(anchor), partition_by=[F("object_pk")]))
         .filter(version__gte=F("anchor"))
         .order_by("object_pk", "version")
@@ -54,7 +55,7 @@ def as_of(model: type[M], at: datetime.datetime, using: str | None = None) -> It
 
 
 def diff(
-    model: type[models.Model], pk: Any, t1: datetime.datetime | None, t2: datetime.datetime | None = None
+    model: type[models.Model], pk: Any, t1: datetime.date | None, t2: datetime.date | None = None
 ) -> dict[str, tuple[Any, Any]]:
     """What differs in one row between ``t1`` and ``t2`` (now, when ``None``): ``{field: (then, later)}``.
 

@@ -83,7 +83,7 @@ def execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
         try:
             cursor.execute(f"EXECUTE {name}{arguments}", params)
         except Exception as error:
-            if _sqlstate(error) in _STALE:
+            if sqlstate(error) in _STALE:
                 # This write fails (its transaction is aborted); the next ones prepare again,
                 # every statement: DEALLOCATE ALL and DISCARD ALL take them all.
                 session.statements.clear()
@@ -107,7 +107,7 @@ def execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
     _SOURCES[name] = sql
 
 
-def _sqlstate(error: BaseException) -> str | None:
+def sqlstate(error: BaseException) -> str | None:
     """The SQLSTATE of a database error (Django's, wrapping the driver's), psycopg2 or psycopg 3."""
     for cause in (error, error.__cause__):
         code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)

@@ -19,17 +19,18 @@ from . import capture, inheritance, journal, m2m, registry
 from .capture import diff
 from .context import capture_paused
 from .encoding import decode
-from .exceptions import NoHistory, RestoreError
+from .exceptions import NotDeleted, RestoreError
 from .models import Action, Event
 from .operations import current_operation, operation
 from .replay import (
     State,
-    check_moment,
+    absent_at,
     instance_from_state,
+    moment_of,
+    no_history,
     recorded_state,
     row_events,
     spec_or_error,
-    unknown_before,
 )
 
 M = TypeVar("M", bound=models.Model)
@@ -45,7 +46,7 @@ class _Row:
     state: State
 
 
-def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, using: str | None = None) -> M:
+def restore(model: type[M], pk: Any, at: datetime.date | None = None, *, using: str | None = None) -> M:
     """Restore a row and return it.
 
     * ``restore(Account, 32)``: bring back a deleted row as it was last
@@ -54,21 +55,22 @@ def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, usi
       the deletion set to NULL.
     * ``restore(Account, 32, at=moment)``: put the row back as it was at
       ``moment``, recreating it if it is deleted now, overwriting it otherwise.
+      A date is the start of that day in the current time zone.
 
     Raises :class:`NoHistory` if the row has no events, :class:`RestoreError`
     if it cannot be done faithfully; either way nothing is written.
     """
     spec = spec_or_error(model)
-    check_moment(model, pk, at)
+    at = moment_of(model, pk, at)
     db = using or router.db_for_write(model)
     with transaction.atomic(using=db), capture_paused(), operation():
         events = row_events(spec, pk, db)
         last = events.order_by("-version").first()
         if last is None:
-            raise NoHistory(f"{model._meta.label} pk={pk} has no recorded events: there is nothing to restore.")
+            raise no_history(model, pk, db)
         if at is None:
             if last.action != Action.DELETE:
-                raise RestoreError(
+                raise NotDeleted(
                     f"{model._meta.label} pk={pk} is not deleted (already restored?); "
                     "pass at= to put it back as it was at an earlier moment."
                 )
@@ -76,10 +78,7 @@ def restore(model: type[M], pk: Any, at: datetime.datetime | None = None, *, usi
         else:
             state = recorded_state(spec, pk, at, db)
             if state is None:
-                first = events.order_by("version").first()
-                if first is not None and first.action != Action.CREATE and at < first.created_at:
-                    raise RestoreError(unknown_before(model, pk, at, first))
-                raise RestoreError(f"{model._meta.label} pk={pk} did not exist at {at.isoformat()}.")
+                raise RestoreError(absent_at(model, pk, at, db))
             _write_rows([_Row(spec, model, pk, state)], db)
     return model._base_manager.using(db).get(pk=pk)
 

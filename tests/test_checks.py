@@ -63,6 +63,38 @@ def test_unknown_model_is_e001() -> None:
     assert "'Nope'" in message
 
 
+def only_hint(setting: Any) -> str:
+    with override_settings(AUDIT_EVENTS=setting):
+        (found,) = check_settings()
+    assert found.id == "audit_events.E001"
+    return str(found.hint)
+
+
+@pytest.mark.parametrize(
+    ("label", "suggested"),
+    [
+        ("tests.Autor", "'tests.Author'"),  # a model name misspelled
+        ("test.Author", "'tests.Author'"),  # the app label misspelled
+        ("tests.restaurants", "'tests.Restaurant'"),  # a plural, in lower case
+        ("auth.Users", "'auth.User'"),
+    ],
+)
+def test_a_model_typo_suggests_the_closest_labels(label: str, suggested: str) -> None:
+    assert only_hint({"MODELS": [label]}).startswith(f"Did you mean {suggested}")
+    assert only_hint({"MODELS": ["tests.Author"], "EXCLUDE_FIELDS": {label: ["name"]}}).startswith(
+        f"Did you mean {suggested}"
+    )
+
+
+def test_an_app_wildcard_typo_suggests_the_closest_apps() -> None:
+    assert only_hint({"MODELS": ["test.*"]}).startswith("Did you mean 'tests.*'")
+
+
+def test_a_label_like_nothing_gets_the_format_hint() -> None:
+    assert "Did you mean" not in only_hint({"MODELS": ["nosuchapp.Thing"]})
+    assert "app_label.ModelName" in only_hint({"MODELS": ["nosuchapp.Thing"]})
+
+
 @pytest.mark.parametrize("label", ["tests", "tests.Author.name", "", 42])
 def test_malformed_model_label_is_e001(label: Any) -> None:
     check_id, message = only_problem({"MODELS": [label]})

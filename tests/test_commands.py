@@ -146,6 +146,7 @@ def test_verify_since() -> None:
     Author.objects.create(name="new")
     raw(f"UPDATE {Author._meta.db_table} SET name = 'x' WHERE id = %s", [old.pk])
     assert run("audit_verify", "--since", cutoff.isoformat()).startswith("audit_verify: OK")
+    assert run("audit_verify", "--since", "2099-01-01").startswith("audit_verify: OK")  # a date alone: 00:00 there
     fails("audit_verify", "--since", (cutoff - datetime.timedelta(days=1)).date().isoformat() + "T00:00:00+00:00")
 
 
@@ -257,6 +258,10 @@ def test_history_bad_arguments() -> None:
     assert "not registered" in str(fails("audit_history", "tests.Unregistered", "1"))
     assert "'abc' is not a valid primary key" in str(fails("audit_history", "tests.Author", "abc"))
     assert "has no recorded events" in str(fails("audit_history", "tests.Author", "999"))
+    with capture_paused():
+        silent = Author.objects.create(name="silent")
+    for command in ("audit_history", "audit_restore"):
+        assert "run `manage.py audit_snapshot tests.Author`" in str(fails(command, "tests.Author", str(silent.pk)))
 
 
 # --- audit_restore ----------------------------------------------------------------
@@ -298,6 +303,14 @@ def test_restore_at_a_moment_and_its_dry_run() -> None:
     assert again == f"tests.Author pk={author.pk} is already as asked: nothing to change.\n"
 
 
+def test_restore_at_a_date_as_the_docs_show_it() -> None:
+    from tests.test_replay import _two_versions_around_paris_midnight
+
+    pk = _two_versions_around_paris_midnight()  # deleted at 01:00 on 1 May in Paris (TIME_ZONE)
+    out = run("audit_restore", "tests.Author", str(pk), "--at", "2024-05-01")
+    assert out == f'recreated tests.Author pk={pk}: email=null, id={pk}, name="one"\n'
+
+
 def test_restore_bad_arguments() -> None:
     author = Author.objects.create(name="Ada")
     author.name = "B"
@@ -308,7 +321,10 @@ def test_restore_bad_arguments() -> None:
     assert "not a valid primary key" in str(fails("audit_restore", "tests.Author", "x"))
     assert "--at 'last week' is not an ISO-8601" in str(fails("audit_restore", "tests.Author", pk, "--at", "last week"))
     assert "has no time zone" in str(fails("audit_restore", "tests.Author", pk, "--at", "2024-05-01T12:00:00"))
-    assert "is not deleted" in str(fails("audit_restore", "tests.Author", pk))
+    not_deleted = str(fails("audit_restore", "tests.Author", pk))
+    assert "is not deleted" in not_deleted
+    assert "--at" in not_deleted  # the option, not restore()'s argument
+    assert "at=" not in not_deleted
     assert "did not exist at" in str(fails("audit_restore", "tests.Author", pk, "--at", "2000-01-01T00:00:00+00:00"))
     assert "has no recorded events" in str(fails("audit_restore", "tests.Author", "999", "--dry-run"))
     author.refresh_from_db()

@@ -112,3 +112,11 @@ def test_diff_across_a_create_or_a_delete_lists_every_field() -> None:
 def test_diff_of_a_row_without_history_raises_no_history() -> None:
     with pytest.raises(NoHistory):
         diff(Author, 999, timezone.now())
+
+
+def test_as_of_and_diff_take_a_date_as_the_start_of_that_day() -> None:
+    from tests.test_replay import _two_versions_around_paris_midnight
+
+    pk = _two_versions_around_paris_midnight()  # "one" at 23:00 on 30 April in Paris, deleted at 01:00 on 1 May
+    assert [(a.pk, a.name) for a in as_of(Author, datetime.date(2024, 5, 1))] == [(pk, "one")]
+    assert diff(Author, pk, datetime.date(2024, 4, 30), datetime.date(2024, 5, 1))["name"] == (None, "one")

@@ -290,3 +290,48 @@ def test_state_at_takes_a_moment_in_any_zone() -> None:
     for zone in ("Asia/Kathmandu", "America/St_Johns", "UTC"):
         local = then.astimezone(zoneinfo.ZoneInfo(zone))
         assert state_at(Author, author.pk, at=local).name == "one"
+
+
+def _two_versions_around_paris_midnight() -> int:
+    """Author 901: "one" at 23:00 on 30 April in Paris, "two" at 01:00 on 1 May in Paris (23:00 UTC)."""
+    from audit_events import journal
+
+    spec, utc = author_spec(), datetime.timezone.utc
+    common = {"content_type_id": spec.content_type_id(), "content_type_label": "tests.author", "object_pk": "901"}
+    journal.write(
+        [
+            journal.Draft(
+                **common,
+                action=Action.CREATE,
+                state={"id": 901, "name": "one", "email": None},
+                created_at=datetime.datetime(2024, 4, 30, 21, tzinfo=utc),
+            ),
+            journal.Draft(
+                **common,
+                action=Action.DELETE,
+                state={"id": 901, "name": "two", "email": None},
+                created_at=datetime.datetime(2024, 4, 30, 23, tzinfo=utc),
+            ),
+        ],
+        "default",
+    )
+    return 901
+
+
+def test_state_at_a_date_is_the_start_of_that_day_in_the_current_time_zone() -> None:
+    pk = _two_versions_around_paris_midnight()
+    day = datetime.date(2024, 5, 1)
+    assert timezone.get_current_timezone_name() == "Europe/Paris"  # tests/settings.py
+    one = state_at(Author, pk, at=day)  # 00:00 in Paris: between the two events
+    assert one is not None
+    assert one.name == "one"
+    with timezone.override(zoneinfo.ZoneInfo("UTC")):
+        assert state_at(Author, pk, at=day) is None  # 00:00 UTC: after the delete
+    assert state_at(Author, pk, at=datetime.date(2024, 4, 30)) is None  # before the create
+
+
+@pytest.mark.parametrize("at", ["2024-05-01", 1714521600, datetime.time(12)])
+def test_state_at_refuses_what_is_not_a_moment_with_a_type_error(at: Any) -> None:
+    author = Author.objects.create(name="one")
+    with pytest.raises(TypeError, match=r"at= must be a datetime or a date, not"):
+        state_at(Author, author.pk, at=at)

@@ -357,6 +357,17 @@ def test_no_history() -> None:
             restore(Author, pk, at=timezone.now())
 
 
+def test_no_history_of_a_live_row_points_to_audit_snapshot() -> None:
+    with capture_paused():  # as a row written before its model was registered
+        silent = Author.objects.create(name="Silent")
+    for call in (lambda: restore(Author, silent.pk), lambda: state_at(Author, silent.pk, at=timezone.now())):
+        with NothingWritten(), pytest.raises(NoHistory, match=r"run `manage\.py audit_snapshot tests\.Author`"):
+            call()
+    with pytest.raises(NoHistory) as error:  # no such row: no snapshot to take
+        restore(Author, 999_999)
+    assert "audit_snapshot" not in str(error.value)
+
+
 def test_refused_when_the_row_did_not_exist_at_that_moment() -> None:
     before = moment()
     author = Author.objects.create(name="Ann")
@@ -365,12 +376,16 @@ def test_refused_when_the_row_did_not_exist_at_that_moment() -> None:
     assert "tests.Author" in str(error.value)
     assert f"pk={author.pk}" in str(error.value)
     assert "did not exist" in str(error.value)
+    created = history(author).get().created_at.astimezone(before.tzinfo).isoformat()  # told as `at` is
+    assert f"its history starts at {created}, when it was created" in str(error.value)
 
     delete(author)
     gone = moment()
     with NothingWritten(), pytest.raises(RestoreError) as error:
         restore(Author, author.pk, at=gone)
     assert "did not exist" in str(error.value)
+    deleted = history(author).last().created_at.astimezone(gone.tzinfo).isoformat()  # type: ignore[union-attr]
+    assert f"deleted at {deleted}" in str(error.value)
 
 
 def test_refused_when_a_unique_value_is_now_taken(library: dict[str, Any]) -> None:
@@ -432,6 +447,13 @@ def test_refused_for_a_naive_moment() -> None:
     assert "naive" in message
     with pytest.raises(RestoreError, match="naive"):
         state_at(Author, author.pk, at=naive)
+
+
+def test_at_a_date_restores_the_row_as_that_day_began() -> None:
+    from tests.test_replay import _two_versions_around_paris_midnight
+
+    pk = _two_versions_around_paris_midnight()  # deleted at 01:00 on 1 May in Paris
+    assert restore(Author, pk, at=datetime.date(2024, 5, 1)).name == "one"
 
 
 def test_refused_when_not_deleted() -> None:

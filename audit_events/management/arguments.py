@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .. import registry
+from ..replay import start_of_day
 
 
 def registered_model(label: str) -> type[models.Model]:
@@ -44,13 +45,11 @@ def primary_key(model: type[models.Model], text: str) -> Any:
 
 
 def moment(text: str, option: str) -> datetime.datetime:
-    """An ISO-8601 date or datetime; aware when ``USE_TZ`` is on (a naive one is refused, not guessed)."""
+    """An ISO-8601 datetime, aware when ``USE_TZ`` is on (a naive one is refused, not guessed), or a
+    date: the start of that day in the current time zone."""
     try:
-        value = parse_datetime(text)
-        if value is None:
-            day = parse_date(text)
-            if day is not None:
-                value = datetime.datetime.combine(day, datetime.time())
+        day = parse_date(text)  # first: parse_datetime() reads a date alone as a naive midnight
+        value = start_of_day(day) if day is not None else parse_datetime(text)
     except ValueError:
         value = None
     if value is None:

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from ...replay import history
+from ...replay import history, no_history
 from ..arguments import primary_key, registered_model
 from ..display import show_changes, show_state
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             for event in history(model, pk)
         ]
         if not rows:
-            raise CommandError(f"{model._meta.label} pk={options['pk']} has no recorded events.")
+            raise CommandError(str(no_history(model, pk)))
         widths = [max(len(row[i]) for row in [HEADERS, *rows]) for i in range(len(HEADERS) - 1)]
         for row in [HEADERS, *rows]:
             cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, router, transaction
 from django.db.models import Max
 
-from ...exceptions import NoHistory, RestoreError
+from ...exceptions import NoHistory, NotDeleted, RestoreError
 from ...models import Event
 from ...replay import history
 from ...restoration import restore
@@ -41,6 +41,11 @@ class Command(BaseCommand):
             with transaction.atomic(using=db):
                 written = _restore(model, pk, at, db)
                 transaction.set_rollback(dry_run, using=db)
+        except NotDeleted:
+            raise CommandError(
+                f"{model._meta.label} pk={pk} is not deleted (already restored?); "
+                "give --at to put it back as it was at an earlier moment."
+            ) from None
         except (RestoreError, NoHistory) as error:
             raise CommandError(str(error)) from None
         if not written:
