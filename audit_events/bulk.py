@@ -247,15 +247,22 @@ class _RecordingInsert:
         return found
 
     def _record(self, before: dict[str, State], rows: list[tuple[Any, State]], using: str) -> None:
-        """A create for each row returned that did not exist, an update for each that did and changed."""
+        """A create for each row returned that did not exist, an update for each that did and changed.
+
+        A row returned twice (SQLite lets one upsert batch insert a row, then update it for a later
+        object with the same unique value) is created by the first answer, updated by the second.
+        """
         spec = self.spec
         drafts = []
+        before = dict(before)
         for pk, new in rows:
-            old = before.get(spec.object_pk(pk))
+            object_pk = spec.object_pk(pk)
+            old = before.get(object_pk)
             if old is None:
                 drafts.append(draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new)))
             elif event := view_event(spec, pk, old, new):
                 drafts.append(event)
+            before[object_pk] = {**(old or {}), **new}
         journal.write(drafts, using)
 
     def _read_after(

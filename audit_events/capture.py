@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -439,6 +439,7 @@ def forget_handoffs(instance: models.Model, depth: int) -> None:
     if found is not None and not found:
         del instance.__dict__[_HANDOFFS]  # an instance no write is in progress on carries nothing
     _forget_finished(instance)
+    _unwatch(instance)
 
 
 def _pop_handoff(instance: models.Model) -> _Save | _Delete | None:
@@ -468,6 +469,41 @@ def _forget_finished(instance: models.Model) -> None:
     finished = _finished.get()
     if any(entry[0] is instance for entry in finished):
         _finished.set(tuple(e for e in finished if e[0] is not instance or (e[1] in kept and not e[1].recorded)))
+
+
+# Saves and deletes holding an old row read before their statement (no RETURNING of it): a
+# write of the same row recorded in between (a receiver connected after this app's) makes it
+# stale, so it is read again then (:func:`_read_again`, told by ``journal.write``).
+_watched: ContextVar[tuple[tuple[models.Model, _Save | _Delete, registry.ModelSpec, str], ...]] = ContextVar(
+    "audit_events_watched", default=()
+)
+
+
+def _watch(instance: models.Model, record: _Save | _Delete, spec: registry.ModelSpec, using: str) -> None:
+    _watched.set((*_watched.get(), (instance, record, spec, using)))
+    journal.written.set(_read_again)
+
+
+def _unwatch(instance: models.Model) -> None:
+    """Stop watching ``instance``'s records that are no longer handed over (done, or failed)."""
+    watched = _watched.get()
+    if any(entry[0] is instance for entry in watched):
+        kept = instance.__dict__.get(_HANDOFFS) or []
+        left = tuple(e for e in watched if e[0] is not instance or e[1] in kept)
+        _watched.set(left)
+        if not left:
+            journal.written.set(None)
+
+
+def _read_again(drafts: Sequence[journal.Draft], using: str) -> None:
+    written = {(draft.content_type_label, draft.object_pk) for draft in drafts}
+    for instance, record, spec, db in _watched.get():
+        if db != using or (spec.model._meta.label_lower, spec.object_pk(instance.pk)) not in written:
+            continue
+        if isinstance(record, _Save) and not record.written and not record.old_from_update:
+            record.old = live_state(spec, db, instance.pk, no_key=True)
+        elif isinstance(record, _Delete) and isinstance(record.state, dict) and not record.recorded:
+            record.state = live_state(spec, db, instance.pk)
 
 
 def record_finished_saves() -> None:
@@ -508,6 +544,7 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
             saving.old_from_update = True  # do_update fills old in; if Django INSERTs instead, there was none
         else:
             saving.old = live_state(spec, using, instance.pk, no_key=True)
+            _watch(instance, saving, spec, using)
     handoffs(instance).append(saving)
 
 
@@ -710,6 +747,7 @@ def post_save(
     if isinstance(saving, _Save) and spec is not None and not saving.recorded:
         _record_save(spec, instance, using, saving)
     _forget_finished(instance)
+    _unwatch(instance)
 
 
 def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> None:
@@ -795,6 +833,8 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
         deleting_ = _Delete(_FROM_DELETE, operation)
     else:
         deleting_ = _Delete(live_state(spec, using, instance.pk), operation)
+        if deleting_.state is not None:
+            _watch(instance, deleting_, spec, using)
         if deleting_.state is None and scope is not None and connections[using].vendor == "postgresql":
             # Gone already, so not locked: a row made again with its key before the Collector's
             # DELETE (by key) runs would be deleted unseen. That DELETE returns what it deletes,
@@ -812,9 +852,9 @@ def pre_delete(sender: type[models.Model], instance: models.Model, using: str, *
 def post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     record = _pop_handoff(instance)
     spec = registry.spec_for(sender)
-    if not isinstance(record, _Delete) or spec is None or record.recorded:
-        return
-    _record_delete(spec, instance, using, record)
+    if isinstance(record, _Delete) and spec is not None and not record.recorded:
+        _record_delete(spec, instance, using, record)
+    _unwatch(instance)
 
 
 def _record_delete(spec: registry.ModelSpec, instance: models.Model, using: str, record: _Delete) -> None:

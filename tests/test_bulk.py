@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models.functions import Now
 from django.test.utils import override_settings
 
@@ -75,6 +75,20 @@ class TestBulkCreateConflicts:
         assert updates(Author, author.pk)[-1] == {"name": ["Ann, renamed elsewhere", "Ann 2"]}
         bea = Author.objects.get(email="bea@example.com")
         assert actions(Author, bea.pk) == ["create"]
+        assert_replay_matches_table(Author)
+
+    def test_an_upsert_batch_naming_one_key_twice_records_a_create_then_an_update(self) -> None:
+        """SQLite lets one upsert insert a row and then update it; PostgreSQL refuses (found by a review)."""
+        objs = [Author(name="a", email="x@example.com"), Author(name="b", email="x@example.com")]
+        try:
+            Author.objects.bulk_create(objs, update_conflicts=True, unique_fields=["email"], update_fields=["name"])
+        except DatabaseError:
+            assert connection.vendor == "postgresql"  # "cannot affect row a second time"
+            return
+        author = Author.objects.get(email="x@example.com")
+        assert author.name == "b"
+        assert actions(Author, author.pk) == ["create", "update"]
+        assert updates(Author, author.pk) == [{"name": ["a", "b"]}]
         assert_replay_matches_table(Author)
 
     def test_update_conflicts_that_change_nothing_record_nothing(self) -> None:

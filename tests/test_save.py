@@ -338,6 +338,58 @@ def test_a_write_of_the_saved_row_by_an_earlier_post_save_receiver_is_recorded_a
         assert_replay_is_live(Book, book.pk)
 
 
+@pytest.mark.parametrize("label", ["tests.Restaurant", "tests.Book"])
+def test_a_save_whose_row_a_later_pre_save_receiver_wrote_records_the_row_it_overwrote(label: str) -> None:
+    """A pre_save receiver connected after this app's writes the row (recorded): where the save's old row
+    was read before it (SQLite; multi-table models on PostgreSQL), it is read again (found by a review)."""
+    from django.apps import apps
+    from django.db.models.signals import pre_save
+
+    model = apps.get_model(label)
+    if label == "tests.Book":
+        row = model.objects.create(author=Author.objects.create(name="Ann"), title="orig")
+        field = "title"
+    else:
+        row = model.objects.create(name="orig", serves_pizza=True)
+        field = "name"
+
+    def meddle(sender: Any, instance: Any, **kwargs: Any) -> None:
+        if instance.pk == row.pk:
+            model.objects.filter(pk=row.pk).update(**{field: "by receiver"})
+
+    pre_save.connect(meddle, sender=model)
+    try:
+        model.objects.get(pk=row.pk).save()  # writes "orig" over "by receiver"
+    finally:
+        pre_save.disconnect(meddle, sender=model)
+
+    assert [e.changes for e in events(model, row.pk)][1:] == [
+        {field: ["orig", "by receiver"]},
+        {field: ["by receiver", "orig"]},
+    ]
+    assert_replay_is_live(model, row.pk)
+
+
+def test_a_delete_whose_row_a_later_pre_delete_receiver_wrote_records_the_row_it_deleted() -> None:
+    from django.db.models.signals import pre_delete
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="orig", pages=1)
+
+    def meddle(sender: Any, instance: Any, **kwargs: Any) -> None:
+        if instance.pk == book.pk:
+            Book.objects.filter(pk=book.pk).update(pages=2)
+
+    pre_delete.connect(meddle, sender=Book)
+    try:
+        Book.objects.get(pk=book.pk).delete()
+    finally:
+        pre_delete.disconnect(meddle, sender=Book)
+
+    found = events(Book, book.pk)
+    assert [(e.action, e.changes) for e in found] == [("create", {}), ("update", {"pages": [1, 2]}), ("delete", {})]
+    assert (found[-1].state or {})["pages"] == 2
+
+
 def test_a_failed_save_leaves_nothing_a_later_save_records() -> None:
     author = Author.objects.create(name="Ann")
     book = Book.objects.create(author=author, title="t", pages=1)
