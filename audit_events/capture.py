@@ -18,6 +18,9 @@ Cost per audited write, beyond Django's own statements:
   models), the locking SELECT first and one SELECT of the new row after; a
   composite key on SQLite: one SELECT of the new row after Django's UPDATE,
   which hands back the values it overwrites (:func:`_update_overwriting`);
+* a multi-table child's row saved with a key it has no row for yet, the
+  parents' rows there given it (``Restaurant(place_ptr=place)``): one locking
+  SELECT per registered parent, their old values (:func:`_parent_rows`);
 * delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
@@ -392,6 +395,9 @@ class _Save:
     ``new`` holds, field by field, the row as the database answered the save's
     INSERT or UPDATE (``RETURNING``); ``read_back`` says a statement did not
     answer (Django compiled it itself): ``post_save`` then reads the row.
+    ``parents_old``: a multi-table child's row there was none of, the rows its
+    registered parents had with its key, by parent model (a child row given to
+    an existing parent row: the save updates the parent's, :func:`_parent_rows`).
     """
 
     old: State | None
@@ -402,6 +408,7 @@ class _Save:
     written: bool = False  # its INSERT or UPDATE has run
     matched: bool = False  # Django's own UPDATE (not ours) matched a row
     recorded: bool = False  # its event is written (a save of the same instance came before post_save)
+    parents_old: dict[type[models.Model], State] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -545,7 +552,44 @@ def pre_save(sender: type[models.Model], instance: models.Model, raw: bool, usin
         else:
             saving.old = live_state(spec, using, instance.pk, no_key=True)
             _watch(instance, saving, spec, using)
+    if saving.old is None and not saving.old_from_update and not raw:
+        saving.parents_old = _parent_rows(spec, using, instance)
     handoffs(instance).append(saving)
+
+
+def _parent_rows(spec: registry.ModelSpec, using: str, instance: models.Model) -> dict[type[models.Model], State]:
+    """The rows the registered parents of ``spec`` have with the keys ``instance`` gives them, locked, by model.
+
+    A save of a child row there is none of, given an existing parent row
+    (``Restaurant(place_ptr=place).save()``), UPDATEs the parent's tables by key
+    before it INSERTs the child's: their rows were there, and are updated.
+    Queries: one locking SELECT per registered parent whose key the instance
+    holds, none for one whose fields a row found already holds (a grandparent's,
+    in its child's row); none for a model without registered parents, nor for a
+    new row (no key).
+    """
+    found: dict[type[models.Model], State] = {}
+    for parent in registry.parent_specs(spec):
+        pk = _parent_key(instance, parent.model)
+        if pk is None:
+            continue
+        state = next((row for row in found.values() if parent.name_set.issubset(row)), None)
+        if state is None:
+            state = live_state(parent, using, pk, no_key=True)
+        if state is not None:
+            found[parent.model] = state
+    return found
+
+
+def _parent_key(instance: models.Model, parent: type[models.Model]) -> Any:
+    """The key of ``instance``'s row in ``parent``'s table: its own field, else the link to it that
+    Django's ``_save_parents`` copies into it before the save (``Cinema(venue_ptr_id=...)``)."""
+    key = getattr(instance, parent._meta.pk.attname)
+    for model in (type(instance), *type(instance)._meta.get_parent_list()):
+        link = model._meta.parents.get(parent)
+        if key is None and link is not None:
+            key = getattr(instance, link.attname)
+    return key
 
 
 def _current_save(instance: models.Model) -> _Save | None:
@@ -762,7 +806,11 @@ def _record_save(spec: registry.ModelSpec, instance: models.Model, using: str, s
     # record it there too, from the same states (no extra query, same INSERT).
     # Not on raw saves: loaddata saves the parent table as an object of its own.
     views = [spec] if saving.raw else [spec, *registry.parent_specs(spec)]
-    drafts = [d for view in views if (d := view_event(view, _row_key(view, instance, new), old, new))]
+    drafts = [
+        d
+        for view in views
+        if (d := view_event(view, _row_key(view, instance, new), saving.parents_old.get(view.model, old), new))
+    ]
     journal.write(drafts, using)
 
 

@@ -22,9 +22,13 @@ module records those rows' events:
 Each child row is read in full (both tables), locked, before the write, then
 read again after it in the same transaction: old and new values are the
 database's, and a write that changes nothing a child records writes nothing.
-Cost per write, per registered child model: one locking SELECT before, and one
-SELECT after when rows of that child were found. Models without registered
-children pay nothing (a dictionary lookup).
+A row read gone is read again after the write too where writers interleave
+(backends with row locks): made again by another transaction before the
+write's statement by key, it was changed by it, from the row its maker
+recorded. Cost per write, per registered child model: one locking SELECT
+before, and one SELECT after when rows of that child were found (on
+PostgreSQL, always). Models without registered children pay nothing (a
+dictionary lookup).
 
 Deletes need nothing here: Django's Collector cascades a parent's delete to
 its child rows along the parent link, sending their signals, so ``capture``
@@ -47,6 +51,7 @@ from . import journal, registry
 from .capture import State, live_state, lock_rows, view_event
 from .context import is_paused
 from .operations import operation
+from .replay import recorded_state
 
 ModelType = type[models.Model]
 
@@ -152,14 +157,23 @@ def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: list[Any]
     """
     before = {spec: _read(spec, using, pks) for spec in found}
     yield
+    # A row read gone is not locked: where writers interleave (backends with row locks, READ
+    # COMMITTED), another transaction may make it again (a restore, a child row given to the parent
+    # row) and commit before the write's statement by key, which then changes it. Such rows are read
+    # again after the write too, in the same SELECT as the others.
+    again = connections[using].features.has_select_for_update
     drafts = []
     for spec, olds in before.items():
-        if not olds:
+        read = {spec.object_pk(pk) for pk in olds}
+        gone = list({spec.object_pk(pk): pk for pk in pks if spec.object_pk(pk) not in read}.values()) if again else []
+        if not olds and not gone:
             continue  # no row of this child among those written
-        news = _read(spec, using, list(olds))
-        for pk, old in olds.items():
-            new = news.get(pk)
-            if new is not None and (event := view_event(spec, pk, old, new)):
+        news = _read(spec, using, [*olds, *gone])
+        for pk, new in news.items():
+            # A row made again: it was as its maker recorded it (committed before this read
+            # could see it). If the write did not change it, that is the row read now: no event.
+            old = olds[pk] if pk in olds else recorded_state(spec, pk, using=using)
+            if event := view_event(spec, pk, old, new):
                 drafts.append(event)
     journal.write(drafts, using)
 
@@ -168,7 +182,8 @@ def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     """A save of an existing row of a model with registered children: record theirs too.
 
     Queries: per child model, one locking SELECT of the row before the save,
-    and one SELECT after it if the row is that child's.
+    and one SELECT after it if the row is that child's (on PostgreSQL, always:
+    :func:`_recording`).
     """
 
     @functools.wraps(save_base)
@@ -265,7 +280,7 @@ def records_update(update: Callable[..., int]) -> Callable[..., int]:
 
     Queries, for a model with registered children: per child model, one
     locking SELECT of the matched rows before the UPDATE and one SELECT of
-    those found after it.
+    those found after it (on PostgreSQL, of all the matched rows: :func:`_recording`).
     """
 
     @functools.wraps(update)
@@ -299,7 +314,8 @@ def records_bulk_update(bulk_update: Callable[..., int]) -> Callable[..., int]:
     """Decorate ``QuerySet.bulk_update``: the children's rows among the objects are recorded, in one operation.
 
     Queries, for a model with registered children: per child model, one
-    locking SELECT per 900 objects before, the same after for the rows found.
+    locking SELECT per 900 objects before, the same after for the rows found
+    (on PostgreSQL, for all the objects: :func:`_recording`).
     """
 
     @functools.wraps(bulk_update)

@@ -894,3 +894,71 @@ def test_a_row_read_gone_and_made_again_after_its_delete_batch_ran_is_left_alive
         assert Line.objects.filter(pk=victim).exists()
         assert [e.action for e in history(Line, victim)] == ["create", "delete", "restore"]
         assert [str(finding) for finding in verify_model(Line)] == []
+
+
+@pytest.mark.parametrize("parent", ["registered", "unregistered"])
+def test_a_save_through_the_parent_of_a_child_row_made_again_records_an_update_of_the_child(parent: str) -> None:
+    """Saving a Restaurant's row as a Place: the locking read of the Restaurant row finds it gone (another
+    writer deleted it); it is made again (a restore, committed) before the Place's UPDATE by key, which
+    changes it. The Restaurant records the update, from the row its maker recorded to the row read after."""
+    from django.test import override_settings
+
+    from tests.models import Place, Restaurant
+    from tests.settings import AUDIT_EVENTS as BASE
+
+    models_ = BASE["MODELS"] if parent == "registered" else [m for m in BASE["MODELS"] if m != "tests.Place"]
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": models_}):
+        restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
+        stale = Place.objects.get(pk=restaurant.pk)
+        Restaurant.objects.filter(pk=restaurant.pk).delete()
+        stale.name = "Mario's"
+        made_again = _MadeAgainBefore("", Restaurant, restaurant.pk)
+        read = {"child": False}
+
+        def after_the_child_read(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+            # The statement after the locking read of the Restaurant row is the Place's UPDATE
+            # (maybe a prepared EXECUTE): the row is made again just before it.
+            if read["child"]:
+                return made_again(execute, sql, params, many, context)
+            read["child"] = 'FROM "tests_restaurant"' in sql and "FOR NO KEY UPDATE" in sql
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(after_the_child_read):
+            stale.save()
+
+        assert made_again.done
+        assert Restaurant.objects.get(pk=restaurant.pk).name == "Mario's"
+        events = list(history(Restaurant, restaurant.pk))
+        assert [e.action for e in events] == ["create", "delete", "restore", "update"]
+        assert events[-1].changes == {"name": ["Luigi's", "Mario's"]}
+        seen = state_at(Restaurant, restaurant.pk)
+        assert seen is not None
+        assert (seen.name, seen.serves_pizza) == ("Mario's", True)
+        assert [str(finding) for finding in verify_model(Restaurant)] == []
+
+
+def test_a_bulk_update_through_an_unregistered_grandparent_of_a_row_made_again_records_it() -> None:
+    """``Venue.objects.bulk_update`` (Venue unregistered, its grandchild Cinema registered): the Cinema row is
+    read gone; made again before the UPDATE (by key) of the Venue table, which changes it: recorded."""
+    from django.test import override_settings
+
+    from tests.models import Cinema, Venue
+    from tests.settings import AUDIT_EVENTS as BASE
+
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Cinema"]}):
+        cinema = Cinema.objects.create(name="Rex", seats=10, screens=2)
+        plain = Venue.objects.create(name="Barn")
+        stale, stale_plain = Venue.objects.get(pk=cinema.pk), Venue.objects.get(pk=plain.pk)
+        Cinema.objects.filter(pk=cinema.pk).delete()
+        stale.name, stale_plain.name = "Odeon", "Big barn"
+        made_again = _MadeAgainBefore('UPDATE "tests_venue"', Cinema, cinema.pk)
+        with connection.execute_wrapper(made_again):
+            assert Venue.objects.bulk_update([stale, stale_plain], ["name"]) == 2  # as plain Django
+
+        assert made_again.done
+        assert Cinema.objects.get(pk=cinema.pk).name == "Odeon"
+        events = list(history(Cinema, cinema.pk))
+        assert [e.action for e in events] == ["create", "delete", "restore", "update"]
+        assert events[-1].changes == {"name": ["Rex", "Odeon"]}
+        assert history(Cinema, plain.pk).count() == 0
+        assert [str(finding) for finding in verify_model(Cinema)] == []

@@ -269,6 +269,44 @@ def test_a_save_of_another_child_sharing_the_parent_row_is_recorded() -> None:
     assert list(verify_model(Cinema)) == []
 
 
+# --- a child row given to an existing parent row -----------------------------------
+
+
+@override_settings(AUDIT_EVENTS=BOTH)
+def test_giving_an_existing_place_a_restaurant_row_records_an_update_of_the_place() -> None:
+    """``Restaurant(place_ptr=place, ...).save()``: Django UPDATEs the Place row there was and INSERTs
+    the Restaurant's. The Place was updated (its old values read before the save), the Restaurant created."""
+    place = Place.objects.create(name="P")
+    Restaurant(place_ptr=place, name="P2", serves_pizza=True).save()
+
+    assert [(e.action, e.changes) for e in events(Place, place.pk)][1:] == [("update", {"name": ["P", "P2"]})]
+    made = events(Restaurant, place.pk)
+    assert [e.action for e in made] == ["create"]
+    assert made[0].state == {"id": place.pk, "place_ptr": place.pk, "name": "P2", "serves_pizza": True}
+    assert_verified(BOTH)
+
+
+@override_settings(AUDIT_EVENTS={"MODELS": ["tests.Venue", "tests.Theatre", "tests.Cinema"]})
+@pytest.mark.parametrize("existing", [Venue, Theatre])
+def test_giving_an_existing_grandparent_row_a_grandchild_row_records_an_update_of_each_existing_row(
+    existing: type[models.Model],
+) -> None:
+    """Each registered ancestor's view of the row is an update if its rows were there, a create if not."""
+    row = existing.objects.create(name="V")
+    ptr = {"venue_ptr_id": row.pk} if existing is Venue else {"theatre_ptr": row}
+    Cinema(**ptr, name="V2", seats=5, screens=3).save()
+
+    for model in (Venue, Theatre):
+        recorded = [(e.action, e.changes) for e in events(model, row.pk)]
+        if issubclass(existing, model):
+            assert recorded[-1] == ("update", {"name": ["V", "V2"], **({"seats": [0, 5]} if model is Theatre else {})})
+        else:
+            assert [action for action, _ in recorded] == ["create"]
+    assert [e.action for e in events(Cinema, row.pk)] == ["create"]
+    for model in (Venue, Theatre, Cinema):
+        assert list(verify_model(model)) == []
+
+
 # --- concurrency (PostgreSQL) ---------------------------------------------------------
 
 

@@ -15,6 +15,12 @@ save through a parent  + 2 SELECT, + 1 INSERT     + BEGIN, + 2 SELECT, + 1 INSER
 of a registered child  (per child model)          (``inheritance``)
 =====================  =========================  ===============================================
 
+A save through a parent reads the child's row after its UPDATE even when the
+locking SELECT found none, on PostgreSQL: a child row made again in between
+(another transaction's restore) is changed by the UPDATE by key. A child row
+given to an existing parent row (``Restaurant(place_ptr=place).save()``) costs
+one locking SELECT of the parent's row more, per registered parent: its old values.
+
 On PostgreSQL the UPDATE of a save brings back the row it overwrites and the
 row it leaves (``UPDATE ... FROM (SELECT ... FOR NO KEY UPDATE) AS old ... RETURNING
 old.*, t.<columns>``): the old values cost no statement of their own.
@@ -328,11 +334,17 @@ def test_a_save_through_the_parent_reads_the_child_row_before_and_after(django_a
     assert update.startswith('UPDATE "tests_place"')
     assert after == before
     assert is_event_insert(insert)
-    # A Place that is no Restaurant: the SELECT finds no child row; nothing more.
+    # A Place that is no Restaurant: the SELECT finds no child row. Where writers interleave
+    # (PostgreSQL) it is read again after the UPDATE: a Restaurant row made again with its key
+    # (a restore, committed) between the SELECT and the UPDATE by key is changed by it.
     place = renamed_place(restaurant=False)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3 if connection.features.has_select_for_update else 2) as captured:
         place.save()
         at_commit()
+    if connection.features.has_select_for_update:
+        before, _, after = sql(captured)
+        assert is_lock(before, "tests_restaurant")
+        assert after == before
     # QuerySet.update() through the parent: the same around the UPDATE, after one locking SELECT
     # of the keys the filter matches; the UPDATE changes exactly those rows (pk IN the keys).
     restaurant = Restaurant.objects.create(name="r")
@@ -340,6 +352,26 @@ def test_a_save_through_the_parent_reads_the_child_row_before_and_after(django_a
     with django_assert_num_queries(5):
         Place.objects.filter(pk=restaurant.pk).update(name="again")
         at_commit()
+
+
+def test_giving_an_existing_parent_row_a_child_row_reads_the_parent_row_first(django_assert_num_queries: Any) -> None:
+    place, other = Place.objects.create(name="p"), Place.objects.create(name="o")
+    at_commit()
+    restaurant = Restaurant(place_ptr=place, name="r")
+    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": []}):
+        plain = [s.split()[0] for s in count(lambda: Restaurant(place_ptr=other, name="r").save())]
+    assert plain == ["UPDATE", "UPDATE", "INSERT"]  # Place's row, no Restaurant row, then it
+    # The child row, found missing; the parent's row it is given, locked (its old values);
+    # Django's three statements; the child row read back; the events (Place's update,
+    # Restaurant's create) at COMMIT.
+    with django_assert_num_queries(7) as captured:
+        restaurant.save()
+        at_commit()
+    child, parent = sql(captured)[:2]
+    assert is_lock(child, "tests_restaurant")
+    assert is_lock(parent, "tests_place")
+    recorded = Event.objects.filter(object_pk=str(place.pk)).order_by("id")[1:]
+    assert [(e.content_type.model, e.action) for e in recorded] == [("restaurant", "create"), ("place", "update")]
 
 
 def test_a_save_through_a_registered_parent_with_a_registered_child(django_assert_num_queries: Any) -> None:
