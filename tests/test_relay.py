@@ -296,6 +296,23 @@ def test_a_key_longer_than_an_amqp_short_string_is_published() -> None:
 
 
 @pytest.mark.broker
+def test_rabbitmq_refuses_a_routing_key_above_an_amqp_short_string_as_unpublishable() -> None:
+    """A publisher of one's own may route by longer topics: what AMQP cannot encode is no broker error."""
+    from audit_events.relay import RabbitMQ as RabbitMQPublisher
+
+    tag = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    publisher = RabbitMQPublisher("amqp://guest:guest@127.0.0.1:5672//", {"exchange": tag, "queue": None})
+    publisher.connect()
+    try:
+        with pytest.raises(Unpublishable, match=r"event x{200}\.\.\. cannot be published .*AMQP limit"):
+            publisher.publish([fake("x" * 300, "1")])
+        publisher.publish([fake("tests.author", "1")])  # the connection is still usable: nothing was written
+    finally:
+        publisher.channel.exchange_delete(tag)
+        publisher.close()
+
+
+@pytest.mark.broker
 @pytest.mark.django_db(transaction=True)
 def test_a_message_the_broker_can_never_take_stops_the_relay_with_a_clear_error() -> None:
     """An event above NATS's max_payload (1 MB): no retry can succeed; the relay stops, naming it."""
@@ -799,7 +816,7 @@ def test_killed_and_restarted_the_relay_delivers_every_event(broker: Broker, boo
     wait_for(lambda: unique(broker.received) >= len(table), WAIT, "every event", relay.log)
     after_restart = [seen for _, seen in broker.received[before:]]
     drained = after_restart[-1] - after_restart[0]
-    restarted = ""
+    restarted, written = "", len(table)
     if RESTART_BROKER:  # writers again, and the broker stopped and started while the relay publishes
         more = max(EVENTS // 20, 400)
         writers = [threading.Thread(target=write, args=(10 + i, more // 2, books, commits, errors)) for i in range(2)]
@@ -822,7 +839,7 @@ def test_killed_and_restarted_the_relay_delivers_every_event(broker: Broker, boo
     duplicates = check_delivery(broker, table)
     latencies = [(seen - commits[m["context"]["reason"]]) * 1000 for m, seen in live if m["context"].get("reason")]
     print(
-        f"\n{broker.name}: {len(table)} events by 4 writers in {writing:.1f} s; SIGKILL after {len(live)} received; "
+        f"\n{broker.name}: {written} events by 4 writers in {writing:.1f} s; SIGKILL after {len(live)} received; "
         f"{restarted}{duplicates} duplicates received.\n"
         f"  after the restart, a backlog of {backlog} events: first to last received in {drained:.1f} s, "
         f"{backlog / drained:.0f} events/s\n"
