@@ -703,6 +703,21 @@ class RelayProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
 
+    def close(self) -> None:
+        """Kill the process if a failed test left it running (it holds a connection to the test database)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+
+@pytest.fixture
+def relays() -> Iterator[list[RelayProcess]]:
+    """The relay processes a test starts, killed at its end whatever happened."""
+    started: list[RelayProcess] = []
+    yield started
+    for relay in started:
+        relay.close()
+
 
 def write(thread: int, writes: int, books: list[int], commits: dict[str, float], errors: list[BaseException]) -> None:
     """``writes`` events in transactions of 1 to 5 writes, some held open a while; commit times by reason."""
@@ -790,8 +805,11 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 @pytest.mark.postgres
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True)
-def test_killed_and_restarted_the_relay_delivers_every_event(broker: Broker, books: list[int], tmp_path: Path) -> None:
+def test_killed_and_restarted_the_relay_delivers_every_event(
+    broker: Broker, books: list[int], tmp_path: Path, relays: list[RelayProcess]
+) -> None:
     relay = RelayProcess(broker, broker.url(broker.address[1]), tmp_path / "relay.log")
+    relays.append(relay)
     relay.start()
     wait_for(lambda: "connected to" in relay.log.read_text(), WAIT, "the relay to start", relay.log)
     commits: dict[str, float] = {}
