@@ -88,9 +88,11 @@ stress: $(STAMP)
 		$(PY) -m pytest -p no:cacheprovider -s tests/test_stress.py
 
 # The relay end to end (tests/test_relay.py) with 100,000 events per broker: RabbitMQ and NATS JetStream on
-# 127.0.0.1, PostgreSQL; prints the throughput and latency figures docs/relay.rst quotes.
+# 127.0.0.1, PostgreSQL; prints the throughput and latency figures docs/relay.rst quotes. It also stops and
+# starts each broker (rabbitmqctl stop_app/start_app; nats-server killed and started again as it was running):
+# run it as a user allowed to, RELAY_RESTART_BROKER=0 to skip that.
 relay-test: $(STAMP)
-	RELAY_EVENTS=$${RELAY_EVENTS:-100000} RELAY_WAIT=$${RELAY_WAIT:-900} TEST_DB=postgres \
+	RELAY_EVENTS=$${RELAY_EVENTS:-100000} RELAY_WAIT=$${RELAY_WAIT:-900} RELAY_RESTART_BROKER=$${RELAY_RESTART_BROKER:-1} TEST_DB=postgres \
 		$(PY) -m pytest -p no:cacheprovider -s -k killed tests/test_relay.py
 
 # The example bank's relay, publishing to the RabbitMQ at 127.0.0.1:5672 (guest/guest) until Ctrl-C.

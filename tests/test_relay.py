@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import random
@@ -29,15 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from audit_events import audit_context
 from audit_events.conf import get_relay_config
 from audit_events.models import Event, RelayPosition
-from audit_events.relay import Deduplicator, Message, Publisher, decode, message
+from audit_events.relay import Deduplicator, Message, Publisher, Unpublishable, decode, message
+from audit_events.relay.messages import MESSAGE_ID_BYTES
 from audit_events.relay.publishers import redacted, waves
 from audit_events.relay.runner import Backoff, Relay
 from tests.models import Author, Book
@@ -45,6 +50,9 @@ from tests.models import Author, Book
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("RELAY_EVENTS", "5000"))
 WAIT = float(os.environ.get("RELAY_WAIT", "120"))  # seconds for the consumer to catch up
+# Stop and start the broker itself while the relay publishes (``make relay-test``; not in ``make test``,
+# whose brokers other runs on the machine may be using).
+RESTART_BROKER = os.environ.get("RELAY_RESTART_BROKER") == "1"
 
 
 # --- the message, the consumer's de-duplication, waves ----------------------------------
@@ -78,11 +86,37 @@ def test_decode_refuses_what_is_not_a_message() -> None:
 
 def test_the_deduplicator_drops_what_it_has_seen_by_row_and_version() -> None:
     dedup = Deduplicator()
+    handled: list[tuple[str, str, int]] = []
     sent = [("m", "1", 1), ("m", "1", 2), ("m", "1", 1), ("m", "2", 1), ("m", "1", 2), ("m", "1", 3)]
-    accepted = [dedup.accept({"model": m, "pk": pk, "version": v}) for m, pk, v in sent]
+    accepted = [
+        dedup.accept(
+            {"model": m, "pk": pk, "version": v}, lambda d: handled.append((d["model"], d["pk"], d["version"]))
+        )
+        for m, pk, v in sent
+    ]
     assert accepted == [True, True, False, True, False, True]
+    assert handled == [("m", "1", 1), ("m", "1", 2), ("m", "2", 1), ("m", "1", 3)]
     assert dedup.duplicates == 2
     assert dedup.seen == {"m:1": 3, "m:2": 1}
+
+
+def test_an_event_whose_handler_failed_is_not_taken_for_a_duplicate_when_it_comes_again() -> None:
+    dedup = Deduplicator()
+    event = {"model": "m", "pk": "1", "version": 1}
+
+    def crash(data: Any) -> None:
+        raise RuntimeError("the handler crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        dedup.accept(event, crash)
+    assert dedup.seen == {}
+    assert not dedup.is_duplicate(event)
+    handled: list[Any] = []
+    assert dedup.accept(event, handled.append)  # redelivered: handled this time
+    assert handled == [event]
+    assert dedup.is_duplicate(event)
+    assert not dedup.accept(event, handled.append)
+    assert handled == [event]
 
 
 def fake(model: str, pk: str, version: int = 1) -> Message:
@@ -164,7 +198,9 @@ def test_a_failed_publish_is_retried_and_the_position_saved_only_after_it() -> N
     relay = Relay("flaky", publisher, config)
     relay.run(once=True)
     dedup = Deduplicator()
-    first = [m.key for m in publisher.received if dedup.accept({"model": m.model, "pk": m.pk, "version": m.version})]
+    first: list[str] = []
+    for m in publisher.received:
+        dedup.accept({"model": m.model, "pk": m.pk, "version": m.version}, lambda _, key=m.key: first.append(key))
     table = [message(e).key for e in Event.objects.order_by("id")]
     assert sorted(first) == sorted(table)
     assert dedup.duplicates > 0  # the failed sends were published again
@@ -189,8 +225,6 @@ def test_a_relay_started_from_now_skips_the_past() -> None:
 
 
 def test_the_command_refuses_a_publisher_that_is_not_one() -> None:
-    from django.core.management.base import CommandError
-
     with (
         override_settings(AUDIT_EVENTS={"MODELS": [], "RELAY": {"PUBLISHER": "audit_events.models.Event"}}),
         pytest.raises(CommandError, match=r"is not a subclass of audit_events\.relay\.Publisher"),
@@ -198,11 +232,185 @@ def test_the_command_refuses_a_publisher_that_is_not_one() -> None:
         call_command("audit_relay", "--once")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_saved_position_says_when_it_last_moved() -> None:
+    """``updated_at`` moves with each saved batch: docs/relay.rst offers it as a liveness probe."""
+    publisher = Flaky("test://", {})
+    config = type(get_relay_config())(poll_interval=0.01)
+    Author.objects.create(name="first")
+    Relay("alive", publisher, config).run(once=True)
+    RelayPosition.objects.filter(name="alive").update(updated_at=timezone.now() - datetime.timedelta(hours=1))
+    Author.objects.create(name="second")
+    before = timezone.now()
+    Relay("alive", publisher, config).run(once=True)
+    assert RelayPosition.objects.get(name="alive").updated_at >= before
+
+
+def run_bounded(relay: Relay, seconds: float = 20) -> None:
+    """``relay.run(once=True)``, stopped after ``seconds`` if it is still retrying then."""
+    timer = threading.Timer(seconds, relay.stop.set)
+    timer.start()
+    try:
+        relay.run(once=True)
+    finally:
+        timer.cancel()
+
+
+def test_a_message_id_is_the_events_key_or_a_digest_of_a_long_or_odd_one() -> None:
+    assert fake("tests.author", "32", 5).id == "tests.author:32:5"
+    for pk in ("k" * 300, "é" * 200, "a\r\nb"):
+        long = fake("tests.longkey", pk, 2)
+        assert long.id.startswith("sha256:")
+        assert len(long.id) <= MESSAGE_ID_BYTES
+        assert long.id == fake("tests.longkey", pk, 2).id != fake("tests.longkey", pk, 3).id
+
+
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_a_key_longer_than_an_amqp_short_string_is_published() -> None:
+    """AMQP's ``message_id`` is a short string (255 bytes): a long primary key once raised struct.error forever."""
+    from kombu import Connection, Exchange, Queue
+
+    from audit_events.relay import RabbitMQ as RabbitMQPublisher
+    from tests.models import LongKey
+
+    tag = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    key = "k" * 300 + "é" * 100
+    with override_settings(AUDIT_EVENTS={**settings.AUDIT_EVENTS, "MODELS": ["tests.LongKey"]}):
+        LongKey.objects.create(key=key, name="one")
+    publisher = RabbitMQPublisher("amqp://guest:guest@127.0.0.1:5672//", {"exchange": tag, "queue": tag})
+    relay = Relay("long", publisher, type(get_relay_config())(poll_interval=0.01, max_backoff=0.1))
+    try:
+        run_bounded(relay)
+        assert RelayPosition.objects.get(name="long").published == 1
+        with Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
+            queue = Queue(tag, Exchange(tag, type="topic", durable=True), routing_key="#", durable=True)
+            got = conn.SimpleQueue(queue).get(timeout=5)
+            assert decode(got.body)["pk"] == key
+            assert got.properties["message_id"] == message(Event.objects.get()).id
+    finally:
+        with Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
+            channel = conn.channel()
+            Queue(tag)(channel).delete()
+            Exchange(tag)(channel).delete()
+
+
+@pytest.mark.broker
+def test_rabbitmq_refuses_a_routing_key_above_an_amqp_short_string_as_unpublishable() -> None:
+    """A publisher of one's own may route by longer topics: what AMQP cannot encode is no broker error."""
+    from audit_events.relay import RabbitMQ as RabbitMQPublisher
+
+    tag = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    publisher = RabbitMQPublisher("amqp://guest:guest@127.0.0.1:5672//", {"exchange": tag, "queue": None})
+    publisher.connect()
+    try:
+        with pytest.raises(Unpublishable, match=r"event x{200}\.\.\. cannot be published .*AMQP limit"):
+            publisher.publish([fake("x" * 300, "1")])
+        publisher.publish([fake("tests.author", "1")])  # the connection is still usable: nothing was written
+    finally:
+        publisher.channel.exchange_delete(tag)
+        publisher.close()
+
+
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_a_message_the_broker_can_never_take_stops_the_relay_with_a_clear_error() -> None:
+    """An event above NATS's max_payload (1 MB): no retry can succeed; the relay stops, naming it."""
+    from audit_events.relay import NATSJetStream
+    from tests.models import Everything
+
+    tag = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    Author.objects.create(name="small")
+    row = Everything.objects.create(text="x" * 1_100_000)
+    options = {"stream": tag.upper(), "subject_prefix": tag}
+    publisher = NATSJetStream("nats://127.0.0.1:4222", options)
+    relay = Relay("big", publisher, type(get_relay_config())(poll_interval=0.01, max_backoff=0.1))
+    try:
+        with pytest.raises(Unpublishable, match=rf"tests\.everything:{row.pk}:1 .*max_payload"):
+            run_bounded(relay)
+        assert RelayPosition.objects.get(name="big").published == 0  # not past it, and not retrying
+        with (
+            override_settings(AUDIT_EVENTS={**settings.AUDIT_EVENTS, "RELAY": {
+                "PUBLISHER": "audit_events.relay.NATSJetStream", "URL": "nats://127.0.0.1:4222", "OPTIONS": options,
+            }}),
+            pytest.raises(CommandError, match=rf"tests\.everything:{row.pk}:1 .*cannot be published"),
+        ):  # fmt: skip
+            call_command("audit_relay", "--once", "--name", "big", "-v", "0")
+    finally:
+        asyncio.run(delete_stream(tag.upper()))
+
+
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_a_consumer_whose_handler_failed_gets_the_event_again_from_rabbitmq() -> None:
+    """The documented consumer: a handler that raises leaves the message unacknowledged, RabbitMQ redelivers it."""
+    from kombu import Connection, Consumer, Exchange, Queue
+
+    from audit_events.relay import RabbitMQ as RabbitMQPublisher
+
+    tag = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    authors = [Author.objects.create(name=f"a{i}") for i in range(3)]
+    for author in authors:
+        author.name += "!"
+        author.save()
+    publisher = RabbitMQPublisher("amqp://guest:guest@127.0.0.1:5672//", {"exchange": tag, "queue": tag})
+    run_bounded(Relay("redelivered", publisher, type(get_relay_config())(poll_interval=0.01, max_backoff=0.1)))
+    dedup = Deduplicator()
+    handled: list[tuple[str, int]] = []
+    failed: list[tuple[str, int]] = []
+
+    def handle(data: dict[str, Any]) -> None:
+        key = (data["pk"], data["version"])
+        if data["pk"] == str(authors[1].pk) and not failed:
+            failed.append(key)
+            raise RuntimeError("the handler crashed")
+        handled.append(key)
+
+    def on_message(body: Any, msg: Any) -> None:
+        try:
+            dedup.accept(msg.body, handle)
+        except RuntimeError:
+            msg.requeue()  # not acknowledged: the broker delivers it again
+        else:
+            msg.ack()
+
+    try:
+        with Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
+            queue = Queue(tag, Exchange(tag, type="topic", durable=True), routing_key="#", durable=True)
+            with Consumer(conn.channel(), [queue], callbacks=[on_message], prefetch_count=1):
+                deadline = time.monotonic() + 20
+                while len(handled) < 6 and time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=0.2)
+    finally:
+        with Connection("amqp://guest:guest@127.0.0.1:5672//") as conn:
+            channel = conn.channel()
+            Queue(tag)(channel).delete()
+            Exchange(tag)(channel).delete()
+    assert failed == [(str(authors[1].pk), 1)]
+    assert sorted(handled) == sorted((str(a.pk), v) for a in authors for v in (1, 2))
+    assert handled.index((str(authors[1].pk), 1)) < handled.index((str(authors[1].pk), 2))
+
+
+async def delete_stream(name: str) -> None:
+    import nats
+
+    client = await nats.connect("nats://127.0.0.1:4222")
+    with contextlib.suppress(Exception):
+        await client.jetstream().delete_stream(name)
+    await client.close()
+
+
 # --- end to end: a relay process, real brokers, writers, SIGKILL ------------------------
 
 
 class Broker:
-    """One broker as the tests use it: the relay's settings, and a consumer thread recording what arrives."""
+    """One broker as the tests use it: the relay's settings, a consumer thread recording what arrives, a restart.
+
+    The consumer acknowledges each message once recorded and reconnects when
+    the broker goes away (``reconnects`` counts it), resuming where it was: it
+    receives every message the broker stored at least once.
+    """
 
     name = ""
     publisher = ""
@@ -214,6 +422,7 @@ class Broker:
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.errors: list[BaseException] = []
+        self.reconnects = 0
 
     def url(self, port: int) -> str:
         raise NotImplementedError
@@ -222,6 +431,15 @@ class Broker:
         raise NotImplementedError
 
     def consume(self) -> None:
+        """Receive until ``stop`` is set; raise on a lost connection (``_consume`` connects again)."""
+        raise NotImplementedError
+
+    def clean_up(self) -> None:
+        """Delete what ``consume`` declared."""
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Stop the broker itself, then start it again, as its operator would; always leaves it running."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -231,15 +449,36 @@ class Broker:
 
     def _consume(self) -> None:
         try:
-            self.consume()
+            while not self.stop.is_set():
+                try:
+                    self.consume()
+                except Exception:
+                    if not self.ready.is_set():
+                        raise
+                    self.reconnects += 1
+                    self.stop.wait(0.5)
+            self.clean_up()
         except BaseException as error:
             self.errors.append(error)
             self.ready.set()
 
     def finish(self) -> None:
         self.stop.set()
-        self.thread.join(30)
+        self.thread.join(60)
         assert not self.errors, self.errors
+
+
+def reachable(address: tuple[str, int]) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(address, timeout=2):
+        return True
+    return False
+
+
+def wait_reachable(address: tuple[str, int], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not reachable(address):
+        assert time.monotonic() < deadline, f"{address} did not come back in {seconds} s"
+        time.sleep(0.2)
 
 
 class RabbitMQ(Broker):
@@ -251,29 +490,63 @@ class RabbitMQ(Broker):
     def options(self) -> dict[str, Any]:
         return {"exchange": self.tag, "queue": self.tag}
 
-    def consume(self) -> None:
-        from kombu import Connection, Consumer, Exchange, Queue
+    def _queue(self) -> Any:
+        from kombu import Exchange, Queue
 
-        with Connection(self.url(5672)) as conn:
+        return Queue(self.tag, Exchange(self.tag, type="topic", durable=True), routing_key="#", durable=True)
+
+    def consume(self) -> None:
+        from kombu import Connection, Consumer
+
+        with Connection(self.url(5672), connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
             channel = conn.channel()
-            exchange = Exchange(self.tag, type="topic", durable=True)
-            queue = Queue(self.tag, exchange, routing_key="#", durable=True)
+            queue = self._queue()
             queue(channel).declare()  # as the relay declares it, so nothing published is dropped
 
             def on_message(body: Any, msg: Any) -> None:
                 self.received.append((decode(msg.body), time.time()))
+                msg.ack()
 
-            with Consumer(channel, [queue], callbacks=[on_message], no_ack=True, accept=["json", "application/json"]):
+            with Consumer(channel, [queue], callbacks=[on_message], prefetch_count=1000, accept=["application/json"]):
                 self.ready.set()
                 while not self.stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         conn.drain_events(timeout=0.2)
+
+    def clean_up(self) -> None:
+        from kombu import Connection
+
+        with Connection(self.url(5672)) as conn:
+            channel = conn.channel()
+            queue = self._queue()
             queue(channel).delete()
-            exchange(channel).delete()
+            queue.exchange(channel).delete()
+
+    def restart(self) -> None:
+        try:
+            subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+            time.sleep(2)
+        finally:
+            subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=300)
+            wait_reachable(self.address)
+
+
+def nats_server() -> tuple[int, list[str]]:
+    """The running nats-server's pid and command line (to start it again exactly so)."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "nats-server":
+                return int(proc.name), (proc / "cmdline").read_bytes().decode().split("\0")[:-1]
+    raise AssertionError("no nats-server process")
 
 
 class NATS(Broker):
     name, publisher, address = "nats", "audit_events.relay.publishers.NATSJetStream", ("127.0.0.1", 4222)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sequence = 0  # the stream sequence of the last message received
 
     def url(self, port: int) -> str:
         return f"nats://127.0.0.1:{port}"
@@ -283,25 +556,53 @@ class NATS(Broker):
 
     def consume(self) -> None:
         import nats
-        from nats.js.api import StreamConfig
+        from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
+
+        async def quiet(error: Exception) -> None:
+            pass
 
         async def consume() -> None:
-            client = await nats.connect(self.url(4222))
-            js = client.jetstream()
-            await js.add_stream(StreamConfig(name=self.tag.upper(), subjects=[f"{self.tag}.>"]))
-            subscription = await js.subscribe(f"{self.tag}.>", stream=self.tag.upper(), ordered_consumer=True)
-            self.ready.set()
-            while not self.stop.is_set():
-                try:
-                    msg = await subscription.next_msg(timeout=0.2)
-                except nats.errors.TimeoutError:
-                    continue
-                self.received.append((decode(msg.data), time.time()))
-            await subscription.unsubscribe()
-            await js.delete_stream(self.tag.upper())
-            await client.close()
+            client = await nats.connect(self.url(4222), allow_reconnect=False, error_cb=quiet, connect_timeout=5)
+            try:
+                js = client.jetstream()
+                if not self.ready.is_set():
+                    await js.add_stream(StreamConfig(name=self.tag.upper(), subjects=[f"{self.tag}.>"]))
+                after = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.sequence + 1)
+                subscription = await js.subscribe(
+                    f"{self.tag}.>", stream=self.tag.upper(), ordered_consumer=True, config=after
+                )
+                self.ready.set()
+                while not self.stop.is_set():
+                    if client.is_closed:
+                        raise ConnectionError("NATS closed the connection")
+                    try:
+                        msg = await subscription.next_msg(timeout=0.2)
+                    except nats.errors.TimeoutError:
+                        continue
+                    self.received.append((decode(msg.data), time.time()))
+                    self.sequence = msg.metadata.sequence.stream
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.close()
 
         asyncio.run(consume())
+
+    def clean_up(self) -> None:
+        asyncio.run(delete_stream(self.tag.upper()))
+
+    def restart(self) -> None:
+        pid, command = nats_server()
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while reachable(self.address) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)
+        finally:
+            if not reachable(self.address):
+                daemon = ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", command[0], "--"]
+                subprocess.run([*daemon, *command[1:]], check=True, timeout=60)
+            wait_reachable(self.address)
 
 
 BROKERS = [RabbitMQ, NATS]
@@ -402,6 +703,21 @@ class RelayProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
 
+    def close(self) -> None:
+        """Kill the process if a failed test left it running (it holds a connection to the test database)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+
+@pytest.fixture
+def relays() -> Iterator[list[RelayProcess]]:
+    """The relay processes a test starts, killed at its end whatever happened."""
+    started: list[RelayProcess] = []
+    yield started
+    for relay in started:
+        relay.close()
+
 
 def write(thread: int, writes: int, books: list[int], commits: dict[str, float], errors: list[BaseException]) -> None:
     """``writes`` events in transactions of 1 to 5 writes, some held open a while; commit times by reason."""
@@ -453,13 +769,16 @@ def check_delivery(broker: Broker, table: dict[tuple[str, str, int], str]) -> in
     """Every event at least once; after de-duplication exactly the table's, each row's versions 1, 2, 3..."""
     dedup = Deduplicator()
     first: dict[tuple[str, str, int], str] = {}
+
+    def record(body: dict[str, Any]) -> None:
+        key = (body["model"], body["pk"], body["version"])
+        assert body["version"] == 1 or (body["model"], body["pk"], body["version"] - 1) in first, (
+            f"{key}: received before the row's previous version"
+        )
+        first[key] = body["hash"]
+
     for body, _ in broker.received:
-        if dedup.accept(body):
-            key = (body["model"], body["pk"], body["version"])
-            assert body["version"] == 1 or (body["model"], body["pk"], body["version"] - 1) in first, (
-                f"{key}: received before the row's previous version"
-            )
-            first[key] = body["hash"]
+        dedup.accept(body, record)
     assert first == table
     return dedup.duplicates
 
@@ -486,8 +805,11 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 @pytest.mark.postgres
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True)
-def test_killed_and_restarted_the_relay_delivers_every_event(broker: Broker, books: list[int], tmp_path: Path) -> None:
+def test_killed_and_restarted_the_relay_delivers_every_event(
+    broker: Broker, books: list[int], tmp_path: Path, relays: list[RelayProcess]
+) -> None:
     relay = RelayProcess(broker, broker.url(broker.address[1]), tmp_path / "relay.log")
+    relays.append(relay)
     relay.start()
     wait_for(lambda: "connected to" in relay.log.read_text(), WAIT, "the relay to start", relay.log)
     commits: dict[str, float] = {}
@@ -512,13 +834,31 @@ def test_killed_and_restarted_the_relay_delivers_every_event(broker: Broker, boo
     wait_for(lambda: unique(broker.received) >= len(table), WAIT, "every event", relay.log)
     after_restart = [seen for _, seen in broker.received[before:]]
     drained = after_restart[-1] - after_restart[0]
+    restarted, written = "", len(table)
+    if RESTART_BROKER:  # writers again, and the broker stopped and started while the relay publishes
+        more = max(EVENTS // 20, 400)
+        writers = [threading.Thread(target=write, args=(10 + i, more // 2, books, commits, errors)) for i in range(2)]
+        for thread in writers:
+            thread.start()
+        wait_for(lambda: unique(broker.received) >= len(table) + more // 4, WAIT, "new events", relay.log)
+        connected, down = relay.log.read_text().count("connected to"), time.monotonic()
+        broker.restart()
+        restarted = f"broker stopped and started again in {time.monotonic() - down:.1f} s, with {more} more events; "
+        for thread in writers:
+            thread.join()
+        assert not errors, errors
+        table = table_keys()
+        wait_for(lambda: unique(broker.received) >= len(table), WAIT, "every event after the restart", relay.log)
+        assert "broker error" in relay.log.read_text()
+        assert relay.log.read_text().count("connected to") > connected  # the relay reconnected
+        assert broker.reconnects >= 1  # and so did the consumer: the broker really went away
     assert relay.stop() == 0
     time.sleep(0.5)  # whatever else was on its way
     duplicates = check_delivery(broker, table)
     latencies = [(seen - commits[m["context"]["reason"]]) * 1000 for m, seen in live if m["context"].get("reason")]
     print(
-        f"\n{broker.name}: {len(table)} events by 4 writers in {writing:.1f} s; SIGKILL after {len(live)} received; "
-        f"{duplicates} duplicates received.\n"
+        f"\n{broker.name}: {written} events by 4 writers in {writing:.1f} s; SIGKILL after {len(live)} received; "
+        f"{restarted}{duplicates} duplicates received.\n"
         f"  after the restart, a backlog of {backlog} events: first to last received in {drained:.1f} s, "
         f"{backlog / drained:.0f} events/s\n"
         f"  live, commit to consume: p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms "

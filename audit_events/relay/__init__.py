@@ -7,7 +7,7 @@ when it connects. See docs/relay.rst.
 from __future__ import annotations
 
 from .messages import FORMAT, Deduplicator, Message, decode, message
-from .publishers import NATSJetStream, Publisher, PublishError, RabbitMQ
+from .publishers import NATSJetStream, Publisher, PublishError, RabbitMQ, Unpublishable
 
 __all__ = [
     "FORMAT",
@@ -17,6 +17,7 @@ __all__ = [
     "PublishError",
     "Publisher",
     "RabbitMQ",
+    "Unpublishable",
     "decode",
     "message",
 ]

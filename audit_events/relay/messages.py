@@ -18,8 +18,9 @@ it travels (its ``key``).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from django.contrib.contenttypes.models import ContentType, ContentTypeManager
 from ..models import Event
 
 FORMAT = 1
+#: The longest message id a broker is handed: AMQP's ``message_id`` is a short string, 255 bytes at most.
+MESSAGE_ID_BYTES = 255
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -45,6 +48,20 @@ class Message:
     def key(self) -> str:
         """``model:pk:version``: the event's identity, for brokers' de-duplication (message id)."""
         return f"{self.model}:{self.pk}:{self.version}"
+
+    @property
+    def id(self) -> str:
+        """The id given to the broker, the :attr:`key` or ``sha256:<hex of the key>`` (a long or odd key).
+
+        The key is kept when it is printable ASCII of at most
+        ``MESSAGE_ID_BYTES`` bytes; a long primary key (a ``TextField``), or
+        one with other characters (which a NATS header could not carry), is
+        replaced by its digest: still one id per event, the same each time.
+        """
+        key = self.key
+        if key.isascii() and key.isprintable() and len(key) <= MESSAGE_ID_BYTES:
+            return key
+        return f"sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
     @property
     def topic(self) -> str:
@@ -92,25 +109,54 @@ def decode(body: bytes | str) -> dict[str, Any]:
 
 
 class Deduplicator:
-    """Drops the messages a consumer has seen already, by (model, pk, version).
+    """Drops the messages a consumer has handled already, by (model, pk, version).
 
     The relay delivers at least once, each row's versions in order: a message
-    whose version is not above the last one accepted for its row is a
+    whose version is not above the last one handled for its row is a
     duplicate. ``seen`` holds that last version per row (key ``"model:pk"``); pass a
-    persistent mapping (a ``shelve``, a table kept in the same transaction as
-    what the consumer does with the message) to survive the consumer's restarts.
+    persistent mapping (a ``shelve``, a table written in the same transaction as
+    what the handler does) to survive the consumer's restarts.
+
+    An event is marked as handled only once its handler has returned: a
+    handler that raises leaves it unmarked, so the broker's redelivery of it
+    (the consumer did not acknowledge it) is handled, not dropped.
     """
 
     def __init__(self, seen: MutableMapping[str, int] | None = None) -> None:
         self.seen: MutableMapping[str, int] = {} if seen is None else seen
         self.duplicates = 0
 
-    def accept(self, message: Mapping[str, Any] | bytes | str) -> bool:
-        """True the first time an event comes (and remember it), False for a duplicate."""
-        data = decode(message) if isinstance(message, (bytes, str)) else message
-        row, version = f"{data['model']}:{data['pk']}", int(data["version"])
-        if version <= self.seen.get(row, 0):
+    def accept(self, message: Mapping[str, Any] | bytes | str, handler: Callable[[Mapping[str, Any]], object]) -> bool:
+        """Handle ``message`` with ``handler`` unless it is a duplicate: check, handle, then mark.
+
+        True if it was handled, False for a duplicate (``handler`` not called).
+        An exception from ``handler`` propagates and marks nothing: do not
+        acknowledge the message, and the broker delivers it again.
+        """
+        data = _data(message)
+        if self.is_duplicate(data):
             self.duplicates += 1
             return False
-        self.seen[row] = version
+        handler(data)
+        self.mark(data)
         return True
+
+    def is_duplicate(self, message: Mapping[str, Any] | bytes | str) -> bool:
+        """True if an event of this row with this version or a later one was handled (marked)."""
+        data = _data(message)
+        return int(data["version"]) <= self.seen.get(_row(data), 0)
+
+    def mark(self, message: Mapping[str, Any] | bytes | str) -> None:
+        """Record ``message`` as handled (after its handler succeeded; :meth:`accept` does it)."""
+        data = _data(message)
+        row, version = _row(data), int(data["version"])
+        if version > self.seen.get(row, 0):
+            self.seen[row] = version
+
+
+def _data(message: Mapping[str, Any] | bytes | str) -> Mapping[str, Any]:
+    return decode(message) if isinstance(message, (bytes, str)) else message
+
+
+def _row(data: Mapping[str, Any]) -> str:
+    return f"{data['model']}:{data['pk']}"

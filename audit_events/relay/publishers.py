@@ -3,8 +3,10 @@
 A publisher is a class named by ``AUDIT_EVENTS["RELAY"]["PUBLISHER"]`` (a
 dotted path), built with the ``URL`` and ``OPTIONS`` settings. Its
 :meth:`~Publisher.publish` returns only once the broker has acknowledged every
-message it was given (stored it, for a persistent broker); any exception means
-"not all of them": the relay then reconnects and publishes the batch again.
+message it was given (stored it, for a persistent broker); an exception means
+"not all of them": the relay then reconnects and publishes the batch again,
+except :class:`Unpublishable`, raised for a message that no retry can send
+(too large for the broker, say), which stops the relay.
 
 Per row, order holds even then: messages are sent in *waves* in which no row
 appears twice (:func:`waves`), and a wave starts only once the previous one is
@@ -26,6 +28,7 @@ import abc
 import asyncio
 import contextlib
 import importlib
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +39,19 @@ from .messages import Message
 
 class PublishError(Exception):
     """The broker refused, or did not acknowledge in time, some message of a wave."""
+
+
+class Unpublishable(Exception):
+    """A message that can never be sent as it is (too large, a field above the protocol's limit).
+
+    Retrying cannot help: the relay stops, with this error, without saving a
+    position past the message's batch.
+    """
+
+    def __init__(self, message: Message, publisher: Publisher, reason: str) -> None:
+        key = message.key if len(message.key) <= 200 else f"{message.key[:200]}..."
+        super().__init__(f"event {key} cannot be published to {publisher}: {reason}")
+        self.message = message
 
 
 def waves(messages: Sequence[Message]) -> list[list[Message]]:
@@ -116,7 +132,8 @@ class RabbitMQ(Publisher):
     exchange), ``queue`` (default ``"audit_events"``, a durable queue bound
     with ``"#"`` so that no message is dropped for want of a consumer; ``None``
     to declare none), ``ack_timeout``. Messages are persistent, their routing
-    key ``app_label.modelname.action``, their ``message_id`` the event's key.
+    key ``app_label.modelname.action``, their ``message_id`` the event's
+    :attr:`~.messages.Message.id`.
     """
 
     def connect(self) -> None:
@@ -152,8 +169,11 @@ class RabbitMQ(Publisher):
         AMQPMessage = client("amqp").Message
 
         for message in wave:
-            body = AMQPMessage(message.body, content_type="application/json", delivery_mode=2, message_id=message.key)
-            self.channel.basic_publish(body, exchange=self.exchange, routing_key=message.topic)
+            body = AMQPMessage(message.body, content_type="application/json", delivery_mode=2, message_id=message.id)
+            try:
+                self.channel.basic_publish(body, exchange=self.exchange, routing_key=message.topic)
+            except struct.error as error:  # a short string above 255 bytes, found before anything is written
+                raise Unpublishable(message, self, f"a field above an AMQP limit ({error})") from error
             self.sent += 1
             self.waiting.add(self.sent)
         deadline = time.monotonic() + self.ack_timeout
@@ -179,7 +199,7 @@ class NATSJetStream(Publisher):
     Options: ``stream`` (default ``"AUDIT_EVENTS"``, created if missing, file
     storage), ``subject_prefix`` (default ``"audit_events"``: subjects are
     ``audit_events.app_label.modelname.action``), ``ack_timeout``. Each
-    message carries its key as ``Nats-Msg-Id``, so JetStream itself drops a
+    message carries its :attr:`~.messages.Message.id` as ``Nats-Msg-Id``, so JetStream itself drops a
     copy published again within its duplicate window (two minutes by default).
     """
 
@@ -204,13 +224,20 @@ class NATSJetStream(Publisher):
         self.client, self.context = self.loop.run_until_complete(connect())
 
     def send(self, wave: Sequence[Message]) -> None:
+        MaxPayloadError = client("nats.errors").MaxPayloadError
+
         async def send() -> None:
-            acks = [
-                await self.context.publish_async(
-                    f"{self.prefix}.{message.topic}", message.body, headers={"Nats-Msg-Id": message.key}
-                )
-                for message in wave
-            ]
+            acks = []
+            for message in wave:
+                try:
+                    acks.append(
+                        await self.context.publish_async(
+                            f"{self.prefix}.{message.topic}", message.body, headers={"Nats-Msg-Id": message.id}
+                        )
+                    )
+                except MaxPayloadError as error:
+                    reason = f"{len(message.body)} bytes, above the server's max_payload ({self.client.max_payload})"
+                    raise Unpublishable(message, self, reason) from error
             await asyncio.wait_for(asyncio.gather(*acks), self.ack_timeout)
 
         try:

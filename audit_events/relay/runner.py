@@ -7,7 +7,9 @@ saved, in the relay's row of :class:`~audit_events.models.RelayPosition`. A
 crash anywhere loses nothing: the relay restarts from the last saved position
 and publishes again at most the batch it had not recorded. A broker or
 database error closes that connection and retries, waiting a little longer
-each time (doubling, with jitter, up to ``MAX_BACKOFF``).
+each time (doubling, with jitter, up to ``MAX_BACKOFF``). A message that no
+retry can send (:class:`~.publishers.Unpublishable`) stops the relay instead,
+with that error: retrying it would stall every event after it, forever.
 
 The saved position is moved with a compare-and-set on its previous value: a
 second relay running by mistake under the same name is noticed (logged) and
@@ -26,11 +28,12 @@ from dataclasses import dataclass, field
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import F
+from django.utils import timezone
 
 from .. import conf, stream
 from ..models import RelayPosition
 from .messages import message
-from .publishers import Publisher
+from .publishers import Publisher, Unpublishable
 
 log = logging.getLogger("audit_events.relay")
 
@@ -101,12 +104,26 @@ class Relay:
                 window_snapshot=position.window,
                 after_id=position.after_id,
                 published=F("published") + count,
+                updated_at=timezone.now(),  # update() skips auto_now: the liveness probe reads this
             )
         )
         return moved == 1
 
     def run(self, once: bool = False, from_now: bool = False) -> None:
-        """Publish until stopped (``stop`` set, or, with ``once``, until nothing is left to publish)."""
+        """Publish until stopped (``stop`` set, or, with ``once``, until nothing is left to publish).
+
+        Raises :class:`~.publishers.Unpublishable` for a message no retry can send.
+        """
+        try:
+            self._run(once, from_now)
+        except Unpublishable as error:
+            log.error("relay %r: stopped, %s", self.name, error)
+            raise
+        finally:
+            self._disconnect()
+        log.info("relay %r: stopped; %d events published by this run", self.name, self.published)
+
+    def _run(self, once: bool, from_now: bool) -> None:
         position: stream.Position | None = None
         saved = position
         while not self.stop.is_set():
@@ -144,10 +161,10 @@ class Relay:
                     self.stop.wait(self.config.poll_interval)
             except DatabaseError as error:
                 self._retry("database", error, lambda: connections[self.using].close())
+            except Unpublishable:
+                raise
             except Exception as error:  # whatever a broker's client raises: reconnect and publish again
                 self._retry("broker", error, self._disconnect)
-        self._disconnect()
-        log.info("relay %r: stopped; %d events published by this run", self.name, self.published)
 
     def _disconnect(self) -> None:
         self.publisher.close()  # also after a failed connect(), which may have left half a connection

@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.utils.module_loading import import_string
 
 from ... import conf
-from ...relay.publishers import Publisher
+from ...relay.publishers import Publisher, Unpublishable
 from ...relay.runner import Relay, log
 
 _LEVELS = {0: logging.WARNING, 1: logging.INFO}
@@ -64,9 +64,15 @@ class Command(BaseCommand):
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stopping)
-        Relay(options["name"], publisher, config, options["database"], stop).run(
-            once=options["once"], from_now=options["from_now"]
-        )
+        try:
+            Relay(options["name"], publisher, config, options["database"], stop).run(
+                once=options["once"], from_now=options["from_now"]
+            )
+        except Unpublishable as error:
+            raise CommandError(
+                f"{error}. The relay stopped before this event's batch (retrying cannot help); "
+                "its saved position is unchanged. See docs/relay.rst, 'A message the broker cannot take'."
+            ) from error
 
     def _log_to_stderr(self, verbosity: int) -> None:
         """Log to stderr, unless the project's LOGGING already sends this logger somewhere."""
