@@ -305,11 +305,15 @@ class _LinkChange:
         the owners' lock, and where rows are locked one SELECT more (unless a writer moved
         a row in between: then a lock and a SELECT more).
         """
-        attname = _Through.of(field).source.attname
-        held = set(rows.values_list(attname, flat=True))
+        held = set(rows.values_list(_Through.of(field).source.attname, flat=True))
         self.lock_keys(spec, field, given | held)
+        self.confirm_holders(spec, field, rows)
+
+    def confirm_holders(self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any]) -> None:
+        """Where rows are locked, read the owners the through ``rows`` hold again, once this write
+        holds the owners it read (:meth:`lock_holders`), until it holds them all: one SELECT."""
         while connections[self.using].features.has_select_for_update:
-            held = set(rows.values_list(attname, flat=True))
+            held = set(rows.values_list(_Through.of(field).source.attname, flat=True))
             if all((spec.model, field.name, key) in self.keys for key in held if key is not None):
                 break
             self.lock_keys(spec, field, held)
@@ -580,8 +584,12 @@ def through_pre_delete(sender: type[models.Model], instance: models.Model, using
     for spec, field, ends in _ends_of(sender):
         if origin is instance:  # ``row.delete()``: the instance may be stale, the DELETE is by key
             change.lock_holders(spec, field, _rows_by_key(sender, using, [instance.pk]), set())
-        else:  # read by the deletion's Collector
-            change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])
+            continue
+        change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])  # read by the Collector
+        if not (isinstance(origin, models.QuerySet) and origin.model is sender):
+            # A cascade: the Collector read the row unlocked (a QuerySet.delete() of these
+            # rows read them locked: :func:`through_rows_deleted`).
+            change.confirm_holders(spec, field, _rows_by_key(sender, using, [instance.pk]))
 
 
 def through_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
@@ -667,19 +675,39 @@ def _written_rows(
     if assigned is None and not matched:
         given = [{getattr(obj, source) for obj in objs} for source in sources]
         return queryset, given, [obj.pk for obj in objs if obj.pk is not None]
-    rows = queryset
-    if not queryset.query.is_sliced and connections[queryset.db].features.has_select_for_update:
-        # Of a plain queryset: DISTINCT, GROUP BY or a join would make FOR UPDATE fail or lock more.
-        plain: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
-        rows = plain.filter(pk__in=queryset.order_by().values("pk")).select_for_update()
-    held = list(rows.values_list("pk", *sources))
+    queryset, held = _locked(queryset, sources)
     pks = [pk for pk, *_ in held]
-    if rows is not queryset:
-        queryset = queryset.filter(pk__in=pks)
     keys = [{row[index] for row in held} for index in range(1, len(links) + 1)]
     for found, ends in zip(keys, links, strict=True):
         found.update(_assigned_keys(queryset, pks, ends, assigned or {}))
     return queryset, keys, []
+
+
+def _locked(queryset: models.QuerySet[Any], columns: list[str]) -> tuple[models.QuerySet[Any], list[tuple[Any, ...]]]:
+    """The rows ``queryset`` matches, locked where rows are, as the keys and ``columns`` they hold;
+    and ``queryset`` narrowed to them (its filter still applies): under READ COMMITTED a write
+    would run its filter again, and could take a row committed after this read. One SELECT."""
+    if queryset.query.is_sliced or not connections[queryset.db].features.has_select_for_update:
+        return queryset, list(queryset.values_list("pk", *columns))
+    # Of a plain queryset: DISTINCT, GROUP BY or a join would make FOR UPDATE fail or lock more.
+    plain: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
+    rows = plain.filter(pk__in=queryset.order_by().values("pk")).select_for_update()
+    held = list(rows.values_list("pk", *columns))
+    return queryset.filter(pk__in=[pk for pk, *_ in held]), held
+
+
+@contextlib.contextmanager
+def through_rows_deleted(queryset: models.QuerySet[Any]) -> Iterator[models.QuerySet[Any]]:
+    """Around a ``QuerySet.delete()`` of an explicit through model's rows (``remove()``, ``clear()``
+    included): yields the rows to delete, locked first (one SELECT, where rows are locked), in a
+    transaction begun before Django's Collector reads them, so that the owners they hold when it
+    reads them (:func:`through_pre_delete`) are those they hold when they are deleted. Any
+    other model: nothing, no query."""
+    if not registry.through_rows(queryset.model) or queryset.model._meta.auto_created or is_paused():
+        yield queryset
+        return
+    with atomic_write(queryset.db):  # on SQLite, the database's lock: begun IMMEDIATE, before the read
+        yield _locked(queryset, [])[0] if connections[queryset.db].features.has_select_for_update else queryset
 
 
 def _assigned_keys(

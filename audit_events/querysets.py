@@ -153,8 +153,9 @@ class AuditedQuerySet:
         if not registry.groups_deletes(self.model):
             deleted = django_method["delete"](self)
             return deleted
-        with immediate(self._db or router.db_for_write(self.model, **self._hints)), operation(), deleting():
-            deleted = django_method["delete"](self)
+        using = self._db or router.db_for_write(self.model, **self._hints)
+        with m2m.through_rows_deleted(self) as rows, immediate(using), operation(), deleting():
+            deleted = django_method["delete"](rows)
         return deleted
 
 

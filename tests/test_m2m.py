@@ -460,6 +460,35 @@ def test_a_through_row_written_while_another_writer_moves_it_records_the_owner_i
     assert_no_drift()
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deletion", ["queryset", "remove", "cascade"])
+def test_through_rows_deleted_while_another_writer_moves_them_record_the_owner_they_were_taken_from(
+    deletion: str, loans: bool
+) -> None:
+    """The Collector reads the rows, then their owners are locked: a writer that moved a row to b3 in
+    between (committed) leaves the DELETE (by key) taking b3's link; whatever commits last, each
+    book's history holds the links it has."""
+    author = Author.objects.create(name="Ann")
+    b1, b3 = (Book.objects.create(author=author, title=t) for t in ("b1", "b3"))
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+    wrapper = moved_by_another_writer(loan, b3)
+
+    with connection.execute_wrapper(wrapper):
+        if deletion == "queryset":
+            Loan.objects.filter(reader=reader).delete()
+        elif deletion == "remove":
+            b1.readers.remove(reader)
+        else:
+            reader.delete()
+    wrapper.worker.finish()  # type: ignore[attr-defined]
+
+    for each in (b1, b3):
+        assert recorded(each, "readers") == list(each.readers.values_list("pk", flat=True)), each.title
+    assert_no_drift()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("fixture_for", ["loans", "tags"])
 def test_loaddata_of_through_rows_records_the_owners_links(
