@@ -14,14 +14,21 @@ the owners still locked.
 
 Auto-created through tables send no signal per row: ``m2m_changed`` records
 the relation managers' calls, and the related model's delete signals record
-the links its rows' deletion removes. Rows of an explicit through model are
-written by the relation manager (``add`` is a ``bulk_create`` of them,
-``remove``/``clear`` a ``QuerySet.delete()``) or directly
-(``Loan.objects.create``, ``loan.save()``, ``QuerySet.delete/update``,
-``bulk_create/bulk_update``): their save and delete signals, and
-:func:`through_rows_written` around the QuerySet writes, record every such
-write once on the rows at their owning end (and, if the through model is
-registered, the rows are recorded as rows of their own too).
+the links its rows' deletion removes. Their rows written directly
+(``Book.tags.through.objects.bulk_create(...)``, a save, ``QuerySet.update``,
+``delete``) are recorded as an explicit through model's, by the registry's
+wrappers of their ``_save_table`` and ``delete`` and :func:`through_rows_written`;
+the relation manager's own write (between its ``pre_`` and ``post_`` signals)
+is left to ``m2m_changed`` (:func:`_by_relation_manager`). Rows of an explicit
+through model are written by the relation manager (``add`` is a
+``bulk_create`` of them, ``remove``/``clear`` a ``QuerySet.delete()``) or
+directly (``Loan.objects.create``, ``loan.save()``, ``QuerySet.delete/update``,
+``bulk_create/bulk_update``, ``loaddata``): their save and delete signals,
+and :func:`through_rows_written` around the QuerySet writes, record every
+such write once on the rows at their owning end (and, if the through model
+is registered, the rows are recorded as rows of their own too). The owners
+are those the database rows hold, read under the owners' lock
+(:meth:`_LinkChange.lock_holders`), never those a Python instance names.
 
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
@@ -30,11 +37,13 @@ links after, one INSERT of events (at COMMIT); from the related side, a
 owner missing under the lock (deleted by another transaction) costs, after
 the write, a check of the through table's foreign key and a second lock; a
 ``QuerySet.delete()`` of related rows costs that once for all of them. A
-direct write of through rows costs the same, plus for a save, ``update`` or
-``bulk_update`` of existing rows one SELECT of the owner keys they held (for
-``update``, locking them); Django no longer fast-deletes
-an explicit through model's rows (it has delete receivers): it selects them
-first, as for any model with receivers.
+direct write of through rows costs the same, plus for a save, ``bulk_update``
+or a row's ``delete()`` of existing rows one SELECT of the owner keys they
+hold (on PostgreSQL one more once those are locked; for a cascaded row too),
+for ``update`` or ``QuerySet.delete()`` one locking SELECT of the rows
+(``update`` assigning the owner by an expression: one SELECT of its value);
+Django no longer fast-deletes an explicit through model's rows (it has
+delete receivers): it selects them first, as for any model with receivers.
 """
 
 from __future__ import annotations
