@@ -14,14 +14,21 @@ the owners still locked.
 
 Auto-created through tables send no signal per row: ``m2m_changed`` records
 the relation managers' calls, and the related model's delete signals record
-the links its rows' deletion removes. Rows of an explicit through model are
-written by the relation manager (``add`` is a ``bulk_create`` of them,
-``remove``/``clear`` a ``QuerySet.delete()``) or directly
-(``Loan.objects.create``, ``loan.save()``, ``QuerySet.delete/update``,
-``bulk_create/bulk_update``): their save and delete signals, and
-:func:`through_rows_written` around the QuerySet writes, record every such
-write once on the rows at their owning end (and, if the through model is
-registered, the rows are recorded as rows of their own too).
+the links its rows' deletion removes. Their rows written directly
+(``Book.tags.through.objects.bulk_create(...)``, a save, ``QuerySet.update``,
+``delete``) are recorded as an explicit through model's, by the registry's
+wrappers of their ``_save_table`` and ``delete`` and :func:`through_rows_written`;
+the relation manager's own write (between its ``pre_`` and ``post_`` signals)
+is left to ``m2m_changed`` (:func:`_by_relation_manager`). Rows of an explicit
+through model are written by the relation manager (``add`` is a
+``bulk_create`` of them, ``remove``/``clear`` a ``QuerySet.delete()``) or
+directly (``Loan.objects.create``, ``loan.save()``, ``QuerySet.delete/update``,
+``bulk_create/bulk_update``, ``loaddata``): their save and delete signals,
+and :func:`through_rows_written` around the QuerySet writes, record every
+such write once on the rows at their owning end (and, if the through model
+is registered, the rows are recorded as rows of their own too). The owners
+are those the database rows hold, read under the owners' lock
+(:meth:`_LinkChange.lock_holders`), never those a Python instance names.
 
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
@@ -30,11 +37,13 @@ links after, one INSERT of events (at COMMIT); from the related side, a
 owner missing under the lock (deleted by another transaction) costs, after
 the write, a check of the through table's foreign key and a second lock; a
 ``QuerySet.delete()`` of related rows costs that once for all of them. A
-direct write of through rows costs the same, plus for a save, ``update`` or
-``bulk_update`` of existing rows one SELECT of the owner keys they held (for
-``update``, locking them); Django no longer fast-deletes
-an explicit through model's rows (it has delete receivers): it selects them
-first, as for any model with receivers.
+direct write of through rows costs the same, plus for a save, ``bulk_update``
+or a row's ``delete()`` of existing rows one SELECT of the owner keys they
+hold (on PostgreSQL one more once those are locked; for a cascaded row too),
+for ``update`` or ``QuerySet.delete()`` one locking SELECT of the rows
+(``update`` assigning the owner by an expression: one SELECT of its value);
+Django no longer fast-deletes an explicit through model's rows (it has
+delete receivers): it selects them first, as for any model with receivers.
 """
 
 from __future__ import annotations
@@ -294,6 +303,30 @@ class _LinkChange:
             self.keys.update((spec.model, field.name, key) for key in new)
             self.lock(spec, field, {f"{_Through.of(field).owner_key}__in": list(new)})
 
+    def lock_holders(self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any], given: set[Any]) -> None:
+        """:meth:`lock_keys` the owners ``given`` and those the through ``rows`` hold, as the database has them.
+
+        The holders are read, then locked with ``given``; where rows are locked, read again once
+        they are (a writer that moved a row in between locked the owners it took it from and
+        gave it to, and committed: the row's owner is one this write has not locked), until
+        every holder is locked. A recorded writer moves a row only with its owner locked: once
+        this write holds it, the row stays where it is. Queries: one SELECT of the holders,
+        the owners' lock, and where rows are locked one SELECT more (unless a writer moved
+        a row in between: then a lock and a SELECT more).
+        """
+        held = set(rows.values_list(_Through.of(field).source.attname, flat=True))
+        self.lock_keys(spec, field, given | held)
+        self.confirm_holders(spec, field, rows)
+
+    def confirm_holders(self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any]) -> None:
+        """Where rows are locked, read the owners the through ``rows`` hold again, once this write
+        holds the owners it read (:meth:`lock_holders`), until it holds them all: one SELECT."""
+        while connections[self.using].features.has_select_for_update:
+            held = set(rows.values_list(_Through.of(field).source.attname, flat=True))
+            if all((spec.model, field.name, key) in self.keys for key in held if key is not None):
+                break
+            self.lock_keys(spec, field, held)
+
     def record(self) -> None:
         with operation():
             drafts = []
@@ -402,6 +435,7 @@ def m2m_changed(
         if action == "pre_remove":
             _check_keys(field, reverse, pk_set)
         if action.startswith("pre_"):
+            _mark_relation_write(sender, using)
             _remember(instance, key, spec, field, _owners(field, instance, reverse, pk_set, using), using)
         else:
             _record(instance, key, spec, field, using)
@@ -466,26 +500,29 @@ def _through_paused(model: type[models.Model]) -> bool:
     return is_paused() and is_paused(*(spec.model for spec, _, _ in _ends_of(model)))
 
 
-def _source_keys(instance: models.Model, ends: _Through, using: str) -> set[Any]:
-    """The owner keys a saved through row has: the one it is given, and the one the database holds."""
-    keys = {getattr(instance, ends.source.attname)}
-    if instance.pk is not None and not instance._state.adding:
-        stored = ends.model._base_manager.using(using).filter(pk=instance.pk)
-        keys.update(stored.values_list(ends.source.attname, flat=True))
-    return keys
+def _rows_by_key(model: type[models.Model], using: str, pks: list[Any]) -> models.QuerySet[Any]:
+    """The through rows with these keys, as a plain queryset (the base manager's filters are not the table's)."""
+    rows: models.QuerySet[Any] = models.QuerySet(model, using=using)
+    return rows.filter(pk__in=pks).order_by()
 
 
 def through_pre_save(sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+    """A through row is saved, by the ORM or by ``loaddata`` (a raw save): its owners' links change the same."""
     instance.__dict__.pop(_SAVING, None)  # left by a save that failed before post_save
-    if not raw and not _through_paused(sender):
+    if not _through_paused(sender):
         instance.__dict__[_SAVING] = _row_change(instance, using)
 
 
 def _row_change(instance: models.Model, using: str) -> _LinkChange:
-    """The owners of one through row about to be saved, locked and read."""
+    """The owners of one through row about to be saved, locked and read: the one it is given,
+    and, for a row with a key (a new one may overwrite a stored row), the one the database holds."""
     change = _LinkChange(using)
     for spec, field, ends in _ends_of(type(instance)):
-        change.lock_keys(spec, field, _source_keys(instance, ends, using))
+        given = {getattr(instance, ends.source.attname)}
+        if instance.pk is None:
+            change.lock_keys(spec, field, given)
+        else:
+            change.lock_holders(spec, field, _rows_by_key(type(instance), using, [instance.pk]), given)
     return change
 
 
@@ -494,6 +531,18 @@ def through_row_restored(instance: models.Model, using: str) -> Iterator[None]:
     """Around restore's write of a row (capture paused): if it is a through row, the links it
     gives back are recorded on the rows declaring them, in the restore's operation."""
     if not registry.through_rows(type(instance)):
+        yield
+        return
+    change = _row_change(instance, using)
+    yield
+    change.record()
+
+
+@contextlib.contextmanager
+def through_row_saved(instance: models.Model, using: str) -> Iterator[None]:
+    """Around the save of a row of an auto-created through table, which sends no signal:
+    what :func:`through_pre_save` and :func:`through_post_save` do for an explicit one's."""
+    if is_paused():
         yield
         return
     change = _row_change(instance, using)
@@ -544,9 +593,17 @@ def _reference(origin: Any) -> Callable[[], Any]:
 def through_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     if _through_paused(sender):
         return
-    change = _deletion_of(kwargs.get("origin"), using).change
+    origin = kwargs.get("origin")
+    change = _deletion_of(origin, using).change
     for spec, field, ends in _ends_of(sender):
-        change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])
+        if origin is instance:  # ``row.delete()``: the instance may be stale, the DELETE is by key
+            change.lock_holders(spec, field, _rows_by_key(sender, using, [instance.pk]), set())
+            continue
+        change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])  # read by the Collector
+        if not (isinstance(origin, models.QuerySet) and origin.model is sender):
+            # A cascade: the Collector read the row unlocked (a QuerySet.delete() of these
+            # rows read them locked: :func:`through_rows_deleted`).
+            change.confirm_holders(spec, field, _rows_by_key(sender, using, [instance.pk]))
 
 
 def through_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
@@ -565,32 +622,44 @@ def owner_pre_delete(sender: type[models.Model], instance: models.Model, using: 
 
 @contextlib.contextmanager
 def through_rows_written(
-    queryset: models.QuerySet[Any], objs: Iterable[models.Model] = (), assigned: dict[str, Any] | None = None
+    queryset: models.QuerySet[Any],
+    objs: Iterable[models.Model] = (),
+    assigned: dict[str, Any] | None = None,
+    matched: bool = False,
 ) -> Iterator[models.QuerySet[Any]]:
     """Around a QuerySet write of through rows that sends no signal: record the owners' link changes.
 
     For ``bulk_create(objs)`` and ``bulk_update(objs, ...)`` pass ``objs``; for
-    ``update(**assigned)`` pass ``assigned``. Yields the queryset to write:
-    for ``update`` the rows it matched, locked, and only those (a row that
-    enters the filter after they were read is left alone, as if it came after
-    the write); otherwise ``queryset``. Any other model: nothing, no query.
-    Queries: for ``update``/``bulk_update`` one SELECT (locking, for ``update``)
-    of the owner keys the rows hold now; a locking SELECT of the owners and one
-    of their links; one of the links after the write; the events at COMMIT.
+    ``update(**assigned)`` pass ``assigned``; for a ``delete()`` of an
+    auto-created through table (Django deletes its rows without signals)
+    ``matched``. Yields the queryset to write: for ``update`` and ``delete``
+    the rows it matched, locked, and only those (a row that enters the filter
+    after they were read is left alone, as if it came after the write);
+    otherwise ``queryset``. Any other model, or the write of a relation
+    manager's ``add()``/``remove()``/``clear()`` (recorded from
+    ``m2m_changed``): nothing, no query.
+    Queries: for ``update``/``delete`` one SELECT (locking) of the rows and
+    the owner keys they hold (and for an owner assigned by an expression, one
+    SELECT of its value); for ``bulk_update`` :meth:`_LinkChange.lock_holders`;
+    a locking SELECT of the owners and one of their links; one of the links
+    after the write; the events at COMMIT.
     """
     links = _ends_of(queryset.model)
     paused = is_paused() and is_paused(*(spec.model for spec, _, _ in links))  # the owners noted when paused
-    if not links or paused or _writing.get():  # bulk_update runs update(): recorded once, by the outer
-        yield queryset
+    if not links or paused or _writing.get() or _by_relation_manager(queryset.model, queryset.db):
+        yield queryset  # bulk_update runs update(): recorded once, by the outer
         return
     using, objs = queryset.db, list(objs)
     token = _writing.set(True)
     try:
         with atomic_write(using), operation():
             change = _LinkChange(using)
-            written, held = _written_rows(queryset, [ends for _, _, ends in links], objs, assigned)
-            for (spec, field, _), keys in zip(links, held, strict=True):
-                change.lock_keys(spec, field, keys)
+            written, given, stored = _written_rows(queryset, [ends for _, _, ends in links], objs, assigned, matched)
+            for (spec, field, _), keys in zip(links, given, strict=True):
+                if stored:
+                    change.lock_holders(spec, field, _rows_by_key(queryset.model, using, stored), keys)
+                else:
+                    change.lock_keys(spec, field, keys)
             yield written
             change.record()
     finally:
@@ -601,46 +670,104 @@ _writing: ContextVar[bool] = ContextVar("audit_events_through_rows_writing", def
 
 
 def _written_rows(
-    queryset: models.QuerySet[Any], links: list[_Through], objs: list[models.Model], assigned: dict[str, Any] | None
-) -> tuple[models.QuerySet[Any], list[set[Any]]]:
-    """The rows a QuerySet write of through rows is to write, and for each of ``links`` the
-    owner keys they touch: those the rows hold now (one SELECT, unless all are new rows) and
-    those they are given.
+    queryset: models.QuerySet[Any],
+    links: list[_Through],
+    objs: list[models.Model],
+    assigned: dict[str, Any] | None,
+    matched: bool,
+) -> tuple[models.QuerySet[Any], list[set[Any]], list[Any]]:
+    """The rows a QuerySet write of through rows is to write; for each of ``links`` the owner
+    keys they touch that are known now; and the keys of stored rows whose owners are still to
+    be read (:meth:`_LinkChange.lock_holders`).
 
-    For ``update()``, where rows are locked, they are locked as they are read and the write is
-    narrowed to them (the filter still applies): under READ COMMITTED the UPDATE would run
-    its filter again, and could move a row committed after this read, whose owner no one locked.
+    For ``update()`` and ``delete()``, where rows are locked, they are locked as they are read
+    and the write is narrowed to them (the filter still applies): under READ COMMITTED the
+    statement would run its filter again, and could move a row committed after this read,
+    whose owner no one locked. The owners ``update()`` assigns are known too, an expression's
+    from the database (the rows locked, it gives what the UPDATE will).
     """
     sources = [ends.source.attname for ends in links]
-    if assigned is not None:
-        rows = queryset
-        if not queryset.query.is_sliced and connections[queryset.db].features.has_select_for_update:
-            # Of a plain queryset: DISTINCT, GROUP BY or a join would make FOR UPDATE fail or lock more.
-            plain: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
-            rows = plain.filter(pk__in=queryset.order_by().values("pk")).select_for_update()
-        held = list(rows.values_list("pk", *sources))
-        if rows is not queryset:
-            queryset = queryset.filter(pk__in=[pk for pk, *_ in held])
-        held = [row[1:] for row in held]
-    else:
-        held = [tuple(getattr(obj, source) for source in sources) for obj in objs]
-        if stored := [obj.pk for obj in objs if obj.pk is not None]:
-            rows = links[0].model._base_manager.using(queryset.db).filter(pk__in=stored)
-            held += rows.values_list(*sources)
-    keys = [{row[index] for row in held} for index in range(len(links))]
-    if assigned is not None:
-        for found, ends in zip(keys, links, strict=True):
-            found.update(_assigned_keys(ends, assigned))
-    return queryset, keys
+    if assigned is None and not matched:
+        given = [{getattr(obj, source) for obj in objs} for source in sources]
+        return queryset, given, [obj.pk for obj in objs if obj.pk is not None]
+    queryset, held = _locked(queryset, sources)
+    pks = [pk for pk, *_ in held]
+    keys = [{row[index] for row in held} for index in range(1, len(links) + 1)]
+    for found, ends in zip(keys, links, strict=True):
+        found.update(_assigned_keys(queryset, pks, ends, assigned or {}))
+    return queryset, keys, []
 
 
-def _assigned_keys(ends: _Through, assigned: dict[str, Any]) -> set[Any]:
-    """The owner keys ``update(**assigned)`` gives the rows (an expression's are not known before)."""
+def _locked(queryset: models.QuerySet[Any], columns: list[str]) -> tuple[models.QuerySet[Any], list[tuple[Any, ...]]]:
+    """The rows ``queryset`` matches, locked where rows are, as the keys and ``columns`` they hold;
+    and ``queryset`` narrowed to them (its filter still applies): under READ COMMITTED a write
+    would run its filter again, and could take a row committed after this read. One SELECT."""
+    if queryset.query.is_sliced or not connections[queryset.db].features.has_select_for_update:
+        return queryset, list(queryset.values_list("pk", *columns))
+    # Of a plain queryset: DISTINCT, GROUP BY or a join would make FOR UPDATE fail or lock more.
+    plain: models.QuerySet[Any] = models.QuerySet(queryset.model, using=queryset.db)
+    rows = plain.filter(pk__in=queryset.order_by().values("pk")).select_for_update()
+    held = list(rows.values_list("pk", *columns))
+    return queryset.filter(pk__in=[pk for pk, *_ in held]), held
+
+
+@contextlib.contextmanager
+def through_rows_deleted(queryset: models.QuerySet[Any]) -> Iterator[models.QuerySet[Any]]:
+    """Around a ``QuerySet.delete()`` of an explicit through model's rows (``remove()``, ``clear()``
+    included): yields the rows to delete, locked first (one SELECT, where rows are locked), in a
+    transaction begun before Django's Collector reads them, so that the owners they hold when it
+    reads them (:func:`through_pre_delete`) are those they hold when they are deleted. Any
+    other model: nothing, no query."""
+    if not registry.through_rows(queryset.model) or queryset.model._meta.auto_created or is_paused():
+        yield queryset
+        return
+    with atomic_write(queryset.db):  # on SQLite, the database's lock: begun IMMEDIATE, before the read
+        yield _locked(queryset, [])[0] if connections[queryset.db].features.has_select_for_update else queryset
+
+
+def _assigned_keys(
+    queryset: models.QuerySet[Any], pks: list[Any], ends: _Through, assigned: dict[str, Any]
+) -> set[Any]:
+    """The owner keys ``update(**assigned)`` gives the rows ``pks`` of ``queryset``; an
+    expression's as the database evaluates it for them (one SELECT), the rows locked."""
     keys = set()
     for name in (ends.source.name, ends.source.attname):
-        value = assigned.get(name)
+        if name not in assigned:
+            continue
+        value = assigned[name]
         if isinstance(value, models.Model):
             keys.add(getattr(value, ends.owner_key))
-        elif name in assigned and not hasattr(value, "resolve_expression"):
+        elif hasattr(value, "resolve_expression"):
+            owners = queryset.filter(pk__in=pks).annotate(_audit_events_owner=value)
+            keys.update(owners.order_by().values_list("_audit_events_owner", flat=True))
+        else:
             keys.add(value)
     return keys
+
+
+# --- the rows of a relation manager's own write ---------------------------------
+#
+# ``book.tags.add(t)`` is ``Book.tags.through.objects.bulk_create(...)`` between
+# ``pre_add`` and ``post_add``, ``remove()``/``clear()`` a ``QuerySet.delete()``
+# between ``pre_``/``post_`` signals, each inside an ``atomic()`` block of
+# Django's own: ``m2m_changed`` records them. Its ``pre_`` receiver marks the
+# write to come with that block; the write of the through model made while the
+# block is open is the manager's (and takes the mark), any other is direct.
+
+_relation_write: ContextVar[tuple[type[models.Model], Any] | None] = ContextVar(
+    "audit_events_relation_write", default=None
+)
+
+
+def _mark_relation_write(through: type[models.Model], using: str) -> None:
+    blocks = connections[using].atomic_blocks
+    _relation_write.set((through, blocks[-1]) if blocks else None)
+
+
+def _by_relation_manager(model: type[models.Model], using: str) -> bool:
+    """Whether this write of ``model`` is the one a relation manager's ``pre_`` signal announced."""
+    mark = _relation_write.get()
+    if mark is None or mark[0] is not model:
+        return False
+    _relation_write.set(None)
+    return any(block is mark[1] for block in connections[using].atomic_blocks)

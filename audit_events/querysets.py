@@ -147,11 +147,17 @@ class AuditedQuerySet:
 
     def delete(self: Any) -> tuple[int, dict[str, int]]:
         deleted: tuple[int, dict[str, int]]
+        if self.model._meta.auto_created and registry.through_rows(self.model):
+            # Django deletes these rows without signals (it has no receivers for them to call).
+            with m2m.through_rows_written(self, matched=True) as rows:
+                deleted = django_method["delete"](rows)
+            return deleted
         if not registry.groups_deletes(self.model):
             deleted = django_method["delete"](self)
             return deleted
-        with immediate(self._db or router.db_for_write(self.model, **self._hints)), operation(), deleting():
-            deleted = django_method["delete"](self)
+        using = self._db or router.db_for_write(self.model, **self._hints)
+        with m2m.through_rows_deleted(self) as rows, immediate(using), operation(), deleting():
+            deleted = django_method["delete"](rows)
         return deleted
 
 

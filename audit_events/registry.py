@@ -380,11 +380,14 @@ def _rebuild_m2m(specs: list[ModelSpec]) -> None:
         for field in spec.m2m_fields:
             related: Any = field.related_model
             table: Any = field.remote_field.through
+            for model in _family(table):
+                _through_rows.setdefault(model, []).append((spec, field))
             if not table._meta.auto_created:  # Django sends signals for its rows: they say it all
-                for model in _family(table):
-                    _through_rows.setdefault(model, []).append((spec, field))
                 _link_owners.update(_family(spec.model))
                 continue
+            # The relation managers' writes send m2m_changed; the rows' own saves and QuerySet
+            # writes are recorded as an explicit through model's, their deletes without signals
+            # (``querysets``, ``_deleting_links``): a receiver would cost remove() a SELECT.
             _m2m_links.setdefault(table, []).append((spec, field))
             for target in _family(related._meta.concrete_model):
                 _m2m_targets.setdefault(target, []).append((spec, field))
@@ -394,19 +397,19 @@ def _rebuild_m2m(specs: list[ModelSpec]) -> None:
         signals.pre_delete.connect(m2m.target_pre_delete, sender=target, dispatch_uid=_uid("m2m_target_pre", target))
         signals.post_delete.connect(m2m.target_post_delete, sender=target, dispatch_uid=_uid("m2m_target_post", target))
     for through in _through_rows:
-        for signal, receiver in _through_receivers(m2m).items():
+        for signal, receiver in _through_receivers(m2m, through).items():
             signal.connect(receiver, sender=through, dispatch_uid=_uid(f"through_{receiver.__name__}", through))
     for owner in _link_owners:
         signals.pre_delete.connect(m2m.owner_pre_delete, sender=owner, dispatch_uid=_uid("link_owner_pre", owner))
 
 
-def _through_receivers(m2m: Any) -> dict[Any, Callable[..., Any]]:
-    return {
-        signals.pre_save: m2m.through_pre_save,
-        signals.post_save: m2m.through_post_save,
-        signals.pre_delete: m2m.through_pre_delete,
-        signals.post_delete: m2m.through_post_delete,
-    }
+def _through_receivers(m2m: Any, through: ModelType | None = None) -> dict[Any, Callable[..., Any]]:
+    """The receivers of a through model's rows (all of them: ``through`` None); an auto-created
+    one's deletes have none, so that Django keeps deleting its rows without reading them."""
+    receivers = {signals.pre_save: m2m.through_pre_save, signals.post_save: m2m.through_post_save}
+    if through is None or not through._meta.auto_created:
+        receivers |= {signals.pre_delete: m2m.through_pre_delete, signals.post_delete: m2m.through_post_delete}
+    return receivers
 
 
 def _wrap_through_models() -> None:
@@ -420,11 +423,49 @@ def _wrap_through_models() -> None:
             continue
         wrapped = _through_wrapped[model] = {"save_base": model.__dict__.get("save_base")}
         model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
-        if model not in _deleting_parents:  # else its delete is one operation already
+        if model._meta.auto_created:
+            wrapped["_save_table"] = model.__dict__.get("_save_table")
+            model._save_table = _saving_links(model._save_table)  # type: ignore[attr-defined]
+            wrapped["delete"] = model.__dict__.get("delete")
+            model.delete = _deleting_links(model.delete)  # type: ignore[method-assign]
+        elif model not in _deleting_parents:  # else its delete is one operation already
             wrapped["delete"] = model.__dict__.get("delete")
             model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
         for sender in _family(model):
             querysets.install(sender)
+
+
+def _saving_links(save_table: Callable[..., Any]) -> Callable[..., Any]:
+    """The write of a saved row of an auto-created through table: Django sends it no
+    ``pre_save``/``post_save`` (``Model.save_base`` skips them for auto-created models), and
+    ``loaddata`` calls ``Model.save_base`` itself, past the model's own; both call the
+    instance's ``_save_table`` (``Model._save_table(raw, cls, force_insert, force_update,
+    using, update_fields)``). The links it changes are recorded as for an explicit through
+    model's row, in the save's transaction."""
+    from . import m2m
+
+    @functools.wraps(save_table)
+    def save_recording_links(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        using = kwargs["using"] if "using" in kwargs else args[4]
+        with atomic_write(using), m2m.through_row_saved(self, using):
+            return save_table(self, *args, **kwargs)
+
+    return save_recording_links
+
+
+def _deleting_links(delete: Callable[..., Any]) -> Callable[..., Any]:
+    """``row.delete()`` of an auto-created through table: Django deletes it by key, without a
+    signal; the owners' links it changes are recorded as for a ``QuerySet.delete()`` of it."""
+    from . import m2m
+
+    @functools.wraps(delete)
+    def delete_recording_links(self: models.Model, *args: Any, **kwargs: Any) -> Any:
+        using = kwargs.get("using") or (args[0] if args else None) or router.db_for_write(type(self), instance=self)
+        row: models.QuerySet[Any] = models.QuerySet(type(self), using=using)
+        with m2m.through_rows_written(row.filter(pk=self.pk), matched=True):
+            return delete(self, *args, **kwargs)
+
+    return delete_recording_links
 
 
 def _forget_through_models() -> None:

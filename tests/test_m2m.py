@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import pathlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
+from django.db.models import Value
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import RestoreError, history, restore, state_at
 from audit_events.models import Event
+from audit_events.registry import spec_for
+from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
 from tests.models import Album, Author, Book, Fan, Fandom, Loan, Reader, Tag
 from tests.test_capture import BASE
@@ -297,3 +305,213 @@ def test_links_changed_on_another_database_are_recorded_with_its_content_type() 
     at_commit("other")
     added = Event.objects.using("other").get(action="update")
     assert (added.content_type_id, added.changes) == (other_id, {"tags": [[], [tag.pk]]})
+
+
+# --- direct writes of through rows: the owners the database's rows name (issue 12) ---
+
+
+def recorded(book: Book, field: str) -> list[object]:
+    """The links of ``field`` the book's history holds now."""
+    spec = spec_for(Book)
+    assert spec is not None
+    state = recorded_state(spec, book.pk)
+    assert state is not None
+    return sorted(state[field])  # type: ignore[arg-type]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["create", "bulk_create", "queryset_delete", "delete", "update", "bulk_update"])
+def test_writes_of_an_auto_created_through_table_are_recorded_on_the_owner(write: str) -> None:
+    """``Book.tags.through.objects.bulk_create([...])`` (the usual way to add many links at once) and
+    every other direct write of the auto-created through table change ``book.tags``: recorded on the book."""
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+    other = Book.objects.create(author=book.author, title="u")
+    tag = Tag.objects.create(name="x")
+    through = Book.tags.through
+    expected: list[object] = [tag.pk]
+    if write == "create":
+        through.objects.create(book=book, tag=tag)
+    elif write == "bulk_create":
+        through.objects.bulk_create([through(book=book, tag=tag)])
+    else:
+        book.tags.add(tag)
+        assert recorded(book, "tags") == [tag.pk]
+        expected = []
+        if write == "queryset_delete":
+            through.objects.filter(book=book).delete()
+        elif write == "delete":
+            through.objects.get(book=book).delete()
+        elif write == "update":
+            through.objects.filter(book=book).update(book=other)
+        else:
+            row = through.objects.get(book=book)
+            row.book = other
+            through.objects.bulk_update([row], ["book"])
+        assert recorded(other, "tags") == list(other.tags.values_list("pk", flat=True))
+    assert sorted(book.tags.values_list("pk", flat=True)) == expected
+    assert recorded(book, "tags") == expected
+    assert len(changes(book)) == (1 if write in ("create", "bulk_create") else 2)  # once per write
+    assert_no_drift()
+
+
+def test_a_through_row_of_an_auto_created_table_saved_again_moves_the_link(book: Book) -> None:
+    other = Book.objects.create(author=book.author, title="u")
+    tag = Tag.objects.create(name="x")
+    book.tags.add(tag)
+    row = Book.tags.through.objects.get(book=book)
+    row.book = other
+    row.save()
+    assert (recorded(book, "tags"), recorded(other, "tags")) == ([], [tag.pk])
+    assert_no_drift()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_stale_through_row_records_the_link_loss_on_the_owner_that_held_it(loans: bool) -> None:
+    """``loan.delete()`` of an instance read before the loan moved to another book: the row deleted
+    (by key) is the other book's link; that book is the one that loses it."""
+    author = Author.objects.create(name="Ann")
+    b1 = Book.objects.create(author=author, title="b1")
+    b2 = Book.objects.create(author=author, title="b2")
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+    stale = Loan.objects.get(pk=loan.pk)
+    Loan.objects.filter(pk=loan.pk).update(book=b2)
+    assert recorded(b2, "readers") == [reader.pk]
+
+    stale.delete()
+
+    assert list(b2.readers.all()) == []
+    assert recorded(b2, "readers") == []
+    assert recorded(b1, "readers") == []
+    assert_no_drift()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_through_update_assigning_the_owner_by_an_expression_records_the_owner_that_gains_the_link(
+    loans: bool,
+) -> None:
+    """``update(book_id=Value(b2.pk))``: the owner the rows are given is known only from the database."""
+    author = Author.objects.create(name="Ann")
+    b1 = Book.objects.create(author=author, title="b1")
+    b2 = Book.objects.create(author=author, title="b2")
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+
+    Loan.objects.filter(pk=loan.pk).update(book_id=Value(b2.pk))
+
+    assert list(b2.readers.all()) == [reader]
+    assert recorded(b1, "readers") == []
+    assert recorded(b2, "readers") == [reader.pk]
+    assert_no_drift()
+
+
+def moved_by_another_writer(loan: Loan, book: Book) -> Callable[..., Any]:
+    """An execute wrapper: before the first lock of owners, another connection moves ``loan`` to
+    ``book`` (committed, or waiting for a lock this one holds, then committed after it)."""
+    from tests.test_concurrency import WAIT, Worker
+
+    def move() -> None:
+        Loan.objects.filter(pk=loan.pk).update(book=book)
+
+    worker = Worker(move)
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if worker.ident is None and '"tests_book"' in sql and "FOR NO KEY UPDATE" in sql:
+            worker.start()
+            deadline = time.monotonic() + WAIT
+            while worker.is_alive() and time.monotonic() < deadline:
+                if worker.pid is not None:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", [worker.pid])
+                        if cursor.fetchone()[0]:
+                            break  # waits for a lock of ours
+                time.sleep(0.005)  # polling only
+        return execute(sql, params, many, context)
+
+    wrapper.worker = worker  # type: ignore[attr-defined]
+    return wrapper
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["save", "bulk_update"])
+def test_a_through_row_written_while_another_writer_moves_it_records_the_owner_it_was_taken_from(
+    write: str, loans: bool
+) -> None:
+    """``loan.save()`` (or ``bulk_update``) moving a loan to b2 while another writer moves it to b3:
+    whichever commits last, each book's history holds the links it has."""
+    author = Author.objects.create(name="Ann")
+    b1, b2, b3 = (Book.objects.create(author=author, title=t) for t in ("b1", "b2", "b3"))
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+    mine = Loan.objects.get(pk=loan.pk)
+    mine.book = b2
+    wrapper = moved_by_another_writer(loan, b3)
+
+    with connection.execute_wrapper(wrapper):
+        if write == "save":
+            mine.save()
+        else:
+            Loan.objects.bulk_update([mine], ["book"])
+    wrapper.worker.finish()  # type: ignore[attr-defined]
+
+    for each in (b1, b2, b3):
+        assert recorded(each, "readers") == list(each.readers.values_list("pk", flat=True)), each.title
+    assert_no_drift()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deletion", ["queryset", "remove", "cascade"])
+def test_through_rows_deleted_while_another_writer_moves_them_record_the_owner_they_were_taken_from(
+    deletion: str, loans: bool
+) -> None:
+    """The Collector reads the rows, then their owners are locked: a writer that moved a row to b3 in
+    between (committed) leaves the DELETE (by key) taking b3's link; whatever commits last, each
+    book's history holds the links it has."""
+    author = Author.objects.create(name="Ann")
+    b1, b3 = (Book.objects.create(author=author, title=t) for t in ("b1", "b3"))
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+    wrapper = moved_by_another_writer(loan, b3)
+
+    with connection.execute_wrapper(wrapper):
+        if deletion == "queryset":
+            Loan.objects.filter(reader=reader).delete()
+        elif deletion == "remove":
+            b1.readers.remove(reader)
+        else:
+            reader.delete()
+    wrapper.worker.finish()  # type: ignore[attr-defined]
+
+    for each in (b1, b3):
+        assert recorded(each, "readers") == list(each.readers.values_list("pk", flat=True)), each.title
+    assert_no_drift()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fixture_for", ["loans", "tags"])
+def test_loaddata_of_through_rows_records_the_owners_links(
+    loans: bool, fixture_for: str, tmp_path: pathlib.Path
+) -> None:
+    """Fixture rows of a through table (``loaddata``: raw saves), explicit or auto-created, change the
+    owners' links; an existing row the fixture overwrites takes its link from the owner that held it."""
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+    other = Book.objects.create(author=book.author, title="u")
+    reader, tag = Reader.objects.create(name="r"), Tag.objects.create(name="x")
+    model, related, field = ("tests.loan", "reader", "readers")
+    if fixture_for == "tags":
+        model, related, field = ("tests.book_tags", "tag", "tags")
+    linked = reader if fixture_for == "loans" else tag
+
+    def load(owner: Book) -> None:
+        fixture = tmp_path / "links.json"
+        fixture.write_text(json.dumps([{"model": model, "pk": 9001, "fields": {"book": owner.pk, related: linked.pk}}]))
+        call_command("loaddata", str(fixture), verbosity=0)
+
+    load(book)
+    assert recorded(book, field) == [linked.pk]
+    load(other)  # the same row, given to another book
+    assert list(getattr(other, field).all()) == [linked]
+    assert (recorded(book, field), recorded(other, field)) == ([], [linked.pk])
+    assert_no_drift()

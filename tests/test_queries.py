@@ -614,6 +614,9 @@ M2M_COSTS |= {"through add": 6, "through remove": 6, "through row created": 5}
 # ``clear()`` from the related side first locks the related row, where rows are locked: no
 # link to it can commit until it is done, so the owners then read are all it unlinks.
 M2M_COSTS["reverse clear"] += connection.features.has_select_for_update
+# A QuerySet.delete() of explicit through rows (``remove()``) locks them before Django's Collector
+# reads them, where rows are locked: the owners they hold then are those they hold when deleted.
+M2M_COSTS["through remove"] += connection.features.has_select_for_update
 
 
 def test_many_to_many_calls(django_assert_num_queries: Any) -> None:
