@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig, apps
 from django.contrib.contenttypes.models import ContentType
+from django.core.serializers.base import DeserializedObject
 from django.db import models, router
 from django.db.models import signals
 
@@ -248,6 +249,8 @@ def sync() -> None:
     _find_deleting_parents()
     inheritance.wire(registered_specs())  # writes through the parents of registered multi-table children
     _wrap_through_models()
+    recorded = bool(_specs or _through_rows)
+    DeserializedObject.save = _atomic_deserialized_save if recorded else _django_deserialized_save  # type: ignore[method-assign]
 
 
 def _family(model: ModelType) -> Iterator[ModelType]:
@@ -320,6 +323,28 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
             forget_handoffs(self, depth)
 
     return atomic_save_base
+
+
+_django_deserialized_save = DeserializedObject.save
+
+
+def _atomic_deserialized_save(
+    self: DeserializedObject, save_m2m: bool = True, using: str | None = None, **kwargs: Any
+) -> None:
+    """``DeserializedObject.save()`` (``loaddata``, or a deserialized object saved by hand): it calls
+    ``models.Model.save_base`` itself, past the model's own (:func:`_atomic_save_base`), so outside a
+    transaction the save and its event would not be one; for a recorded model, they are made one here."""
+    from .capture import forget_handoffs, handoff_depth
+
+    model = type(self.object)
+    if model not in _specs and model not in _through_rows:
+        return _django_deserialized_save(self, save_m2m, using, **kwargs)
+    depth = handoff_depth(self.object)
+    try:
+        with atomic_write(using or router.db_for_write(model, instance=self.object)):
+            return _django_deserialized_save(self, save_m2m, using, **kwargs)
+    finally:
+        forget_handoffs(self.object, depth)
 
 
 def _returning(method: Callable[..., Any], capture: Callable[..., Any]) -> Callable[..., Any]:

@@ -395,6 +395,21 @@ def test_loaddata_raw_saves_are_recorded(tmp_path: Path) -> None:
     assert len(events(Author, 9001)) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_deserialized_object_saved_outside_a_transaction_is_recorded_with_its_save() -> None:
+    """``DeserializedObject.save()`` calls ``Model.save_base`` itself, past the model's own; outside a
+    transaction (autocommit) PostgreSQL refused the locking read (found by a review)."""
+    from django.core import serializers
+
+    existing = Author.objects.create(name="Before")
+    data = serializers.serialize("json", [existing]).replace('"Before"', '"After"')
+    for deserialized in serializers.deserialize("json", data):
+        deserialized.save()
+
+    assert Author.objects.get(pk=existing.pk).name == "After"
+    assert events(Author, existing.pk)[-1].changes == {"name": ["Before", "After"]}
+
+
 def test_loaddata_of_a_multi_table_child_records_its_parent_fields_from_the_database(tmp_path: Path) -> None:
     """A fixture holds the parent and the child as two objects; the child's raw save writes its own table only."""
     fixture = tmp_path / "restaurants.json"
