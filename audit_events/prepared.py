@@ -11,15 +11,19 @@ sends both in one string, so it costs no extra round trip, and the query
 count stays the same.
 
 Off, so that every statement is sent as it is, where a connection may not
-keep its session from one transaction to the next, or where psycopg
-prepares by itself:
+keep its session from one transaction to the next, where psycopg
+prepares by itself, or where queries are logged:
 
 * ``AUDIT_EVENTS["PREPARE_STATEMENTS"] = False``;
 * ``DISABLE_SERVER_SIDE_CURSORS`` set for the database: Django asks it of
   PgBouncer's transaction pooling, which would run an ``EXECUTE`` on a
   server connection that never saw the ``PREPARE``;
 * psycopg 3 with ``server_side_binding``: psycopg prepares what it runs
-  often (its ``prepare_threshold``).
+  often (its ``prepare_threshold``);
+* while Django logs queries (``DEBUG``, ``CaptureQueriesContext``,
+  ``assertNumQueries``): what is logged, and what tests look for in it,
+  reads as the statement itself. The statements prepared before stay
+  prepared, for when logging stops.
 
 What is prepared is kept per session (per DB-API connection, so a pool's
 sessions each keep theirs), at most ``_MOST`` statements each. A name holds
@@ -73,7 +77,10 @@ def execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
     infers parameter types from there.
     """
     connection = cursor.db
-    session = _session(connection)
+    # Where queries are logged (``DEBUG``, ``CaptureQueriesContext``, ``assertNumQueries``: Django's
+    # ``queries_logged``), sent as it is: what is logged reads as the statement, as Django's own
+    # SQL does (a test looking for the UPDATE of a save finds it), not as ``EXECUTE``.
+    session = None if connection.queries_logged else _session(connection)
     if session is None:
         cursor.execute(sql, params)
         return
@@ -141,14 +148,19 @@ _CURSOR = "_audit_events_cursor"
 
 
 def statement(sql: str) -> str:
-    """The statement a logged ``PREPARE``/``EXECUTE`` of this app stands for; ``sql`` itself otherwise.
+    """The statement a ``PREPARE``/``EXECUTE`` of this app stands for; ``sql`` itself otherwise.
 
-    On PostgreSQL, a save's ``UPDATE`` and the event ``INSERT`` appear in
-    query logs (``connection.queries``, ``CaptureQueriesContext``, the debug
-    toolbar) as ``EXECUTE audit_events_7(...)`` once prepared (see
-    :ref:`PREPARE_STATEMENTS <setting-prepare-statements>`)::
+    On PostgreSQL, a save's ``UPDATE`` and the event ``INSERT`` reach the
+    database as ``EXECUTE audit_events_7(...)`` once prepared (see
+    :ref:`PREPARE_STATEMENTS <setting-prepare-statements>`), and so appear to
+    what observes the statements sent: ``connection.execute_wrapper()``, an
+    APM agent, PostgreSQL's own log. Django's query log (``connection.queries``,
+    ``CaptureQueriesContext``) shows the statements themselves: nothing is
+    prepared while it logs. In an execute wrapper::
 
-        [prepared.statement(q["sql"]) for q in connection.queries]
+        def observe(execute, sql, params, many, context):
+            print(prepared.statement(sql))
+            return execute(sql, params, many, context)
     """
     match = _LOGGED.match(sql)
     if match is None:

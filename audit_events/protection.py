@@ -18,6 +18,13 @@ among the available apps only), and its ``TRUNCATE ... CASCADE`` (on SQLite,
 a ``DELETE`` of every referencing table) reaches the event table through its
 foreign key to the content types.
 
+A flush that empties only some tables (``available_apps`` naming neither
+this app nor the content types) leaves the event table alone, so the
+history of the rows it erased would outlive them: a later test deleting
+content types failed on the events' foreign key, and a row made again with
+an erased row's key continued its history. :func:`install` adds to such a
+flush one ``DELETE`` of the events of the models whose tables it empties.
+
 Taking a trigger off needs the privileges that dropping it needs (table
 ownership), so this opens no door that was not already open to that role. A
 session setting the trigger consults (a GUC) was rejected: any role allowed to
@@ -66,8 +73,12 @@ def installed_triggers(connection: BaseDatabaseWrapper) -> list[str]:
 
 
 @contextlib.contextmanager
-def _lifted(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """Take the event table's triggers off, then put them back (call inside a transaction)."""
+def _lifted(connection: BaseDatabaseWrapper, events: int) -> Iterator[None]:
+    """Take the event table's triggers off, then put them back (call inside a transaction).
+
+    ``events``: on PostgreSQL, the triggers to take off, as ``pg_trigger.tgtype``'s
+    bits (``TRUNCATE`` 32, ``DELETE`` 8); SQLite's are all taken off.
+    """
     table = Event._meta.db_table
     quoted = connection.ops.quote_name(table)
     with connection.cursor() as cursor:
@@ -81,11 +92,10 @@ def _lifted(connection: BaseDatabaseWrapper) -> Iterator[None]:
             for _name, sql in triggers:
                 cursor.execute(sql)
         else:
-            # TRUNCATE fires only the statement-level TRUNCATE triggers (tgtype bit 5).
             cursor.execute(
                 "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
-                "AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype & 32 <> 0",
-                [quoted],
+                "AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype & %s <> 0",
+                [quoted, events],
             )
             names = [connection.ops.quote_name(row[0]) for row in cursor.fetchall()]
             for name in names:
@@ -95,14 +105,20 @@ def _lifted(connection: BaseDatabaseWrapper) -> Iterator[None]:
                 cursor.execute(f"ALTER TABLE {quoted} ENABLE TRIGGER {name}")
 
 
-def _erases_events(connection: BaseDatabaseWrapper, sql: str) -> bool:
+_TRUNCATE, _DELETE = 32, 8  # pg_trigger.tgtype's bits for the triggers these statements fire
+
+
+def _erases_events(connection: BaseDatabaseWrapper, sql: str) -> int:
+    """The triggers (``_lifted``'s ``events``) a flush statement that erases events fires; 0 for another."""
     statement = sql.lstrip().upper()
+    names_events = connection.ops.quote_name(Event._meta.db_table).upper() in statement
     if connection.vendor == "postgresql":
-        # TRUNCATE ... CASCADE may reach the event table without naming it.
-        return statement.startswith("TRUNCATE")
+        if statement.startswith("TRUNCATE"):  # TRUNCATE ... CASCADE may reach the event table without naming it
+            return _TRUNCATE
+        return _DELETE if statement.startswith("DELETE") and names_events else 0
     if connection.vendor == "sqlite":
-        return statement.startswith("DELETE") and connection.ops.quote_name(Event._meta.db_table).upper() in statement
-    return False
+        return _DELETE if statement.startswith("DELETE") and names_events else 0
+    return 0
 
 
 @contextlib.contextmanager
@@ -110,14 +126,15 @@ def flush_allowed(connection: BaseDatabaseWrapper) -> Iterator[None]:
     """Let the flush statements run inside this block erase the event table.
 
     Only ``TRUNCATE`` statements (PostgreSQL) and ``DELETE`` statements that
-    name the event table (SQLite) are let through; each runs inside the
-    transaction Django's ``execute_sql_flush`` opens.
+    name the event table are let through; each runs inside the transaction
+    Django's ``execute_sql_flush`` opens.
     """
 
     def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
-        if not _erases_events(connection, sql):
+        events = _erases_events(connection, sql)
+        if not events:
             return execute(sql, params, many, context)
-        with _lifted(connection):
+        with _lifted(connection, events):
             return execute(sql, params, many, context)
 
     with connection.execute_wrapper(wrapper):
@@ -131,7 +148,44 @@ _execute_sql_flush = BaseDatabaseOperations.execute_sql_flush
 
 def _execute_sql_flush_allowed(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
     with flush_allowed(self.connection):
-        _execute_sql_flush(self, sql_list)
+        _execute_sql_flush(self, [*sql_list, *_history_of_emptied_tables(self.connection, sql_list)])
+
+
+def _history_of_emptied_tables(connection: BaseDatabaseWrapper, sql_list: list[str]) -> list[str]:
+    """The ``DELETE`` of the events of the models whose tables a flush empties, where it leaves
+    the event table itself alone (``available_apps`` without this app nor the content types);
+    nothing otherwise.
+
+    The models are those of the app registry (the available apps, as for the
+    flush's own tables), proxies included (they share their model's table).
+    Names are written into the statement: ``execute_sql_flush`` runs its
+    statements without parameters.
+    """
+    from django.apps import apps
+    from django.contrib.contenttypes.models import ContentType
+
+    quote = connection.ops.quote_name
+    flushed = " ".join(sql_list)
+    if not flushed or quote(Event._meta.db_table) in flushed or quote(ContentType._meta.db_table) in flushed:
+        return []  # nothing emptied, or the flush erases the event table itself (directly or by CASCADE)
+    models = {
+        (model._meta.app_label, str(model._meta.model_name))
+        for model in apps.get_models(include_auto_created=True)
+        if quote(model._meta.db_table) in flushed
+    }
+    if not models or Event._meta.db_table not in connection.introspection.table_names():
+        return []  # (the event table is absent where a router keeps this app out of the database)
+    keys = ", ".join(f"({_literal(app_label)}, {_literal(name)})" for app_label, name in sorted(models))
+    column = quote(str(Event._meta.get_field("content_type").column))
+    return [
+        f"DELETE FROM {quote(Event._meta.db_table)} WHERE {column} IN "
+        f"(SELECT {quote('id')} FROM {quote(ContentType._meta.db_table)} "
+        f"WHERE ({quote('app_label')}, {quote('model')}) IN ({keys}))"
+    ]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def install() -> None:

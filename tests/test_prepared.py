@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import history, prepared
 from tests.helpers import at_commit
-from tests.models import Author
+from tests.models import Author, Book
 from tests.test_capture import BASE
 
 pytestmark = [
@@ -32,9 +32,17 @@ def ours() -> dict[str, str]:
 
 
 def statements(work: Any) -> list[str]:
-    with CaptureQueriesContext(connection) as captured:
+    """The statements ``work`` sends, as sent: not through query logging (``CaptureQueriesContext``),
+    under which this app prepares nothing (see ``test_logged_statements_are_sent_as_they_are``)."""
+    sent: list[str] = []
+
+    def observe(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(observe):
         work()
-    return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    return sent
 
 
 def rename(author: Author, name: str) -> None:
@@ -195,3 +203,35 @@ def test_each_session_keeps_its_statements_when_a_pool_hands_out_another() -> No
     finally:
         first.close()
     assert len(history(author)) == 5
+
+
+@pytest.mark.skipif(PSYCOPG_PREPARES, reason="this app prepares nothing here")
+def test_logged_statements_are_sent_as_they_are() -> None:
+    """Where queries are logged (``DEBUG``, ``CaptureQueriesContext``, ``assertNumQueries``), nothing
+    is prepared: what a test captures reads as Django's SQL, an ``UPDATE`` as ``UPDATE``, not
+    ``EXECUTE``. The shape of Django's own
+    ``UpdateOrCreateTests.test_update_only_defaults_and_pre_save_fields_when_local_fields``."""
+    ada, grace = Author.objects.create(name="Ada"), Author.objects.create(name="Grace")
+    book = Book.objects.create(author=ada, title="Notes")
+    ContentType.objects.get_for_model(Book)  # cached: not what is looked at
+    before = ours()  # the event INSERT, prepared by the creates
+    for defaults in [{"author": grace}, {"author_id": ada}, {"author": grace}]:
+        with CaptureQueriesContext(connection) as captured:
+            book, created = Book.objects.update_or_create(pk=book.pk, defaults=defaults)
+        assert created is False
+        logged = [q["sql"] for q in captured.captured_queries]
+        assert [s for s in logged if s.startswith(("PREPARE", "EXECUTE"))] == []
+        updates = [s for s in logged if s.startswith("UPDATE")]
+        assert len(updates) == 1, logged
+        assert updates[0].startswith('UPDATE "tests_book" SET "author_id" = ')
+        assert '"title" =' not in updates[0]  # only the defaults are written
+        assert sum(s.startswith('INSERT INTO "audit_events_event"') for s in logged) == 1
+    assert ours() == before
+    # Once queries are no longer logged, the save's UPDATE is prepared on its first use.
+    assert [s.split()[0] for s in statements(lambda: rename(ada, "Ada L."))] == ["PREPARE", "EXECUTE"]
+    assert len(ours()) == len(before) + 1
+    assert [e.changes for e in history(book)][1:] == [
+        {"author": [ada.pk, grace.pk]},
+        {"author": [grace.pk, ada.pk]},
+        {"author": [ada.pk, grace.pk]},
+    ]
