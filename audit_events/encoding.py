@@ -165,13 +165,13 @@ def _float(value: Any) -> float | str:
 
 def _datetime(field: models.Field[Any, Any], value: Any) -> str:
     if type(value) is datetime.datetime and value.utcoffset() is not None:  # as read from the database
-        return value.astimezone(datetime.timezone.utc).isoformat()
+        return value.astimezone(datetime.UTC).isoformat()
     moment = field.to_python(value)
     if settings.USE_TZ and timezone.is_naive(moment):
         moment = timezone.make_aware(moment)  # as Django does before writing it
     if timezone.is_aware(moment):
         # One instant, one text: the database gives it back in UTC whatever zone it was saved in.
-        moment = moment.astimezone(datetime.timezone.utc)
+        moment = moment.astimezone(datetime.UTC)
     return str(moment.isoformat())
 
 

@@ -127,7 +127,7 @@ def event_hash_content(event: Event) -> str:
 
 def _canonical_time(moment: datetime.datetime) -> str:
     if timezone.is_aware(moment):
-        moment = moment.astimezone(datetime.timezone.utc)
+        moment = moment.astimezone(datetime.UTC)
     return moment.isoformat(timespec="microseconds")
 
 

@@ -54,7 +54,7 @@ DEFAULT_BATCH_SIZE = 1000
 REPAIR_REASON = "audit_verify --repair: a change made outside the ORM"
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     TAMPERED = "tampered"
     GAP = "gap"
     DRIFT = "drift"

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -110,7 +110,7 @@ def main() -> int:
     libs = env("BENCH_LIBS", ALL_LIBS).split()
     vendors = env("BENCH_VENDORS", "postgresql sqlite").split()
     out = Path(env("BENCH_OUT", str(ROOT / "bench-out")))
-    raw = out / f"raw-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    raw = out / f"raw-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     raw.mkdir(parents=True, exist_ok=True)
     doc = Path(env("BENCH_DOC", str(ROOT / "docs" / "_generated" / "benchmark.rst")))
 

@@ -13,7 +13,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from time import perf_counter
 from typing import Any
@@ -22,7 +22,7 @@ ROW_PHASES = ("create", "save", "save_uf", "load", "delete")
 BULK_PHASES = ("bulk_create", "qs_update", "bulk_update")
 SHORT = 100  # history events written through the library; the rest synthesized
 TX_WORDS = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT"}
-OPENED_AT = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+OPENED_AT = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def _outer(mode: str) -> Any:

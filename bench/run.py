@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from time import perf_counter
@@ -174,7 +174,7 @@ def main() -> None:
         "python": platform.python_version(),
         "db": db_info(),
         "cpus": os.cpu_count(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": perf_counter() - t_start,
         "timings": timings,
         "queries": queries,

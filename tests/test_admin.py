@@ -527,7 +527,7 @@ def test_date_hierarchy_spans_the_years_between_the_first_and_last_event(admin_c
             object_pk=str(900 + year),
             action=Action.CREATE,
             state={"id": 900 + year, "name": "old", "email": None},
-            created_at=datetime.datetime(year, 6, 1, tzinfo=datetime.timezone.utc),
+            created_at=datetime.datetime(year, 6, 1, tzinfo=datetime.UTC),
         )
         for year in (2019, 2021)
     ]

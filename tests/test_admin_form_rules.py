@@ -150,7 +150,7 @@ def test_restore_posts_the_kept_fields_as_the_change_form_shows_them(admin_clien
         flag=True,
         maybe=False,
         day=datetime.date(2024, 2, 29),
-        moment=datetime.datetime(2024, 2, 29, 13, 14, 15, tzinfo=datetime.timezone.utc),
+        moment=datetime.datetime(2024, 2, 29, 13, 14, 15, tzinfo=datetime.UTC),
         clock=datetime.time(7, 8, 9),
         span=datetime.timedelta(days=1, seconds=5),
         ident=uuid.uuid4(),

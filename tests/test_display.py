@@ -28,7 +28,7 @@ def shown(event: Event, name: str) -> str:
 
 
 def test_values_as_the_admin_shows_them() -> None:
-    moment = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
     Everything.objects.create(
         flag=True, maybe=None, decimal=decimal.Decimal("12.5000"), moment=moment, data={"b": [1, 2], "a": "é"}
     )

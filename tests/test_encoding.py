@@ -39,7 +39,7 @@ PROPERTY = settings(
 # PostgreSQL text and jsonb refuse NUL; surrogates are not text at all.
 text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 ZONES = [
-    datetime.timezone.utc,
+    datetime.UTC,
     datetime.timezone(datetime.timedelta(hours=5, minutes=45)),
     datetime.timezone(-datetime.timedelta(hours=3, minutes=30)),
     zoneinfo.ZoneInfo("Europe/Paris"),
@@ -135,7 +135,7 @@ def same(field: models.Field[Any, Any], a: Any, b: Any) -> bool:
     if isinstance(a, datetime.datetime) and isinstance(b, datetime.datetime) and a.tzinfo and b.tzinfo:
         # PEP 495: a time in a DST fold (02:00 on a night clocks go back) never equals
         # a time of another zone, even the same instant: compare the instants.
-        return a.astimezone(datetime.timezone.utc) == b.astimezone(datetime.timezone.utc)
+        return a.astimezone(datetime.UTC) == b.astimezone(datetime.UTC)
     return type(a) is type(b) and bool(a == b)
 
 

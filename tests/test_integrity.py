@@ -268,7 +268,7 @@ def check_chain(events: list[dict[str, Any]], content_type: str) -> str:
     """docs/integrity.rst's recomputation, verbatim: the standard library only."""
     previous = ""
     for e in events:
-        created = e["created_at"].astimezone(datetime.timezone.utc)
+        created = e["created_at"].astimezone(datetime.UTC)
         content = {
             "action": e["action"],
             "actor_id": e["actor_id"],
@@ -329,9 +329,7 @@ JSON_VALUES = st.recursive(
     changes=st.dictionaries(TEXT, st.lists(JSON_VALUES, min_size=2, max_size=2), max_size=4),
     actor=st.none() | TEXT,
     extra=st.dictionaries(TEXT, JSON_VALUES, max_size=3),
-    moment=st.datetimes(
-        timezones=st.sampled_from([datetime.timezone.utc, datetime.timezone(-datetime.timedelta(hours=7))])
-    ),
+    moment=st.datetimes(timezones=st.sampled_from([datetime.UTC, datetime.timezone(-datetime.timedelta(hours=7))])),
 )
 def test_the_content_head_written_is_the_hashed_content_up_to_its_state(
     action: str, object_pk: str, label: str, changes: dict[str, Any], actor: str | None,
@@ -361,7 +359,7 @@ def test_every_field_type_and_awkward_floats_verify_clean(number: float) -> None
         floating=number,
         data={"x": number, "\u00e9": [1, "\u00fc", None]},
         decimal=decimal.Decimal("1.5"),
-        moment=datetime.datetime(2020, 1, 1, 12, 30, 0, 123456, tzinfo=datetime.timezone.utc),
+        moment=datetime.datetime(2020, 1, 1, 12, 30, 0, 123456, tzinfo=datetime.UTC),
         blob=b"\x00\xff",
         span=datetime.timedelta(days=1, microseconds=1),
         ident=uuid.uuid4(),

@@ -296,7 +296,7 @@ def _two_versions_around_paris_midnight() -> int:
     """Author 901: "one" at 23:00 on 30 April in Paris, "two" at 01:00 on 1 May in Paris (23:00 UTC)."""
     from audit_events import journal
 
-    spec, utc = author_spec(), datetime.timezone.utc
+    spec, utc = author_spec(), datetime.UTC
     common = {"content_type_id": spec.content_type_id(), "content_type_label": "tests.author", "object_pk": "901"}
     journal.write(
         [

@@ -49,7 +49,7 @@ MAX_ROWS = 6
 _text = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 _zones = st.sampled_from(
     [
-        datetime.timezone.utc,
+        datetime.UTC,
         datetime.timezone(datetime.timedelta(hours=5, minutes=45)),
         zoneinfo.ZoneInfo("Europe/Paris"),
     ]
@@ -120,7 +120,7 @@ def normal(field: models.Field[Any, Any], value: Any) -> Any:
     if isinstance(field, models.FloatField) and math.isnan(value):
         return "nan"
     if isinstance(field, models.DateTimeField):
-        return value.astimezone(datetime.timezone.utc)
+        return value.astimezone(datetime.UTC)
     if isinstance(field, models.DecimalField):
         return decimal.Decimal(value).quantize(decimal.Decimal("0.0001"))
     return value

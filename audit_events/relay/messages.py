@@ -81,7 +81,7 @@ def message(event: Event, content_types: ContentTypeManager | None = None) -> Me
     model = f"{content_type.app_label}.{content_type.model}"
     created_at = event.created_at
     if isinstance(created_at, datetime.datetime) and created_at.tzinfo is not None:
-        created_at = created_at.astimezone(datetime.timezone.utc)
+        created_at = created_at.astimezone(datetime.UTC)
     body = {
         "format": FORMAT,
         "id": event.id,

@@ -242,7 +242,7 @@ class NATSJetStream(Publisher):
 
         try:
             self.loop.run_until_complete(send())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise PublishError(f"NATS JetStream did not acknowledge the wave in {self.ack_timeout} s") from None
 
     def close(self) -> None:
