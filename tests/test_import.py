@@ -158,6 +158,22 @@ def test_simple_history_dry_run_writes_nothing(ledgers: dict[str, Any]) -> None:
     assert not Event.objects.exists()
 
 
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_counts_the_peer_rows(ledgers: dict[str, Any]) -> None:
+    tty = TTY()
+    call_command("audit_import", "simple_history", "--batch-size", "2", stdout=io.StringIO(), stderr=tty)
+    bar = "\rpeers.Ledger [{}] {}/5"
+    assert (
+        tty.getvalue()
+        == bar.format("#" * 12 + "." * 18, 2) + bar.format("#" * 24 + "." * 6, 4) + bar.format("#" * 30, 5) + "\n"
+    )
+    assert Event.objects.count() == 5
+
+
 def test_row_with_events_of_its_own_is_skipped(ledgers: dict[str, Any]) -> None:
     kept = ledgers["kept"]
     kept.balance = decimal.Decimal("99.00")

@@ -117,7 +117,7 @@ def import_model(
                 for draft, author in batch:
                     journal.write([draft], db, by=author)
         batch.clear()
-        if progress:
+        if progress and seen:
             progress(seen)
         seen = 0
 
