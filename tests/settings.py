@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     # manage.py audit_import reads their tables (tests/test_import.py)
     "simple_history",
     "reversion",
+    "auditlog",
     "tests.peers",
 ]
 MIDDLEWARE = [

@@ -1,4 +1,4 @@
-"""manage.py audit_import: the history django-simple-history and django-reversion kept, as events.
+"""manage.py audit_import: the history django-simple-history, django-reversion and django-auditlog kept, as events.
 
 The peers' tables are written through the peers' own API (their real packages), before the models are
 registered here, as in a project that switches; then the models are registered and the history imported.
@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import reversion
+from auditlog.context import set_actor
+from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
@@ -23,7 +25,8 @@ from reversion.models import Version
 from audit_events import history, restore, state_at
 from audit_events.importing import import_model, peer
 from audit_events.models import Action, Event
-from tests.peers.models import Ledger, Memo
+from tests.helpers import moment
+from tests.peers.models import Entry, Ledger, Memo
 
 pytestmark = pytest.mark.django_db
 
@@ -39,11 +42,13 @@ def run(*args: Any) -> str:
 
 def registered() -> Any:
     config = dict(settings.AUDIT_EVENTS)
-    return override_settings(AUDIT_EVENTS={**config, "MODELS": [*config["MODELS"], "peers.Ledger", "peers.Memo"]})
+    return override_settings(
+        AUDIT_EVENTS={**config, "MODELS": [*config["MODELS"], "peers.Ledger", "peers.Memo", "peers.Entry"]}
+    )
 
 
 def verify_clean() -> None:
-    out = run("audit_verify", "peers.Ledger", "peers.Memo")
+    out = run("audit_verify", "peers.Ledger", "peers.Memo", "peers.Entry")
     assert out.startswith("audit_verify: OK ("), out
 
 
@@ -52,6 +57,16 @@ def imported(model: type, pk: Any) -> list[tuple[Any, ...]]:
         (e.version, e.action, e.created_at, e.actor_id, e.actor_repr, e.context.get("reason"), e.changes)
         for e in history(model, pk)
     ]
+
+
+def interrupted_after_one_batch(name: str, model: type, batch_size: int) -> None:
+    """An import stopped (Ctrl-C) once its first batch is committed."""
+
+    def interrupt(count: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_model(peer(name), model, batch_size=batch_size, progress=interrupt)
 
 
 # --- django-simple-history ---------------------------------------------------------
@@ -111,9 +126,9 @@ def test_simple_history_import(ledgers: dict[str, Any]) -> None:
     assert all(e.state is not None for e in Event.objects.all())
 
     # The past reads back as simple-history's own as_of() gives it.
-    for moment in (T[0], T[1], T[2], T[3], T[4]):
-        then = state_at(Ledger, kept.pk, at=moment)
-        peer_then = kept.history.as_of(moment)
+    for when in (T[0], T[1], T[2], T[3], T[4]):
+        then = state_at(Ledger, kept.pk, at=when)
+        peer_then = kept.history.as_of(when)
         assert then is not None
         assert (then.name, then.balance, then.opened, then.owner_id) == (
             peer_then.name, peer_then.balance, peer_then.opened, peer_then.owner_id,
@@ -137,11 +152,7 @@ def test_simple_history_second_run_imports_nothing(ledgers: dict[str, Any]) -> N
 
 
 def test_simple_history_resumes_after_interruption(ledgers: dict[str, Any]) -> None:
-    def interrupt(count: int) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        import_model(peer("simple_history"), Ledger, batch_size=2, progress=interrupt)
+    interrupted_after_one_batch("simple_history", Ledger, batch_size=2)
     assert Event.objects.count() == 2  # the first batch committed: T[0] and T[1]
     out = run("audit_import", "simple_history")
     assert "peers.Ledger: 3 event(s) written; 2 simple_history row(s) already imported." in out
@@ -263,13 +274,88 @@ def test_reversion_dry_run_writes_nothing(memos: dict[str, Any]) -> None:
 
 
 def test_reversion_resumes_after_interruption(memos: dict[str, Any]) -> None:
-    def interrupt(count: int) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        import_model(peer("reversion"), Memo, batch_size=3, progress=interrupt)
+    interrupted_after_one_batch("reversion", Memo, batch_size=3)
     assert Event.objects.count() == 3
     out = run("audit_import", "reversion")
     assert "peers.Memo: 2 event(s) written, and 1 delete event(s) for rows gone from the table; 3 reversion" in out
     assert [e.version for e in history(Memo, memos["kept"].pk)] == [1, 2, 3]
+    verify_clean()
+
+
+# --- django-auditlog ---------------------------------------------------------------
+
+
+@pytest.fixture
+def entries() -> Iterator[dict[str, Any]]:
+    """Two entries' auditlog history, at the real times of their writes: one created and changed, one deleted."""
+    cy = User.objects.create(username="cy")
+    times = []
+    with set_actor(cy, remote_addr="10.0.0.1"):
+        kept = Entry.objects.create(title="kept", amount=decimal.Decimal("3.00"), data={"a": [1, 2]})
+        times.append(moment())
+        kept.amount, kept.flag, kept.due, kept.owner = decimal.Decimal("4.50"), True, T[9], cy
+        kept.save()
+        times.append(moment())
+    kept.title, kept.data = "kept!", {"b": None}
+    kept.save()
+    times.append(moment())
+    gone = Entry.objects.create(title="gone")
+    gone_pk = gone.pk
+    gone.delete()
+    assert LogEntry.objects.count() == 5
+    with registered():
+        yield {"kept": kept, "gone_pk": gone_pk, "cy": cy, "times": times}
+
+
+def test_auditlog_import(entries: dict[str, Any]) -> None:
+    kept, gone_pk, cy, times = entries["kept"], entries["gone_pk"], entries["cy"], entries["times"]
+    out = run("audit_import", "auditlog")
+    assert "peers.Entry: 5 event(s) written." in out
+    events = list(history(Entry, kept.pk))
+    logged = LogEntry.objects.filter(object_pk=str(kept.pk)).order_by("timestamp")
+    assert [(e.version, e.action, e.created_at, e.actor_id, e.actor_repr) for e in events] == [
+        (1, Action.CREATE, logged[0].timestamp, str(cy.pk), "cy"),
+        (2, Action.UPDATE, logged[1].timestamp, str(cy.pk), "cy"),
+        (3, Action.UPDATE, logged[2].timestamp, None, ""),
+    ]
+    assert events[0].context == {"imported_from": "auditlog", "auditlog_id": logged[0].pk, "remote_addr": "10.0.0.1"}
+    assert events[1].changes == {
+        "amount": ["3.00", "4.50"], "flag": [False, True], "due": [None, T[9].isoformat()], "owner": [None, cy.pk],
+    }  # fmt: skip
+    assert events[2].changes == {"title": ["kept", "kept!"], "data": [{"a": [1, 2]}, {"b": None}]}
+    assert [e.action for e in history(Entry, gone_pk)] == [Action.CREATE, Action.DELETE]
+
+    # The text auditlog kept reads back as the values written.
+    first = state_at(Entry, kept.pk, at=times[0])
+    assert first is not None
+    assert (first.title, first.amount, first.flag, first.due, first.data) == (
+        "kept", decimal.Decimal("3.00"), False, None, {"a": [1, 2]},
+    )  # fmt: skip
+    second = state_at(Entry, kept.pk, at=times[1])
+    assert second is not None
+    assert (second.amount, second.flag, second.due, second.owner_id) == (decimal.Decimal("4.50"), True, T[9], cy.pk)
+    verify_clean()
+    assert restore(Entry, kept.pk, at=times[0]).amount == decimal.Decimal("3.00")
+    assert restore(Entry, gone_pk).title == "gone"
+    verify_clean()
+
+    count = Event.objects.count()
+    out = run("audit_import", "auditlog", "peers.Entry")
+    assert "peers.Entry: 0 event(s) written; 5 auditlog row(s) already imported." in out
+    assert Event.objects.count() == count
+
+
+def test_auditlog_dry_run_and_resume(entries: dict[str, Any]) -> None:
+    out = run("audit_import", "auditlog", "--dry-run")
+    assert "peers.Entry: 5 event(s) would be written." in out
+    assert not Event.objects.exists()
+
+    interrupted_after_one_batch("auditlog", Entry, batch_size=2)
+    assert Event.objects.count() == 2
+    out = run("audit_import", "auditlog")
+    assert "peers.Entry: 3 event(s) written; 2 auditlog row(s) already imported." in out
+    assert history(Entry, entries["kept"].pk)[2].changes == {
+        "title": ["kept", "kept!"],
+        "data": [{"a": [1, 2]}, {"b": None}],
+    }
     verify_clean()

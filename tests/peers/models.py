@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import reversion
+from auditlog.registry import auditlog
 from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
@@ -30,3 +31,20 @@ class Memo(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Entry(models.Model):
+    """History kept by django-auditlog: the changed fields as text, per create, update and delete."""
+
+    title = models.CharField(max_length=50)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    flag = models.BooleanField(default=False)
+    due = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+auditlog.register(Entry)

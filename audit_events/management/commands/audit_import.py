@@ -1,4 +1,4 @@
-"""``manage.py audit_import {simple_history,reversion} [app.Model ...] [--dry-run]``.
+"""``manage.py audit_import {simple_history,reversion,auditlog} [app.Model ...] [--dry-run]``.
 
 The history another audit library kept, written as events (``audit_events.importing``).
 """
@@ -15,14 +15,18 @@ from ...importing.base import DEFAULT_BATCH_SIZE
 from ..arguments import registered_models
 from ..progress import ProgressBar
 
-_PACKAGES = {"simple_history": "django-simple-history", "reversion": "django-reversion"}
+_PACKAGES = {
+    "simple_history": "django-simple-history",
+    "reversion": "django-reversion",
+    "auditlog": "django-auditlog",
+}
 
 
 class Command(BaseCommand):
     help = (
-        "Write the history kept by django-simple-history or django-reversion, in the same database, as events of "
-        "the registered models (or those named), in the peer's time order. Idempotent and resumable: peer rows "
-        "already imported are skipped. Rows that already have events of their own are skipped."
+        "Write the history kept by django-simple-history, django-reversion or django-auditlog, in the same "
+        "database, as events of the registered models (or those named), in the peer's time order. Idempotent and "
+        "resumable: peer rows already imported are skipped. Rows that already have events of their own are skipped."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
