@@ -242,7 +242,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Author:
+class Author:
     """What the events of one :func:`write` share: who wrote them, in what context.
 
     ``head_actor`` and ``head_context`` hold the same values as canonical JSON
@@ -256,11 +256,15 @@ class _Author:
     head_context: str  # ',"context":...'
 
     @classmethod
-    def now(cls) -> _Author:
+    def now(cls) -> Author:
         fields = current_context().event_fields()
-        plain = fields["context"]
+        return cls.given(fields["actor_id"], fields["actor_repr"], fields["context"])
+
+    @classmethod
+    def given(cls, actor_id: str | None, actor_repr: str, plain: dict[str, JSONValue]) -> Author:
+        """Named by the caller, not the current context: ``audit_import`` writes each imported event with the
+        peer's actor and comment. ``plain`` is plain JSON, already :func:`~.context.storable`."""
         context = json.dumps(plain) if plain else "{}"
-        actor_id, actor_repr = fields["actor_id"], fields["actor_repr"]
         head_id = "null" if actor_id is None else _text(actor_id)
         return cls(
             actor_id=actor_id,
@@ -275,7 +279,7 @@ _text = json.encoder.encode_basestring  # a str as canonical_json writes it
 _DOCUMENT = json.JSONEncoder(ensure_ascii=False)  # made once: json.dumps(..., ensure_ascii=False) makes one per call
 
 
-def _record(draft: Draft, author: _Author, connection: Any) -> dict[str, Any]:
+def _record(draft: Draft, author: Author, connection: Any) -> dict[str, Any]:
     """The draft's values by ``_COLUMNS`` name, as the connection's INSERT takes them.
 
     The hashed content is :func:`hash_content`'s text, written here member by
@@ -352,10 +356,10 @@ def _batches(rows: Sequence[_Row], size: int) -> Iterable[list[_Row]]:
 written: ContextVar[Callable[[Sequence[Draft], str], None] | None] = ContextVar("audit_events_written", default=None)
 
 
-def write(drafts: Sequence[Draft], using: str) -> None:
+def write(drafts: Sequence[Draft], using: str, *, by: Author | None = None) -> None:
     """Record the drafts as events of the current transaction.
 
-    The actor and context are taken now; the INSERT waits for COMMIT (or an
+    The actor and context are taken now (``by``, when given, names them); the INSERT waits for COMMIT (or an
     earlier flush, see :class:`Pending`). Outside ``atomic()``, and in an
     atomic block of a transaction managed by hand, it is immediate. Queries:
     one INSERT per batch of up to ``BATCH_SIZE`` events (:func:`_batch_size`);
@@ -365,7 +369,7 @@ def write(drafts: Sequence[Draft], using: str) -> None:
     if not drafts:
         return
     connection = connections[using]
-    author = _Author.now()
+    author = Author.now() if by is None else by
     pending = Pending.of(connection)
     pending.add([_Row((d.content_type_label, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))

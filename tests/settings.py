@@ -42,6 +42,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "audit_events",
     "tests",
+    # manage.py audit_import reads their tables (tests/test_import.py)
+    "simple_history",
+    "reversion",
+    "auditlog",
+    "tests.peers",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,0 +1,177 @@
+"""Writing a peer's history rows as events: ordering, skipping, resuming, batching.
+
+A peer row becomes one event of the same row, in the peer's time order, with
+the peer's timestamp, actor and comment, and the peer's own id in its
+context (``{"imported_from": "simple_history", "simple_history_id": 123}``).
+That id is what makes the import idempotent and resumable: every batch is
+committed on its own, and a run first reads which peer ids are already
+imported, skipping them. A row that already has events not imported from
+this peer (recorded since the model was registered) is skipped whole: its
+imported past would be numbered after its recorded present.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.db import models, router, transaction
+
+from .. import journal, registry
+from ..capture import diff
+from ..context import storable
+from ..encoding import JSONValue
+from ..models import Action, Event
+from ..replay import recorded_state, spec_or_error
+
+State = dict[str, JSONValue]
+DEFAULT_BATCH_SIZE = 1000
+# Every imported event's operation is derived from the peer's own grouping (a history row, a revision),
+# so that a second import of the same peer row, were it ever made, would carry the same one.
+NAMESPACE = uuid.UUID("7c1f4a52-5a0e-4d55-9b3e-2f4f0e7d3a11")
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One history row of a peer, ready to become an event."""
+
+    peer_id: int | str  # unique among the peer's rows of one model
+    pk: Any  # the row's primary key
+    at: datetime.datetime
+    action: str  # Action.CREATE, UPDATE or DELETE
+    # The fields the peer copied, encoded; None for a delete the peer kept no copy of. A copy without some
+    # fields (the peer did not track them) keeps their previous values.
+    state: State | None
+    operation: uuid.UUID
+    actor_id: str | None = None
+    actor_repr: str = ""
+    context: dict[str, JSONValue] = field(default_factory=dict)  # reason... (the peer's id is added)
+
+
+class Peer(Protocol):
+    name: str  # "simple_history": context["imported_from"]
+    id_key: str  # "simple_history_id": the context key holding PeerRow.peer_id
+
+    def tracked_models(self) -> list[type[models.Model]]:
+        """The models registered here that the peer keeps history of."""
+
+    def count(self, model: type[models.Model], using: str) -> int:
+        """How many history rows the peer holds of ``model``."""
+
+    def rows(self, spec: registry.ModelSpec, using: str, batch_size: int) -> Iterator[PeerRow]:
+        """The peer's rows of ``spec.model``, oldest first (ties in the peer's own order)."""
+
+    def finish(self, spec: registry.ModelSpec, using: str, dry_run: bool, planned: dict[str, State | None]) -> int:
+        """Write (unless ``dry_run``) the events the peer's history implies but holds no row for (reversion's
+        deletes); return how many. ``planned``: the state this run leaves each row it imported in."""
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0  # events written (or, with dry_run, that would be)
+    already: int = 0  # peer rows imported by an earlier run
+    skipped_rows: dict[str, int] = field(default_factory=dict)  # object_pk -> peer rows not imported
+    finished: int = 0  # events of Peer.finish
+
+
+def import_model(
+    peer: Peer,
+    model: type[models.Model],
+    *,
+    using: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Write the peer's history of ``model`` as events; return what was (or, ``dry_run``, would be) written.
+
+    One transaction per ``batch_size`` peer rows. Queries: two SELECTs of the
+    events already there (imported peer ids; rows with other events), then per
+    batch the peer's SELECT and one INSERT per ``journal.BATCH_SIZE`` events,
+    plus one ``recorded_state`` read per row continued from an earlier run.
+    """
+    spec = spec_or_error(model)
+    db = using or router.db_for_write(model)
+    content_type_id = spec.content_type_id(db)
+    events = Event.objects.using(db).filter(content_type_id=content_type_id)
+    imported_ids = {
+        str(peer_id): object_pk
+        for object_pk, peer_id in events.filter(context__imported_from=peer.name).values_list(
+            "object_pk", f"context__{peer.id_key}"
+        )
+    }
+    continued = set(imported_ids.values())
+    foreign = set(events.exclude(context__has_key=peer.id_key).values_list("object_pk", flat=True).distinct())
+    result = ImportResult()
+    states: dict[str, State | None] = {}
+    batch: list[tuple[journal.Draft, journal.Author]] = []
+    seen = 0
+
+    def flush() -> None:
+        nonlocal seen
+        if batch and not dry_run:
+            with transaction.atomic(using=db):
+                for draft, author in batch:
+                    journal.write([draft], db, by=author)
+        batch.clear()
+        if progress and seen:
+            progress(seen)
+        seen = 0
+
+    for row in peer.rows(spec, db, batch_size):
+        seen += 1
+        object_pk = spec.object_pk(row.pk)
+        if str(row.peer_id) in imported_ids:
+            result.already += 1
+        elif object_pk in foreign:
+            result.skipped_rows[object_pk] = result.skipped_rows.get(object_pk, 0) + 1
+        else:
+            if object_pk not in states:
+                states[object_pk] = recorded_state(spec, row.pk, using=db) if object_pk in continued else None
+            previous = states[object_pk]
+            batch.append((_draft(spec, content_type_id, object_pk, row, previous), _author(peer, row)))
+            states[object_pk] = None if row.action == Action.DELETE else _merged(previous, row.state)
+            result.imported += 1
+        if seen >= batch_size:
+            flush()
+    flush()
+    result.finished = peer.finish(spec, db, dry_run, states)
+    return result
+
+
+def _merged(previous: State | None, copy: State | None) -> State | None:
+    if copy is None:
+        return previous
+    return copy if previous is None else {**previous, **copy}
+
+
+def _draft(
+    spec: registry.ModelSpec, content_type_id: int, object_pk: str, row: PeerRow, previous: State | None
+) -> journal.Draft:
+    state = _merged(previous, row.state)
+    if row.action == Action.DELETE:
+        changes: dict[str, Any] = {}
+    elif row.action == Action.UPDATE and previous is not None:
+        changes = diff(previous, state or {})
+    else:
+        changes = {}
+    return journal.Draft(
+        content_type_id=content_type_id,
+        content_type_label=spec.model._meta.label_lower,
+        object_pk=object_pk,
+        # A row's first event carries its whole state, whatever the peer called it (replay starts there).
+        action=row.action,
+        changes=changes,
+        state=state,
+        operation=row.operation,
+        created_at=row.at,
+    )
+
+
+def _author(peer: Peer, row: PeerRow) -> journal.Author:
+    context = storable({**row.context, "imported_from": peer.name, peer.id_key: row.peer_id})
+    actor_id = None if row.actor_id is None else storable(row.actor_id)[:255]
+    return journal.Author.given(actor_id, storable(row.actor_repr)[:255], context)

@@ -1,0 +1,154 @@
+"""django-reversion: a ``Version`` per saved object per revision, the object serialized whole.
+
+A revision's ``date_created`` becomes the event's time, its ``user`` the
+actor, its ``comment`` the ``reason``, and its versions share one operation.
+An object's first version is imported as a create, the others as updates.
+Reversion records no deletes: a row whose versions say it exists but whose
+table row is gone gets a delete event at the time of the import (its real
+time is unknown), so that replay agrees with the table. Fields a version does
+not hold (``fields=`` at registration, fields added since) keep their
+previous values, or are missing from a first state.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import reversion
+from django.contrib.contenttypes.models import ContentType
+from django.core import serializers
+from django.db import models, transaction
+from django.utils import timezone
+from reversion.models import Version
+
+from .. import journal, registry
+from ..encoding import encode
+from ..models import Action, Event
+from ..replay import recorded_state
+from .base import NAMESPACE, PeerRow, State
+from .users import Users
+
+DELETED_REASON = (
+    "deleted before the import from django-reversion, which records no deletes: the time of the delete is unknown"
+)
+
+
+class Reversion:
+    name = "reversion"
+    id_key = "reversion_version_id"
+
+    def tracked_models(self) -> list[type[models.Model]]:
+        return [spec.model for spec in registry.registered_specs() if reversion.is_registered(spec.model)]
+
+    def _versions(self, model: type[models.Model], using: str) -> Any:
+        content_type = ContentType.objects.db_manager(using).get_for_model(model)
+        return Version.objects.using(using).filter(content_type=content_type, db=using)
+
+    def count(self, model: type[models.Model], using: str) -> int:
+        return self._versions(model, using).count()  # type: ignore[no-any-return]
+
+    def rows(self, spec: registry.ModelSpec, using: str, batch_size: int) -> Iterator[PeerRow]:
+        model = spec.model
+        natural = reversion.is_registered(model) and reversion.revisions._get_options(model).use_natural_foreign_keys
+        by_name = {f.name: f for f in spec.fields}
+        users = Users(using)
+        seen: set[Any] = set()
+        versions = (
+            self._versions(model, using)
+            .order_by("revision__date_created", "revision_id", "id")
+            .values_list(
+                "id",
+                "object_id",
+                "format",
+                "serialized_data",
+                "revision_id",
+                "revision__date_created",
+                "revision__user_id",
+                "revision__comment",
+            )
+        )
+        for version_id, object_id, format_, data, revision_id, at, user_id, comment in versions.iterator(
+            chunk_size=batch_size
+        ):
+            pk = spec.pk_field.to_python(object_id)
+            objects = serializers.deserialize(format_, data, ignorenonexistent=True, use_natural_foreign_keys=natural)
+            obj = next(iter(objects))
+            held = _held_fields(format_, data, by_name)
+            yield PeerRow(
+                peer_id=version_id,
+                pk=pk,
+                at=at,
+                action=Action.UPDATE if pk in seen else Action.CREATE,
+                state={name: encode(by_name[name], getattr(obj.object, by_name[name].attname)) for name in held},
+                operation=uuid.uuid5(NAMESPACE, f"reversion:revision:{revision_id}"),
+                actor_id=None if user_id is None else str(user_id),
+                actor_repr=users.repr(user_id),
+                context={} if not comment else {"reason": comment},
+            )
+            seen.add(pk)
+
+    def finish(self, spec: registry.ModelSpec, using: str, dry_run: bool, planned: dict[str, State | None]) -> int:
+        """A delete event for each row imported as existing whose table row is gone.
+
+        ``planned``: the state each row is left in by this run's import (not written, with ``dry_run``).
+        """
+        content_type_id = spec.content_type_id(using)
+        events = Event.objects.using(using).filter(content_type_id=content_type_id)
+        imported = set(events.filter(context__imported_from=self.name).values_list("object_pk", flat=True))
+        candidates = sorted(imported | set(planned) if dry_run else imported)
+        written = 0
+        for start in range(0, len(candidates), 1000):
+            chunk = {text: spec.pk_field.to_python(text) for text in candidates[start : start + 1000]}
+            live = {
+                spec.object_pk(pk)
+                for pk in spec.model._base_manager.using(using)
+                .filter(pk__in=list(chunk.values()))
+                .values_list("pk", flat=True)
+            }
+            for text, pk in chunk.items():
+                if text in live:
+                    continue
+                if dry_run and text in planned:
+                    written += planned[text] is not None
+                    continue
+                last = events.filter(object_pk=text).order_by("-version").first()
+                if last is None or last.action == Action.DELETE or last.context.get("imported_from") != self.name:
+                    continue  # deleted already, or recorded since the import: not the import's to say
+                written += 1
+                if not dry_run:
+                    self._write_delete(spec, using, content_type_id, text, pk, last.context.get(self.id_key))
+        return written
+
+    def _write_delete(
+        self, spec: registry.ModelSpec, using: str, content_type_id: int, text: str, pk: Any, after: Any
+    ) -> None:
+        draft = journal.Draft(
+            content_type_id=content_type_id,
+            content_type_label=spec.model._meta.label_lower,
+            object_pk=text,
+            action=Action.DELETE,
+            state=recorded_state(spec, pk, using=using),
+            operation=uuid.uuid5(NAMESPACE, f"reversion:deleted:{spec.model._meta.label_lower}:{text}"),
+            created_at=timezone.now(),
+        )
+        # The version id after which the row was deleted, as the event's reversion id: its own, and a
+        # second run finds it imported.
+        context: dict[str, Any] = {
+            "imported_from": self.name,
+            self.id_key: f"deleted after {after}",
+            "reason": DELETED_REASON,
+        }
+        with transaction.atomic(using=using):
+            journal.write([draft], using, by=journal.Author.given(None, "", context))
+
+
+def _held_fields(format_: str, data: str, by_name: dict[str, Any]) -> list[str]:
+    """The fields a version holds: those serialized (JSON), or all of them (another format)."""
+    if format_ != "json":
+        return list(by_name)
+    record = json.loads(data)[0]
+    names = set(record.get("fields", {}))
+    return [name for name, f in by_name.items() if name in names or f.primary_key]

@@ -1,0 +1,23 @@
+"""The actor of an imported event: the peer's user id, and the user's text while the user still exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+
+class Users:
+    """``str(user)`` of each user id, read once per user (a history names few users, many times)."""
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self.known: dict[Any, str] = {}
+
+    def repr(self, user_id: Any) -> str:
+        if user_id is None:
+            return ""
+        if user_id not in self.known:
+            user = get_user_model()._base_manager.using(self.using).filter(pk=user_id).first()
+            self.known[user_id] = "" if user is None else str(user)  # deleted since: its id is all there is
+        return self.known[user_id]

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class PeersConfig(AppConfig):
+    name = "tests.peers"
+    label = "peers"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import reversion
+from auditlog.registry import auditlog
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+
+class Ledger(models.Model):
+    """History kept by django-simple-history: a full copy per save and delete."""
+
+    name = models.CharField(max_length=50)
+    balance = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    opened = models.DateField(null=True, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@reversion.register()
+class Memo(models.Model):
+    """History kept by django-reversion: a serialized copy per save inside a revision; no deletes."""
+
+    title = models.CharField(max_length=50)
+    body = models.TextField(blank=True, default="")
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    due = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Entry(models.Model):
+    """History kept by django-auditlog: the changed fields as text, per create, update and delete."""
+
+    title = models.CharField(max_length=50)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    flag = models.BooleanField(default=False)
+    due = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+auditlog.register(Entry)
