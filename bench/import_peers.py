@@ -41,7 +41,7 @@ from tests.peers.models import Entry, Ledger, Memo  # noqa: E402
 ROWS = int(os.environ.get("IMPORT_ROWS", "10000"))
 SAVES = int(os.environ.get("IMPORT_SAVES", "10"))
 PER_REVISION = int(os.environ.get("IMPORT_PER_REVISION", "1000"))
-START = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+START = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 
 
 def simple_history() -> None:

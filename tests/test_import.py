@@ -30,7 +30,7 @@ from tests.peers.models import Entry, Ledger, Memo
 
 pytestmark = pytest.mark.django_db
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T = [datetime.datetime(2024, 5, day, 12, 0, tzinfo=UTC) for day in range(1, 11)]
 
 

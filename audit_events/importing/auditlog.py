@@ -102,7 +102,7 @@ def _value(field: models.Field[Any, Any], text: Any) -> JSONValue:
     if isinstance(field, models.DateTimeField) and isinstance(text, str):
         moment: datetime.datetime | None = parse_datetime(text)
         if moment is not None and settings.USE_TZ and timezone.is_naive(moment):
-            moment = timezone.make_aware(moment, datetime.timezone.utc)  # auditlog made it naive in UTC
+            moment = timezone.make_aware(moment, datetime.UTC)  # auditlog made it naive in UTC
         return encode(field, moment)
     if isinstance(field, models.JSONField) and isinstance(text, str):
         try:
