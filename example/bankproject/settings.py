@@ -8,7 +8,7 @@ Made for trying audit_events on a laptop, not for production.
 import os
 from pathlib import Path
 
-from . import database
+import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,9 +58,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": database.from_url(os.environ["DATABASE_URL"])
-    if os.environ.get("DATABASE_URL")
-    else database.sqlite(BASE_DIR / "db.sqlite3")
+    # DATABASE_URL as dj-database-url reads it: postgres://…, mysql://…, sqlite:////absolute/path.
+    "default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
