@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
 import pytest
@@ -12,6 +13,11 @@ from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client
 from django.urls import path
 from pytest_django.fixtures import Settings
+from rest_framework.authentication import BasicAuthentication
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from audit_events.middleware import AuditContextMiddleware
 from audit_events.models import Event
@@ -57,7 +63,20 @@ async def every_async_write(request: HttpRequest) -> HttpResponse:
     return HttpResponse()
 
 
+class CreateAuthorApi(APIView):
+    """A Django REST framework view: it authenticates the request itself (HTTP Basic here; token and JWT
+    authentication work the same way), after every middleware ran with an anonymous user."""
+
+    authentication_classes = [BasicAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        author = Author.objects.create(name="from the API")
+        return Response({"id": author.pk})
+
+
 urlpatterns = [
+    path("api/authors/", CreateAuthorApi.as_view()),
     path("async-writes/", every_async_write),
     path("create/", create_author),
     path("create/<str:label>/", lambda request, label: create_author(request)),
@@ -123,6 +142,17 @@ def test_the_user_is_read_when_the_event_is_written_not_when_the_request_arrives
     User.objects.create_user("late")
     Client().post("/late/?as=late")
     assert only_event().actor_repr == "late"
+
+
+def test_a_django_rest_framework_view_s_own_authentication_is_the_actor() -> None:
+    User.objects.create_user("api-client", password="pw")
+    credentials = base64.b64encode(b"api-client:pw").decode()
+
+    response = Client().post("/api/authors/", HTTP_AUTHORIZATION=f"Basic {credentials}")
+
+    assert response.status_code == 200, response.content
+    event = only_event()
+    assert (event.actor_repr, event.context["path"]) == ("api-client", "/api/authors/")
 
 
 def test_a_request_that_writes_nothing_never_loads_the_user(django_assert_num_queries: object) -> None:
