@@ -147,6 +147,49 @@ def test_backoff_doubles_up_to_its_longest_then_resets() -> None:
     assert backoff.next() <= 0.5
 
 
+def test_backoff_keeps_waiting_its_longest_after_any_number_of_failures() -> None:
+    """2 ** 1024 overflows a float: failure 1,025 in a row (a long outage) must not kill the relay."""
+    backoff = Backoff(longest=30.0, rng=random.Random(0))
+    delays = [backoff.next() for _ in range(5000)]
+    assert all(15.0 <= d <= 30.0 for d in delays[10:])
+    assert backoff.failures == 5000
+
+
+class Down(Publisher):
+    """A broker that stays down."""
+
+    def connect(self) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    def send(self, wave: Sequence[Message]) -> None:  # pragma: no cover
+        raise AssertionError
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_broker_outage_is_retried_at_the_longest_wait_forever() -> None:
+    Author.objects.create(name="x")
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.0)  # waits of 0 s: many failures fast
+    relay = Relay("down", Down("amqp://down", {}), config)
+
+    def stop_after_1100_failures() -> None:
+        deadline = time.monotonic() + 60
+        while relay.backoff.failures <= 1100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        relay.stop.set()
+
+    stopper = threading.Thread(target=stop_after_1100_failures)
+    stopper.start()
+    try:
+        relay.run()  # documented: retries, waiting up to MAX_BACKOFF, until stopped
+    finally:
+        relay.stop.set()
+        stopper.join()
+    assert relay.backoff.failures > 1100
+
+
 def test_the_relay_settings_have_defaults_and_checks() -> None:
     with override_settings(AUDIT_EVENTS={"MODELS": []}):
         config = get_relay_config()

@@ -55,7 +55,8 @@ class Backoff:
 
     def next(self) -> float:
         self.failures += 1
-        delay: float = min(self.longest, self.first * 2 ** (self.failures - 1))
+        # The exponent is capped: 2.0 ** 1024 overflows a float, and a long outage must not stop the relay.
+        delay: float = min(self.longest, self.first * 2.0 ** min(self.failures - 1, 64))
         return delay * (0.5 + self.rng.random() / 2)
 
     def reset(self) -> None:
