@@ -43,8 +43,8 @@ from audit_events.conf import get_relay_config
 from audit_events.models import Event, RelayPosition
 from audit_events.relay import Deduplicator, Message, Publisher, Unpublishable, decode, message
 from audit_events.relay.messages import MESSAGE_ID_BYTES
-from audit_events.relay.publishers import redacted, waves
-from audit_events.relay.runner import Backoff, Relay
+from audit_events.relay.publishers import client, redacted, waves
+from audit_events.relay.runner import Backoff, Relay, Unrecoverable
 from tests.models import Author, Book
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +297,111 @@ def run_bounded(relay: Relay, seconds: float = 20) -> None:
         relay.run(once=True)
     finally:
         timer.cancel()
+
+
+# --- errors no retry can fix stop the relay with what to do ----------------------------
+
+
+class MissingClient(Flaky):
+    """A publisher whose broker client is not installed."""
+
+    def connect(self) -> None:
+        client("no_such_broker_client")
+
+
+@contextlib.contextmanager
+def renamed(table: str) -> Iterator[None]:
+    """``table`` missing for a while, as before ``migrate audit_events``."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+    try:
+        yield
+    finally:
+        connection.close()  # a PostgreSQL connection may be in a failed transaction
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+
+
+def command_fails(publisher: str, name: str, match: str) -> None:
+    """``audit_relay --once`` exits with a CommandError matching ``match``, not retrying forever: SIGTERM
+    after 10 s (its handler stops the relay, which then returns without an error)."""
+    settings_ = {"MODELS": [], "RELAY": {"PUBLISHER": f"tests.test_relay.{publisher}", "MAX_BACKOFF": 0.01}}
+    timer = threading.Timer(10, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with override_settings(AUDIT_EVENTS=settings_), pytest.raises(CommandError, match=match):
+            call_command("audit_relay", "--once", "--name", name)
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize("model", [Event, RelayPosition], ids=["events", "positions"])
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_table_stops_the_relay_saying_to_migrate(model: Any) -> None:
+    Author.objects.create(name="x")
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    relay = Relay("unmigrated", Flaky("test://", {}), config)
+    with renamed(model._meta.db_table):
+        with pytest.raises(Unrecoverable, match=r"run `manage.py migrate audit_events`"):
+            run_bounded(relay, 10)
+        command_fails("Flaky", "unmigrated", r"missing or out of date .*run `manage.py migrate audit_events`")
+    assert relay.backoff.failures == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_broker_client_stops_the_relay_saying_what_to_install() -> None:
+    Author.objects.create(name="x")
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    relay = Relay("no-client", MissingClient("test://", {}), config)
+    with pytest.raises(Unrecoverable, match=r"pip install 'django-audit-events\[relay\]'"):
+        run_bounded(relay, 10)
+    command_fails("MissingClient", "no-client", r"No module named 'no_such_broker_client'.*pip install")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_name_too_long_for_its_position_is_refused_up_front() -> None:
+    command_fails("Flaky", "n" * 101, r"--name: 1 to 100 characters, not 101")
+    assert not RelayPosition.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_data_error_stops_the_relay() -> None:
+    """PostgreSQL enforces the name's length (SQLite does not): a DataError, which no retry fixes."""
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    relay = Relay("n" * 101, Flaky("test://", {}), config)
+    with pytest.raises(Unrecoverable, match=r"DataError: value too long"):
+        run_bounded(relay, 10)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_is_retried_and_logged_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    Author.objects.create(name="x")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+
+    def terminate() -> None:  # from another connection, as a database restart or failover would
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        finally:
+            connection.close()
+
+    killer = threading.Thread(target=terminate)
+    killer.start()
+    killer.join()
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    publisher = Flaky("test://", {})
+    relay = Relay("reconnects", publisher, config)
+    with caplog.at_level("WARNING", "audit_events.relay"):
+        run_bounded(relay, 10)
+    assert len(publisher.received) == 1
+    warnings = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "database error (OperationalError: server closed the connection unexpectedly " in warnings[0]
+    assert "\n" not in warnings[0]
 
 
 def test_a_message_id_is_the_events_key_or_a_digest_of_a_long_or_odd_one() -> None:

@@ -13,8 +13,9 @@ from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.utils.module_loading import import_string
 
 from ... import conf
+from ...models import RelayPosition
 from ...relay.publishers import Publisher, Unpublishable
-from ...relay.runner import Relay, log
+from ...relay.runner import Relay, Unrecoverable, log
 
 _LEVELS = {0: logging.WARNING, 1: logging.INFO}
 
@@ -41,6 +42,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = conf.get_relay_config()
+        longest = RelayPosition._meta.get_field("name").max_length or 0
+        if not options["name"] or len(options["name"]) > longest:
+            raise CommandError(f"--name: 1 to {longest} characters, not {len(options['name'])}.")
         try:
             publisher_class = import_string(config.publisher)
         except ImportError as error:
@@ -72,6 +76,11 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{error}. The relay stopped before this event's batch (retrying cannot help); "
                 "its saved position is unchanged. See docs/relay.rst, 'A message the broker cannot take'."
+            ) from error
+        except Unrecoverable as error:
+            raise CommandError(
+                f"The relay stopped: {error}. Its saved position is unchanged; start it again once this is fixed. "
+                "See docs/relay.rst, 'Errors that stop the relay'."
             ) from error
 
     def _log_to_stderr(self, verbosity: int) -> None:
