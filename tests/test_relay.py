@@ -79,6 +79,19 @@ def test_the_message_carries_the_documented_fields() -> None:
     assert sent.topic == "tests.author.create"
 
 
+@pytest.mark.django_db
+def test_created_at_is_utc_without_use_tz() -> None:
+    """USE_TZ = False stores naive datetimes in TIME_ZONE: the message gives them in UTC, as documented."""
+    with override_settings(USE_TZ=False, TIME_ZONE="America/Chicago"):
+        before = datetime.datetime.now(datetime.UTC)
+        Author.objects.create(name="tz")
+        body = decode(message(Event.objects.get()).body)
+        after = datetime.datetime.now(datetime.UTC)
+    created_at = datetime.datetime.fromisoformat(body["created_at"])
+    assert body["created_at"].endswith("+00:00")
+    assert before - datetime.timedelta(seconds=1) <= created_at <= after + datetime.timedelta(seconds=1)
+
+
 def test_decode_refuses_what_is_not_a_message() -> None:
     with pytest.raises(ValueError, match="not an audit_events message"):
         decode(b'{"hello": 1}')
