@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
@@ -415,6 +416,76 @@ def test_a_lost_database_connection_is_retried_and_logged_on_one_line(caplog: py
     assert len(warnings) == 1, warnings
     assert "database error (OperationalError: server closed the connection unexpectedly " in warnings[0]
     assert "\n" not in warnings[0]
+
+
+# --- partitioned by content type ------------------------------------------------------
+
+
+def run_in_thread(relay: Relay) -> threading.Thread:
+    def run() -> None:
+        try:
+            relay.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_relays_partitioned_by_content_type_publish_every_event_once_in_order(books: list[int]) -> None:
+    """Two relays, ``--models tests.Author`` and ``--exclude tests.Author``, while four writers commit."""
+    config = type(get_relay_config())(batch_size=50, poll_interval=0.01, max_backoff=0.01)
+    authors = {ContentType.objects.get_for_model(Author).pk}
+    parts = [
+        Relay("authors", Flaky("test://", {}), config, content_types=authors),
+        Relay("the-rest", Flaky("test://", {}), config, content_types=authors, exclude=True),
+    ]
+    relays = [run_in_thread(relay) for relay in parts]
+    commits: dict[str, float] = {}
+    errors: list[BaseException] = []
+    writers = [threading.Thread(target=write, args=(i, 300, books, commits, errors)) for i in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    assert not errors, errors
+    table = table_keys()
+    deadline = time.monotonic() + WAIT
+    while sum(len(relay.publisher.received) for relay in parts) < len(table) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    time.sleep(0.2)  # anything more would be a duplicate
+    for relay, thread in zip(parts, relays, strict=True):
+        relay.stop.set()
+        thread.join(WAIT)
+    received = [m for relay in parts for m in relay.publisher.received]  # type: ignore[attr-defined]
+    keys = [(m.model, m.pk, m.version) for m in received]
+    assert len(keys) == len(set(keys)) == len(table)  # every event exactly once (no failure: no retry)
+    assert set(keys) == set(table)
+    assert {m.model for m in parts[0].publisher.received} == {"tests.author"}  # type: ignore[attr-defined]
+    assert "tests.author" not in {m.model for m in parts[1].publisher.received}  # type: ignore[attr-defined]
+    versions: dict[tuple[str, str], list[int]] = {}
+    for m in received:
+        versions.setdefault((m.model, m.pk), []).append(m.version)
+    assert all(v == list(range(1, len(v) + 1)) for v in versions.values())  # each row's versions in order
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_partitions_by_model_labels() -> None:
+    author = Author.objects.create(name="a")
+    Book.objects.create(author=author, title="t")
+    settings_ = {"MODELS": [], "RELAY": {"PUBLISHER": "tests.test_relay.Flaky", "MAX_BACKOFF": 0.01}}
+    with override_settings(AUDIT_EVENTS=settings_):
+        call_command("audit_relay", "--once", "--name", "books", "--models", "tests.Book")
+        call_command("audit_relay", "--once", "--name", "not-books", "--exclude", "tests.book")
+        with pytest.raises(CommandError, match=r"--models: no model 'tests.Nope'"):
+            call_command("audit_relay", "--once", "--name", "x", "--models", "tests.Nope")
+        with pytest.raises(CommandError, match=r"--models or --exclude, not both"):
+            call_command("audit_relay", "--once", "--name", "x", "--models", "tests.Book", "--exclude", "tests.Author")
+    counts = dict(RelayPosition.objects.values_list("name", "published"))
+    assert counts == {"books": 1, "not-books": 1}
 
 
 def test_a_message_id_is_the_events_key_or_a_digest_of_a_long_or_odd_one() -> None:

@@ -45,6 +45,39 @@ def read_all(position: stream.Position, limit: int = 1000) -> tuple[list[Event],
 
 
 @pytest.mark.parametrize("ids_per_range", [10_000, 2])
+def test_partitions_by_content_type_read_every_event_once_between_them(
+    ids_per_range: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "_RANGE", ids_per_range)
+    author = Author.objects.create(name="a")
+    for i in range(5):
+        book = Book.objects.create(author=author, title=f"b{i}")
+        book.pages = i
+        book.save()
+        author.name += "!"
+        author.save()
+    authors = ContentType.objects.get_for_model(Author).pk
+
+    def partition(**which: object) -> list[int]:
+        position, seen = stream.Position.start(), []
+        while True:
+            batch = stream.read(position, limit=2, **which)  # type: ignore[arg-type]
+            seen += [e.id for e in batch.events]
+            position = batch.position
+            if not batch.events:
+                return seen
+
+    only, others = partition(content_types={authors}), partition(content_types={authors}, exclude=True)
+    assert Event.objects.filter(id__in=only).exclude(content_type_id=authors).count() == 0
+    assert Event.objects.filter(id__in=others, content_type_id=authors).count() == 0
+    assert only == sorted(only)
+    assert others == sorted(others)
+    assert sorted(only + others) == list(Event.objects.order_by("id").values_list("id", flat=True))
+    with pytest.raises(ValueError, match="content_types"):
+        stream.read(stream.Position.start(), content_types=set())
+
+
+@pytest.mark.parametrize("ids_per_range", [10_000, 2])
 def test_reads_every_event_in_order_and_resumes_after_a_position(
     ids_per_range: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

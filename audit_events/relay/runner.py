@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from django.contrib.contenttypes.models import ContentType
@@ -86,12 +86,17 @@ class Relay:
         config: conf.RelayConfig,
         using: str = DEFAULT_DB_ALIAS,
         stop: threading.Event | None = None,
+        content_types: Collection[int] | None = None,
+        exclude: bool = False,
     ) -> None:
+        """``content_types`` (ids), or all but those with ``exclude``: this relay's partition of the events."""
         self.name = name
         self.publisher = publisher
         self.config = config
         self.using = using
         self.stop = stop or threading.Event()
+        self.content_types = content_types
+        self.exclude = exclude
         self.backoff = Backoff(config.max_backoff)
         self.connected = False
         self.published = 0  # by this process
@@ -153,7 +158,9 @@ class Relay:
                     self.publisher.connect()
                     self.connected = True
                     log.info("relay %r: connected to %s", self.name, self.publisher)
-                batch = stream.read(position, self.config.batch_size, self.using)
+                batch = stream.read(
+                    position, self.config.batch_size, self.using, content_types=self.content_types, exclude=self.exclude
+                )
                 if batch.events:
                     content_types = ContentType.objects.db_manager(self.using)
                     self.publisher.publish([message(event, content_types) for event in batch.events])
