@@ -30,9 +30,12 @@ reader that saw 11 and moved past it never sees 10.
   ids at INSERT and commits in any order, and exposes no snapshot a reader
   could compare a transaction id to; see docs/relay.rst.
 
-Queries: on SQLite one per batch; on PostgreSQL two per batch (the largest
-id, then the events, one query per 10,000 ids walked), plus two when a window
-opens (its snapshot, and its first event's id through the ``xid`` index).
+Queries (docs/relay.rst, "What a read costs"): on SQLite one per read; on
+PostgreSQL two per page (the largest id, then the events, one query per
+10,000 ids walked), plus two when a window opens (its snapshot, and its first
+event's id through the ``xid`` index): four for a batch that opens one. An
+idle read is one query (the snapshot), two when any transaction committed
+since the last read (the snapshot moved; a relay's own position UPDATE does).
 """
 
 from __future__ import annotations
