@@ -35,7 +35,8 @@ PostgreSQL two per page (the largest id, then the events, one query per
 10,000 ids walked), plus two when a window opens (its snapshot, and its first
 event's id through the ``xid`` index): four for a batch that opens one. An
 idle read is one query (the snapshot), two when any transaction committed
-since the last read (the snapshot moved; a relay's own position UPDATE does).
+since the last read, in any database of the server (the snapshot moved; a
+relay's own position UPDATE does).
 """
 
 from __future__ import annotations
