@@ -30,13 +30,18 @@ reader that saw 11 and moved past it never sees 10.
   ids at INSERT and commits in any order, and exposes no snapshot a reader
   could compare a transaction id to; see docs/relay.rst.
 
-Queries: on SQLite one per batch; on PostgreSQL two per batch (the largest
-id, then the events, one query per 10,000 ids walked), plus two when a window
-opens (its snapshot, and its first event's id through the ``xid`` index).
+Queries (docs/relay.rst, "What a read costs"): on SQLite one per read; on
+PostgreSQL two per page (the largest id, then the events, one query per
+10,000 ids walked), plus two when a window opens (its snapshot, and its first
+event's id through the ``xid`` index): four for a batch that opens one. An
+idle read is one query (the snapshot), two when any transaction committed
+since the last read, in any database of the server (the snapshot moved; a
+relay's own position UPDATE does).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,16 +82,37 @@ class Batch:
     position: Position = field(default_factory=Position)
 
 
-def read(position: Position, limit: int = DEFAULT_LIMIT, using: str = DEFAULT_DB_ALIAS) -> Batch:
+def read(
+    position: Position,
+    limit: int = DEFAULT_LIMIT,
+    using: str = DEFAULT_DB_ALIAS,
+    *,
+    content_types: Collection[int] | None = None,
+    exclude: bool = False,
+) -> Batch:
     """The next committed events after ``position``, at most ``limit`` of them.
 
     An empty batch means that every event committed when the call began has
     been read; read again later from the batch's position (which may have
     moved on even so: always keep the latest).
+
+    ``content_types`` (ids), if given, reads only the events of those content
+    types, or, with ``exclude``, only those of the others: a partition of the
+    stream. Readers of complementary partitions, each from its own position,
+    read every event once between them, each row's versions in order (a row's
+    events are all in one partition). A position belongs to its partition:
+    read it with the same ``content_types`` each time.
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit!r}")
-    return _reader(using).read(position, limit)
+    if content_types is None:
+        where = ""
+    elif not content_types:
+        raise ValueError("content_types must name at least one content type (None: all of them)")
+    else:
+        ids = ", ".join(str(int(pk)) for pk in sorted(content_types))  # integers only: inlined safely
+        where = f" AND e.content_type_id {'NOT IN' if exclude else 'IN'} ({ids})"
+    return _reader(using).read(position, limit, where)
 
 
 def now(using: str = DEFAULT_DB_ALIAS) -> Position:
@@ -123,9 +149,9 @@ class _PostgreSQL:
     def now(self) -> Position:
         return Position(snapshot=self._snapshot())
 
-    def read(self, position: Position, limit: int) -> Batch:
+    def read(self, position: Position, limit: int, where: str = "") -> Batch:
         if position.window:
-            batch = self._page(position, limit)
+            batch = self._page(position, limit, where)
             if batch.events:
                 return batch
             position = batch.position  # the open window was read to its end: open the next one
@@ -136,7 +162,7 @@ class _PostgreSQL:
         first = self._first_id(position.snapshot, window) if position.snapshot else 1
         if first is None:
             return Batch([], Position(snapshot=window))
-        return self._page(Position(position.snapshot, window, first - 1), limit)
+        return self._page(Position(position.snapshot, window, first - 1), limit, where)
 
     def _first_id(self, snapshot: str, window: str) -> int | None:
         """The smallest id of the window's events, found through the ``xid`` index, once per window.
@@ -159,7 +185,7 @@ class _PostgreSQL:
             first = cursor.fetchone()[0]
         return None if first is None else int(first)
 
-    def _page(self, position: Position, limit: int) -> Batch:
+    def _page(self, position: Position, limit: int, where: str) -> Batch:
         """The window's next events: its transactions, minus those already read, by id.
 
         The primary key is read in ranges of ``_RANGE`` ids up to the largest id
@@ -176,7 +202,7 @@ class _PostgreSQL:
         else:  # the first window: everything committed, events from before migration 0006 (NULL) too
             newly = "(e.xid IS NULL OR pg_visible_in_snapshot(e.xid, %(window)s::pg_snapshot))"
         sql = (
-            f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %(after)s AND e.id <= %(upto)s AND {newly} "
+            f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %(after)s AND e.id <= %(upto)s AND {newly}{where} "
             "ORDER BY e.id LIMIT %(limit)s"
         )
         with connections[self.using].cursor() as cursor:
@@ -206,8 +232,8 @@ class _SQLite:
             cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {_TABLE}")
             return Position(after_id=int(cursor.fetchone()[0]))
 
-    def read(self, position: Position, limit: int) -> Batch:
-        sql = f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %s ORDER BY e.id LIMIT %s"
+    def read(self, position: Position, limit: int, where: str = "") -> Batch:
+        sql = f"SELECT {_COLUMNS} FROM {_TABLE} AS e WHERE e.id > %s{where} ORDER BY e.id LIMIT %s"
         events = _events(self.using, sql, [position.after_id, limit])
         return Batch(events, Position(after_id=events[-1].id) if events else position)
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
@@ -43,8 +44,8 @@ from audit_events.conf import get_relay_config
 from audit_events.models import Event, RelayPosition
 from audit_events.relay import Deduplicator, Message, Publisher, Unpublishable, decode, message
 from audit_events.relay.messages import MESSAGE_ID_BYTES
-from audit_events.relay.publishers import redacted, waves
-from audit_events.relay.runner import Backoff, Relay
+from audit_events.relay.publishers import client, redacted, waves
+from audit_events.relay.runner import Backoff, Relay, Unrecoverable
 from tests.models import Author, Book
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +78,19 @@ def test_the_message_carries_the_documented_fields() -> None:
     assert body["created_at"].endswith("+00:00")
     assert sent.key == f"tests.author:{author.pk}:1"
     assert sent.topic == "tests.author.create"
+
+
+@pytest.mark.django_db
+def test_created_at_is_utc_without_use_tz() -> None:
+    """USE_TZ = False stores naive datetimes in TIME_ZONE: the message gives them in UTC, as documented."""
+    with override_settings(USE_TZ=False, TIME_ZONE="America/Chicago"):
+        before = datetime.datetime.now(datetime.UTC)
+        Author.objects.create(name="tz")
+        body = decode(message(Event.objects.get()).body)
+        after = datetime.datetime.now(datetime.UTC)
+    created_at = datetime.datetime.fromisoformat(body["created_at"])
+    assert body["created_at"].endswith("+00:00")
+    assert before - datetime.timedelta(seconds=1) <= created_at <= after + datetime.timedelta(seconds=1)
 
 
 def test_decode_refuses_what_is_not_a_message() -> None:
@@ -145,6 +159,49 @@ def test_backoff_doubles_up_to_its_longest_then_resets() -> None:
     assert all(2 <= d <= 4 for d in delays[3:])
     backoff.reset()
     assert backoff.next() <= 0.5
+
+
+def test_backoff_keeps_waiting_its_longest_after_any_number_of_failures() -> None:
+    """2 ** 1024 overflows a float: failure 1,025 in a row (a long outage) must not kill the relay."""
+    backoff = Backoff(longest=30.0, rng=random.Random(0))
+    delays = [backoff.next() for _ in range(5000)]
+    assert all(15.0 <= d <= 30.0 for d in delays[10:])
+    assert backoff.failures == 5000
+
+
+class Down(Publisher):
+    """A broker that stays down."""
+
+    def connect(self) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    def send(self, wave: Sequence[Message]) -> None:  # pragma: no cover
+        raise AssertionError
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_broker_outage_is_retried_at_the_longest_wait_forever() -> None:
+    Author.objects.create(name="x")
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.0)  # waits of 0 s: many failures fast
+    relay = Relay("down", Down("amqp://down", {}), config)
+
+    def stop_after_1100_failures() -> None:
+        deadline = time.monotonic() + 60
+        while relay.backoff.failures <= 1100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        relay.stop.set()
+
+    stopper = threading.Thread(target=stop_after_1100_failures)
+    stopper.start()
+    try:
+        relay.run()  # documented: retries, waiting up to MAX_BACKOFF, until stopped
+    finally:
+        relay.stop.set()
+        stopper.join()
+    assert relay.backoff.failures > 1100
 
 
 def test_the_relay_settings_have_defaults_and_checks() -> None:
@@ -254,6 +311,181 @@ def run_bounded(relay: Relay, seconds: float = 20) -> None:
         relay.run(once=True)
     finally:
         timer.cancel()
+
+
+# --- errors no retry can fix stop the relay with what to do ----------------------------
+
+
+class MissingClient(Flaky):
+    """A publisher whose broker client is not installed."""
+
+    def connect(self) -> None:
+        client("no_such_broker_client")
+
+
+@contextlib.contextmanager
+def renamed(table: str) -> Iterator[None]:
+    """``table`` missing for a while, as before ``migrate audit_events``."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+    try:
+        yield
+    finally:
+        connection.close()  # a PostgreSQL connection may be in a failed transaction
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+
+
+def command_fails(publisher: str, name: str, match: str) -> None:
+    """``audit_relay --once`` exits with a CommandError matching ``match``, not retrying forever: SIGTERM
+    after 10 s (its handler stops the relay, which then returns without an error)."""
+    settings_ = {"MODELS": [], "RELAY": {"PUBLISHER": f"tests.test_relay.{publisher}", "MAX_BACKOFF": 0.01}}
+    timer = threading.Timer(10, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with override_settings(AUDIT_EVENTS=settings_), pytest.raises(CommandError, match=match):
+            call_command("audit_relay", "--once", "--name", name)
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize("model", [Event, RelayPosition], ids=["events", "positions"])
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_table_stops_the_relay_saying_to_migrate(model: Any) -> None:
+    Author.objects.create(name="x")
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    relay = Relay("unmigrated", Flaky("test://", {}), config)
+    with renamed(model._meta.db_table):
+        with pytest.raises(Unrecoverable, match=r"run `manage.py migrate audit_events`"):
+            run_bounded(relay, 10)
+        command_fails("Flaky", "unmigrated", r"missing or out of date .*run `manage.py migrate audit_events`")
+    assert relay.backoff.failures == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_broker_client_stops_the_relay_saying_what_to_install() -> None:
+    Author.objects.create(name="x")
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    relay = Relay("no-client", MissingClient("test://", {}), config)
+    with pytest.raises(Unrecoverable, match=r"pip install 'django-audit-events\[relay\]'"):
+        run_bounded(relay, 10)
+    command_fails("MissingClient", "no-client", r"No module named 'no_such_broker_client'.*pip install")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_name_too_long_for_its_position_is_refused_up_front() -> None:
+    command_fails("Flaky", "n" * 101, r"--name: 1 to 100 characters, not 101")
+    assert not RelayPosition.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_data_error_stops_the_relay() -> None:
+    """PostgreSQL enforces the name's length (SQLite does not): a DataError, which no retry fixes."""
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    relay = Relay("n" * 101, Flaky("test://", {}), config)
+    with pytest.raises(Unrecoverable, match=r"DataError: value too long"):
+        run_bounded(relay, 10)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_is_retried_and_logged_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    Author.objects.create(name="x")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+
+    def terminate() -> None:  # from another connection, as a database restart or failover would
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        finally:
+            connection.close()
+
+    killer = threading.Thread(target=terminate)
+    killer.start()
+    killer.join()
+    config = type(get_relay_config())(poll_interval=0.01, max_backoff=0.01)
+    publisher = Flaky("test://", {})
+    relay = Relay("reconnects", publisher, config)
+    with caplog.at_level("WARNING", "audit_events.relay"):
+        run_bounded(relay, 10)
+    assert len(publisher.received) == 1
+    warnings = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "database error (OperationalError: server closed the connection unexpectedly " in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+# --- partitioned by content type ------------------------------------------------------
+
+
+def run_in_thread(relay: Relay) -> threading.Thread:
+    def run() -> None:
+        try:
+            relay.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_relays_partitioned_by_content_type_publish_every_event_once_in_order(books: list[int]) -> None:
+    """Two relays, ``--models tests.Author`` and ``--exclude tests.Author``, while four writers commit."""
+    config = type(get_relay_config())(batch_size=50, poll_interval=0.01, max_backoff=0.01)
+    authors = {ContentType.objects.get_for_model(Author).pk}
+    parts = [
+        Relay("authors", Flaky("test://", {}), config, content_types=authors),
+        Relay("the-rest", Flaky("test://", {}), config, content_types=authors, exclude=True),
+    ]
+    relays = [run_in_thread(relay) for relay in parts]
+    commits: dict[str, float] = {}
+    errors: list[BaseException] = []
+    writers = [threading.Thread(target=write, args=(i, 300, books, commits, errors)) for i in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    assert not errors, errors
+    table = table_keys()
+    deadline = time.monotonic() + WAIT
+    while sum(len(relay.publisher.received) for relay in parts) < len(table) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    time.sleep(0.2)  # anything more would be a duplicate
+    for relay, thread in zip(parts, relays, strict=True):
+        relay.stop.set()
+        thread.join(WAIT)
+    received = [m for relay in parts for m in relay.publisher.received]  # type: ignore[attr-defined]
+    keys = [(m.model, m.pk, m.version) for m in received]
+    assert len(keys) == len(set(keys)) == len(table)  # every event exactly once (no failure: no retry)
+    assert set(keys) == set(table)
+    assert {m.model for m in parts[0].publisher.received} == {"tests.author"}  # type: ignore[attr-defined]
+    assert "tests.author" not in {m.model for m in parts[1].publisher.received}  # type: ignore[attr-defined]
+    versions: dict[tuple[str, str], list[int]] = {}
+    for m in received:
+        versions.setdefault((m.model, m.pk), []).append(m.version)
+    assert all(v == list(range(1, len(v) + 1)) for v in versions.values())  # each row's versions in order
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_partitions_by_model_labels() -> None:
+    author = Author.objects.create(name="a")
+    Book.objects.create(author=author, title="t")
+    settings_ = {"MODELS": [], "RELAY": {"PUBLISHER": "tests.test_relay.Flaky", "MAX_BACKOFF": 0.01}}
+    with override_settings(AUDIT_EVENTS=settings_):
+        call_command("audit_relay", "--once", "--name", "books", "--models", "tests.Book")
+        call_command("audit_relay", "--once", "--name", "not-books", "--exclude", "tests.book")
+        with pytest.raises(CommandError, match=r"--models: no model 'tests.Nope'"):
+            call_command("audit_relay", "--once", "--name", "x", "--models", "tests.Nope")
+        with pytest.raises(CommandError, match=r"--models or --exclude, not both"):
+            call_command("audit_relay", "--once", "--name", "x", "--models", "tests.Book", "--exclude", "tests.Author")
+    counts = dict(RelayPosition.objects.values_list("name", "published"))
+    assert counts == {"books": 1, "not-books": 1}
 
 
 def test_a_message_id_is_the_events_key_or_a_digest_of_a_long_or_odd_one() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .messages import FORMAT, Deduplicator, Message, decode, message
 from .publishers import NATSJetStream, Publisher, PublishError, RabbitMQ, Unpublishable
+from .runner import Unrecoverable
 
 __all__ = [
     "FORMAT",
@@ -18,6 +19,7 @@ __all__ = [
     "Publisher",
     "RabbitMQ",
     "Unpublishable",
+    "Unrecoverable",
     "decode",
     "message",
 ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType, ContentTypeManager
+from django.utils import timezone
 
 from ..models import Event
 
@@ -80,7 +81,9 @@ def message(event: Event, content_types: ContentTypeManager | None = None) -> Me
     content_type = manager.get_for_id(event.content_type_id)
     model = f"{content_type.app_label}.{content_type.model}"
     created_at = event.created_at
-    if isinstance(created_at, datetime.datetime) and created_at.tzinfo is not None:
+    if isinstance(created_at, datetime.datetime):
+        if timezone.is_naive(created_at):  # USE_TZ = False: a naive datetime is in the current time zone
+            created_at = timezone.make_aware(created_at)
         created_at = created_at.astimezone(datetime.UTC)
     body = {
         "format": FORMAT,

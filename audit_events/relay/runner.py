@@ -22,16 +22,25 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    connections,
+)
 from django.db.models import F
 from django.utils import timezone
 
-from .. import conf, stream
-from ..models import RelayPosition
+from .. import conf, prepared, stream
+from ..models import Event, RelayPosition
 from .messages import message
 from .publishers import Publisher, Unpublishable
 
@@ -42,6 +51,10 @@ PROGRESS_EVERY = 10.0  # seconds between two progress lines in the log
 
 def saved_position(row: RelayPosition) -> stream.Position:
     return stream.Position(snapshot=row.snapshot, window=row.window_snapshot, after_id=row.after_id)
+
+
+class Unrecoverable(Exception):
+    """An error no retry can fix (a missing table, a missing broker client): the relay stops with it."""
 
 
 @dataclass
@@ -55,7 +68,8 @@ class Backoff:
 
     def next(self) -> float:
         self.failures += 1
-        delay: float = min(self.longest, self.first * 2 ** (self.failures - 1))
+        # The exponent is capped: 2.0 ** 1024 overflows a float, and a long outage must not stop the relay.
+        delay: float = min(self.longest, self.first * 2.0 ** min(self.failures - 1, 64))
         return delay * (0.5 + self.rng.random() / 2)
 
     def reset(self) -> None:
@@ -72,12 +86,17 @@ class Relay:
         config: conf.RelayConfig,
         using: str = DEFAULT_DB_ALIAS,
         stop: threading.Event | None = None,
+        content_types: Collection[int] | None = None,
+        exclude: bool = False,
     ) -> None:
+        """``content_types`` (ids), or all but those with ``exclude``: this relay's partition of the events."""
         self.name = name
         self.publisher = publisher
         self.config = config
         self.using = using
         self.stop = stop or threading.Event()
+        self.content_types = content_types
+        self.exclude = exclude
         self.backoff = Backoff(config.max_backoff)
         self.connected = False
         self.published = 0  # by this process
@@ -116,7 +135,7 @@ class Relay:
         """
         try:
             self._run(once, from_now)
-        except Unpublishable as error:
+        except (Unpublishable, Unrecoverable) as error:
             log.error("relay %r: stopped, %s", self.name, error)
             raise
         finally:
@@ -139,7 +158,9 @@ class Relay:
                     self.publisher.connect()
                     self.connected = True
                     log.info("relay %r: connected to %s", self.name, self.publisher)
-                batch = stream.read(position, self.config.batch_size, self.using)
+                batch = stream.read(
+                    position, self.config.batch_size, self.using, content_types=self.content_types, exclude=self.exclude
+                )
                 if batch.events:
                     content_types = ContentType.objects.db_manager(self.using)
                     self.publisher.publish([message(event, content_types) for event in batch.events])
@@ -160,11 +181,37 @@ class Relay:
                         break
                     self.stop.wait(self.config.poll_interval)
             except DatabaseError as error:
+                advice = self._unrecoverable(error)
+                if advice:
+                    raise Unrecoverable(advice) from error
                 self._retry("database", error, lambda: connections[self.using].close())
+            except ImportError as error:  # a broker client not installed: the publisher's connect() says which
+                raise Unrecoverable(_one_line(error)) from error
             except Unpublishable:
                 raise
             except Exception as error:  # whatever a broker's client raises: reconnect and publish again
                 self._retry("broker", error, self._disconnect)
+
+    def _unrecoverable(self, error: DatabaseError) -> str:
+        """What to do about a database error no retry can fix ("": a transient one, retried).
+
+        Lost connections, timeouts, deadlocks, a database restarting (``OperationalError``,
+        ``InterfaceError``) are retried; a missing table, a value the column refuses, a
+        statement the database rejects are not.
+        """
+        text = str(error)
+        missing = prepared.sqlstate(error) in ("42P01", "42703") or any(
+            words in text for words in ("no such table", "no such column", "does not exist")
+        )
+        if missing and any(table in text for table in _TABLES):
+            database = "" if self.using == DEFAULT_DB_ALIAS else f" --database {self.using}"
+            command = f"manage.py migrate audit_events{database}"
+            return f"the relay's tables are missing or out of date ({_one_line(error)}): run `{command}`"
+        if isinstance(error, (DataError, IntegrityError, ProgrammingError, NotSupportedError)):
+            return f"{type(error).__name__}: {_one_line(error)} (retrying cannot fix this)"
+        if isinstance(error, OperationalError) and missing:
+            return f"{type(error).__name__}: {_one_line(error)}"
+        return ""
 
     def _disconnect(self) -> None:
         self.publisher.close()  # also after a failed connect(), which may have left half a connection
@@ -175,7 +222,7 @@ class Relay:
         delay = self.backoff.next()
         log.warning(
             "relay %r: %s error (%s: %s); retrying in %.1f s (failure %d in a row)",
-            self.name, what, type(error).__name__, error, delay, self.backoff.failures,
+            self.name, what, type(error).__name__, _one_line(error), delay, self.backoff.failures,
         )  # fmt: skip
         self.stop.wait(delay)
 
@@ -191,6 +238,14 @@ class Relay:
                 self.name, self.published, rate, last_id,
             )  # fmt: skip
             self._progress = (time.monotonic(), self.published)
+
+
+_TABLES = (Event._meta.db_table, RelayPosition._meta.db_table)
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (a PostgreSQL error's has several, and ends with a newline)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def _describe(position: stream.Position) -> str:

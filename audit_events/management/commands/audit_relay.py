@@ -8,13 +8,16 @@ import sys
 import threading
 from typing import Any
 
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.utils.module_loading import import_string
 
 from ... import conf
+from ...models import RelayPosition
 from ...relay.publishers import Publisher, Unpublishable
-from ...relay.runner import Relay, log
+from ...relay.runner import Relay, Unrecoverable, log
 
 _LEVELS = {0: logging.WARNING, 1: logging.INFO}
 
@@ -37,10 +40,25 @@ class Command(BaseCommand):
             action="store_true",
             help="A relay without a saved position starts after the events committed now, not at the first one.",
         )
+        parser.add_argument(
+            "--models",
+            nargs="+",
+            metavar="APP_LABEL.MODEL",
+            help="Publish only these models' events: one partition of the stream, under its own --name.",
+        )
+        parser.add_argument(
+            "--exclude",
+            nargs="+",
+            metavar="APP_LABEL.MODEL",
+            help="Publish every model's events but these (the complement of another relay's --models).",
+        )
         parser.add_argument("--url", default=None, help="The broker's URL (default: AUDIT_EVENTS['RELAY']['URL']).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = conf.get_relay_config()
+        longest = RelayPosition._meta.get_field("name").max_length or 0
+        if not options["name"] or len(options["name"]) > longest:
+            raise CommandError(f"--name: 1 to {longest} characters, not {len(options['name'])}.")
         try:
             publisher_class = import_string(config.publisher)
         except ImportError as error:
@@ -52,6 +70,7 @@ class Command(BaseCommand):
         vendor = connections[options["database"]].vendor
         if vendor not in ("postgresql", "sqlite"):
             raise CommandError(str(NotSupportedError(f"audit_relay does not support {vendor}: see docs/relay.rst.")))
+        content_types = self._partition(options["models"], options["exclude"], options["database"])
         self._log_to_stderr(options["verbosity"])
         publisher = publisher_class(options["url"] or config.url, config.options)
         stop = threading.Event()
@@ -65,14 +84,36 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stopping)
         try:
-            Relay(options["name"], publisher, config, options["database"], stop).run(
-                once=options["once"], from_now=options["from_now"]
+            relay = Relay(
+                options["name"], publisher, config, options["database"], stop, content_types, bool(options["exclude"])
             )
+            relay.run(once=options["once"], from_now=options["from_now"])
         except Unpublishable as error:
             raise CommandError(
                 f"{error}. The relay stopped before this event's batch (retrying cannot help); "
                 "its saved position is unchanged. See docs/relay.rst, 'A message the broker cannot take'."
             ) from error
+        except Unrecoverable as error:
+            raise CommandError(
+                f"The relay stopped: {error}. Its saved position is unchanged; start it again once this is fixed. "
+                "See docs/relay.rst, 'Errors that stop the relay'."
+            ) from error
+
+    def _partition(self, models: list[str] | None, exclude: list[str] | None, using: str) -> set[int] | None:
+        """The content type ids of ``--models`` or ``--exclude`` (None: every model)."""
+        if models and exclude:
+            raise CommandError("Give --models or --exclude, not both.")
+        labels, option = (models, "--models") if models else (exclude, "--exclude")
+        if not labels:
+            return None
+        ids = set()
+        for label in labels:
+            try:
+                model = apps.get_model(label)
+            except (LookupError, ValueError):
+                raise CommandError(f"{option}: no model {label!r} (give app_label.ModelName).") from None
+            ids.add(ContentType.objects.db_manager(using).get_for_model(model).pk)  # as events record it
+        return ids
 
     def _log_to_stderr(self, verbosity: int) -> None:
         """Log to stderr, unless the project's LOGGING already sends this logger somewhere."""
