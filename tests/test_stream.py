@@ -57,12 +57,17 @@ def test_a_read_costs_the_queries_docs_relay_rst_gives() -> None:
 
     Author.objects.create(name="first")
     count, position = queries(stream.Position.start())
-    assert count == (3 if postgres else 1)  # the first window: no previous snapshot, no first id to find
+    # The first window: no previous snapshot, no first id to find. On PostgreSQL one query more when another
+    # session of the server commits during the read (the snapshot moves; other test runs share the server).
+    assert count in ((3, 4) if postgres else (1,))
     for i in range(3):
         Author.objects.create(name=f"a{i}")
     opening, position = queries(position)
     following, position = queries(position)
-    assert (opening, following) == ((4, 2) if postgres else (1, 1))
+    if postgres:  # (one more when another session commits during the read, as above)
+        assert (opening in (4, 5), following in (2, 3)) == (True, True), (opening, following)
+    else:
+        assert (opening, following) == (1, 1)
 
     def idle(position: stream.Position) -> stream.Position:
         """1 query, or on PostgreSQL 2 when the snapshot moved (any commit in the cluster, other tests' too)."""
