@@ -51,6 +51,7 @@ KINDS = {
     "fast-delete": "Django's fast delete is off for audited models (the Collector sends their delete signals)",
     "collector-rows": "the deletion Collector selects whole rows of audited models, not only their keys",
     "receivers": "audit_events' receivers are connected to the model signals",
+    "sql-text": "asserts a write's SQL text; the write reads the rows it writes (in the statement or before it)",
 }
 Outcomes = dict[str, list[str]]  # test id -> [outcome, first line of the error]
 # What assertNumQueries says when the count is wrong (a subtest's parameters may come first).
