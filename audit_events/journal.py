@@ -371,6 +371,11 @@ def write(drafts: Sequence[Draft], using: str, *, by: Author | None = None) -> N
     connection = connections[using]
     author = Author.now() if by is None else by
     pending = Pending.of(connection)
+    if pending.before_create:
+        for d in drafts:
+            if d.action == "create" and d.content_type_label in pending.before_create:
+                for complete in pending.before_create[d.content_type_label]:
+                    complete(d)
     pending.add([_Row((d.content_type_label, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))
     # ends without COMMIT: its events cannot wait for one.
@@ -452,6 +457,12 @@ class Pending:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.rows: list[_Row] = []
+        # Per model label, what completes the state of a row created in this transaction that
+        # rows written before it already named (a deferred foreign key): ``m2m`` adds the links.
+        self.before_create: dict[str, list[Callable[[Draft], None]]] = {}
+        # What must run in the transaction just before its COMMIT (``m2m``: links written to rows
+        # that were missing, recorded on those rows if they are there by then). Each runs once.
+        self.before_commit: list[Callable[[], None]] = []
         # The connection's own methods, called by the wrappers below.
         self.original = {name: getattr(connection, name) for name in self._WRAPPED}
         for name in self._WRAPPED:
@@ -496,6 +507,16 @@ class Pending:
                 raise type(error)(_unmigrated_message(error, self.connection.alias)) from error
             raise
 
+    def _before_commit(self) -> None:
+        while self.before_commit:
+            self.before_commit.pop(0)()
+        self.flush()
+
+    def _forget(self) -> None:
+        """The transaction ended: what waited for its rows' creation or its COMMIT is void."""
+        self.before_create.clear()
+        self.before_commit.clear()
+
     def _drop(self) -> list[_Row]:
         rows, self.rows = self.rows, []
         if rows and self._before_event_reads in self.connection.execute_wrappers:
@@ -512,7 +533,7 @@ class Pending:
     def commit(self) -> None:
         self.connection.validate_no_atomic_block()
         try:
-            self.flush()
+            self._before_commit()
         except BaseException:
             try:
                 self.rollback()  # the writes go with their events
@@ -522,7 +543,10 @@ class Pending:
                 # one, and raise the error that broke it, as a COMMIT there would have.
                 self.connection.close()
             raise
-        self.original["commit"]()
+        try:
+            self.original["commit"]()
+        finally:
+            self._forget()
 
     def rollback(self) -> None:
         self.connection.validate_no_atomic_block()  # refused inside atomic(): nothing is rolled back
@@ -530,6 +554,7 @@ class Pending:
             self.original["rollback"]()
         finally:
             self._drop()
+            self._forget()
 
     def savepoint(self) -> Any:
         self.flush()  # what waits now was made before the savepoint: a rollback to it must keep it
@@ -546,8 +571,10 @@ class Pending:
             self.original["close"]()
         finally:
             self._drop()
+            self._forget()
 
     def set_autocommit(self, autocommit: bool, *args: Any, **kwargs: Any) -> None:
         if autocommit:  # SQLite and MySQL commit what is open without a commit() call
-            self.flush()
+            self._before_commit()
+            self._forget()
         self.original["set_autocommit"](autocommit, *args, **kwargs)

@@ -57,7 +57,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, models
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry, replay
@@ -354,17 +354,24 @@ class _LinkChange:
         A row another transaction deleted is not found by the lock; a link the
         write adds to it waits for its foreign key check until COMMIT
         (PostgreSQL's are deferred), and passes if a restore of the row
-        commits first. The check is made now (:func:`_check_now`): it fails
-        as it would at COMMIT, or the row is there, locked by it. Such a row,
-        and one a restore committed before a ``remove()`` ran, is locked and
-        read now; its links before the write are those its history records
-        (the restore's event). No query unless an owner was absent.
+        commits first. The check is made now (:func:`_check_now`; on SQLite
+        no other transaction writes meanwhile): the row is
+        there, locked by it, or no transaction has it yet. Such a row, and one
+        a restore committed before a ``remove()`` ran, is locked and read now;
+        its links before the write are those its history records (the
+        restore's event). A row no transaction has yet is left to the
+        deferred check, as without the app: this transaction may create it
+        later (a fixture loads a link before the row it names), and its create
+        records the links it finds then; or COMMIT fails. No query unless an
+        owner was absent.
         """
         lookups = self.absent.get((spec.model, field.name))
         if not lookups:
             return []
-        if connections[self.using].features.has_select_for_update:
-            _check_now(_Through.of(field), self.using)
+        if not connections[self.using].features.has_select_for_update or not _check_now(
+            _Through.of(field), self.using
+        ):  # SQLite: no other writer, an absent row is one no transaction has
+            _links_before_create(spec, field, lookups, self.using)
         drafts = []
         for lookup in lookups:
             for pk, state in capture.lock_rows(spec, self.using, lookup, no_key=True).items():
@@ -380,15 +387,59 @@ class _LinkChange:
         return drafts
 
 
-def _check_now(ends: _Through, using: str) -> None:
-    """Check the through table's deferred foreign key to the owners now, as COMMIT would.
+def _links_before_create(spec: registry.ModelSpec, field: Any, lookups: list[dict[str, Any]], using: str) -> None:
+    """Links written in this transaction to rows no transaction has yet (``lookups``, by owner).
 
-    Raises the database's ``IntegrityError`` for a link to an owner that does
-    not exist; otherwise each owner linked in this transaction is there, and
-    held (``FOR KEY SHARE``) until it ends. The constraint is deferred again
-    after: a later write of the transaction is checked at COMMIT, as before.
-    One query for the constraint's name, two ``SET CONSTRAINTS``.
+    A row of them created later in it records the links it has then in its create event;
+    until the transaction ends, each create of the model reads them (one SELECT of the
+    matching rows' keys, one of their links). Just before COMMIT, the rows there by then
+    (created by this transaction or by another that committed since, a restore say) are
+    locked and their links recorded where they differ from their history (``at_commit``).
     """
+    lookups = list(lookups)
+
+    def at_commit() -> None:
+        """Links written to rows that were missing, recorded on those that are there now.
+
+        On PostgreSQL the deferred check runs first (it raises the ``IntegrityError`` COMMIT
+        would); then each row is there (created in this transaction or by one that committed
+        since) and held until COMMIT. A row's links as recorded (its create's, its restore's)
+        are compared with the live ones, under lock: an update records the difference.
+        """
+        connection = connections[using]
+        if connection.features.has_select_for_update:
+            with connection.cursor() as cursor:
+                for name in _deferred_constraints(_Through.of(field), using):
+                    cursor.execute(f"SET CONSTRAINTS {name} IMMEDIATE")
+                    cursor.execute(f"SET CONSTRAINTS {name} DEFERRED")
+        with operation():
+            drafts = []
+            for lookup in lookups:
+                for pk, state in capture.lock_rows(spec, using, lookup, no_key=True).items():
+                    old = (replay.recorded_state(spec, pk, using=using) or {}).get(field.name, [])
+                    if old != state[field.name]:
+                        changes = {field.name: [old, state[field.name]]}
+                        drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
+            journal.write(drafts, using)
+
+    def complete(draft: journal.Draft) -> None:
+        if draft.state is None:
+            return
+        rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using).order_by()
+        matching = models.Q()
+        for lookup in lookups:
+            matching |= models.Q(**lookup)
+        pks = [pk for pk in rows.filter(matching).values_list("pk", flat=True) if spec.object_pk(pk) == draft.object_pk]
+        for links in read_links(spec, using, pks, [field]).values():
+            draft.state.update(links)
+
+    pending = journal.Pending.of(connections[using])
+    pending.before_create.setdefault(spec.model._meta.label_lower, []).append(complete)
+    pending.before_commit.append(at_commit)
+
+
+def _deferred_constraints(ends: _Through, using: str) -> list[str]:
+    """The names of the through table's deferred foreign keys to the owners (PostgreSQL; one query)."""
     connection = connections[using]
     table = connection.ops.quote_name(ends.model._meta.db_table)
     with connection.cursor() as cursor:
@@ -400,9 +451,30 @@ def _check_now(ends: _Through, using: str) -> None:
             " AND array_length(c.conkey, 1) = 1 AND a.attname = %s",
             [table, ends.source.column],
         )
-        for (name,) in cursor.fetchall():
-            cursor.execute(f"SET CONSTRAINTS {name} IMMEDIATE")
-            cursor.execute(f"SET CONSTRAINTS {name} DEFERRED")
+        return [name for (name,) in cursor.fetchall()]
+
+
+def _check_now(ends: _Through, using: str) -> bool:
+    """Check the through table's deferred foreign key to the owners now, as COMMIT would.
+
+    True when each owner linked in this transaction is there (the check waits
+    for a transaction inserting one), held (``FOR KEY SHARE``) until this one
+    ends. False when one is missing: the check's error is rolled back (a
+    savepoint) and the constraint stays deferred, so COMMIT checks it, as
+    without the app. The constraint is deferred again after: a later write of
+    the transaction is checked at COMMIT, as before. One query for the
+    constraint's name, a savepoint and two ``SET CONSTRAINTS``.
+    """
+    names = _deferred_constraints(ends, using)
+    with connections[using].cursor() as cursor:
+        try:
+            with transaction.atomic(using=using):
+                for name in names:
+                    cursor.execute(f"SET CONSTRAINTS {name} IMMEDIATE")
+                    cursor.execute(f"SET CONSTRAINTS {name} DEFERRED")
+        except IntegrityError:
+            return False
+    return True
 
 
 def _remember(

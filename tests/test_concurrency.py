@@ -590,6 +590,38 @@ def test_a_link_to_a_row_another_transaction_deleted_fails_and_records_nothing()
     assert_links_replay(book_pk)
 
 
+def test_a_link_to_a_deleted_row_restored_before_the_link_commits_is_recorded() -> None:
+    """Plain Django checks the link's key at COMMIT: a restore committed in between makes it pass.
+    So does the app, and the link is recorded on the restored row before COMMIT."""
+    from audit_events import restore
+    from tests.models import Tag
+
+    book = Book.objects.create(author=Author.objects.create(name="Ann"), title="t")
+    tag = Tag.objects.create(name="x")
+    book_pk = book.pk
+    book.delete()
+    added, released = threading.Event(), threading.Event()
+
+    def link() -> None:
+        with transaction.atomic():
+            Tag.objects.get(pk=tag.pk).books.add(book_pk)
+            added.set()
+            assert released.wait(WAIT)
+
+    worker = Worker(link)
+    worker.start()
+    try:
+        assert added.wait(WAIT), "the add never ran"
+        restore(Book, book_pk)
+    finally:
+        released.set()
+    worker.finish()
+    book = Book.objects.get(pk=book_pk)
+    assert [t.pk for t in book.tags.all()] == [tag.pk]
+    assert history(book).last().changes == {"tags": [[], [tag.pk]]}  # type: ignore[union-attr]
+    assert_links_replay(book_pk)
+
+
 def _restored_while_links_wait(action: str, write: Callable[[Any, int], None], linked: bool) -> Book:
     """``write(tag, book_pk)`` changes the links of a deleted book; after audit_events' receivers
     for ``action`` ran, and before the write, another transaction restores the book (with its
