@@ -1,10 +1,65 @@
-"""Helpers shared by the test modules."""
+"""Helpers shared by the test modules: the recording settings, events read back, moments, specs."""
 
 from __future__ import annotations
 
+import copy
 import datetime
+from typing import TYPE_CHECKING, Any
 
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.test.utils import override_settings
 from django.utils import timezone
+
+from audit_events.models import Event
+from tests import settings as test_settings
+
+if TYPE_CHECKING:
+    from audit_events.registry import ModelSpec
+
+# AUDIT_EVENTS of tests/settings.py without its relay's settings: what the recording tests start from.
+BASE: dict[str, Any] = copy.deepcopy(
+    {key: value for key, value in test_settings.AUDIT_EVENTS.items() if key != "RELAY"}
+)
+
+
+def settings_with(*labels: str) -> dict[str, Any]:
+    """``BASE`` recording ``labels`` too."""
+    return {**BASE, "MODELS": [*BASE["MODELS"], *labels]}
+
+
+def settings_without(*labels: str) -> dict[str, Any]:
+    """``BASE`` recording none of ``labels``."""
+    return {**BASE, "MODELS": [m for m in BASE["MODELS"] if m not in labels]}
+
+
+def registering(*labels: str) -> Any:
+    """``override_settings`` recording ``labels`` on top of ``BASE``."""
+    return override_settings(AUDIT_EVENTS=settings_with(*labels))
+
+
+def events(model: type[models.Model], pk: Any = None) -> list[Event]:
+    """The events of a model (of one row, given ``pk``), in the order they were written."""
+    found = Event.objects.filter(content_type=ContentType.objects.get_for_model(model))
+    if pk is not None:
+        found = found.filter(object_pk=str(pk))
+    return list(found.order_by("id"))
+
+
+def only(model: type[models.Model], pk: Any = None) -> Event:
+    """The one event of a model (of one row, given ``pk``)."""
+    found = events(model, pk)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def spec_of(model: type[models.Model]) -> ModelSpec:
+    """What the registry holds of ``model``, which the test's settings record."""
+    from audit_events.registry import spec_for
+
+    spec = spec_for(model)
+    assert spec is not None, f"{model._meta.label} is not registered"
+    return spec
 
 
 def moment() -> datetime.datetime:

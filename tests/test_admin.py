@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit_events.models import Action, Event
-from tests.helpers import at_commit
+from tests.helpers import at_commit, spec_of
 from tests.models import Author, Book, Review
 
 pytestmark = pytest.mark.django_db
@@ -516,10 +516,8 @@ def test_date_hierarchy_spans_the_years_between_the_first_and_last_event(admin_c
     import datetime
 
     from audit_events import journal
-    from audit_events.registry import spec_for
 
-    spec = spec_for(Author)
-    assert spec is not None
+    spec = spec_of(Author)
     old = [
         journal.Draft(
             content_type_id=spec.content_type_id(),

@@ -12,8 +12,8 @@ from django.db.models import ProtectedError
 
 from audit_events.context import capture_paused
 from audit_events.models import Event
+from tests.helpers import events
 from tests.models import Author, Book, Code, Everything, Pin, Review, Unregistered
-from tests.test_capture import events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,6 +15,7 @@ from django.test.utils import override_settings
 from audit_events import history
 from audit_events.encoding import encode
 from audit_events.models import Event
+from tests.helpers import settings_with
 from tests.models import Author, Book, Code, Everything
 from tests.test_querysets import assert_replay_matches_table, updates
 
@@ -243,9 +244,8 @@ class TestOtherShapes:
 
     def test_a_composite_primary_key(self) -> None:
         from tests.models import Line
-        from tests.test_capture import BASE
 
-        with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+        with override_settings(AUDIT_EVENTS=settings_with("tests.Line")):
             lines = Line.objects.bulk_create([Line(order=1, number=1, qty=1), Line(order=1, number=2, qty=2)])
             lines[1].qty = 5
             Line.objects.bulk_update(lines, ["qty"])

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext, override_settings
 
@@ -19,7 +18,7 @@ from audit_events import audit_context, history
 from audit_events.context import capture_paused
 from audit_events.models import Event
 from audit_events.verify import verify_model
-from tests.helpers import at_commit
+from tests.helpers import BASE, at_commit, events, only, settings_with, settings_without
 from tests.models import (
     Author,
     Book,
@@ -35,39 +34,6 @@ from tests.models import (
 )
 
 pytestmark = pytest.mark.django_db
-
-BASE = {
-    "MODELS": [
-        "tests.Everything",
-        "tests.Author",
-        "tests.Book",
-        "tests.Review",
-        "tests.Tag",
-        "tests.Reader",
-        "tests.Place",
-        "tests.Restaurant",
-        "tests.Ticket",
-        "tests.Code",
-        "tests.Stamped",
-    ],
-    "EXCLUDE_FIELDS": {"tests.Author": ["last_seen"]},
-    "SNAPSHOT_EVERY": 10,
-}
-
-
-def events(model: type[models.Model], pk: Any = None) -> list[Event]:
-    """The events of a model (of one row, given ``pk``), in the order they were written."""
-    found = Event.objects.filter(content_type=ContentType.objects.get_for_model(model))
-    if pk is not None:
-        found = found.filter(object_pk=str(pk))
-    return list(found.order_by("id"))
-
-
-def only(model: type[models.Model], pk: Any = None) -> Event:
-    found = events(model, pk)
-    assert len(found) == 1, found
-    return found[0]
-
 
 # --- save -----------------------------------------------------------------
 
@@ -226,7 +192,7 @@ def test_a_foreign_key_set_by_on_delete_SET_callable_is_recorded(how: str) -> No
     ``UpdateQuery.update_batch``, not ``QuerySet.update()`` (found by a review)."""
     from tests.models import Memo, fallback_author
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Memo"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Memo")):
         fallback = fallback_author()
         ann = Author.objects.create(name="Ann")
         memo = Memo.objects.create(writer=ann, text="x")
@@ -329,7 +295,7 @@ def test_char_primary_key_given_on_a_new_instance_of_an_existing_row_is_an_updat
 def test_composite_primary_key_is_canonical_text() -> None:
     from tests.models import Line
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Line")):
         line = Line.objects.create(order=1, number=2, qty=3)
         line.qty = 4
         line.save()
@@ -453,7 +419,7 @@ def test_capture_paused_works_as_a_decorator() -> None:
 
 
 def test_registering_and_unregistering_through_override_settings() -> None:
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Unregistered"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Unregistered")):
         row = Unregistered.objects.create(name="now recorded")
         row.name = "still"
         row.save()
@@ -463,7 +429,7 @@ def test_registering_and_unregistering_through_override_settings() -> None:
     row.delete()
     assert len(events(Unregistered, row.pk)) == 2
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [m for m in BASE["MODELS"] if m != "tests.Author"]}):
+    with override_settings(AUDIT_EVENTS=settings_without("tests.Author")):
         author = Author.objects.create(name="unrecorded")
         author.name = "also unrecorded"
         author.save()
@@ -549,7 +515,7 @@ def test_no_actor_outside_a_context_and_for_an_anonymous_user() -> None:
     assert (second.actor_id, second.actor_repr, second.context) == (None, "", {"reason": "anonymous"})
 
 
-WITHOUT_AUTHOR = {**BASE, "MODELS": [m for m in BASE["MODELS"] if m != "tests.Author"]}
+WITHOUT_AUTHOR = settings_without("tests.Author")
 
 
 def delete_unregistered_parent(how: str) -> tuple[dict[str, int], list[Event]]:
@@ -616,7 +582,7 @@ def test_saves_django_must_compile_itself_read_the_old_row_first(label: str) -> 
     from django.apps import apps
 
     model = apps.get_model(label)
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], label]}):
+    with override_settings(AUDIT_EVENTS=settings_with(label)):
         row = model.objects.create(name="first")
         with capture_paused():
             model.objects.filter(pk=row.pk).update(name="changed elsewhere")
@@ -629,7 +595,7 @@ def test_saves_django_must_compile_itself_read_the_old_row_first(label: str) -> 
 def test_a_models_own_do_update_still_runs() -> None:
     from tests.models import OwnUpdate
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.OwnUpdate"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.OwnUpdate")):
         row = OwnUpdate.objects.create(name="first")
         row.name = "refused"
         with pytest.raises(ValueError, match="own _do_update"), transaction.atomic():
@@ -682,7 +648,7 @@ def test_a_primary_key_of_any_length_is_recorded() -> None:
     from tests.models import LongKey
 
     key = "k" * 300 + "é" * 700
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.LongKey"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.LongKey")):
         row = LongKey.objects.create(key=key, name="one")
         row.name = "two"
         row.save()

@@ -11,7 +11,7 @@ from django.core.management.base import SystemCheckError
 from django.test.utils import override_settings
 
 from audit_events.checks import check_settings
-from tests.test_capture import BASE
+from tests.helpers import BASE
 
 
 def problems(setting: Any) -> list[tuple[str, str]]:

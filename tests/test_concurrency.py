@@ -19,6 +19,7 @@ from audit_events.journal import event_hash_content
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
+from tests.helpers import BASE, settings_with, settings_without, spec_of
 from tests.models import Author, Book
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -83,8 +84,7 @@ def assert_chain_intact(events: list[Any]) -> None:
 
 
 def assert_replay_is_the_row(book_pk: int) -> None:
-    spec = spec_for(Book)
-    assert spec is not None
+    spec = spec_of(Book)
     live = Book.objects.filter(pk=book_pk).values(*(f.attname for f in spec.fields)).get()
     state = recorded_state(spec, book_pk)
     assert state is not None
@@ -281,8 +281,7 @@ def test_an_upsert_that_waited_for_an_insert_records_an_update_of_it() -> None:
     run_blocked_pair(lambda: Code.objects.create(code="B", label="b1"), upsert)
     assert [(e.action, e.changes) for e in history(Code, "B")] == [("create", {}), ("update", {"label": ["b1", "b2"]})]
     assert [(e.action, e.changes) for e in history(Code, "A")][-1] == ("update", {"label": ["a", "a2"]})
-    spec = spec_for(Code)
-    assert spec is not None
+    spec = spec_of(Code)
     assert recorded_state(spec, "B") == {"code": "B", "label": "b2"}
 
 
@@ -825,11 +824,9 @@ def test_a_delete_of_a_several_table_or_composite_key_row_read_gone_records_the_
     from django.db.models.signals import pre_delete
     from django.test import override_settings
 
-    from tests.settings import AUDIT_EVENTS as BASE
-
     model = apps.get_model(label)
     values = {"name": "Luigi's", "serves_pizza": True} if label == "tests.Restaurant" else {"order": 1, "number": 2}
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Line")):
         row = model.objects.create(**values)
         stale = model.objects.get(pk=row.pk)
         model.objects.filter(pk=row.pk).delete()
@@ -896,14 +893,13 @@ def test_a_row_read_gone_and_made_again_after_its_delete_batch_ran_is_left_alive
 
     from audit_events import restore
     from tests.models import Line
-    from tests.settings import AUDIT_EVENTS as BASE
 
     def in_other_connection(work: Callable[[], Any]) -> None:
         worker = Worker(work)
         worker.start()
         worker.finish()
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Line")):
         Line.objects.bulk_create([Line(order=1, number=n) for n in range(101)])
         victim = (1, 100)  # the largest key: the Collector deletes in descending key order, so batch 1
         seen = {"gone": False, "deletes": 0}
@@ -936,10 +932,8 @@ def test_a_save_through_the_parent_of_a_child_row_made_again_records_an_update_o
     from django.test import override_settings
 
     from tests.models import Place, Restaurant
-    from tests.settings import AUDIT_EVENTS as BASE
 
-    models_ = BASE["MODELS"] if parent == "registered" else [m for m in BASE["MODELS"] if m != "tests.Place"]
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": models_}):
+    with override_settings(AUDIT_EVENTS=BASE if parent == "registered" else settings_without("tests.Place")):
         restaurant = Restaurant.objects.create(name="Luigi's", serves_pizza=True)
         stale = Place.objects.get(pk=restaurant.pk)
         Restaurant.objects.filter(pk=restaurant.pk).delete()
@@ -975,9 +969,8 @@ def test_a_bulk_update_through_an_unregistered_grandparent_of_a_row_made_again_r
     from django.test import override_settings
 
     from tests.models import Cinema, Venue
-    from tests.settings import AUDIT_EVENTS as BASE
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Cinema"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Cinema")):
         cinema = Cinema.objects.create(name="Rex", seats=10, screens=2)
         plain = Venue.objects.create(name="Barn")
         stale, stale_plain = Venue.objects.get(pk=cinema.pk), Venue.objects.get(pk=plain.pk)

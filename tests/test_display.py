@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape, strip_tags
 
-from audit_events import display
-from audit_events.display import Values
+from audit_events.admin import values as display
+from audit_events.admin.values import Values
 from audit_events.models import Event
 from tests.models import Author, Book, Everything
 

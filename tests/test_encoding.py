@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from audit_events.encoding import decode, encode
 from audit_events.models import Event
+from tests.helpers import BASE
 from tests.models import Author, Everything
 
 pytestmark = pytest.mark.django_db
@@ -295,7 +296,6 @@ def test_a_json_value_with_lone_surrogates_is_recorded_as_the_database_holds_it(
 
     from audit_events import restore, state_at
     from audit_events.verify import verify_model
-    from tests.test_capture import BASE
 
     if connection.vendor == "postgresql":
         plain = override_settings(AUDIT_EVENTS={**BASE, "MODELS": []})

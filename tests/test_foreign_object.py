@@ -16,8 +16,8 @@ from django.test.utils import override_settings
 
 from audit_events import history, restore
 from audit_events.models import Event
+from tests.helpers import settings_with
 from tests.models import Club, ClubMembership, HonoraryMember, Member
-from tests.test_capture import BASE
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ CLUBS = ["tests.Club", "tests.Member", "tests.HonoraryMember", "tests.ClubMember
 
 @pytest.fixture(autouse=True)
 def registered() -> Iterator[None]:
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], *CLUBS]}):
+    with override_settings(AUDIT_EVENTS=settings_with(*CLUBS)):
         yield
 
 
@@ -99,7 +99,7 @@ def test_cascade_through_a_foreign_object_from_an_unregistered_model_is_one_oper
         ClubMembership.objects.create(club_id=club.pk, member_id=person.pk, country="fi")
     before = Event.objects.count()
     without_club = [label for label in CLUBS if label != "tests.Club"]
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], *without_club]}):
+    with override_settings(AUDIT_EVENTS=settings_with(*without_club)):
         club.delete()
     written = list(Event.objects.order_by("id")[before:])
     assert [(e.content_type.model, e.action) for e in written] == [("clubmembership", "delete")] * 2

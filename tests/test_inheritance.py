@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import DatabaseError, models, transaction
 from django.test.utils import override_settings
@@ -21,7 +20,7 @@ from django.test.utils import override_settings
 from audit_events import restore, state_at
 from audit_events.models import Event
 from audit_events.verify import verify_model
-from tests.helpers import moment
+from tests.helpers import events, moment
 from tests.models import Cinema, Hall, Place, Restaurant, Theatre, Venue
 from tests.test_concurrency import Worker, wait_until_blocked_on_a_lock
 
@@ -35,11 +34,6 @@ BOTH = {"MODELS": ["tests.Place", "tests.Restaurant"]}
 def registered(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     with override_settings(AUDIT_EVENTS=request.param):
         yield request.param
-
-
-def events(model: type[models.Model], pk: Any) -> list[Event]:
-    content_type = ContentType.objects.get_for_model(model)
-    return list(Event.objects.filter(content_type=content_type, object_pk=str(pk)).order_by("id"))
 
 
 def changes(model: type[models.Model], pk: Any) -> list[dict[str, Any]]:

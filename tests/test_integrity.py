@@ -29,9 +29,8 @@ from audit_events.context import audit_context, capture_paused
 from audit_events.models import Action, Event
 from audit_events.protection import installed_triggers
 from audit_events.verify import Kind, total_work, verify_model
-from tests.helpers import at_commit
+from tests.helpers import at_commit, settings_with
 from tests.models import Author, Code, Everything, Ticket, Unregistered
-from tests.test_capture import BASE
 
 pytestmark = pytest.mark.django_db
 
@@ -210,7 +209,7 @@ def test_a_flush_of_some_apps_erases_the_history_of_the_rows_it_empties() -> Non
     flushes only its apps' tables, not the event table: the history of the rows it erased outlived
     them (a later test deleting content types failed on the events' foreign key; a row made again
     with an erased row's key would continue its history). It goes with them; other apps' stays."""
-    group_spec = {**BASE, "MODELS": [*BASE["MODELS"], "auth.Group"]}
+    group_spec = settings_with("auth.Group")
     with override_settings(AUDIT_EVENTS=group_spec):
         author = history_of_three()
         Code.objects.create(code="x")

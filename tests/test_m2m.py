@@ -16,11 +16,10 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import RestoreError, history, restore, state_at
 from audit_events.models import Event
-from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
+from tests.helpers import BASE, settings_with, spec_of
 from tests.models import Album, Author, Book, Fan, Fandom, Loan, Reader, Tag
-from tests.test_capture import BASE
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +135,7 @@ def test_restore_refuses_links_to_rows_that_no_longer_exist(book: Book, tags: li
 
 # --- through tables holding to_field values ------------------------------------
 
-ALBUMS = {**BASE, "MODELS": [*BASE["MODELS"], "tests.Album", "tests.Fan"]}
+ALBUMS = settings_with("tests.Album", "tests.Fan")
 
 
 @pytest.fixture
@@ -217,7 +216,7 @@ def test_count_and_exists_keep_djangos_join_free_query(book: Book, tags: list[Ta
 
 # --- rows of an explicit through model, written directly --------------------------
 
-LOANS = {**BASE, "MODELS": [*BASE["MODELS"], "tests.Loan"]}
+LOANS = settings_with("tests.Loan")
 
 
 @pytest.fixture(params=["through unregistered", "through registered"])
@@ -340,8 +339,7 @@ def test_links_changed_on_another_database_are_recorded_with_its_content_type() 
 
 def recorded(book: Book, field: str) -> list[object]:
     """The links of ``field`` the book's history holds now."""
-    spec = spec_for(Book)
-    assert spec is not None
+    spec = spec_of(Book)
     state = recorded_state(spec, book.pk)
     assert state is not None
     return sorted(state[field])  # type: ignore[arg-type]

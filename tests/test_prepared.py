@@ -12,9 +12,8 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import history, prepared
-from tests.helpers import at_commit
+from tests.helpers import BASE, at_commit
 from tests.models import Author, Book
-from tests.test_capture import BASE
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -55,17 +55,12 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from audit_events import history, state_at
 from audit_events.models import Event
-from tests.helpers import at_commit
+from tests.helpers import BASE, at_commit, settings_with, settings_without
 from tests.models import Author, Code, Everything, Place, Restaurant, Review, Ticket, Unregistered, Venue
-from tests.test_capture import BASE
 
 OFF = {**BASE, "MODELS": []}
 # The UPDATE of a save returns the old row: no SELECT of its own (PostgreSQL).
 RETURNING = connection.vendor == "postgresql"
-
-
-def without(label: str) -> dict[str, Any]:
-    return {**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +102,7 @@ AUTHOR_COLUMNS = '"tests_author"."id", "tests_author"."name", "tests_author"."em
 
 
 def test_create_costs_one_insert(django_assert_num_queries: Any) -> None:
-    with override_settings(AUDIT_EVENTS=without("tests.Author")):
+    with override_settings(AUDIT_EVENTS=settings_without("tests.Author")):
         assert len(count(new_author)) == 1
         assert count(new_author)[0].endswith('RETURNING "tests_author"."id"')  # plain Django: the key
     with django_assert_num_queries(2) as captured:
@@ -143,7 +138,7 @@ def test_create_with_a_given_key(django_assert_num_queries: Any) -> None:
 
 
 def test_multi_table_create(django_assert_num_queries: Any) -> None:
-    with override_settings(AUDIT_EVENTS=without("tests.Restaurant")):
+    with override_settings(AUDIT_EVENTS=settings_without("tests.Restaurant")):
         assert len(count(lambda: Restaurant.objects.create(name="r"))) == 2  # both tables
     with django_assert_num_queries(3):
         Restaurant.objects.create(name="r")
@@ -167,7 +162,7 @@ def test_a_models_first_write_looks_its_content_type_up_at_the_insert_of_its_eve
 @pytest.mark.parametrize("update_fields", [None, ["name"]], ids=["full", "update_fields"])
 def test_save_costs_one_select_and_one_insert(django_assert_num_queries: Any, update_fields: Any) -> None:
     author = new_author()
-    with override_settings(AUDIT_EVENTS=without("tests.Author")):
+    with override_settings(AUDIT_EVENTS=settings_without("tests.Author")):
         author.name = "plain"
         assert len(count(lambda: author.save(update_fields=update_fields))) == 1
     at_commit()
@@ -227,11 +222,11 @@ def test_a_save_django_compiles_itself_reads_the_row_before_and_after(
     model = apps.get_model(label)
     ContentType.objects.get_for_model(model)
     row = model.objects.create(name="r")
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}):
+    with override_settings(AUDIT_EVENTS=settings_without(label)):
         row.name = "plain"
         assert [s.split()[0] for s in count(row.save)] == plain
     at_commit()
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], label]}):
+    with override_settings(AUDIT_EVENTS=settings_with(label)):
         row.name = "audited"
         # The old row, Django's own two statements, the row they left, the event.
         with django_assert_num_queries(5) as captured:
@@ -249,7 +244,7 @@ def test_a_composite_key_save_starts_with_djangos_update(django_assert_num_queri
     reads the row first, as ``SELECT t.*``: the key named once, in its WHERE."""
     from tests.models import Line
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Line")):
         ContentType.objects.get_for_model(Line)
         line = Line.objects.create(order=1, number=2, qty=3)
         at_commit()
@@ -278,7 +273,7 @@ def test_delete_costs_at_most_one_select_and_its_share_of_an_insert(django_asser
     from tests.models import Book
 
     book = Book.objects.create(author=new_author(), title="t")
-    with override_settings(AUDIT_EVENTS=without("tests.Review")):
+    with override_settings(AUDIT_EVENTS=settings_without("tests.Review")):
         assert len(count(Review.objects.create(book=book).delete)) == 1
     review = Review.objects.create(book=book)
     pk = review.pk
@@ -493,7 +488,7 @@ def test_an_unregistered_model_issues_exactly_what_plain_django_issues(
     with override_settings(AUDIT_EVENTS=OFF):  # nothing registered: plain Django
         plain = writes(model, **fields)
     before = Event.objects.count()
-    with override_settings(AUDIT_EVENTS=without(label) if label else BASE):
+    with override_settings(AUDIT_EVENTS=settings_without(label) if label else BASE):
         others_registered = writes(model, **fields)
     assert normalized(others_registered) == normalized(plain)
     assert Event.objects.count() == before
@@ -662,7 +657,7 @@ def test_deleting_related_rows_costs_per_statement_not_per_row(count: int, djang
     # tags. Auditing the books' links adds a SELECT (locking) of the tags, a SELECT of the
     # books linked to them, the books' locking SELECT and one of their links, one SELECT of
     # the links after, the event INSERT.
-    with override_settings(AUDIT_EVENTS=without("tests.Tag")), django_assert_num_queries(3 + 6):
+    with override_settings(AUDIT_EVENTS=settings_without("tests.Tag")), django_assert_num_queries(3 + 6):
         Tag.objects.all().delete()
         at_commit()
     assert history(book).last().changes == {"tags": [sorted(tag.pk for tag in tags), []]}

@@ -13,9 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from audit_events import history, restore, state_at
 from audit_events.models import Event
-from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
-from tests.helpers import at_commit
+from tests.helpers import at_commit, settings_with, spec_of
 from tests.models import Author, Book, Code, Everything, Unregistered
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +25,7 @@ def updates(model: type, pk: object) -> list[dict[str, list[object]]]:
 
 
 def assert_replay_matches_table(model: type) -> None:
-    spec = spec_for(model)
-    assert spec is not None
+    spec = spec_of(model)
     for row in model._base_manager.all():
         state = recorded_state(spec, row.pk)
         assert state is not None
@@ -312,9 +310,7 @@ def test_update_of_only_a_multi_table_childs_own_columns_is_recorded() -> None:
 def shelves_registered():
     from django.test import override_settings
 
-    from tests.test_capture import BASE
-
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Shelf"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Shelf")):
         yield
 
 
@@ -517,9 +513,8 @@ def test_update_of_a_composite_key_model_records_each_row() -> None:
     from django.test import override_settings
 
     from tests.models import Line
-    from tests.test_capture import BASE
 
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Line"]}):
+    with override_settings(AUDIT_EVENTS=settings_with("tests.Line")):
         for number in (1, 2):
             Line.objects.create(order=1, number=number, qty=number)
         Line.objects.create(order=2, number=1)

@@ -15,18 +15,12 @@ from audit_events.context import capture_paused
 from audit_events.models import Action, Event
 from audit_events.registry import spec_for
 from audit_events.replay import events_until, recorded_state
-from tests.helpers import moment
+from tests.helpers import moment, spec_of
 from tests.models import Author, Book, Code, Place, Restaurant, Ticket, Unregistered
 
 pytestmark = pytest.mark.django_db
 
 SNAPSHOT_EVERY = 10  # tests/settings.py
-
-
-def author_spec() -> Any:
-    spec = spec_for(Author)
-    assert spec is not None
-    return spec
 
 
 def live_state(author: Author) -> dict[str, Any]:
@@ -195,7 +189,7 @@ def test_snapshot_every_is_read_at_call_time() -> None:
 
 def test_state_at_reads_at_most_snapshot_every_events(django_assert_num_queries: Any) -> None:
     author, moments = make_long_history(34)
-    spec = author_spec()
+    spec = spec_of(Author)
     for at, expected in moments:
         read = list(events_until(spec, author.pk, at))
         assert 1 <= len(read) <= SNAPSHOT_EVERY
@@ -213,7 +207,7 @@ def test_state_at_after_a_restore_reads_from_the_restore() -> None:
     author.name = "after"
     author.save()
     moments.append((moment(), live_state(author)))
-    spec = author_spec()
+    spec = spec_of(Author)
     for at, expected in moments:
         assert len(events_until(spec, author.pk, at)) <= SNAPSHOT_EVERY
         past = state_at(Author, author.pk, at=at)
@@ -226,7 +220,7 @@ def test_deleted_row_reads_from_its_delete() -> None:
     pk = author.pk
     author.delete()
     gone = moment()
-    spec = author_spec()
+    spec = spec_of(Author)
     assert [e.action for e in events_until(spec, pk, gone)] == [Action.DELETE]
     assert state_at(Author, pk, at=gone) is None
     assert recorded_state(spec, pk) is None
@@ -262,7 +256,7 @@ def test_rows_that_existed_before_registration_replay(unrecorded: str) -> None:
     event = history(author).get()
     assert (event.version, event.action, event.changes) == (1, Action.UPDATE, {"name": ["old", "new"]})
     assert event.state == {"id": author.pk, "name": "new", "email": "old@example.com"}
-    assert recorded_state(author_spec(), author.pk) == live_state(author)
+    assert recorded_state(spec_of(Author), author.pk) == live_state(author)
     assert state_at(Author, author.pk, at=first).email == "old@example.com"
 
     pk = author.pk
@@ -296,7 +290,7 @@ def _two_versions_around_paris_midnight() -> int:
     """Author 901: "one" at 23:00 on 30 April in Paris, "two" at 01:00 on 1 May in Paris (23:00 UTC)."""
     from audit_events import journal
 
-    spec, utc = author_spec(), datetime.UTC
+    spec, utc = spec_of(Author), datetime.UTC
     common = {"content_type_id": spec.content_type_id(), "content_type_label": "tests.author", "object_pk": "901"}
     journal.write(
         [

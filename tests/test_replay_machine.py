@@ -33,9 +33,9 @@ from hypothesis.stateful import (
 from audit_events import RestoreError, restore, state_at
 from audit_events.encoding import decode
 from audit_events.models import Event
-from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
+from tests.helpers import spec_of
 from tests.models import Author, Everything
 
 pytestmark = pytest.mark.django_db
@@ -402,8 +402,7 @@ class Replay(RuleBasedStateMachine):
 
     @invariant()
     def replay_is_the_live_table(self) -> None:
-        spec = spec_for(Everything)
-        assert spec is not None
+        spec = spec_of(Everything)
         live = select_rows()
         assert set(live) <= set(self.pks)
         for pk in self.pks:

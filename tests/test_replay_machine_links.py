@@ -24,6 +24,7 @@ from audit_events import NoHistory, RestoreError, restore
 from audit_events.models import Event
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
+from tests.helpers import spec_of
 from tests.models import Author, Book, Tag
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,7 @@ _title = st.text(st.characters(blacklist_categories=("Cs",), blacklist_character
 
 def _live(model: type) -> dict[Any, State]:
     """Every row of ``model`` as its recorded state looks (links included), read independently."""
-    spec = spec_for(model)
-    assert spec is not None
+    spec = spec_of(model)
     rows = {}
     for row in model.objects.all():
         state = spec.snapshot(row)

@@ -16,14 +16,10 @@ from django.test.utils import override_settings
 
 from audit_events import history, state_at
 from audit_events.models import Event
+from tests.helpers import events, only, registering, settings_without
 from tests.models import Author, Book, DbDefaultKey, Everything, Player, Stamp, Team
-from tests.test_capture import BASE, events, only
 
 pytestmark = pytest.mark.django_db
-
-
-def registering(*labels: str) -> Any:
-    return override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], *labels]})
 
 
 # --- values as stored ---------------------------------------------------------
@@ -170,7 +166,7 @@ def test_a_save_of_a_vanished_row_raises_what_plain_django_raises(label: str, ho
     from django.apps import apps
 
     model = apps.get_model(label)
-    with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [m for m in BASE["MODELS"] if m != label]}):
+    with override_settings(AUDIT_EVENTS=settings_without(label)):
         plain_row = vanished(model)
         plain = outcome(lambda: SAVES[how](plain_row))
         plain_rows = sorted(model._base_manager.values_list("name", flat=True))

@@ -33,9 +33,9 @@ from django.utils import timezone
 
 from audit_events import NoHistory, RestoreError, restore, state_at
 from audit_events.models import Event
-from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
+from tests.helpers import spec_of
 from tests.models import Author, Book, Tag
 
 pytestmark = [pytest.mark.postgres, pytest.mark.stress, pytest.mark.django_db(transaction=True)]
@@ -217,8 +217,7 @@ def _events_of(pk: int) -> str:
 
 
 def _check_history(book_pks: list[int], author_pks: list[int]) -> None:
-    spec = spec_for(Book)
-    assert spec is not None
+    spec = spec_of(Book)
     attnames = [f.attname for f in spec.fields]
     for pk in book_pks:
         live = Book.objects.filter(pk=pk).first()

@@ -1,4 +1,4 @@
-"""The admin: a read-only Event admin with "undo delete", and a mixin for the user's own model admins.
+"""The Event admin: every recorded event, read-only, with the "undo delete" action.
 
 The Event changelist stays fast on millions of events: the default ordering
 (``-id``) and every filter (action, model, date) are served by an index, the
@@ -6,7 +6,7 @@ model column reads the ContentType cache, and search matches exact values on
 indexed text columns, never ``LIKE`` over JSON.
 
 It shows a user only what the admins of the audited models would
-(``event_rules``): the events of the models and rows they may view, and of
+(:mod:`.event_rules`): the events of the models and rows they may view, and of
 those only the values and fields the row's change form would show them.
 """
 
@@ -29,13 +29,14 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from . import admin_rules, event_rules, registry, undo
-from .admin_views import AuditedAdminMixin, CappedPaginator
-from .deletions import undo_plan
-from .display import Values
-from .models import Action, Event, EventQuerySet
+from .. import registry
+from ..deletions import undo_plan
+from ..models import Action, Event, EventQuerySet
+from . import diffs, event_rules, rules, undo
+from .mixin import CappedPaginator
+from .values import Values
 
-__all__ = ["AuditedAdminMixin", "CappedPaginator", "EventAdmin"]
+__all__ = ["EventAdmin"]
 
 if TYPE_CHECKING:
     _EventAdminBase = admin.ModelAdmin[Event]
@@ -51,7 +52,7 @@ class ModelFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         site = model_admin.admin_site
-        viewable = [spec for spec in registry.registered_specs() if admin_rules.may(request, site, spec.model, "view")]
+        viewable = [spec for spec in registry.registered_specs() if rules.may(request, site, spec.model, "view")]
         specs = sorted(viewable, key=lambda spec: spec.label)
         return [(str(spec.content_type_id()), str(spec.model._meta.verbose_name_plural)) for spec in specs]
 
@@ -289,9 +290,9 @@ class EventAdmin(_EventAdminBase):
         if not view.viewable:
             return format_html('<span class="audit-hidden">{}</span>', _("a row you may not view"))
         values = Values(site=self.admin_site)  # display_recorded_value masks here too
-        summary = undo.short_diff(event, only=view.fields, values=values)
-        lines = undo.diff_lines(event, only=view.fields, values=values)
-        if not lines and view.fields is not None and undo.changes_hidden(event, view.fields):
+        summary = diffs.short_diff(event, only=view.fields, values=values)
+        lines = diffs.diff_lines(event, only=view.fields, values=values)
+        if not lines and view.fields is not None and diffs.changes_hidden(event, view.fields):
             return format_html('<span class="audit-hidden">{}</span>', _("only fields not shown here changed"))
         if len(lines) < 2 and len(summary) < 80:
             return format_html("{}", summary)
@@ -317,8 +318,8 @@ class EventAdmin(_EventAdminBase):
         view = getattr(event, "row_view", event_rules.HIDDEN)  # set by get_object
         if not view.viewable:
             return format_html("<p>{}</p>", _("a row you may not view"))
-        rows = undo.event_changes(event, Values(site=self.admin_site), only=view.fields)
-        if not rows and view.fields is not None and undo.changes_hidden(event, view.fields):
+        rows = diffs.event_changes(event, Values(site=self.admin_site), only=view.fields)
+        if not rows and view.fields is not None and diffs.changes_hidden(event, view.fields):
             return format_html("<p>{}</p>", _("Only fields not shown here changed."))
         if not rows:
             return format_html("<p>{}</p>", _("No field changed."))
@@ -343,7 +344,7 @@ class EventAdmin(_EventAdminBase):
     @admin.action(description=_("Restore the selected deleted objects"))
     def restore_deleted(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         """Undo each selected deletion with its whole group; one message per object, success or reason."""
-        from .context import audit_context
+        from ..context import audit_context
 
         deletions = [e for e in queryset.select_related("content_type").order_by("id") if e.action == Action.DELETE]
         skipped = queryset.exclude(action=Action.DELETE).count()
@@ -353,9 +354,9 @@ class EventAdmin(_EventAdminBase):
         for event in deletions:
             groups.setdefault(event.operation, event)  # rows deleted together are restored together, once
         # Check every group before writing anything: a refusal must leave the database untouched.
-        # The rules are those of this site's admins of the models written (admin_rules), as in their own views.
+        # The rules are those of this site's admins of the models written (rules), as in their own views.
         for event in groups.values():
-            if admin_rules.undo_refusals(request, self.admin_site, undo_plan(event)):
+            if rules.undo_refusals(request, self.admin_site, undo_plan(event)):
                 raise PermissionDenied
         with audit_context(actor=request.user, reason="undo delete (admin)"):
             for event in groups.values():

@@ -22,8 +22,8 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.text import capfirst
 
-from .encoding import decode
-from .replay import State
+from ..encoding import decode
+from ..replay import State
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

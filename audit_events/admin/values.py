@@ -29,8 +29,8 @@ from django.utils.formats import date_format, time_format
 from django.utils.html import conditional_escape, format_html, format_html_join, strip_tags
 from django.utils.safestring import SafeString
 
-from . import registry
-from .encoding import JSONValue, decode
+from .. import registry
+from ..encoding import JSONValue, decode
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite

@@ -1,36 +1,24 @@
-"""What the admin needs on top of ``restore``: undoing one deletion, a row at one version, diffs to show.
+"""Diffs to show: what an event changed, or what differs between two recorded states, field by field.
 
-Kept apart from ``admin.py`` so that views and the Event admin's action share
-one way of undoing and reporting it; who may undo is ``admin_rules``' answer.
+The history page, the restore preview and the Event admin's list and detail
+pages show an event's changes through these, each value as
+:class:`~audit_events.admin.values.Values` shows it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
-from django.db import models, router, transaction
-from django.db.models import Q, Subquery
+from django.db import models
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
-from . import capture, registry
-from .display import Values, field_of
-from .encoding import JSONValue
-from .exceptions import NoHistory, RestoreError
-from .models import Action, Event
-from .replay import State, fold, instance_from_state
-from .restoration import restore
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one requested undo: done, or why not."""
-
-    ok: bool
-    message: str
+from .. import registry
+from ..encoding import JSONValue
+from ..models import Action, Event
+from ..replay import State
+from .values import Values, field_of
 
 
 @dataclass(frozen=True)
@@ -40,78 +28,6 @@ class FieldChange:
     name: str
     before: SafeString
     after: SafeString
-
-
-def is_latest(event: Event) -> bool:
-    return not Event.objects.filter(
-        content_type_id=event.content_type_id, object_pk=event.object_pk, version__gt=event.version
-    ).exists()
-
-
-def undo_deletion(event: Event) -> Outcome:
-    """Restore the row deleted by ``event`` with its whole deletion group; never raises for a refusal."""
-    model = event.content_type.model_class()
-    label = f"{event.content_type.app_label}.{event.content_type.model} {event.object_pk}"
-    if event.action != Action.DELETE:
-        return Outcome(False, f"{label}: event #{event.pk} is a {event.action}, not a deletion.")
-    if model is None:
-        return Outcome(False, f"{label}: the model is no longer installed.")
-    if not is_latest(event):
-        return Outcome(False, f"{model._meta.label} pk={event.object_pk} was written again since (already restored?).")
-    try:
-        instance = restore(model, event.object_pk)
-    except (RestoreError, NoHistory) as error:
-        return Outcome(False, str(error))
-    return Outcome(True, f"Restored {model._meta.verbose_name} “{instance}”{_group_summary(event)}.")
-
-
-def _group_summary(event: Event) -> str:
-    counts = Counter(
-        Event.objects.filter(operation=event.operation, action=Action.DELETE)
-        .exclude(pk=event.pk)
-        .order_by("-id")  # Django deletes children first: reversed, parents come first
-        .values_list("content_type_id", flat=True)
-    )
-    parts = []
-    for ct_id, count in counts.items():
-        model = model_for(ct_id)
-        if model is not None:
-            name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
-            parts.append(f"{count} {name}")
-    return f" together with {', '.join(parts)}" if parts else ""
-
-
-def model_for(content_type_id: int) -> type[models.Model] | None:
-    from django.contrib.contenttypes.models import ContentType
-
-    return ContentType.objects.get_for_id(content_type_id).model_class()
-
-
-def version_state(event: Event) -> State | None:
-    """The row as ``event`` left it (``None`` after a deletion): one query, from the last full state on."""
-    events = Event.objects.filter(
-        content_type_id=event.content_type_id, object_pk=event.object_pk, version__lte=event.version
-    )
-    anchor = events.filter(Q(state__isnull=False) | Q(action=Action.DELETE)).order_by("-version")
-    return fold(events.filter(version__gte=Subquery(anchor.values("version")[:1])).order_by("version"))
-
-
-def live_state(spec: registry.ModelSpec, pk: Any) -> State | None:
-    """The row as the database holds it now (many-to-many links included), as ``restore`` reads it."""
-    db = router.db_for_write(spec.model)
-    with transaction.atomic(using=db):  # the read locks where it can, which needs a transaction
-        return capture.live_state(spec, db, pk)
-
-
-def state_label(model: type[models.Model], state: State | None) -> str:
-    """``str()`` of the row a recorded state describes."""
-    spec = registry.spec_for(model)
-    if spec is None or state is None:
-        return ""
-    try:
-        return str(instance_from_state(model, spec, state))
-    except Exception:  # a __str__ that needs related rows the state does not carry
-        return ""
 
 
 def changes_between(

@@ -1,6 +1,6 @@
 """``AuditedAdminMixin``: history, restore a version and undo delete, inside the user's own model admin.
 
-Every view answers as Django's own views do (see ``admin_rules``): a row the
+Every view answers as Django's own views do (see :mod:`.rules`): a row the
 admin's ``get_queryset()`` leaves out is "missing" (a redirect with a warning),
 a row it shows but ``has_view_permission(request, obj)`` /
 ``has_change_permission(request, obj)`` refuses is a 403; a deleted row is
@@ -31,14 +31,15 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from . import admin_forms, admin_rules, event_rules, registry, undo
-from .context import audit_context
-from .deletions import deleted, undo_plan
-from .display import Values, want_events
-from .exceptions import NoHistory, RestoreError
-from .models import Action, Event
-from .replay import instance_from_state
-from .restoration import restore_fields
+from .. import registry
+from ..context import audit_context
+from ..deletions import deleted, undo_plan
+from ..exceptions import NoHistory, RestoreError
+from ..models import Action, Event
+from ..replay import instance_from_state
+from ..restoration import restore_fields
+from . import diffs, event_rules, forms, rules, undo
+from .values import Values, want_events
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -199,7 +200,7 @@ class AuditedAdminMixin(_Base):
         )
         latest = page.object_list[0].version if page.number == 1 and page.object_list else None
         can_restore = self.has_change_permission(request, row) and (obj is not None or self.has_add_permission(request))
-        shown = admin_rules.visible_fields(self, request, row)  # as the change form: no other field's values
+        shown = rules.visible_fields(self, request, row)  # as the change form: no other field's values
         values = Values(request, self.admin_site)
         want_events(values, page.object_list)  # the names behind the page's keys: one query per related model
         rows = []
@@ -210,8 +211,8 @@ class AuditedAdminMixin(_Base):
                 {
                     "event": event,
                     "earlier": earlier_row is not None,
-                    "changes": undo.event_changes(event, values, only=only),
-                    "hidden": undo.changes_hidden(event, only) if only is not None else False,
+                    "changes": diffs.event_changes(event, values, only=only),
+                    "hidden": diffs.changes_hidden(event, only) if only is not None else False,
                     "restore_url": self._url("audit_restore", quote(unquote(object_id)), event.pk)
                     if can_restore and event.action != Action.DELETE and event.version != latest and earlier_row is None
                     else None,
@@ -250,8 +251,8 @@ class AuditedAdminMixin(_Base):
         history_url = self._url("history", quote(unquote(object_id)))
         # Fields this user cannot edit here keep their current value, as in the change form; the preview
         # shows only the fields the change form shows (a field left out of it keeps its value unseen).
-        shown = admin_rules.visible_fields(self, request, row)
-        editable = admin_rules.editable_fields(self, request, row) & shown
+        shown = rules.visible_fields(self, request, row)
+        editable = rules.editable_fields(self, request, row) & shown
         keep = [name for name in spec.names if name not in editable]
         current = undo.live_state(spec, unquote(object_id)) if obj is not None else self._deletion_state(spec, pk)
         current = current or {}
@@ -259,7 +260,7 @@ class AuditedAdminMixin(_Base):
         # As Django's change view: the change form of the current row, bound to the restored values of the
         # editable fields (the current ones for the rest), must accept them. The recorded values, not the
         # form's cleaned ones, are then written: a restore is exact (docs/admin.rst, "Permissions").
-        errors = admin_forms.form_errors(self, request, row, restored, editable)
+        errors = forms.form_errors(self, request, row, restored, editable)
         if request.method == "POST" and not errors:
             return self._restore_version(request, row, event, target, keep, history_url)
         values = Values(request, self.admin_site)
@@ -278,8 +279,8 @@ class AuditedAdminMixin(_Base):
             "object": obj,
             "object_label": str(row),
             "event": event,
-            "changes": undo.changes_between(self.model, current, restored, only=shown, values=values),
-            "kept": undo.changes_between(
+            "changes": diffs.changes_between(self.model, current, restored, only=shown, values=values),
+            "kept": diffs.changes_between(
                 self.model, current, target, only=[name for name in keep if name in shown], values=values
             ),
             "history_url": history_url,
@@ -311,16 +312,16 @@ class AuditedAdminMixin(_Base):
         spec = self._spec()
         own = spec.content_type_id()
         deletions: Any = deleted(self.model)
-        restricted = admin_rules.filters_rows(self.get_queryset(request))
+        restricted = rules.filters_rows(self.get_queryset(request))
         says = type(self).deleted_row_in_queryset is not AuditedAdminMixin.deleted_row_in_queryset
         if restricted and not says:
             deletions = []  # get_queryset() leaves rows out and cannot judge a deleted one: none is shown
-        elif says or admin_rules.has_row_rules(self):
+        elif says or rules.has_row_rules(self):
             # Each row is asked (on its last recorded state): only the rows this user may view are listed or counted.
             visible = []
             for event in deletions.iterator():
                 gone = instance_from_state(self.model, spec, event.state)
-                if admin_rules.may_view_deleted(request, self.admin_site, self.model, gone, restricted):
+                if rules.may_view_deleted(request, self.admin_site, self.model, gone, restricted):
                     visible.append(event)
                     if len(visible) > CappedPaginator.cap:
                         break
@@ -373,12 +374,12 @@ class AuditedAdminMixin(_Base):
         if not self.has_add_permission(request) or event.state is None:
             raise PermissionDenied
         gone = instance_from_state(self.model, spec, event.state)
-        if not admin_rules.in_queryset_when_deleted(self, request, gone):
+        if not rules.in_queryset_when_deleted(self, request, gone):
             raise Http404  # as for a deletion that never was: get_queryset() would not show this row
         if not self.has_view_or_change_permission(request, gone):
             raise PermissionDenied
         plan = undo_plan(event)
-        refusals = admin_rules.undo_refusals(request, self.admin_site, plan)
+        refusals = rules.undo_refusals(request, self.admin_site, plan)
         if request.method == "POST":
             if refusals:  # as Django's delete_view with perms_needed: the preview said why
                 raise PermissionDenied
@@ -402,11 +403,11 @@ class AuditedAdminMixin(_Base):
             "object_label": str(gone),
             "event": event,
             "plan": plan,
-            "recreated": [(g, admin_rules.shown(request, self.admin_site, g, live=False)) for g in plan.recreated],
-            "reattached": [(g, admin_rules.shown(request, self.admin_site, g, live=True)) for g in plan.reattached],
-            "permissions": admin_rules.permissions_needed(plan),
+            "recreated": [(g, rules.shown(request, self.admin_site, g, live=False)) for g in plan.recreated],
+            "reattached": [(g, rules.shown(request, self.admin_site, g, live=True)) for g in plan.reattached],
+            "permissions": rules.permissions_needed(plan),
             "refusals": refusals,
-            "conflicts": admin_rules.conflicts_shown(request, self.admin_site, plan),
+            "conflicts": rules.conflicts_shown(request, self.admin_site, plan),
             "history_url": self._url("history", quote(event.object_pk)),
         }
         return TemplateResponse(request, "audit_events/undo_delete.html", context)
@@ -447,14 +448,14 @@ class AuditedAdminMixin(_Base):
         if state is None:
             return None, None
         gone = instance_from_state(self.model, spec, state)
-        return None, (gone if admin_rules.in_queryset_when_deleted(self, request, gone) else None)
+        return None, (gone if rules.in_queryset_when_deleted(self, request, gone) else None)
 
     def _earlier_rows(
         self, request: HttpRequest, spec: registry.ModelSpec, object_pk: str
     ) -> tuple[list[event_rules.EarlierRow], dict[int, event_rules.RowView]]:
         """The rows that held this key before the current one, and what the user may see of each."""
         earlier = event_rules.earlier_rows(spec.content_type_id(), [object_pk]).get(object_pk, [])
-        restricted = admin_rules.filters_rows(self.get_queryset(request)) if earlier else None
+        restricted = rules.filters_rows(self.get_queryset(request)) if earlier else None
         views = {
             row.until: event_rules.judge_earlier(request, self.admin_site, self.model, row, restricted)
             for row in earlier

@@ -1,7 +1,7 @@
 """Which events the Event admin lists for a user, and which of their values it shows.
 
 An event carries a row's values, so the Event admin asks the admin of the
-row's model on the same site, as the audit pages do (``admin_rules``):
+row's model on the same site, as the audit pages do (:mod:`.rules`):
 
 * the model: its admin's ``has_view_or_change_permission(request)`` (superusers
   only when it has no admin there: its admin on another site may hide rows);
@@ -44,11 +44,12 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Cast
 from django.http import HttpRequest
 
-from . import admin_rules, registry
-from .deletions import deleted
-from .encoding import converts, value_field
-from .models import Action, Event
-from .replay import instance_from_state
+from .. import registry
+from ..deletions import deleted
+from ..encoding import converts, value_field
+from ..models import Action, Event
+from ..replay import instance_from_state
+from . import rules
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite, ModelAdmin
@@ -77,11 +78,11 @@ def visible_events(request: HttpRequest, site: AdminSite) -> Q:
     for spec in registry.registered_specs():
         content_type_id = spec.content_type_id()
         every.append(content_type_id)
-        if not admin_rules.may(request, site, spec.model, "view"):
+        if not rules.may(request, site, spec.model, "view"):
             continue
-        admin = admin_rules.model_admin(site, spec.model)
+        admin = rules.model_admin(site, spec.model)
         queryset = admin.get_queryset(request) if admin is not None else None
-        if queryset is None or not admin_rules.filters_rows(queryset):
+        if queryset is None or not rules.filters_rows(queryset):
             open_models.append(content_type_id)
             continue
         keys = _keys(spec, queryset)
@@ -173,10 +174,10 @@ def judge_earlier(
     if spec is None or row.deletion is None or row.deletion.state is None:
         return HIDDEN
     obj = instance_from_state(model, spec, row.deletion.state)
-    if not admin_rules.may_view_deleted(request, site, model, obj, restricted):
+    if not rules.may_view_deleted(request, site, model, obj, restricted):
         return HIDDEN
-    admin = admin_rules.model_admin(site, model)
-    return RowView(True, frozenset(admin_rules.visible_fields(admin, request, obj)) if admin is not None else None)
+    admin = rules.model_admin(site, model)
+    return RowView(True, frozenset(rules.visible_fields(admin, request, obj)) if admin is not None else None)
 
 
 def event_views(request: HttpRequest, site: AdminSite, events: Iterable[Event]) -> dict[int, RowView]:
@@ -229,10 +230,10 @@ def row_views(request: HttpRequest, site: AdminSite, events: Iterable[Event]) ->
     for content_type_id, object_pks in keys.items():
         model = ContentType.objects.get_for_id(content_type_id).model_class()
         spec = registry.spec_for(model) if model is not None else None
-        admin = admin_rules.model_admin(site, model) if model is not None else None
+        admin = rules.model_admin(site, model) if model is not None else None
         if model is None or spec is None or admin is None:
             # No admin to ask about rows: superusers only (the list holds no other event).
-            view = RowView(viewable=model is None or admin_rules.may(request, site, model, "view"))
+            view = RowView(viewable=model is None or rules.may(request, site, model, "view"))
             views.update({(content_type_id, pk): view for pk in object_pks})
             continue
         for pk, view in _judge(request, site, admin, spec, object_pks).items():
@@ -244,8 +245,8 @@ def _judge(
     request: HttpRequest, site: AdminSite, admin: ModelAdmin[Any], spec: registry.ModelSpec, object_pks: set[str]
 ) -> dict[str, RowView]:
     live, gone = _rows(request, admin, spec, object_pks)
-    restricted = admin_rules.filters_rows(admin.get_queryset(request)) if gone else None
-    per_row = admin_rules.fields_per_row(admin)
+    restricted = rules.filters_rows(admin.get_queryset(request)) if gone else None
+    per_row = rules.fields_per_row(admin)
     fields: frozenset[str] | None = None
     views: dict[str, RowView] = {}
     for object_pk in object_pks:
@@ -254,14 +255,14 @@ def _judge(
             viewable = admin.has_view_or_change_permission(request, obj)
         elif object_pk in gone:
             obj = gone[object_pk]
-            viewable = admin_rules.may_view_deleted(request, site, spec.model, obj, restricted)
+            viewable = rules.may_view_deleted(request, site, spec.model, obj, restricted)
         else:  # neither in get_queryset() nor deleted: nothing to judge it by
             viewable = False
         if not viewable:
             views[object_pk] = HIDDEN
             continue
         if fields is None or per_row:  # each call builds a form class (about a millisecond): once, if it can
-            fields = frozenset(admin_rules.visible_fields(admin, request, obj))
+            fields = frozenset(rules.visible_fields(admin, request, obj))
         views[object_pk] = RowView(True, fields)
     return views
 

@@ -25,7 +25,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
-from .deletions import ModelRows, UndoPlan
+from ..deletions import ModelRows, UndoPlan
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite, ModelAdmin
