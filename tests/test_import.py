@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
 from reversion.models import Version
 
@@ -558,3 +560,26 @@ def test_pghistory_subset_of_fields_several_event_models_no_deletes(notes: dict[
 
     with pytest.raises(CommandError, match=r"peers\.Ledger has no pghistory history to import"):
         run("audit_import", "pghistory", "peers.Ledger")
+
+
+def test_restore_of_an_imported_state_lacking_fields_keeps_them(memos: dict[str, Any]) -> None:
+    """A version without ``body`` (a field added since): restore(at=) puts back what was recorded, keeps body."""
+    kept = memos["kept"]
+    with connection.cursor() as cursor:  # the field's value as the table holds it, written before the import
+        cursor.execute(f"UPDATE {Memo._meta.db_table} SET body = %s WHERE id = %s", ["written later", kept.pk])
+    for version in Version.objects.filter(object_id=str(kept.pk)):
+        data = json.loads(version.serialized_data)
+        del data[0]["fields"]["body"]
+        Version.objects.filter(pk=version.pk).update(serialized_data=json.dumps(data))
+    run("audit_import", "reversion")
+    assert "body" not in history(Memo, kept.pk)[0].state  # type: ignore[operator]
+    printed = io.StringIO()
+    with pytest.raises(CommandError, match="1 finding"):
+        call_command("audit_verify", "peers.Memo", stdout=printed, stderr=io.StringIO())
+    assert printed.getvalue() == f"peers.Memo pk={kept.pk} drift: body: recorded None, live 'written later'\n"
+    call_command("audit_verify", "peers.Memo", "--repair", stdout=io.StringIO(), stderr=io.StringIO())
+
+    back = restore(Memo, kept.pk, at=T[0])
+    assert (back.title, back.amount, back.body) == ("kept", decimal.Decimal("1.00"), "written later")
+    assert history(Memo, kept.pk).last().state["body"] == "written later"  # type: ignore[union-attr,index]
+    verify_clean()
