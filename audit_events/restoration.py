@@ -175,7 +175,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         ]
         # A parent's row is also its children's; a through row's links are the owners' too.
         with inheritance.restoring(row.model, db, row.pk), m2m.through_row_restored(instance, db):
-            _save_exactly(instance, row.spec, present=present, db=db)
+            _save_exactly(instance, row.spec, present=present, db=db, fields=row.state.keys())
         m2m.write_links(row.spec, row.pk, row.state, db)
         written = _written_state(row, db)
         drafts = []
@@ -200,11 +200,12 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
 def _written_state(row: _Row, db: str) -> State:
     """The row as the database stored it (a trigger, a column's precision may change what was sent):
     read under the lock the write holds, inside the restore's transaction. One SELECT, and one of
-    its links for a model with many-to-many fields. Fields not recorded are left out."""
+    its links for a model with many-to-many fields. The whole row: the fields the restored state lacks
+    (kept as they were, or their defaults in a row recreated) are what the row holds now too."""
     stored = capture.live_state(row.spec, db, row.pk)
     if stored is None:
         raise RestoreError(f"{row.model._meta.label} pk={row.pk} could not be read back after its restore.")
-    return {name: stored[name] for name in row.state if name in stored}
+    return stored
 
 
 def _check_parents(row: _Row, instance: models.Model, db: str) -> None:
@@ -242,14 +243,22 @@ def _check_unique(row: _Row, instance: models.Model, exclude: set[str]) -> None:
         ) from error
 
 
-def _save_exactly(instance: models.Model, spec: registry.ModelSpec, present: set[type[models.Model]], db: str) -> None:
+def _save_exactly(
+    instance: models.Model,
+    spec: registry.ModelSpec,
+    present: set[type[models.Model]],
+    db: str,
+    fields: Collection[str],
+) -> None:
     """Write every table of the row (parents first) with raw values, sending no signals.
 
     ``present`` holds the tables (models) that have the row already: updated, the others inserted.
+    ``fields``: the names the restored state holds.
     """
     opts = spec.model._meta
-    # An existing row keeps its fields that are not recorded (EXCLUDE_FIELDS): nothing to restore them from.
-    recorded = frozenset(field.name for field in spec.fields)
+    # An existing row keeps its fields that are not recorded (EXCLUDE_FIELDS), or that the state restored
+    # lacks (an imported past of a library that tracked some fields): nothing to restore them from.
+    recorded = frozenset(field.name for field in spec.fields if field.name in fields)
     for klass in [*reversed(opts.get_parent_list()), spec.model]:
         exists = klass in present
         try:

@@ -2,11 +2,12 @@
 
 ::
 
-    PGDATABASE=import_bench .venv/bin/python bench/import_peers.py [simple_history|reversion|auditlog ...]
+    PGDATABASE=import_bench .venv/bin/python bench/import_peers.py [simple_history|reversion|auditlog|pghistory ...]
 
 Uses tests/settings.py (TEST_DB=postgres) and a throwaway test database. The peer's history is
 written through the peer's own API (``bulk_create_with_history`` / ``bulk_update_with_history``,
-reversion revisions of ``IMPORT_PER_REVISION`` objects, auditlog entries made by its own diff):
+reversion revisions of ``IMPORT_PER_REVISION`` objects, auditlog entries made by its own diff, pghistory's events
+by its triggers, for a bulk insert and one ``UPDATE`` of every row per save, each in a ``pghistory.context``):
 ``IMPORT_ROWS`` (default 10,000) rows saved ``IMPORT_SAVES`` (default 10) times each. Then the models are
 registered and the history imported, timed; ``audit_verify`` checks the result. Not collected by pytest.
 """
@@ -32,11 +33,12 @@ import reversion  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from django.db.models import F  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history  # noqa: E402
 
 from audit_events.models import Event  # noqa: E402
-from tests.peers.models import Entry, Ledger, Memo  # noqa: E402
+from tests.peers.models import Card, Entry, Ledger, Memo  # noqa: E402
 
 ROWS = int(os.environ.get("IMPORT_ROWS", "10000"))
 SAVES = int(os.environ.get("IMPORT_SAVES", "10"))
@@ -96,10 +98,22 @@ def auditlog() -> None:
     LogEntry.objects.bulk_create(logged, batch_size=5000)
 
 
+def pghistory_() -> None:
+    import pghistory
+
+    for save in range(SAVES):
+        with pghistory.context(round=save):
+            if save:
+                Card.objects.update(amount=F("amount") + 1)
+            else:
+                Card.objects.bulk_create([Card(title=f"card {i}", amount=decimal.Decimal(i)) for i in range(ROWS)])
+
+
 POPULATE = {
     "simple_history": (simple_history, "peers.Ledger"),
     "reversion": (reversion_, "peers.Memo"),
     "auditlog": (auditlog, "peers.Entry"),
+    "pghistory": (pghistory_, "peers.Card"),
 }
 
 

@@ -46,6 +46,10 @@ INSTALLED_APPS = [
     "simple_history",
     "reversion",
     "auditlog",
+    # django-pghistory writes its events with PostgreSQL triggers (django-pgtrigger); on SQLite its apps
+    # install, migrate and track nothing (its tests are PostgreSQL-only)
+    "pgtrigger",
+    "pghistory",
     "tests.peers",
 ]
 MIDDLEWARE = [

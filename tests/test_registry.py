@@ -41,6 +41,7 @@ def test_an_app_wildcard_registers_every_model_of_that_app() -> None:
 def every_app_but_contrib() -> set[type[models.Model]]:
     """What "*" covers in tests/settings.py: the test apps' models and the peers' (tests/test_import.py)."""
     peers = concrete_models_of("peers") | concrete_models_of("reversion") | concrete_models_of("auditlog")
+    peers |= concrete_models_of("pghistory") | concrete_models_of("pgtrigger")
     return concrete_models_of("tests") | peers
 
 

@@ -1,6 +1,6 @@
 """``manage.py audit_import``: the history another audit library kept, written as this app's events.
 
-Each peer (``simple_history``, ``reversion``, ``auditlog``) reads its own tables and hands
+Each peer (``simple_history``, ``reversion``, ``auditlog``, ``pghistory``) reads its own tables and hands
 :mod:`.base` one :class:`~.base.PeerRow` per history row, in the peer's time
 order; :func:`~.base.import_model` turns them into events through
 ``journal.write``, which numbers them and chains their hashes as for any
@@ -13,7 +13,7 @@ from .base import ImportResult, Peer, PeerRow, import_model
 
 __all__ = ["PEERS", "ImportResult", "Peer", "PeerRow", "import_model", "peer"]
 
-PEERS = ("simple_history", "reversion", "auditlog")
+PEERS = ("simple_history", "reversion", "auditlog", "pghistory")
 
 
 def peer(name: str) -> Peer:
@@ -30,4 +30,8 @@ def peer(name: str) -> Peer:
         from .auditlog import Auditlog
 
         return Auditlog()
+    if name == "pghistory":
+        from .pghistory import Pghistory
+
+        return Pghistory()
     raise ValueError(f"Unknown peer {name!r}: expected one of {', '.join(PEERS)}.")

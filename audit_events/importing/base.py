@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.db import models, router, transaction
+from django.utils import timezone
 
 from .. import journal, registry
 from ..capture import diff
@@ -140,6 +141,58 @@ def import_model(
     flush()
     result.finished = peer.finish(spec, db, dry_run, states)
     return result
+
+
+def deletes_for_gone_rows(
+    peer: Peer, spec: registry.ModelSpec, using: str, dry_run: bool, planned: dict[str, State | None], reason: str
+) -> int:
+    """A delete event for each row imported as existing whose table row is gone (a :meth:`Peer.finish`).
+
+    For a peer whose history can lack a row's delete (django-reversion records none; django-pghistory none
+    without a delete tracker): the event is written at the time of the import, the real one being unknown,
+    with ``reason``. ``planned``: the state each row is left in by this run's import (not written, with
+    ``dry_run``). Returns how many were (or would be) written.
+    """
+    content_type_id = spec.content_type_id(using)
+    events = Event.objects.using(using).filter(content_type_id=content_type_id)
+    imported = set(events.filter(context__imported_from=peer.name).values_list("object_pk", flat=True))
+    candidates = sorted(imported | set(planned) if dry_run else imported)
+    written = 0
+    for start in range(0, len(candidates), 1000):
+        chunk = {text: spec.pk_field.to_python(text) for text in candidates[start : start + 1000]}
+        live = {
+            spec.object_pk(pk)
+            for pk in spec.model._base_manager.using(using)
+            .filter(pk__in=list(chunk.values()))
+            .values_list("pk", flat=True)
+        }
+        for text, pk in chunk.items():
+            if text in live:
+                continue
+            if dry_run and text in planned:
+                written += planned[text] is not None
+                continue
+            last = events.filter(object_pk=text).order_by("-version").first()
+            if last is None or last.action == Action.DELETE or last.context.get("imported_from") != peer.name:
+                continue  # deleted already, or recorded since the import: not the import's to say
+            written += 1
+            if not dry_run:
+                draft = journal.Draft(
+                    content_type_id=content_type_id,
+                    content_type_label=spec.model._meta.label_lower,
+                    object_pk=text,
+                    action=Action.DELETE,
+                    state=recorded_state(spec, pk, using=using),
+                    operation=uuid.uuid5(NAMESPACE, f"{peer.name}:deleted:{spec.model._meta.label_lower}:{text}"),
+                    created_at=timezone.now(),
+                )
+                # The peer id after which the row was deleted, as the event's peer id: its own, and a
+                # second run finds it imported.
+                after = last.context.get(peer.id_key)
+                context = {"imported_from": peer.name, peer.id_key: f"deleted after {after}", "reason": reason}
+                with transaction.atomic(using=using):
+                    journal.write([draft], using, by=journal.Author.given(None, "", context))
+    return written
 
 
 def _merged(previous: State | None, copy: State | None) -> State | None:

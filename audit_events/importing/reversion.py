@@ -20,15 +20,13 @@ from typing import Any
 import reversion
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
-from django.db import models, transaction
-from django.utils import timezone
+from django.db import models
 from reversion.models import Version
 
-from .. import journal, registry
+from .. import registry
 from ..encoding import encode
-from ..models import Action, Event
-from ..replay import recorded_state
-from .base import NAMESPACE, PeerRow, State
+from ..models import Action
+from .base import NAMESPACE, PeerRow, State, deletes_for_gone_rows
 from .users import Users
 
 DELETED_REASON = (
@@ -91,58 +89,8 @@ class Reversion:
             seen.add(pk)
 
     def finish(self, spec: registry.ModelSpec, using: str, dry_run: bool, planned: dict[str, State | None]) -> int:
-        """A delete event for each row imported as existing whose table row is gone.
-
-        ``planned``: the state each row is left in by this run's import (not written, with ``dry_run``).
-        """
-        content_type_id = spec.content_type_id(using)
-        events = Event.objects.using(using).filter(content_type_id=content_type_id)
-        imported = set(events.filter(context__imported_from=self.name).values_list("object_pk", flat=True))
-        candidates = sorted(imported | set(planned) if dry_run else imported)
-        written = 0
-        for start in range(0, len(candidates), 1000):
-            chunk = {text: spec.pk_field.to_python(text) for text in candidates[start : start + 1000]}
-            live = {
-                spec.object_pk(pk)
-                for pk in spec.model._base_manager.using(using)
-                .filter(pk__in=list(chunk.values()))
-                .values_list("pk", flat=True)
-            }
-            for text, pk in chunk.items():
-                if text in live:
-                    continue
-                if dry_run and text in planned:
-                    written += planned[text] is not None
-                    continue
-                last = events.filter(object_pk=text).order_by("-version").first()
-                if last is None or last.action == Action.DELETE or last.context.get("imported_from") != self.name:
-                    continue  # deleted already, or recorded since the import: not the import's to say
-                written += 1
-                if not dry_run:
-                    self._write_delete(spec, using, content_type_id, text, pk, last.context.get(self.id_key))
-        return written
-
-    def _write_delete(
-        self, spec: registry.ModelSpec, using: str, content_type_id: int, text: str, pk: Any, after: Any
-    ) -> None:
-        draft = journal.Draft(
-            content_type_id=content_type_id,
-            content_type_label=spec.model._meta.label_lower,
-            object_pk=text,
-            action=Action.DELETE,
-            state=recorded_state(spec, pk, using=using),
-            operation=uuid.uuid5(NAMESPACE, f"reversion:deleted:{spec.model._meta.label_lower}:{text}"),
-            created_at=timezone.now(),
-        )
-        # The version id after which the row was deleted, as the event's reversion id: its own, and a
-        # second run finds it imported.
-        context: dict[str, Any] = {
-            "imported_from": self.name,
-            self.id_key: f"deleted after {after}",
-            "reason": DELETED_REASON,
-        }
-        with transaction.atomic(using=using):
-            journal.write([draft], using, by=journal.Author.given(None, "", context))
+        """A delete event for each row imported as existing whose table row is gone (reversion records none)."""
+        return deletes_for_gone_rows(self, spec, using, dry_run, planned, DELETED_REASON)
 
 
 def _held_fields(format_: str, data: str, by_name: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 
 
 class Users:
@@ -18,6 +19,9 @@ class Users:
         if user_id is None:
             return ""
         if user_id not in self.known:
-            user = get_user_model()._base_manager.using(self.using).filter(pk=user_id).first()
+            try:
+                user = get_user_model()._base_manager.using(self.using).filter(pk=user_id).first()
+            except (TypeError, ValueError, ValidationError):  # not a user's key (a peer may hold any value)
+                user = None
             self.known[user_id] = "" if user is None else str(user)  # deleted since: its id is all there is
         return self.known[user_id]

@@ -1,4 +1,4 @@
-"""``manage.py audit_import {simple_history,reversion,auditlog} [app.Model ...] [--dry-run]``.
+"""``manage.py audit_import {simple_history,reversion,auditlog,pghistory} [app.Model ...] [--dry-run]``.
 
 The history another audit library kept, written as events (``audit_events.importing``).
 """
@@ -19,14 +19,16 @@ _PACKAGES = {
     "simple_history": "django-simple-history",
     "reversion": "django-reversion",
     "auditlog": "django-auditlog",
+    "pghistory": "django-pghistory",
 }
 
 
 class Command(BaseCommand):
     help = (
-        "Write the history kept by django-simple-history, django-reversion or django-auditlog, in the same "
-        "database, as events of the registered models (or those named), in the peer's time order. Idempotent and "
-        "resumable: peer rows already imported are skipped. Rows that already have events of their own are skipped."
+        "Write the history kept by django-simple-history, django-reversion, django-auditlog or django-pghistory, in "
+        "the same database, as events of the registered models (or those named), in the peer's time order. "
+        "Idempotent and resumable: peer rows already imported are skipped. Rows that already have events of their "
+        "own are skipped."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
