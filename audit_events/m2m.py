@@ -39,7 +39,7 @@ the write, a check of the through table's foreign key and a second lock; a
 ``QuerySet.delete()`` of related rows costs that once for all of them. A
 direct write of through rows costs the same, plus for a save, ``bulk_update``
 or a row's ``delete()`` of existing rows one SELECT of the owner keys they
-hold (on PostgreSQL one more once those are locked; for a cascaded row too),
+hold (on PostgreSQL one more once those are locked; for a cascaded row too, on SQLite as well),
 for ``update`` or ``QuerySet.delete()`` one locking SELECT of the rows
 (``update`` assigning the owner by an expression: one SELECT of its value);
 Django no longer fast-deletes an explicit through model's rows (it has
@@ -318,10 +318,21 @@ class _LinkChange:
         self.lock_keys(spec, field, given | held)
         self.confirm_holders(spec, field, rows)
 
-    def confirm_holders(self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any]) -> None:
+    def confirm_holders(
+        self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any], read_before: bool = False
+    ) -> None:
         """Where rows are locked, read the owners the through ``rows`` hold again, once this write
-        holds the owners it read (:meth:`lock_holders`), until it holds them all: one SELECT."""
-        while connections[self.using].features.has_select_for_update:
+        holds the owners it read (:meth:`lock_holders`), until it holds them all: one SELECT.
+
+        ``read_before``: the owners were read before this transaction began (a cascade: Django's
+        Collector reads the rows it deletes in autocommit mode, then begins its transaction).
+        Where rows are not locked (SQLite), the transaction holds the database's write lock
+        (begun ``IMMEDIATE``), or one snapshot it cannot write past if another connection
+        committed since: the owners are read again once, as the DELETE will find them.
+        """
+        if not (read_before or connections[self.using].features.has_select_for_update):
+            return
+        while True:
             held = set(rows.values_list(_Through.of(field).source.attname, flat=True))
             if all((spec.model, field.name, key) in self.keys for key in held if key is not None):
                 break
@@ -601,9 +612,9 @@ def through_pre_delete(sender: type[models.Model], instance: models.Model, using
             continue
         change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])  # read by the Collector
         if not (isinstance(origin, models.QuerySet) and origin.model is sender):
-            # A cascade: the Collector read the row unlocked (a QuerySet.delete() of these
-            # rows read them locked: :func:`through_rows_deleted`).
-            change.confirm_holders(spec, field, _rows_by_key(sender, using, [instance.pk]))
+            # A cascade: the Collector read the row unlocked, before its transaction began (a
+            # QuerySet.delete() of these rows read them locked, in ours: :func:`through_rows_deleted`).
+            change.confirm_holders(spec, field, _rows_by_key(sender, using, [instance.pk]), read_before=True)
 
 
 def through_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
