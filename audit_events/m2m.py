@@ -313,7 +313,7 @@ def _owners(
 def mirrored(field: models.ManyToManyField[Any, Any]) -> bool:
     """Whether Django writes each link of ``field`` in both directions: a symmetrical relation
     to its own model (``ManyToManyField("self")``), its through table auto-created or explicit."""
-    return bool(field.remote_field.symmetrical)
+    return bool(field.remote_field.symmetrical) and field.related_model is field.model
 
 
 def _lock_targets(ends: _Through, using: str, rows: models.QuerySet[Any] | None, *values: Any) -> list[Any]:
