@@ -30,6 +30,15 @@ is registered, the rows are recorded as rows of their own too). The owners
 are those the database rows hold, read under the owners' lock
 (:meth:`_LinkChange.lock_holders`), never those a Python instance names.
 
+A symmetrical relation to the model itself (:func:`mirrored`) holds each link
+in both directions: its ``add()`` writes the other direction by a
+``bulk_create`` of its own, without signals (recorded as a direct write of
+the table), its ``remove()``/``clear()`` both in one DELETE, whose rows on
+the other end are locked and read with the row the call is made on (for
+``clear()`` found as from the related side: on PostgreSQL that row locked
+``FOR UPDATE`` first, and one SELECT of the rows linked to it); restore writes
+both directions.
+
 Cost of one ``add``/``remove``/``set``/``clear`` call: one locking SELECT of
 the owning rows, one SELECT of their links once locked, one SELECT of the
 links after, one INSERT of events (at COMMIT); from the related side, a
@@ -39,7 +48,7 @@ the write, a check of the through table's foreign key and a second lock; a
 ``QuerySet.delete()`` of related rows costs that once for all of them. A
 direct write of through rows costs the same, plus for a save, ``bulk_update``
 or a row's ``delete()`` of existing rows one SELECT of the owner keys they
-hold (on PostgreSQL one more once those are locked; for a cascaded row too),
+hold (on PostgreSQL one more once those are locked; for a cascaded row too, on SQLite as well),
 for ``update`` or ``QuerySet.delete()`` one locking SELECT of the rows
 (``update`` assigning the owner by an expression: one SELECT of its value);
 Django no longer fast-deletes an explicit through model's rows (it has
@@ -165,8 +174,18 @@ def without_links(spec: registry.ModelSpec, state: dict[str, JSONValue]) -> dict
     return {**state, **{field.name: [] for field in spec.m2m_fields}}
 
 
-def write_links(spec: registry.ModelSpec, pk: Any, state: dict[str, JSONValue], using: str) -> None:
-    """Make the row's links exactly what ``state`` lists (for restore)."""
+def write_links(
+    spec: registry.ModelSpec,
+    pk: Any,
+    state: dict[str, JSONValue],
+    using: str,
+    coming: Iterable[tuple[type[models.Model], Any]] = (),
+) -> None:
+    """Make the row's links exactly what ``state`` lists (for restore). Of a symmetrical relation to
+    the model itself, both directions, the rows on the other end recording the link they gain or
+    lose; but links to rows ``coming`` (restored after this one, in the same group) are left to
+    theirs, which write both directions once both rows are there."""
+    coming = list(coming)
     for field in spec.m2m_fields:
         if field.name not in state or _through_is_recorded(field):
             continue
@@ -174,7 +193,10 @@ def write_links(spec: registry.ModelSpec, pk: Any, state: dict[str, JSONValue], 
         related = field.related_model
         assert isinstance(related, type)
         wanted = {related._meta.pk.to_python(value) for value in state[field.name]}
+        if mirrored(field):
+            wanted -= _later(related, coming)
         owner = _key_of(spec.model, ends.owner_key, [pk], using)[pk]
+        others = _lock_mirrored(spec, field, owner, wanted, using) if mirrored(field) else None
         rows = ends.model._base_manager.using(using).filter(**{ends.source.attname: owner})
         rows.exclude(**{f"{ends.related_pk}__in": wanted}).delete()
         present = set(rows.values_list(ends.related_pk, flat=True))
@@ -183,6 +205,40 @@ def write_links(spec: registry.ModelSpec, pk: Any, state: dict[str, JSONValue], 
         ends.model._base_manager.using(using).bulk_create(
             [ends.model(**{ends.source.attname: owner, ends.target.attname: targets[value]}) for value in missing]
         )
+        if others is not None:
+            _write_mirrored(ends, owner, *others)
+
+
+def _later(related: type[models.Model], coming: list[tuple[type[models.Model], Any]]) -> set[Any]:
+    """The keys of the rows of ``related`` among those ``coming``."""
+    return {pk for model, pk in coming if issubclass(model, related)}
+
+
+def _lock_mirrored(
+    spec: registry.ModelSpec, field: Any, owner: Any, wanted: set[Any], using: str
+) -> tuple[set[Any], _LinkChange]:
+    """For restore: the keys (as the through table holds them) of the rows a symmetrical relation
+    to the model itself is to link ``owner`` to; and those rows, with the rows linked to it now,
+    locked and read: each gains or loses its link to ``owner`` in the other direction."""
+    ends = _Through.of(field)
+    keys = set(_key_of(ends.target.target_field.model, ends.target.target_field.attname, list(wanted), using).values())
+    _lock_targets(ends, using, None, owner)  # no link to it commits meanwhile (PostgreSQL)
+    rows = ends.model._base_manager.using(using).filter(**{ends.target.attname: owner})
+    change = _LinkChange(using)
+    change.lock_keys(spec, field, (keys | set(rows.values_list(ends.source.attname, flat=True))) - {owner})
+    return keys, change
+
+
+def _write_mirrored(ends: _Through, owner: Any, keys: set[Any], change: _LinkChange) -> None:
+    """The other direction of the links :func:`write_links` wrote (Django keeps both), recorded on
+    the rows on the other end, in the restore's operation."""
+    rows = ends.model._base_manager.using(change.using).filter(**{ends.target.attname: owner})
+    rows.exclude(**{f"{ends.source.attname}__in": keys}).delete()
+    missing = sorted(keys - set(rows.values_list(ends.source.attname, flat=True)), key=str)
+    ends.model._base_manager.using(change.using).bulk_create(
+        [ends.model(**{ends.source.attname: key, ends.target.attname: owner}) for key in missing]
+    )
+    change.record()
 
 
 def _key_of(model: type[models.Model], attname: str, pks: list[Any], using: str) -> dict[Any, Any]:
@@ -192,8 +248,16 @@ def _key_of(model: type[models.Model], attname: str, pks: list[Any], using: str)
     return dict(model._base_manager.using(using).filter(pk__in=pks).values_list("pk", attname))
 
 
-def missing_targets(spec: registry.ModelSpec, state: dict[str, JSONValue], using: str) -> list[str]:
-    """Descriptions of related rows named in ``state`` that no longer exist."""
+def missing_targets(
+    spec: registry.ModelSpec,
+    state: dict[str, JSONValue],
+    using: str,
+    coming: Iterable[tuple[type[models.Model], Any]] = (),
+) -> list[str]:
+    """Descriptions of related rows named in ``state`` that no longer exist; of a symmetrical
+    relation to the model itself, nor are among the rows ``coming`` (restored in the same group,
+    after this one: :func:`write_links`)."""
+    coming = list(coming)
     problems = []
     for field in spec.m2m_fields:
         if field.name not in state or _through_is_recorded(field):
@@ -202,6 +266,8 @@ def missing_targets(spec: registry.ModelSpec, state: dict[str, JSONValue], using
         assert isinstance(related, type)
         wanted = {related._meta.pk.to_python(value) for value in state[field.name]}
         found = set(related._base_manager.using(using).filter(pk__in=wanted).values_list("pk", flat=True))
+        if mirrored(field):
+            found |= _later(related, coming)
         problems += [f"{field.name}: {related._meta.label} pk={pk}" for pk in sorted(wanted - found, key=str)]
     return problems
 
@@ -216,22 +282,38 @@ def _through_is_recorded(field: models.ManyToManyField[Any, Any]) -> bool:
 
 
 def _owners(
-    field: models.ManyToManyField[Any, Any], instance: models.Model, reverse: bool, pk_set: Any, using: str
+    field: models.ManyToManyField[Any, Any],
+    instance: models.Model,
+    reverse: bool,
+    pk_set: Any,
+    using: str,
+    mirrored: bool = False,
 ) -> dict[str, Any]:
     """The lookup of the rows declaring ``field`` whose links the change touches.
 
     From the related side, ``pk_set`` holds their ``to_field`` values, as the
     through table does; without it (``clear()``, a related row deleted) they
-    are the rows linked to ``instance`` now.
+    are the rows linked to ``instance`` now. ``mirrored``: a ``remove()`` or
+    ``clear()`` of a symmetrical relation to the model itself, whose one
+    DELETE takes both directions of each link: the rows on the other end
+    lose their links to ``instance`` too, and are found as from the related side.
     """
-    if not reverse:
+    if not reverse and not mirrored:
         return {"pk__in": [instance.pk]}
     ends = _Through.of(field)
     if pk_set is None:
         values = _lock_targets(ends, using, None, getattr(instance, ends.target.target_field.attname))
         rows = ends.model._base_manager.using(using).filter(**{f"{ends.target.attname}__in": values})
         pk_set = rows.values_list(ends.source.attname, flat=True).distinct()
+    if mirrored and not reverse:
+        return {f"{ends.owner_key}__in": [getattr(instance, ends.owner_key), *pk_set]}
     return {f"{ends.owner_key}__in": list(pk_set)}
+
+
+def mirrored(field: models.ManyToManyField[Any, Any]) -> bool:
+    """Whether Django writes each link of ``field`` in both directions: a symmetrical relation
+    to its own model (``ManyToManyField("self")``), its through table auto-created or explicit."""
+    return bool(field.remote_field.symmetrical) and field.related_model is field.model
 
 
 def _lock_targets(ends: _Through, using: str, rows: models.QuerySet[Any] | None, *values: Any) -> list[Any]:
@@ -318,10 +400,21 @@ class _LinkChange:
         self.lock_keys(spec, field, given | held)
         self.confirm_holders(spec, field, rows)
 
-    def confirm_holders(self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any]) -> None:
+    def confirm_holders(
+        self, spec: registry.ModelSpec, field: Any, rows: models.QuerySet[Any], read_before: bool = False
+    ) -> None:
         """Where rows are locked, read the owners the through ``rows`` hold again, once this write
-        holds the owners it read (:meth:`lock_holders`), until it holds them all: one SELECT."""
-        while connections[self.using].features.has_select_for_update:
+        holds the owners it read (:meth:`lock_holders`), until it holds them all: one SELECT.
+
+        ``read_before``: the owners were read before this transaction began (a cascade: Django's
+        Collector reads the rows it deletes in autocommit mode, then begins its transaction).
+        Where rows are not locked (SQLite), the transaction holds the database's write lock
+        (begun ``IMMEDIATE``), or one snapshot it cannot write past if another connection
+        committed since: the owners are read again once, as the DELETE will find them.
+        """
+        if not (read_before or connections[self.using].features.has_select_for_update):
+            return
+        while True:
             held = set(rows.values_list(_Through.of(field).source.attname, flat=True))
             if all((spec.model, field.name, key) in self.keys for key in held if key is not None):
                 break
@@ -508,7 +601,10 @@ def m2m_changed(
             _check_keys(field, reverse, pk_set)
         if action.startswith("pre_"):
             _mark_relation_write(sender, using)
-            _remember(instance, key, spec, field, _owners(field, instance, reverse, pk_set, using), using)
+            # A symmetrical add() writes the other direction as a bulk_create of its own, without
+            # signals (recorded as a direct write of the table); remove() and clear() in one DELETE.
+            both = mirrored(field) and action in ("pre_remove", "pre_clear")
+            _remember(instance, key, spec, field, _owners(field, instance, reverse, pk_set, using, both), using)
         else:
             _record(instance, key, spec, field, using)
 
@@ -673,9 +769,9 @@ def through_pre_delete(sender: type[models.Model], instance: models.Model, using
             continue
         change.lock_keys(spec, field, [getattr(instance, ends.source.attname)])  # read by the Collector
         if not (isinstance(origin, models.QuerySet) and origin.model is sender):
-            # A cascade: the Collector read the row unlocked (a QuerySet.delete() of these
-            # rows read them locked: :func:`through_rows_deleted`).
-            change.confirm_holders(spec, field, _rows_by_key(sender, using, [instance.pk]))
+            # A cascade: the Collector read the row unlocked, before its transaction began (a
+            # QuerySet.delete() of these rows read them locked, in ours: :func:`through_rows_deleted`).
+            change.confirm_holders(spec, field, _rows_by_key(sender, using, [instance.pk]), read_before=True)
 
 
 def through_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:

@@ -141,16 +141,18 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
     """Write each row exactly as recorded, checking first what would make it unfaithful.
 
     Rows are written one after the other, so a child's checks see its parent
-    restored just before it.
+    restored just before it. A row's symmetrical links to rows of the group
+    still to come are written by theirs (both directions).
     """
-    for row in rows:
+    for index, row in enumerate(rows):
+        coming = [(later.model, later.pk) for later in rows[index + 1 :]]
         label = row.model._meta.label
         live_state = capture.live_state(row.spec, db, row.pk)
         if live_state is not None and recreate_only:
             raise RestoreError(f"{label} pk={row.pk} already exists (already restored?); nothing was restored.")
         if live_state is not None and all(live_state.get(k) == v for k, v in row.state.items()):
             continue  # already as asked: nothing to write, nothing to record
-        missing = m2m.missing_targets(row.spec, row.state, db)
+        missing = m2m.missing_targets(row.spec, row.state, db, coming)
         if missing:
             raise RestoreError(
                 f"{label} pk={row.pk} was linked to rows that no longer exist ({', '.join(missing)}); "
@@ -176,7 +178,7 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
         # A parent's row is also its children's; a through row's links are the owners' too.
         with inheritance.restoring(row.model, db, row.pk), m2m.through_row_restored(instance, db):
             _save_exactly(instance, row.spec, present=present, db=db, fields=row.state.keys())
-        m2m.write_links(row.spec, row.pk, row.state, db)
+        m2m.write_links(row.spec, row.pk, row.state, db, coming)
         written = _written_state(row, db)
         drafts = []
         for spec, pk, live in views:

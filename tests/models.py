@@ -469,3 +469,20 @@ class Memo(models.Model):
 
     writer = models.ForeignKey(Author, on_delete=models.SET(fallback_author), related_name="+")
     text = models.CharField(max_length=50, default="")
+
+
+class Person(models.Model):
+    """Symmetrical links to rows of its own model: Django writes both directions of each link.
+    Registered by the tests that need it (tests/test_m2m_symmetrical.py)."""
+
+    name = models.CharField(max_length=50)
+    friends = models.ManyToManyField("self", blank=True)  # symmetrical, through an auto-created table
+    allies = models.ManyToManyField("self", through="Alliance", symmetrical=True, blank=True)
+
+
+class Alliance(models.Model):
+    """The explicit through model of a symmetrical self-referential many-to-many."""
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="alliances")
+    ally = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="allied")
+    since = models.IntegerField(default=0)

@@ -515,6 +515,104 @@ def test_through_rows_deleted_while_another_writer_moves_them_record_the_owner_t
     assert_no_drift()
 
 
+def moved_by_another_sqlite_connection(loan: Loan, book: Book) -> Callable[..., Any]:
+    """An execute wrapper: at the first BEGIN of this connection (a delete's Collector has read the
+    rows it deletes, in autocommit mode, before its transaction begins), another connection of this
+    process moves ``loan`` to ``book`` by a recorded write, and commits."""
+    import threading
+
+    moved: list[BaseException | None] = []
+
+    def move() -> None:
+        try:
+            Loan.objects.filter(pk=loan.pk).update(book=book)
+            moved.append(None)
+        except BaseException as error:
+            moved.append(error)
+        finally:
+            connection.close()  # this thread's own
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not moved and sql.startswith("BEGIN"):
+            worker = threading.Thread(target=move)
+            worker.start()
+            worker.join(30)
+            assert moved == [None], moved
+        return execute(sql, params, many, context)
+
+    wrapper.moved = moved  # type: ignore[attr-defined]
+    return wrapper
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's write lock; PostgreSQL: the test above")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deletion", ["cascade", "queryset cascade", "owner", "queryset", "remove"])
+def test_sqlite_through_rows_deleted_after_another_connection_moved_them_record_the_owner_they_were_taken_from(
+    deletion: str, loans: bool
+) -> None:
+    """On SQLite, Django's Collector reads the rows a cascade deletes before its transaction (and the
+    write lock) begins; another connection moves a loan to b3 in between, and the DELETE (by key)
+    takes b3's link. The owners recorded are those the rows hold under the write lock, at the DELETE."""
+    author = Author.objects.create(name="Ann")
+    b1, b3 = (Book.objects.create(author=author, title=t) for t in ("b1", "b3"))
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+    wrapper = moved_by_another_sqlite_connection(loan, b3)
+
+    with connection.execute_wrapper(wrapper):
+        if deletion == "cascade":
+            reader.delete()
+        elif deletion == "queryset cascade":
+            Reader.objects.filter(pk=reader.pk).delete()
+        elif deletion == "owner":  # the book the loan is taken from: the Collector deletes it by key
+            Book.objects.get(pk=b1.pk).delete()
+        elif deletion == "queryset":
+            Loan.objects.filter(reader=reader).delete()
+        else:
+            b1.readers.remove(reader)
+
+    assert wrapper.moved == [None]  # type: ignore[attr-defined]
+    assert list(b3.readers.all()) == ([reader] if deletion == "remove" else [])
+    for each in (b1, b3):
+        if not Book.objects.filter(pk=each.pk).exists():
+            continue
+        assert recorded(each, "readers") == list(each.readers.values_list("pk", flat=True)), each.title
+    assert_no_drift()
+
+
+@pytest.mark.parametrize("deletion", ["cascade", "queryset cascade", "owner"])
+@pytest.mark.parametrize("write", ["update", "update extra", "save"])
+def test_through_rows_written_then_deleted_by_a_cascade_in_one_transaction_record_what_the_database_held(
+    deletion: str, write: str, loans: bool
+) -> None:
+    """A loan moved to b3 (or written again) earlier in the same transaction, then deleted by a
+    cascade: its loss is recorded on the book the database says held it at the DELETE."""
+    author = Author.objects.create(name="Ann")
+    b1, b3 = (Book.objects.create(author=author, title=t) for t in ("b1", "b3"))
+    reader = Reader.objects.create(name="r")
+    loan = Loan.objects.create(book=b1, reader=reader)
+    stale = Loan.objects.get(pk=loan.pk)
+    with transaction.atomic():
+        if write == "update":
+            Loan.objects.filter(pk=loan.pk).update(book=b3)
+        elif write == "update extra":
+            Loan.objects.filter(pk=loan.pk).update(reader=reader)  # no owner change
+        else:
+            loan.book = b3
+            loan.save()
+        if deletion == "cascade":
+            reader.delete()
+        elif deletion == "queryset cascade":
+            Reader.objects.filter(pk=reader.pk).delete()
+        else:
+            Book.objects.get(pk=b3.pk).delete()
+    assert stale.book_id == b1.pk  # Python's view, stale: the database moved the row (or not)
+    for each in (b1, b3):
+        if Book.objects.filter(pk=each.pk).exists():
+            assert recorded(each, "readers") == list(each.readers.values_list("pk", flat=True)), each.title
+    assert_no_drift()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("fixture_for", ["loans", "tags"])
 def test_loaddata_of_through_rows_records_the_owners_links(
