@@ -469,3 +469,14 @@ class Memo(models.Model):
 
     writer = models.ForeignKey(Author, on_delete=models.SET(fallback_author), related_name="+")
     text = models.CharField(max_length=50, default="")
+
+
+class Depot(models.Model):
+    """A multi-table parent declaring links; registered by the tests that need it."""
+
+    name = models.CharField(max_length=50)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="depots")
+
+
+class Warehouse(Depot):
+    floors = models.IntegerField(default=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -647,6 +648,45 @@ def test_a_link_recorded_before_commit_keeps_the_context_of_the_write_that_made_
     assert event is not None
     assert event.changes == {"tags": [[], [tag_pk]]}
     assert (event.actor_repr, event.context) == ("linker", {"reason": "tagging"})
+
+
+def test_a_link_write_rolled_back_to_its_savepoint_leaves_nothing_for_commit_to_wait_for() -> None:
+    """A link to a row not there yet, rolled back with its savepoint: the transaction no longer names
+    the row, and plain Django's COMMIT does not touch it. The before_commit hook the write registered
+    stays (savepoint_rollback keeps it) and locks the row at COMMIT once another transaction made it:
+    COMMIT waits for whoever updates that row (here, until lock_timeout)."""
+    from tests.models import Tag
+
+    author = Author.objects.create(name="Ann")
+    tag = Tag.objects.create(name="x")
+    missing = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+    held, released = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        Book.objects.create(pk=missing, author_id=author.pk, title="made by another")
+        with transaction.atomic():
+            Book.objects.select_for_update(no_key=True).get(pk=missing)  # as an UPDATE of the row would
+            held.set()
+            assert released.wait(WAIT)
+
+    worker = Worker(hold)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '1s'")
+            with contextlib.suppress(_RolledBack), transaction.atomic():
+                tag.books.add(missing)
+                raise _RolledBack
+            worker.start()
+            assert held.wait(WAIT), "the other transaction never held the row"
+    finally:
+        released.set()
+    worker.finish()
+    assert not Book.tags.through.objects.filter(book_id=missing).exists()
+
+
+class _RolledBack(Exception):
+    pass
 
 
 def _restored_while_links_wait(action: str, write: Callable[[Any, int], None], linked: bool) -> Book:
