@@ -652,3 +652,26 @@ def test_links_of_a_multi_table_child_are_recorded_on_its_registered_parent_too(
             y.depots.add(warehouse)
         assert [str(finding) for finding in verify_model(Warehouse)] == []
         assert [str(finding) for finding in verify_model(Depot)] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_created_after_a_failed_commit_records_the_links_written_before_it() -> None:
+    # On SQLite a COMMIT that fails its deferred foreign key check leaves the transaction open (plain
+    # Django's commit() does not roll back): the application may create the missing row and commit
+    # again. Pending.commit forgets the before_create completions when the COMMIT fails, so the row's
+    # create then records no links. (On PostgreSQL the failed COMMIT ends the transaction: nothing drifts.)
+    author = Author.objects.create(name="Ann")
+    x = Tag.objects.create(name="x")
+    pk = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+    connection.set_autocommit(False)
+    try:
+        x.books.add(pk)
+        with pytest.raises(IntegrityError):
+            connection.commit()
+        if connection.vendor == "sqlite":
+            Book.objects.create(pk=pk, author=author, title="later")
+            connection.commit()
+    finally:
+        connection.rollback()
+        connection.set_autocommit(True)
+    assert_no_drift()
