@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import time
@@ -548,6 +549,26 @@ def test_loaddata_of_through_rows_records_the_owners_links(
 # --- links written before the row they name (review of a028998) --------------
 
 
+def _unused_book_pk() -> int:
+    return (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+
+
+@contextlib.contextmanager
+def _by_hand_linked_to_a_missing_book() -> Iterator[tuple[Author, Tag, int]]:
+    """A transaction managed by hand (``set_autocommit(False)``) that first links a tag to a book not
+    created yet; yields an author, the tag and the book's key; rolled back at the end."""
+    author = Author.objects.create(name="Ann")
+    tag = Tag.objects.create(name="x")
+    pk = _unused_book_pk()
+    connection.set_autocommit(False)
+    try:
+        tag.books.add(pk)
+        yield author, tag, pk
+    finally:
+        connection.rollback()
+        connection.set_autocommit(True)
+
+
 def test_rows_created_after_links_named_them_cost_what_the_docs_say_not_one_query_per_earlier_link(
     book: Book, loans: bool
 ) -> None:
@@ -578,7 +599,7 @@ def test_an_unrecorded_link_write_to_a_row_created_after_its_links_stays_unrecor
 
     author = Author.objects.create(name="Ann")
     x, y = Tag.objects.create(name="x"), Tag.objects.create(name="y")
-    pk = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+    pk = _unused_book_pk()
     with transaction.atomic():
         x.books.add(pk)  # the book does not exist yet: Django checks the key at COMMIT
         later = Book.objects.create(pk=pk, author=author, title="later")
@@ -595,7 +616,7 @@ def test_a_link_to_a_missing_row_fails_at_once_under_set_constraints_immediate_a
     # at once. _check_now, run by a remove() of a missing row (nothing to remove, no error), leaves
     # the constraint DEFERRED: the add() that follows passes, its error comes at COMMIT.
     x = Tag.objects.create(name="x")
-    missing = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+    missing = _unused_book_pk()
     written = transaction.atomic()
     written.__enter__()
     try:
@@ -618,20 +639,12 @@ def test_set_autocommit_true_inside_a_transaction_raises_as_without_the_app() ->
     # as plain Django allows, cannot be.
     from django.db import ProgrammingError
 
-    author = Author.objects.create(name="Ann")
-    x = Tag.objects.create(name="x")
-    pk = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
-    connection.set_autocommit(False)
-    try:
-        x.books.add(pk)
+    with _by_hand_linked_to_a_missing_book() as (author, tag, pk):
         with pytest.raises(ProgrammingError):
             connection.set_autocommit(True)
         later = Book.objects.create(pk=pk, author=author, title="later")
         connection.commit()
-    finally:
-        connection.rollback()
-        connection.set_autocommit(True)
-    assert history(later).get().state["tags"] == [x.pk]
+    assert history(later).get().state["tags"] == [tag.pk]
     assert_no_drift()
 
 
@@ -660,18 +673,10 @@ def test_a_row_created_after_a_failed_commit_records_the_links_written_before_it
     # Django's commit() does not roll back): the application may create the missing row and commit
     # again. Pending.commit forgets the before_create completions when the COMMIT fails, so the row's
     # create then records no links. (On PostgreSQL the failed COMMIT ends the transaction: nothing drifts.)
-    author = Author.objects.create(name="Ann")
-    x = Tag.objects.create(name="x")
-    pk = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
-    connection.set_autocommit(False)
-    try:
-        x.books.add(pk)
+    with _by_hand_linked_to_a_missing_book() as (author, _, pk):
         with pytest.raises(IntegrityError):
             connection.commit()
         if connection.vendor == "sqlite":
             Book.objects.create(pk=pk, author=author, title="later")
             connection.commit()
-    finally:
-        connection.rollback()
-        connection.set_autocommit(True)
     assert_no_drift()
