@@ -653,10 +653,10 @@ def test_links_of_a_multi_table_child_are_recorded_on_its_registered_parent_too(
     # Depot declares the links, Warehouse(Depot) inherits them, both registered: m2m_changed remembers one
     # _LinkChange per (through, field name), so the child's replaces the parent's and the parent's history
     # never records the link (with or without a link written before the row: the first is older than a028998).
-    from tests.models import Depot, Warehouse
+    from tests.models import Crate, Depot, Warehouse
 
     with override_settings(AUDIT_EVENTS={**BASE, "MODELS": [*BASE["MODELS"], "tests.Depot", "tests.Warehouse"]}):
-        x, y = Tag.objects.create(name="x"), Tag.objects.create(name="y")
+        x, y = Crate.objects.create(name="x"), Crate.objects.create(name="y")
         pk = (Depot.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
         with transaction.atomic():
             if created_after_its_links:
