@@ -486,3 +486,20 @@ class Alliance(models.Model):
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="alliances")
     ally = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="allied")
     since = models.IntegerField(default=0)
+
+
+class Crate(models.Model):
+    """What a ``Depot`` links to (a model of its own: deleting tags costs what tests/test_queries.py says)."""
+
+    name = models.CharField(max_length=50)
+
+
+class Depot(models.Model):
+    """A multi-table parent declaring links; registered by the tests that need it."""
+
+    name = models.CharField(max_length=50)
+    crates = models.ManyToManyField(Crate, blank=True, related_name="depots")
+
+
+class Warehouse(Depot):
+    floors = models.IntegerField(default=1)

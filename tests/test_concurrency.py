@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -589,9 +590,9 @@ def test_a_link_to_a_row_another_transaction_deleted_fails_and_records_nothing()
     assert_links_replay(book_pk)
 
 
-def test_a_link_to_a_deleted_row_restored_before_the_link_commits_is_recorded() -> None:
-    """Plain Django checks the link's key at COMMIT: a restore committed in between makes it pass.
-    So does the app, and the link is recorded on the restored row before COMMIT."""
+def _linked_while_deleted_then_restored(add: Callable[[int, int], None]) -> tuple[int, int]:
+    """A worker's transaction runs ``add(tag_pk, book_pk)`` on a deleted book; another restores the
+    book before the worker commits. Returns the book's and the tag's keys."""
     from audit_events import restore
     from tests.models import Tag
 
@@ -603,7 +604,7 @@ def test_a_link_to_a_deleted_row_restored_before_the_link_commits_is_recorded() 
 
     def link() -> None:
         with transaction.atomic():
-            Tag.objects.get(pk=tag.pk).books.add(book_pk)
+            add(tag.pk, book_pk)
             added.set()
             assert released.wait(WAIT)
 
@@ -615,10 +616,76 @@ def test_a_link_to_a_deleted_row_restored_before_the_link_commits_is_recorded() 
     finally:
         released.set()
     worker.finish()
+    return book_pk, tag.pk
+
+
+def test_a_link_to_a_deleted_row_restored_before_the_link_commits_is_recorded() -> None:
+    """Plain Django checks the link's key at COMMIT: a restore committed in between makes it pass.
+    So does the app, and the link is recorded on the restored row before COMMIT."""
+    from tests.models import Tag
+
+    book_pk, tag_pk = _linked_while_deleted_then_restored(lambda tag, book: Tag.objects.get(pk=tag).books.add(book))
     book = Book.objects.get(pk=book_pk)
-    assert [t.pk for t in book.tags.all()] == [tag.pk]
-    assert history(book).last().changes == {"tags": [[], [tag.pk]]}  # type: ignore[union-attr]
+    assert [t.pk for t in book.tags.all()] == [tag_pk]
+    assert history(book).last().changes == {"tags": [[], [tag_pk]]}  # type: ignore[union-attr]
     assert_links_replay(book_pk)
+
+
+def test_a_link_recorded_before_commit_keeps_the_context_of_the_write_that_made_it() -> None:
+    """The link added to a deleted row, restored before the add commits, is recorded just before
+    COMMIT (the before_commit hook): the event must carry the actor and context of the add(), as the
+    add's event does when the row is there, not whatever context is current when COMMIT runs."""
+    from audit_events import audit_context
+    from tests.models import Tag
+
+    def add(tag: int, book: int) -> None:
+        with audit_context(actor="linker", reason="tagging"):
+            Tag.objects.get(pk=tag).books.add(book)
+
+    book_pk, tag_pk = _linked_while_deleted_then_restored(add)
+    event = history(Book.objects.get(pk=book_pk)).last()
+    assert event is not None
+    assert event.changes == {"tags": [[], [tag_pk]]}
+    assert (event.actor_repr, event.context) == ("linker", {"reason": "tagging"})
+
+
+def test_a_link_write_rolled_back_to_its_savepoint_leaves_nothing_for_commit_to_wait_for() -> None:
+    """A link to a row not there yet, rolled back with its savepoint: the transaction no longer names
+    the row, and plain Django's COMMIT does not touch it. The before_commit hook the write registered
+    stays (savepoint_rollback keeps it) and locks the row at COMMIT once another transaction made it:
+    COMMIT waits for whoever updates that row (here, until lock_timeout)."""
+    from tests.models import Tag
+
+    author = Author.objects.create(name="Ann")
+    tag = Tag.objects.create(name="x")
+    missing = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+    held, released = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        Book.objects.create(pk=missing, author_id=author.pk, title="made by another")
+        with transaction.atomic():
+            Book.objects.select_for_update(no_key=True).get(pk=missing)  # as an UPDATE of the row would
+            held.set()
+            assert released.wait(WAIT)
+
+    worker = Worker(hold)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '1s'")
+            with contextlib.suppress(_RolledBack), transaction.atomic():
+                tag.books.add(missing)
+                raise _RolledBack
+            worker.start()
+            assert held.wait(WAIT), "the other transaction never held the row"
+    finally:
+        released.set()
+    worker.finish()
+    assert not Book.tags.through.objects.filter(book_id=missing).exists()
+
+
+class _RolledBack(Exception):
+    pass
 
 
 def _restored_while_links_wait(action: str, write: Callable[[Any, int], None], linked: bool) -> Book:
