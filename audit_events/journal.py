@@ -371,11 +371,10 @@ def write(drafts: Sequence[Draft], using: str, *, by: Author | None = None) -> N
     connection = connections[using]
     author = Author.now() if by is None else by
     pending = Pending.of(connection)
-    if pending.before_create:
-        for d in drafts:
-            if d.action == "create" and d.content_type_label in pending.before_create:
-                for complete in pending.before_create[d.content_type_label]:
-                    complete(d)
+    if pending.awaiting:
+        pending.created.update((d.content_type_label, d.object_pk) for d in drafts if d.action == "create")
+        for complete in {entry.complete for entry in pending.awaiting}:
+            complete(drafts, pending.awaiting)
     pending.add([_Row((d.content_type_label, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))
     # ends without COMMIT: its events cannot wait for one.
@@ -442,6 +441,22 @@ class _Row:
     record: dict[str, Any]  # by _COLUMNS name
 
 
+@dataclass(frozen=True, eq=False)
+class Awaiting:
+    """Something a write left for its transaction's later creates and its COMMIT.
+
+    ``m2m`` leaves one for links written to rows that do not exist yet (a
+    deferred foreign key): ``complete(drafts, awaiting)`` adds to the create
+    events of such rows the links they have, ``at_commit(awaiting, created)``
+    records the links of those rows created by another transaction meanwhile.
+    Each function is called once for all the entries that name it.
+    """
+
+    complete: Callable[[Sequence[Draft], list[Awaiting]], None]
+    at_commit: Callable[[list[Awaiting], set[tuple[str, str]]], None]
+    data: Any
+
+
 class Pending:
     """The events of a connection's open transaction that are not inserted yet.
 
@@ -457,12 +472,11 @@ class Pending:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.rows: list[_Row] = []
-        # Per model label, what completes the state of a row created in this transaction that
-        # rows written before it already named (a deferred foreign key): ``m2m`` adds the links.
-        self.before_create: dict[str, list[Callable[[Draft], None]]] = {}
-        # What must run in the transaction just before its COMMIT (``m2m``: links written to rows
-        # that were missing, recorded on those rows if they are there by then). Each runs once.
-        self.before_commit: list[Callable[[], None]] = []
+        # What waits for this transaction's later creates and its COMMIT (:class:`Awaiting`), in the
+        # order written: a rollback to a savepoint drops those written after it.
+        self.awaiting: list[Awaiting] = []
+        self.created: set[tuple[str, str]] = set()  # (label, object_pk) created while something awaits
+        self._marks: dict[Any, int] = {}
         # The connection's own methods, called by the wrappers below.
         self.original = {name: getattr(connection, name) for name in self._WRAPPED}
         for name in self._WRAPPED:
@@ -508,14 +522,21 @@ class Pending:
             raise
 
     def _before_commit(self) -> None:
-        while self.before_commit:
-            self.before_commit.pop(0)()
+        if self.awaiting:
+            awaiting, created = list(self.awaiting), set(self.created)
+            for at_commit in dict.fromkeys(entry.at_commit for entry in awaiting):
+                at_commit(awaiting, created)
         self.flush()
 
     def _forget(self) -> None:
         """The transaction ended: what waited for its rows' creation or its COMMIT is void."""
-        self.before_create.clear()
-        self.before_commit.clear()
+        self.awaiting.clear()
+        self.created.clear()
+        self._marks.clear()
+
+    def _still_open(self) -> bool:
+        """After a failed COMMIT: SQLite keeps the transaction open (PostgreSQL ends it)."""
+        return bool(getattr(self.connection.connection, "in_transaction", False))
 
     def _drop(self) -> list[_Row]:
         rows, self.rows = self.rows, []
@@ -545,8 +566,11 @@ class Pending:
             raise
         try:
             self.original["commit"]()
-        finally:
-            self._forget()
+        except BaseException:
+            if not self._still_open():
+                self._forget()
+            raise
+        self._forget()
 
     def rollback(self) -> None:
         self.connection.validate_no_atomic_block()  # refused inside atomic(): nothing is rolled back
@@ -558,13 +582,16 @@ class Pending:
 
     def savepoint(self) -> Any:
         self.flush()  # what waits now was made before the savepoint: a rollback to it must keep it
-        return self.original["savepoint"]()
+        sid = self.original["savepoint"]()
+        self._marks[sid] = len(self.awaiting)
+        return sid
 
     def savepoint_rollback(self, sid: Any) -> None:
         try:
             self.original["savepoint_rollback"](sid)
         finally:
             self._drop()  # everything waiting was made after the latest savepoint, so after this one
+            del self.awaiting[self._marks.get(sid, len(self.awaiting)) :]
 
     def close(self) -> None:
         try:
@@ -574,7 +601,11 @@ class Pending:
             self._forget()
 
     def set_autocommit(self, autocommit: bool, *args: Any, **kwargs: Any) -> None:
-        if autocommit:  # SQLite and MySQL commit what is open without a commit() call
+        # SQLite and MySQL commit what is open without a commit() call; PostgreSQL's drivers refuse
+        # to turn autocommit on inside a transaction, which goes on.
+        if autocommit and self.connection.vendor != "postgresql":
             self._before_commit()
             self._forget()
+        elif autocommit:
+            self.flush()
         self.original["set_autocommit"](autocommit, *args, **kwargs)

@@ -61,7 +61,7 @@ import contextlib
 import dataclasses
 import json
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -480,55 +480,105 @@ class _LinkChange:
         return drafts
 
 
+@dataclass(frozen=True)
+class _Missing:
+    """Links written to rows of ``spec`` that no transaction had (``lookups``, by owner), by ``author``."""
+
+    spec: registry.ModelSpec
+    field: Any
+    lookups: tuple[dict[str, Any], ...]
+    using: str
+    author: journal.Author
+
+
 def _links_before_create(spec: registry.ModelSpec, field: Any, lookups: list[dict[str, Any]], using: str) -> None:
     """Links written in this transaction to rows no transaction has yet (``lookups``, by owner).
 
-    A row of them created later in it records the links it has then in its create event;
-    until the transaction ends, each create of the model reads them (one SELECT of the
-    matching rows' keys, one of their links). Just before COMMIT, the rows there by then
-    (created by this transaction or by another that committed since, a restore say) are
-    locked and their links recorded where they differ from their history (``at_commit``).
+    A row of them created later in it records the links it has then in its create event
+    (:func:`_complete_creates`); just before COMMIT, those another transaction created
+    meanwhile (a restore, say) are locked and their links recorded (:func:`_record_at_commit`).
+    A rollback to a savepoint taken before this write drops it (``journal.Pending``).
     """
-    lookups = list(lookups)
+    missing = _Missing(spec, field, tuple(lookups), using, journal.Author.now())
+    entry = journal.Awaiting(complete=_complete_creates, at_commit=_record_at_commit, data=missing)
+    journal.Pending.of(connections[using]).awaiting.append(entry)
 
-    def at_commit() -> None:
-        """Links written to rows that were missing, recorded on those that are there now.
 
-        On PostgreSQL the deferred check runs first (it raises the ``IntegrityError`` COMMIT
-        would); then each row is there (created in this transaction or by one that committed
-        since) and held until COMMIT. A row's links as recorded (its create's, its restore's)
-        are compared with the live ones, under lock: an update records the difference.
-        """
+def _missing_by_field(awaiting: list[journal.Awaiting]) -> dict[tuple[Any, str], list[_Missing]]:
+    groups: dict[tuple[Any, str], list[_Missing]] = {}
+    for entry in awaiting:
+        if isinstance(entry.data, _Missing):
+            groups.setdefault((entry.data.spec.model, entry.data.field.name), []).append(entry.data)
+    return groups
+
+
+def _matching(missing: list[_Missing]) -> models.Q:
+    matching = models.Q()
+    for lookup in (lookup for entry in missing for lookup in entry.lookups):
+        matching |= models.Q(**lookup)
+    return matching
+
+
+def _complete_creates(drafts: Sequence[journal.Draft], awaiting: list[journal.Awaiting]) -> None:
+    """Add to the create events among ``drafts`` the links rows written before them name.
+
+    Queries, per field awaited whose model has a create here: one SELECT of the matching
+    rows' keys, and where one was created, one of their links.
+    """
+    for missing in _missing_by_field(awaiting).values():
+        spec, field, using = missing[0].spec, missing[0].field, missing[0].using
+        label = spec.model._meta.label_lower
+        created = {d.object_pk: d for d in drafts if d.action == Action.CREATE and d.content_type_label == label}
+        if not created or any(d.state is None for d in created.values()):
+            continue
+        rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using).order_by()
+        pks = [
+            pk for pk in rows.filter(_matching(missing)).values_list("pk", flat=True) if spec.object_pk(pk) in created
+        ]
+        for pk, links in read_links(spec, using, pks, [field]).items():
+            state = created[spec.object_pk(pk)].state
+            assert state is not None
+            state.update(links)
+
+
+def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, str]]) -> None:
+    """Just before COMMIT: links written to rows that were missing, recorded on those another
+    transaction created since (a restore), by the writes that made them.
+
+    On PostgreSQL the deferred check runs first (it raises the ``IntegrityError`` COMMIT
+    would); then each row is there and held until COMMIT. A row this transaction created
+    recorded its links in its create, and later changes by their own writes: it is left
+    alone. Another's are locked, and their links as recorded (their restore's) compared
+    with the live ones: an update records the difference, in the actor and context of the
+    write that linked them. Queries per field awaited: the check (three), the lock and links
+    (two), the history of each row found.
+    """
+    for missing in _missing_by_field(awaiting).values():
+        spec, field, using = missing[0].spec, missing[0].field, missing[0].using
         connection = connections[using]
-        if connection.features.has_select_for_update:
-            with connection.cursor() as cursor:
-                for name in _deferred_constraints(_Through.of(field), using):
-                    cursor.execute(f"SET CONSTRAINTS {name} IMMEDIATE")
-                    cursor.execute(f"SET CONSTRAINTS {name} DEFERRED")
-        with operation():
+        if connection.features.has_select_for_update and (names := _deferred_constraints(_Through.of(field), using)):
+            with connection.cursor() as cursor:  # COMMIT follows: the mode need not be set back
+                cursor.execute(f"SET CONSTRAINTS {', '.join(names)} IMMEDIATE")
+        label = spec.model._meta.label_lower
+        for author in dict.fromkeys(entry.author for entry in missing):
+            written = [entry for entry in missing if entry.author == author]
             drafts = []
-            for lookup in lookups:
-                for pk, state in capture.lock_rows(spec, using, lookup, no_key=True).items():
+            with operation():
+                for pk, state in capture.lock_rows(
+                    spec, using, {}, rows=_locked_rows(spec, written), no_key=True
+                ).items():
+                    if (label, spec.object_pk(pk)) in created:
+                        continue
                     old = (replay.recorded_state(spec, pk, using=using) or {}).get(field.name, [])
                     if old != state[field.name]:
                         changes = {field.name: [old, state[field.name]]}
                         drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
-            journal.write(drafts, using)
+                journal.write(drafts, using, by=author)
 
-    def complete(draft: journal.Draft) -> None:
-        if draft.state is None:
-            return
-        rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using).order_by()
-        matching = models.Q()
-        for lookup in lookups:
-            matching |= models.Q(**lookup)
-        pks = [pk for pk in rows.filter(matching).values_list("pk", flat=True) if spec.object_pk(pk) == draft.object_pk]
-        for links in read_links(spec, using, pks, [field]).values():
-            draft.state.update(links)
 
-    pending = journal.Pending.of(connections[using])
-    pending.before_create.setdefault(spec.model._meta.label_lower, []).append(complete)
-    pending.before_commit.append(at_commit)
+def _locked_rows(spec: registry.ModelSpec, missing: list[_Missing]) -> models.QuerySet[Any]:
+    rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=missing[0].using)
+    return rows.filter(_matching(missing))
 
 
 def _deferred_constraints(ends: _Through, using: str) -> list[str]:
@@ -551,22 +601,25 @@ def _check_now(ends: _Through, using: str) -> bool:
     """Check the through table's deferred foreign key to the owners now, as COMMIT would.
 
     True when each owner linked in this transaction is there (the check waits
-    for a transaction inserting one), held (``FOR KEY SHARE``) until this one
-    ends. False when one is missing: the check's error is rolled back (a
-    savepoint) and the constraint stays deferred, so COMMIT checks it, as
-    without the app. The constraint is deferred again after: a later write of
-    the transaction is checked at COMMIT, as before. One query for the
-    constraint's name, a savepoint and two ``SET CONSTRAINTS``.
+    for a transaction inserting one: it is committed, and visible, by then).
+    False when one is missing. The check runs in a savepoint rolled back
+    after it, so the constraint's mode is what it was (deferred, or
+    ``SET CONSTRAINTS ALL IMMEDIATE`` by the application) and COMMIT checks it
+    again, as without the app. Queries: the constraint's name, a savepoint,
+    ``SET CONSTRAINTS``, the rollback to the savepoint.
     """
     names = _deferred_constraints(ends, using)
-    with connections[using].cursor() as cursor:
-        try:
-            with transaction.atomic(using=using):
-                for name in names:
-                    cursor.execute(f"SET CONSTRAINTS {name} IMMEDIATE")
-                    cursor.execute(f"SET CONSTRAINTS {name} DEFERRED")
-        except IntegrityError:
-            return False
+    if not names:
+        return True
+    connection = connections[using]
+    sid = transaction.savepoint(using=using)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET CONSTRAINTS {', '.join(names)} IMMEDIATE")
+    except IntegrityError:
+        return False
+    finally:
+        transaction.savepoint_rollback(sid, using=using)
     return True
 
 
@@ -596,7 +649,7 @@ def m2m_changed(
     if is_paused() and is_paused(*(spec.model for spec, _ in registry.m2m_links(sender))):  # noted when paused
         return
     for spec, field in registry.m2m_links(sender):
-        key = (sender, field.name)
+        key = (sender, spec.model, field.name)  # a multi-table parent and its child each have the field
         if action == "pre_remove":
             _check_keys(field, reverse, pk_set)
         if action.startswith("pre_"):
