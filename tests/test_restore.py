@@ -596,6 +596,24 @@ def test_undo_leaves_a_member_that_was_brought_back_and_written_since() -> None:
     assert Book.objects.get(pk=two.pk).title == "Two, edited"
 
 
+def test_undo_is_refused_by_a_member_whose_own_later_deletion_was_undone() -> None:
+    """Found by the replay state machine: a member deleted again since is left to that later deletion only while
+    it is deleted; once that deletion is undone it exists again, in the way as after ``restore(at=)`` alone."""
+    one = Everything.objects.create(char="one")
+    two = Everything.objects.create(char="two")
+    before = moment()
+    Everything.objects.filter(pk__in=[one.pk, two.pk]).delete()  # one group
+    restore(Everything, two.pk, at=before)
+    Everything.objects.filter(pk=two.pk).delete()  # a deletion of its own
+    restore(Everything, two.pk)  # undone: two exists again
+
+    with NothingWritten(), pytest.raises(RestoreError, match=rf"tests\.Everything pk={two.pk} already exists"):
+        restore(Everything, one.pk)  # undo the first deletion: it cannot recreate two
+
+    restore(Everything, one.pk, at=before)  # what the refusal says to do: the others one by one, with at=
+    assert set(Everything.objects.values_list("char", flat=True)) == {"one", "two"}
+
+
 def test_undo_is_not_blocked_by_the_parent_of_a_member_it_leaves_out() -> None:
     """Found by the replay state machine: the left-out member's missing parent is not the undo's concern."""
     ann = Author.objects.create(name="Ann")
