@@ -49,8 +49,9 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
 from . import journal, m2m, registry
-from .capture import State, draft, lock_rows, view_event
+from .capture import draft, lock_rows, view_event
 from .context import capture_paused
+from .encoding import State
 from .models import Action, Event
 from .operations import operation
 from .replay import recorded_state

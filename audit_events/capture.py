@@ -55,7 +55,7 @@ from django.db.models.sql.constants import MULTI
 
 from . import journal, m2m, overwritten, prepared, registry
 from .context import is_paused
-from .encoding import JSONValue
+from .encoding import JSONValue, State
 from .models import Action
 from .operations import current_operation
 from .replay import recorded_state
@@ -66,7 +66,6 @@ from .returning import insert_returning, split_converters
 # again between the two (:func:`handoffs`).
 _HANDOFFS = "_audit_events_handoffs"
 
-State = dict[str, JSONValue]
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
 

@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from . import conf, prepared
 from .context import current_context
-from .encoding import JSONValue, canonical_json
+from .encoding import JSONValue, State, canonical_json
 from .models import Event
 from .operations import current_operation
 
@@ -52,7 +52,6 @@ _CREATED_AT = Event._meta.get_field("created_at")
 _OPERATION = Event._meta.get_field("operation")
 
 BATCH_SIZE = 500
-State = dict[str, JSONValue]
 _PARAMS_PER_EVENT = 20
 
 

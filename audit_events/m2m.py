@@ -71,13 +71,12 @@ from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry, replay
 from .context import is_paused
-from .encoding import JSONValue, encode
+from .encoding import JSONValue, State, encode
 from .models import Action
 from .operations import operation
 from .transactions import atomic_write
 
 _BEFORE = "_audit_events_m2m"
-State = dict[str, JSONValue]
 
 
 @dataclass(frozen=True)

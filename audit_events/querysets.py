@@ -43,7 +43,6 @@ from django.db.models.sql.where import WhereNode
 
 from . import bulk, inheritance, journal, m2m, registry
 from .capture import (
-    State,
     _composite_key,
     _locking_queryset,
     _state,
@@ -55,6 +54,7 @@ from .capture import (
     view_event,
 )
 from .context import is_paused
+from .encoding import State
 from .models import Action
 from .operations import operation
 from .returning import split_converters

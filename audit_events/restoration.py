@@ -18,12 +18,11 @@ from django.db import DatabaseError, models, router, transaction
 from . import capture, inheritance, journal, m2m, registry
 from .capture import diff
 from .context import capture_paused
-from .encoding import decode
+from .encoding import State, decode
 from .exceptions import NotDeleted, RestoreError
 from .models import Action, Event
 from .operations import current_operation, operation
 from .replay import (
-    State,
     absent_at,
     instance_from_state,
     moment_of,

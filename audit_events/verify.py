@@ -44,12 +44,11 @@ from django.db.models import Q
 from . import journal, registry
 from .capture import diff, live_state
 from .context import audit_context
-from .encoding import JSONValue, canonical_json, encode
+from .encoding import State, canonical_json, encode
 from .models import Action, Event, EventQuerySet, UnrecordedWrite
 from .notes import explaining
 from .replay import fold, recorded_state
 
-State = dict[str, JSONValue]
 DEFAULT_BATCH_SIZE = 1000
 REPAIR_REASON = "audit_verify --repair: a change made outside the ORM"
 

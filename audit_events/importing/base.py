@@ -24,11 +24,10 @@ from django.utils import timezone
 from .. import journal, registry
 from ..capture import diff
 from ..context import storable
-from ..encoding import JSONValue
+from ..encoding import JSONValue, State
 from ..models import Action, Event
 from ..replay import recorded_state, spec_or_error
 
-State = dict[str, JSONValue]
 DEFAULT_BATCH_SIZE = 1000
 # Every imported event's operation is derived from the peer's own grouping (a history row, a revision),
 # so that a second import of the same peer row, were it ever made, would carry the same one.
