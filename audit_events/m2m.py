@@ -432,9 +432,7 @@ class _LinkChange:
                         continue
                     snapshot = {**rows[pk], field.name: new}
                     changes = {field.name: [old, new]}
-                    drafts.append(
-                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=snapshot)
-                    )
+                    drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=snapshot))
             journal.write(drafts, self.using)
         self.before.clear()
         self.keys.clear()
@@ -473,9 +471,7 @@ class _LinkChange:
                 old, new = recorded.get(field.name, []), state[field.name]
                 if old != new:
                     changes = {field.name: [old, new]}
-                    drafts.append(
-                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=state)
-                    )
+                    drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
         return drafts
 
 
@@ -511,7 +507,7 @@ def _links_before_create(spec: registry.ModelSpec, field: Any, lookups: list[dic
                     old = (replay.recorded_state(spec, pk, using=using) or {}).get(field.name, [])
                     if old != state[field.name]:
                         changes = {field.name: [old, state[field.name]]}
-                        drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
+                        drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
             journal.write(drafts, using)
 
     def complete(draft: journal.Draft) -> None:
