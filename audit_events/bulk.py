@@ -49,8 +49,9 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
 from . import journal, m2m, registry
-from .capture import State, draft, lock_rows, view_event
+from .capture import lock_rows, view_event
 from .context import capture_paused
+from .encoding import State
 from .models import Action, Event
 from .operations import operation
 from .replay import recorded_state
@@ -259,7 +260,7 @@ class _RecordingInsert:
             object_pk = spec.object_pk(pk)
             old = before.get(object_pk)
             if old is None:
-                drafts.append(draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new)))
+                drafts.append(journal.Draft.of(spec, pk, Action.CREATE, state=m2m.without_links(spec, new)))
             elif event := view_event(spec, pk, old, new):
                 drafts.append(event)
             before[object_pk] = {**(old or {}), **new}

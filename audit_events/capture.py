@@ -55,7 +55,7 @@ from django.db.models.sql.constants import MULTI
 
 from . import journal, m2m, overwritten, prepared, registry
 from .context import is_paused
-from .encoding import JSONValue
+from .encoding import JSONValue, State
 from .models import Action
 from .operations import current_operation
 from .replay import recorded_state
@@ -66,7 +66,6 @@ from .returning import insert_returning, split_converters
 # again between the two (:func:`handoffs`).
 _HANDOFFS = "_audit_events_handoffs"
 
-State = dict[str, JSONValue]
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
 
@@ -359,23 +358,6 @@ class _OneRow:
 
 
 _OLD_ROW = '"_audit_events_old"'
-
-
-def draft(spec: registry.ModelSpec, pk: Any, action: str, using: str | None = None, **kwargs: Any) -> journal.Draft:
-    """An event of ``spec``'s row ``pk``.
-
-    Its content type is that of the database the event is written to
-    (``journal.write(drafts, using)``), looked up when the event is inserted,
-    not here: the write's own statements never include it. (``using`` is
-    accepted from callers that name the database; nothing here depends on it.)
-    """
-    return journal.Draft(
-        content_type_id=None,
-        content_type_label=spec.model._meta.label_lower,
-        object_pk=spec.object_pk(pk),
-        action=action,
-        **kwargs,
-    )
 
 
 def diff(old: State, new: State) -> dict[str, list[JSONValue]]:
@@ -835,14 +817,14 @@ def view_event(
     if not spec.name_set.issuperset(new):  # a child's state seen as its parent's row
         new = {name: new[name] for name in names if name in new}
     if old is None:
-        return draft(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))
+        return journal.Draft.of(spec, pk, Action.CREATE, state=m2m.without_links(spec, new))
     if not spec.name_set.issuperset(old):
         old = {name: old[name] for name in names if name in old}
     changes = diff(old, new)
     if not changes:
         return None  # a write that changes nothing records nothing
     # Fields not written (links by a save) are as they were: the candidate snapshot keeps them.
-    return draft(spec, pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
+    return journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot={**old, **new})
 
 
 def _saved_state(spec: registry.ModelSpec, instance: models.Model, using: str, saving: _Save) -> State:
@@ -918,7 +900,7 @@ def _record_delete(spec: registry.ModelSpec, instance: models.Model, using: str,
     if state is None:
         return
     assert isinstance(state, dict)
-    event = draft(spec, instance.pk, Action.DELETE, state=state, operation=record.operation)
+    event = journal.Draft.of(spec, instance.pk, Action.DELETE, state=state, operation=record.operation)
     journal.write([event], using)
 
 

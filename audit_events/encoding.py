@@ -24,6 +24,8 @@ from django.db import models
 from django.utils import timezone
 
 JSONValue = Any  # what json.loads can return
+# A row as recorded: each field's name and its encoded value (a state, a snapshot, a row read live).
+State = dict[str, JSONValue]
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _EXACT = decimal.Context(prec=1000)  # quantizing must never round an integer part away

@@ -48,8 +48,9 @@ from django.db import connections, models, router, transaction
 from django.db.models import signals
 
 from . import journal, registry
-from .capture import State, live_state, lock_rows, view_event
+from .capture import live_state, lock_rows, view_event
 from .context import is_paused
+from .encoding import State
 from .operations import operation
 from .replay import recorded_state
 

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError, Error, connections
@@ -44,15 +44,17 @@ from django.utils import timezone
 
 from . import conf, prepared
 from .context import current_context
-from .encoding import JSONValue, canonical_json
+from .encoding import JSONValue, State, canonical_json
 from .models import Event
 from .operations import current_operation
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
 
 _CREATED_AT = Event._meta.get_field("created_at")
 _OPERATION = Event._meta.get_field("operation")
 
 BATCH_SIZE = 500
-State = dict[str, JSONValue]
 _PARAMS_PER_EVENT = 20
 
 
@@ -63,7 +65,7 @@ class Draft:
     ``content_type_id`` ``None`` (what capture gives) means the content type of
     ``content_type_label`` on the database the event is written to, looked up
     when the event is inserted (:meth:`Pending.flush`): a write's own
-    statements never include that lookup.
+    statements never include that lookup. Made by :meth:`of`.
     """
 
     content_type_id: int | None
@@ -76,6 +78,43 @@ class Draft:
     snapshot: State | None = None
     operation: uuid.UUID = field(default_factory=current_operation)
     created_at: datetime.datetime = field(default_factory=timezone.now)
+
+    @classmethod
+    def of(
+        cls,
+        spec: ModelSpec,
+        pk: Any,
+        action: str,
+        *,
+        changes: dict[str, Any] | None = None,
+        state: State | None = None,
+        snapshot: State | None = None,
+        operation: uuid.UUID | None = None,
+        created_at: datetime.datetime | None = None,
+        content_type_id: int | None = None,
+        object_pk: str | None = None,
+    ) -> Draft:
+        """The event ``action`` of ``spec``'s row ``pk``: the one way the app makes a draft
+        (capture, restore, snapshots, verify, the importers).
+
+        ``object_pk`` is ``spec.object_pk(pk)`` unless given: a caller that holds the text
+        already (read from events) passes it, kept as it is, and ``pk`` is not read. ``content_type_id``
+        ``None`` leaves the lookup to the insert (what capture does: a write's own statements
+        never include it); the others pass the id they looked up. The
+        operation is the current one and ``created_at`` now unless given (the importers
+        give the peer's).
+        """
+        return cls(
+            content_type_id,
+            spec.model._meta.label_lower,
+            spec.object_pk(pk) if object_pk is None else object_pk,
+            action,
+            {} if changes is None else changes,
+            state,
+            snapshot,
+            current_operation() if operation is None else operation,
+            timezone.now() if created_at is None else created_at,
+        )
 
 
 def hash_content(

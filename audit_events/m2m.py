@@ -71,13 +71,12 @@ from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry, replay
 from .context import is_paused
-from .encoding import JSONValue, encode
+from .encoding import JSONValue, State, encode
 from .models import Action
 from .operations import operation
 from .transactions import atomic_write
 
 _BEFORE = "_audit_events_m2m"
-State = dict[str, JSONValue]
 
 
 @dataclass(frozen=True)
@@ -433,9 +432,7 @@ class _LinkChange:
                         continue
                     snapshot = {**rows[pk], field.name: new}
                     changes = {field.name: [old, new]}
-                    drafts.append(
-                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=snapshot)
-                    )
+                    drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=snapshot))
             journal.write(drafts, self.using)
         self.before.clear()
         self.keys.clear()
@@ -474,9 +471,7 @@ class _LinkChange:
                 old, new = recorded.get(field.name, []), state[field.name]
                 if old != new:
                     changes = {field.name: [old, new]}
-                    drafts.append(
-                        capture.draft(spec, pk, Action.UPDATE, using=self.using, changes=changes, snapshot=state)
-                    )
+                    drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
         return drafts
 
 
@@ -572,7 +567,7 @@ def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, 
                     old = (replay.recorded_state(spec, pk, using=using) or {}).get(field.name, [])
                     if old != state[field.name]:
                         changes = {field.name: [old, state[field.name]]}
-                        drafts.append(capture.draft(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
+                        drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
                 journal.write(drafts, using, by=author)
 
 

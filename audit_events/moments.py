@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from django.db import models
 from django.db.models import Case, F, Max, Q, When, Window
 
-from .encoding import decode
+from .encoding import State, decode
 from .models import Action, Event
-from .replay import State, fold, instance_from_state, moment_of, spec_or_error, state_until
+from .replay import fold, instance_from_state, moment_of, spec_or_error, state_until
 
 M = TypeVar("M", bound=models.Model)
 

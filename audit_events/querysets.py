@@ -43,18 +43,17 @@ from django.db.models.sql.where import WhereNode
 
 from . import bulk, inheritance, journal, m2m, registry
 from .capture import (
-    State,
     _composite_key,
     _locking_queryset,
     _state,
     _update_returns_old_row,
     deleting,
-    draft,
     lock_rows,
     record_finished_saves,
     view_event,
 )
 from .context import is_paused
+from .encoding import State
 from .models import Action
 from .operations import operation
 from .returning import split_converters
@@ -421,7 +420,7 @@ def _record_updates(spec: registry.ModelSpec, using: str, changes: list[_Change]
         moved = spec.object_pk(old_pk) != spec.object_pk(new_pk)
         for view in views:  # the row, and the same row under its registered multi-table parents
             if moved:
-                drafts.append(draft(view, old_pk, Action.DELETE, state=old))
+                drafts.append(journal.Draft.of(view, old_pk, Action.DELETE, state=old))
             if event := view_event(view, new_pk, None if moved else old, new):
                 drafts.append(event)
     journal.write(drafts, using)

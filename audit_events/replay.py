@@ -17,12 +17,11 @@ from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from . import registry
-from .encoding import JSONValue, decode
+from .encoding import State, decode
 from .exceptions import NoHistory, RestoreError
 from .models import Action, Event, EventQuerySet
 
 M = TypeVar("M", bound=models.Model)
-State = dict[str, JSONValue]
 
 
 def spec_or_error(model: type[models.Model]) -> registry.ModelSpec:

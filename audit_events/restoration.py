@@ -18,12 +18,11 @@ from django.db import DatabaseError, models, router, transaction
 from . import capture, inheritance, journal, m2m, registry
 from .capture import diff
 from .context import capture_paused
-from .encoding import decode
+from .encoding import State, decode
 from .exceptions import NotDeleted, RestoreError
 from .models import Action, Event
-from .operations import current_operation, operation
+from .operations import operation
 from .replay import (
-    State,
     absent_at,
     instance_from_state,
     moment_of,
@@ -186,14 +185,13 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
             if live is not None and all(live.get(k) == v for k, v in state.items()):
                 continue  # this view of the row was already as restored
             drafts.append(
-                journal.Draft(
-                    content_type_id=spec.content_type_id(db),
-                    content_type_label=spec.model._meta.label_lower,
-                    object_pk=spec.object_pk(pk),
-                    action=Action.RESTORE,
+                journal.Draft.of(
+                    spec,
+                    pk,
+                    Action.RESTORE,
                     changes={} if live is None else diff(live, state),
                     state=state,
-                    operation=current_operation(),
+                    content_type_id=spec.content_type_id(db),
                 )
             )
         journal.write(drafts, db)

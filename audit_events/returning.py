@@ -21,9 +21,8 @@ from django.db import connections, models
 from django.db.models.sql import InsertQuery
 
 from . import prepared, registry
-from .encoding import JSONValue, converts
+from .encoding import State, converts
 
-State = dict[str, JSONValue]
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
 

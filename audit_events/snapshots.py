@@ -65,12 +65,8 @@ def snapshot_rows(
                 # Looked for again under the lock: a concurrent save may have recorded some.
                 still = _unrecorded(content_type_id, db, {spec.object_pk(pk): pk for pk in rows})
                 drafts = [
-                    journal.Draft(
-                        content_type_id=content_type_id,
-                        content_type_label=spec.model._meta.label_lower,
-                        object_pk=text,
-                        action=Action.SNAPSHOT,
-                        state=rows[pk],
+                    journal.Draft.of(
+                        spec, pk, Action.SNAPSHOT, state=rows[pk], content_type_id=content_type_id, object_pk=text
                     )
                     for text, pk in still.items()
                 ]

@@ -44,12 +44,11 @@ from django.db.models import Q
 from . import journal, registry
 from .capture import diff, live_state
 from .context import audit_context
-from .encoding import JSONValue, canonical_json, encode
+from .encoding import State, canonical_json, encode
 from .models import Action, Event, EventQuerySet, UnrecordedWrite
 from .notes import explaining
 from .replay import fold, recorded_state
 
-State = dict[str, JSONValue]
 DEFAULT_BATCH_SIZE = 1000
 REPAIR_REASON = "audit_verify --repair: a change made outside the ORM"
 
@@ -346,13 +345,8 @@ def _write_repair(
         action, changes, state = Action.DELETE, {}, recorded
     else:
         action, changes, state = Action.SYNC, diff(recorded, live) if recorded else {}, live
-    draft = journal.Draft(
-        content_type_id=spec.content_type_id(),
-        content_type_label=spec.model._meta.label_lower,
-        object_pk=object_pk,
-        action=action,
-        changes=changes,
-        state=state,
+    draft = journal.Draft.of(
+        spec, None, action, changes=changes, state=state, content_type_id=spec.content_type_id(), object_pk=object_pk
     )
     if note is None:
         context = audit_context(reason=REPAIR_REASON)

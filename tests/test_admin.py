@@ -519,13 +519,13 @@ def test_date_hierarchy_spans_the_years_between_the_first_and_last_event(admin_c
 
     spec = spec_of(Author)
     old = [
-        journal.Draft(
-            content_type_id=spec.content_type_id(),
-            content_type_label="tests.author",
-            object_pk=str(900 + year),
-            action=Action.CREATE,
+        journal.Draft.of(
+            spec,
+            900 + year,
+            Action.CREATE,
             state={"id": 900 + year, "name": "old", "email": None},
             created_at=datetime.datetime(year, 6, 1, tzinfo=datetime.UTC),
+            content_type_id=spec.content_type_id(),
         )
         for year in (2019, 2021)
     ]

@@ -291,18 +291,19 @@ def _two_versions_around_paris_midnight() -> int:
     from audit_events import journal
 
     spec, utc = spec_of(Author), datetime.UTC
-    common = {"content_type_id": spec.content_type_id(), "content_type_label": "tests.author", "object_pk": "901"}
     journal.write(
         [
-            journal.Draft(
-                **common,
-                action=Action.CREATE,
+            journal.Draft.of(
+                spec,
+                901,
+                Action.CREATE,
                 state={"id": 901, "name": "one", "email": None},
                 created_at=datetime.datetime(2024, 4, 30, 21, tzinfo=utc),
             ),
-            journal.Draft(
-                **common,
-                action=Action.DELETE,
+            journal.Draft.of(
+                spec,
+                901,
+                Action.DELETE,
                 state={"id": 901, "name": "two", "email": None},
                 created_at=datetime.datetime(2024, 4, 30, 23, tzinfo=utc),
             ),

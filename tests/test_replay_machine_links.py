@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from audit_events import NoHistory, RestoreError, restore
+from audit_events.encoding import State
 from audit_events.models import Event
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
@@ -29,7 +30,6 @@ from tests.models import Author, Book, Tag
 
 pytestmark = pytest.mark.django_db
 
-State = dict[str, Any]
 # Text PostgreSQL can store (no NUL) and that round-trips (no lone surrogates).
 _title = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
 

@@ -15,9 +15,8 @@ from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 
 from .. import registry
-from ..encoding import JSONValue
+from ..encoding import JSONValue, State
 from ..models import Action, Event
-from ..replay import State
 from .values import Values, field_of
 
 

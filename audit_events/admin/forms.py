@@ -22,8 +22,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.text import capfirst
 
-from ..encoding import decode
-from ..replay import State
+from ..encoding import State, decode
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

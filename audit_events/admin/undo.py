@@ -15,9 +15,10 @@ from django.db import models, router, transaction
 from django.db.models import Q, Subquery
 
 from .. import capture, registry
+from ..encoding import State
 from ..exceptions import NoHistory, RestoreError
 from ..models import Action, Event
-from ..replay import State, fold, instance_from_state
+from ..replay import fold, instance_from_state
 from ..restoration import restore
 
 

@@ -27,9 +27,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .. import registry
-from ..encoding import JSONValue, encode, value_field
+from ..encoding import JSONValue, State, encode, value_field
 from ..models import Action
-from .base import NAMESPACE, PeerRow, State
+from .base import NAMESPACE, PeerRow
 from .users import Users
 
 _ACTIONS = {0: Action.CREATE, 1: Action.UPDATE, 2: Action.DELETE}  # 3, access, is not a write

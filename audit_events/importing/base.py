@@ -24,11 +24,10 @@ from django.utils import timezone
 from .. import journal, registry
 from ..capture import diff
 from ..context import storable
-from ..encoding import JSONValue
+from ..encoding import JSONValue, State
 from ..models import Action, Event
 from ..replay import recorded_state, spec_or_error
 
-State = dict[str, JSONValue]
 DEFAULT_BATCH_SIZE = 1000
 # Every imported event's operation is derived from the peer's own grouping (a history row, a revision),
 # so that a second import of the same peer row, were it ever made, would carry the same one.
@@ -177,14 +176,15 @@ def deletes_for_gone_rows(
                 continue  # deleted already, or recorded since the import: not the import's to say
             written += 1
             if not dry_run:
-                draft = journal.Draft(
-                    content_type_id=content_type_id,
-                    content_type_label=spec.model._meta.label_lower,
-                    object_pk=text,
-                    action=Action.DELETE,
+                draft = journal.Draft.of(
+                    spec,
+                    pk,
+                    Action.DELETE,
                     state=recorded_state(spec, pk, using=using),
                     operation=uuid.uuid5(NAMESPACE, f"{peer.name}:deleted:{spec.model._meta.label_lower}:{text}"),
                     created_at=timezone.now(),
+                    content_type_id=content_type_id,
+                    object_pk=text,
                 )
                 # The peer id after which the row was deleted, as the event's peer id: its own, and a
                 # second run finds it imported.
@@ -211,16 +211,16 @@ def _draft(
         changes = diff(previous, state or {})
     else:
         changes = {}
-    return journal.Draft(
-        content_type_id=content_type_id,
-        content_type_label=spec.model._meta.label_lower,
-        object_pk=object_pk,
-        # A row's first event carries its whole state, whatever the peer called it (replay starts there).
-        action=row.action,
+    return journal.Draft.of(
+        spec,
+        row.pk,
+        row.action,
         changes=changes,
         state=state,
         operation=row.operation,
         created_at=row.at,
+        content_type_id=content_type_id,
+        object_pk=object_pk,
     )
 
 

@@ -32,9 +32,9 @@ import pghistory.core
 from django.db import models
 
 from .. import registry
-from ..encoding import JSONValue, encode
+from ..encoding import JSONValue, State, encode
 from ..models import Action
-from .base import NAMESPACE, PeerRow, State, deletes_for_gone_rows
+from .base import NAMESPACE, PeerRow, deletes_for_gone_rows
 from .users import Users
 
 DELETED_REASON = (

@@ -24,9 +24,9 @@ from django.db import models
 from reversion.models import Version
 
 from .. import registry
-from ..encoding import encode
+from ..encoding import State, encode
 from ..models import Action
-from .base import NAMESPACE, PeerRow, State, deletes_for_gone_rows
+from .base import NAMESPACE, PeerRow, deletes_for_gone_rows
 from .users import Users
 
 DELETED_REASON = (

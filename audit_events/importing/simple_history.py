@@ -15,9 +15,9 @@ from typing import Any
 from django.db import models
 
 from .. import registry
-from ..encoding import encode
+from ..encoding import State, encode
 from ..models import Action
-from .base import NAMESPACE, PeerRow, State
+from .base import NAMESPACE, PeerRow
 from .users import Users
 
 _ACTIONS = {"+": Action.CREATE, "~": Action.UPDATE, "-": Action.DELETE}
