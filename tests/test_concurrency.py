@@ -1054,3 +1054,74 @@ def test_a_bulk_update_through_an_unregistered_grandparent_of_a_row_made_again_r
         assert events[-1].changes == {"name": ["Rex", "Odeon"]}
         assert history(Cinema, plain.pk).count() == 0
         assert [str(finding) for finding in verify_model(Cinema)] == []
+
+
+def test_a_row_created_in_a_rolled_back_savepoint_then_by_another_transaction_records_its_links() -> None:
+    """Review of e7620cb: Pending.created is not truncated by a rollback to a savepoint. A link is
+    written to a book not there yet; the book is created in a savepoint rolled back; another
+    transaction then creates the book (its create sees no link) and commits; the first commits (the
+    key check passes). At COMMIT the book counts as created by this transaction and is skipped: the
+    link stands, unrecorded."""
+    from tests.models import Tag
+
+    author = Author.objects.create(name="Ann")
+    tag = Tag.objects.create(name="x")
+    missing = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+
+    with transaction.atomic():
+        tag.books.add(missing)
+        with contextlib.suppress(_RolledBack), transaction.atomic():
+            Book.objects.create(pk=missing, author_id=author.pk, title="rolled back")
+            raise _RolledBack
+        other = Worker(lambda: Book.objects.create(pk=missing, author_id=author.pk, title="made by another") and None)
+        other.start()
+        other.finish()
+    book = Book.objects.get(pk=missing)
+    assert [t.pk for t in book.tags.all()] == [tag.pk]
+    assert [str(finding) for finding in verify_model(Book)] == []
+
+
+def test_a_link_rolled_back_to_a_savepoint_taken_before_the_connections_first_event_leaves_nothing_for_commit() -> (
+    None
+):
+    """Review of e7620cb: Pending is made on a connection's first event, so a savepoint taken before
+    it has no mark, and savepoint_rollback keeps what was appended to ``awaiting`` after it
+    (``_marks.get(sid, len(awaiting))``). A fresh connection (a new thread) whose transaction's first
+    write, a link to a book not there yet, is rolled back to its savepoint: at COMMIT the hook still
+    locks the book another transaction made meanwhile, and waits for whoever holds it (here, until
+    lock_timeout: OperationalError). Plain Django's COMMIT does not touch the book."""
+    from tests.models import Tag
+
+    author = Author.objects.create(name="Ann")
+    tag = Tag.objects.create(name="x")
+    missing = (Book.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 10
+    linked, held, released = threading.Event(), threading.Event(), threading.Event()
+
+    def link() -> None:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '1s'")
+            with contextlib.suppress(_RolledBack), transaction.atomic():
+                tag.books.add(missing)
+                raise _RolledBack
+            linked.set()
+            assert held.wait(WAIT)
+
+    def hold() -> None:
+        assert linked.wait(WAIT)
+        Book.objects.create(pk=missing, author_id=author.pk, title="made by another")
+        with transaction.atomic():
+            Book.objects.select_for_update(no_key=True).get(pk=missing)  # as an UPDATE of the row would
+            held.set()
+            assert released.wait(WAIT)
+
+    linker, holder = Worker(link), Worker(hold)
+    linker.start()
+    holder.start()
+    try:
+        linker.join(WAIT)
+    finally:
+        released.set()
+    holder.finish()
+    linker.finish()
+    assert not Book.tags.through.objects.filter(book_id=missing).exists()
