@@ -1081,9 +1081,7 @@ def test_a_row_created_in_a_rolled_back_savepoint_then_by_another_transaction_re
     assert [str(finding) for finding in verify_model(Book)] == []
 
 
-def test_a_link_rolled_back_to_a_savepoint_taken_before_the_connections_first_event_leaves_nothing_for_commit() -> (
-    None
-):
+def test_a_link_rolled_back_to_a_savepoint_before_the_first_event_leaves_nothing_for_commit() -> None:
     """Review of e7620cb: Pending is made on a connection's first event, so a savepoint taken before
     it has no mark, and savepoint_rollback keeps what was appended to ``awaiting`` after it
     (``_marks.get(sid, len(awaiting))``). A fresh connection (a new thread) whose transaction's first
