@@ -1123,3 +1123,31 @@ def test_a_link_rolled_back_to_a_savepoint_before_the_first_event_leaves_nothing
     holder.finish()
     linker.finish()
     assert not Book.tags.through.objects.filter(book_id=missing).exists()
+
+
+def test_links_recorded_at_commit_keep_the_actor_of_each_write_that_made_them() -> None:
+    """Review of e7620cb: two adds to a deleted book, by actors "a" and "b", in one transaction; a
+    restore commits before it does. _record_at_commit records, per actor, the whole difference between
+    the restore's state and the live links: the first actor's pass records both links (under "a"), the
+    second finds nothing left. The link "b" made is recorded as made by "a"."""
+    from audit_events import audit_context
+    from tests.models import Tag
+
+    other = Tag.objects.create(name="y")
+
+    def add(tag: int, book: int) -> None:
+        with audit_context(actor="a"):
+            Tag.objects.get(pk=tag).books.add(book)
+        with audit_context(actor="b"):
+            other.books.add(book)
+
+    book_pk, tag_pk = _linked_while_deleted_then_restored(add)
+    book = Book.objects.get(pk=book_pk)
+    assert sorted(t.pk for t in book.tags.all()) == sorted([tag_pk, other.pk])
+    made = {
+        (event.actor_repr, added)
+        for event in history(book)
+        if event.action == "update"
+        for added in set(event.changes["tags"][1]) - set(event.changes["tags"][0])
+    }
+    assert made == {("a", tag_pk), ("b", other.pk)}
