@@ -776,3 +776,34 @@ def test_a_row_created_after_a_failed_commit_records_the_links_written_before_it
             Book.objects.create(pk=pk, author=author, title="later")
             connection.commit()
     assert_no_drift()
+
+
+class _Undone(Exception):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("created_and_rolled_back_first", [False, True])
+def test_a_rolled_back_create_does_not_change_what_commit_records_for_links_written_before_it(
+    created_and_rolled_back_first: bool,
+) -> None:
+    # Review of e7620cb: Pending.created is not truncated by a rollback to a savepoint. A recorded link
+    # to a book not there yet, the book then created under unrecorded(): at COMMIT the hook records the
+    # link as an update of the book. The same with a create of the book rolled back to its savepoint in
+    # between (which leaves nothing in the database) records nothing: the book is still taken as
+    # created by this transaction's recorded create.
+    from audit_events import unrecorded
+
+    author = Author.objects.create(name="Ann")
+    x = Tag.objects.create(name="x")
+    pk = _unused_book_pk()
+    with transaction.atomic():
+        x.books.add(pk)  # the book does not exist yet: Django checks the key at COMMIT
+        if created_and_rolled_back_first:
+            with contextlib.suppress(_Undone), transaction.atomic():
+                Book.objects.create(pk=pk, author=author, title="undone")
+                raise _Undone
+        with unrecorded("data fix"):
+            Book.objects.create(pk=pk, author=author, title="later")
+    book = Book.objects.get(pk=pk)
+    assert [(e.action, e.changes) for e in history(book)] == [("update", {"tags": [[], [x.pk]]})]
