@@ -515,7 +515,9 @@ class Pending:
         # order written: a rollback to a savepoint drops those written after it.
         self.awaiting: list[Awaiting] = []
         self.created: set[tuple[str, str]] = set()  # (label, object_pk) created while something awaits
-        self._marks: dict[Any, int] = {}
+        # Per savepoint: what awaited and what was created when it was taken. A savepoint taken
+        # before this object existed (before the connection's first event) has no mark: nothing then.
+        self._marks: dict[Any, tuple[int, frozenset[tuple[str, str]]]] = {}
         # The connection's own methods, called by the wrappers below.
         self.original = {name: getattr(connection, name) for name in self._WRAPPED}
         for name in self._WRAPPED:
@@ -622,7 +624,7 @@ class Pending:
     def savepoint(self) -> Any:
         self.flush()  # what waits now was made before the savepoint: a rollback to it must keep it
         sid = self.original["savepoint"]()
-        self._marks[sid] = len(self.awaiting)
+        self._marks[sid] = (len(self.awaiting), frozenset(self.created))
         return sid
 
     def savepoint_rollback(self, sid: Any) -> None:
@@ -630,7 +632,9 @@ class Pending:
             self.original["savepoint_rollback"](sid)
         finally:
             self._drop()  # everything waiting was made after the latest savepoint, so after this one
-            del self.awaiting[self._marks.get(sid, len(self.awaiting)) :]
+            awaited, created = self._marks.get(sid, (0, frozenset()))
+            del self.awaiting[awaited:]
+            self.created = set(created)
 
     def close(self) -> None:
         try:

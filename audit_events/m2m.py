@@ -545,8 +545,9 @@ def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, 
     recorded its links in its create, and later changes by their own writes: it is left
     alone. Another's are locked, and their links as recorded (their restore's) compared
     with the live ones: an update records the difference, in the actor and context of the
-    write that linked them. Queries per field awaited: the check (three), the lock and links
-    (two), the history of each row found.
+    write that linked them (a row linked by several: the last). Queries per field awaited:
+    the check, the lock and links (two), one SELECT per actor where several linked, the
+    history of each row found.
     """
     for missing in _missing_by_field(awaiting).values():
         spec, field, using = missing[0].spec, missing[0].field, missing[0].using
@@ -555,20 +556,26 @@ def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, 
             with connection.cursor() as cursor:  # COMMIT follows: the mode need not be set back
                 cursor.execute(f"SET CONSTRAINTS {', '.join(names)} IMMEDIATE")
         label = spec.model._meta.label_lower
-        for author in dict.fromkeys(entry.author for entry in missing):
-            written = [entry for entry in missing if entry.author == author]
-            drafts = []
+        live = capture.lock_rows(spec, using, {}, rows=_locked_rows(spec, missing), no_key=True)
+        authors = list(dict.fromkeys(entry.author for entry in missing))
+        # Which write linked each row: the last whose rows it is (the database cannot tell more).
+        author_of = dict.fromkeys(live, authors[-1])
+        if len(authors) > 1:
+            for author in authors:
+                written = [entry for entry in missing if entry.author == author]
+                author_of.update(dict.fromkeys(_locked_rows(spec, written).values_list("pk", flat=True), author))
+        drafts: dict[journal.Author, list[journal.Draft]] = {}
+        for pk, state in live.items():
+            if (label, spec.object_pk(pk)) in created:
+                continue
+            old = (replay.recorded_state(spec, pk, using=using) or {}).get(field.name, [])
+            if old != state[field.name]:
+                changes = {field.name: [old, state[field.name]]}
+                draft = journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=state)
+                drafts.setdefault(author_of[pk], []).append(draft)
+        for author, written_drafts in drafts.items():
             with operation():
-                for pk, state in capture.lock_rows(
-                    spec, using, {}, rows=_locked_rows(spec, written), no_key=True
-                ).items():
-                    if (label, spec.object_pk(pk)) in created:
-                        continue
-                    old = (replay.recorded_state(spec, pk, using=using) or {}).get(field.name, [])
-                    if old != state[field.name]:
-                        changes = {field.name: [old, state[field.name]]}
-                        drafts.append(journal.Draft.of(spec, pk, Action.UPDATE, changes=changes, snapshot=state))
-                journal.write(drafts, using, by=author)
+                journal.write(written_drafts, using, by=author)
 
 
 def _locked_rows(spec: registry.ModelSpec, missing: list[_Missing]) -> models.QuerySet[Any]:
