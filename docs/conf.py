@@ -20,7 +20,7 @@ django.setup()
 project = "audit_events"
 author = "audit_events contributors"
 copyright = "the audit_events contributors"
-release = "0.1.0.dev0"
+release = "0.1.0"
 
 extensions = [
     "sphinx.ext.autodoc",
