@@ -66,7 +66,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connections, models, transaction
+from django.db import IntegrityError, connections, models
 from django.db.models import Aggregate, OuterRef, Subquery
 
 from . import capture, journal, registry, replay
@@ -614,14 +614,15 @@ def _check_now(ends: _Through, using: str) -> bool:
     if not names:
         return True
     connection = connections[using]
-    sid = transaction.savepoint(using=using)
+    sid = connection.savepoint()  # transaction.savepoint() is deprecated in Django 6.1
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"SET CONSTRAINTS {', '.join(names)} IMMEDIATE")
     except IntegrityError:
         return False
     finally:
-        transaction.savepoint_rollback(sid, using=using)
+        if sid is not None:  # None: no transaction (autocommit), where the statement's own check ran
+            connection.savepoint_rollback(sid)
     return True
 
 
