@@ -412,7 +412,7 @@ def write(drafts: Sequence[Draft], using: str, *, by: Author | None = None) -> N
     pending = Pending.of(connection)
     if pending.awaiting:
         pending.created.update((d.content_type_label, d.object_pk) for d in drafts if d.action == "create")
-        for complete in {entry.complete for entry in pending.awaiting}:
+        for complete in dict.fromkeys(entry.complete for entry in pending.awaiting):
             complete(drafts, pending.awaiting)
     pending.add([_Row((d.content_type_label, d.object_pk), _record(d, author, connection)) for d in drafts])
     # An atomic block inside a transaction managed by hand (set_autocommit(False))

@@ -526,10 +526,8 @@ def _complete_creates(drafts: Sequence[journal.Draft], awaiting: list[journal.Aw
         created = {d.object_pk: d for d in drafts if d.action == Action.CREATE and d.content_type_label == label}
         if not created or any(d.state is None for d in created.values()):
             continue
-        rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=using).order_by()
-        pks = [
-            pk for pk in rows.filter(_matching(missing)).values_list("pk", flat=True) if spec.object_pk(pk) in created
-        ]
+        named = _rows_named(spec, missing).order_by().values_list("pk", flat=True)
+        pks = [pk for pk in named if spec.object_pk(pk) in created]
         for pk, links in read_links(spec, using, pks, [field]).items():
             state = created[spec.object_pk(pk)].state
             assert state is not None
@@ -556,14 +554,14 @@ def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, 
             with connection.cursor() as cursor:  # COMMIT follows: the mode need not be set back
                 cursor.execute(f"SET CONSTRAINTS {', '.join(names)} IMMEDIATE")
         label = spec.model._meta.label_lower
-        live = capture.lock_rows(spec, using, {}, rows=_locked_rows(spec, missing), no_key=True)
+        live = capture.lock_rows(spec, using, {}, rows=_rows_named(spec, missing), no_key=True)
         authors = list(dict.fromkeys(entry.author for entry in missing))
         # Which write linked each row: the last whose rows it is (the database cannot tell more).
         author_of = dict.fromkeys(live, authors[-1])
         if len(authors) > 1:
             for author in authors:
                 written = [entry for entry in missing if entry.author == author]
-                author_of.update(dict.fromkeys(_locked_rows(spec, written).values_list("pk", flat=True), author))
+                author_of.update(dict.fromkeys(_rows_named(spec, written).values_list("pk", flat=True), author))
         drafts: dict[journal.Author, list[journal.Draft]] = {}
         for pk, state in live.items():
             if (label, spec.object_pk(pk)) in created:
@@ -578,7 +576,8 @@ def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, 
                 journal.write(written_drafts, using, by=author)
 
 
-def _locked_rows(spec: registry.ModelSpec, missing: list[_Missing]) -> models.QuerySet[Any]:
+def _rows_named(spec: registry.ModelSpec, missing: list[_Missing]) -> models.QuerySet[Any]:
+    """The rows of ``spec`` the links written to missing rows name (a plain queryset of the model)."""
     rows: models.QuerySet[Any] = models.QuerySet(spec.model, using=missing[0].using)
     return rows.filter(_matching(missing))
 
