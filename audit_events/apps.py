@@ -13,16 +13,16 @@ class AuditEventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, protection, registry  # noqa: F401  (checks registers itself)
+        from . import checks, protection, wiring  # noqa: F401  (checks registers itself)
 
-        registry.sync()
+        wiring.sync()
         protection.install()
         setting_changed.connect(_setting_changed, dispatch_uid="audit_events.setting_changed")
 
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:
     if setting == "AUDIT_EVENTS":
-        from . import prepared, registry
+        from . import prepared, wiring
 
-        registry.sync()
+        wiring.sync()
         prepared.forget()

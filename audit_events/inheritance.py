@@ -86,7 +86,7 @@ def _chain(model: ModelType) -> set[ModelType]:
 def wire(specs: list[registry.ModelSpec]) -> None:
     """Wrap the ``save_base`` and hook the QuerySets of every model with registered children.
 
-    Called by ``registry.sync`` after registering, and undone by :func:`unwire`
+    Called by ``wiring.sync`` after registering, and undone by :func:`unwire`
     before it (registering snapshots the ``save_base`` this wraps).
     """
     from . import querysets
@@ -103,12 +103,12 @@ def wire(specs: list[registry.ModelSpec]) -> None:
     for model in _children:
         _wrapped[model] = model.__dict__.get("save_base")
         model.save_base = _recording_save_base(model.save_base)  # type: ignore[method-assign]
-        for sender in registry._family(model):
+        for sender in registry.family(model):
             signals.pre_save.connect(_raw_pre_save, sender=sender, dispatch_uid=_uid("pre_save", sender))
             signals.post_save.connect(_raw_post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
         if registry.spec_for(model) is None and not registry.groups_deletes(model):
             _installed.append(model)
-            for sender in registry._family(model):
+            for sender in registry.family(model):
                 querysets.install(sender)
 
 
@@ -124,11 +124,11 @@ def unwire() -> None:
             del model.save_base
         else:
             model.save_base = original  # type: ignore[method-assign]
-        for sender in registry._family(model):
+        for sender in registry.family(model):
             signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
             signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
     for model in _installed:
-        for sender in registry._family(model):
+        for sender in registry.family(model):
             querysets.uninstall(sender)
     _wrapped.clear()
     _installed.clear()

@@ -1,13 +1,10 @@
-"""Which models are recorded, and the wiring that records them.
+"""What is recorded: the registered models' specs and the relations between them. Data only.
 
-The registry is rebuilt from ``AUDIT_EVENTS`` when the app is ready and
-whenever the setting changes (``override_settings``). Registering a model
-connects its signals (per sender, so unregistered models keep Django's fast
-delete path and pay nothing), makes its ``save_base`` atomic, lets the UPDATE
-and INSERT of its saves return the rows they write (``capture.do_update``,
-``capture.do_insert``), groups each ``delete()`` into one operation and
-records its QuerySet writes (``querysets.install``); unregistering undoes
-exactly that.
+:func:`wanted` reads ``AUDIT_EVENTS`` into specs; ``wiring.sync`` (the only
+module that patches Django) stores them here with :func:`add` and
+:func:`rebuild` and connects what records them. Everything else asks this
+module: :func:`spec_for`, :func:`parent_specs`, the many-to-many maps,
+:func:`groups_deletes`.
 """
 
 from __future__ import annotations
@@ -20,13 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig, apps
 from django.contrib.contenttypes.models import ContentType
-from django.core.serializers.base import DeserializedObject
-from django.db import models, router
-from django.db.models import signals
+from django.db import models
 
 from . import conf
 from .encoding import JSONValue, converts, encode, stored_encoder, value_field
-from .transactions import atomic_write, immediate
 
 ModelType = type[models.Model]
 if TYPE_CHECKING:
@@ -116,21 +110,16 @@ def _key_part(field: Field, value: Any) -> JSONValue:
 
 
 _specs: dict[ModelType, ModelSpec] = {}  # concrete models and their proxies
-# model -> the save_base and delete it had in its own __dict__ (None: inherited)
-_wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
 
 
 _M2MLink = tuple[ModelSpec, "models.ManyToManyField[Any, Any]"]
 _m2m_links: dict[ModelType, list[_M2MLink]] = {}  # through model -> fields it stores
 _m2m_targets: dict[ModelType, list[_M2MLink]] = {}  # related model (and proxies) -> fields pointing at it
-# Explicit through models (and proxies) -> the fields whose links their rows are; and the
-# save_base and delete each had in its own __dict__ (None: inherited) if it is not registered.
+# Through models (and proxies), auto-created or explicit -> the fields whose links their rows are.
 _through_rows: dict[ModelType, list[_M2MLink]] = {}
-_through_wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
-_link_owners: set[ModelType] = set()  # registered models (and proxies) with links in such rows
-# Unregistered models whose delete reaches registered rows (CASCADE, SET_NULL...),
-# and the delete they had in their own __dict__ (None: inherited).
-_deleting_parents: dict[ModelType, Callable[..., Any] | None] = {}
+_link_owners: set[ModelType] = set()  # registered models (and proxies) with links in explicit through rows
+# Unregistered models whose delete reaches registered rows (CASCADE, SET_NULL...): their deletes are grouped.
+_deleting_parents: set[ModelType] = set()
 
 
 def spec_for(model: ModelType) -> ModelSpec | None:
@@ -225,35 +214,18 @@ def _excluded(config: conf.Config, model: ModelType) -> tuple[str, ...]:
     return tuple(name for label in labels for name in config.exclude_fields.get(label, ()))
 
 
-def sync() -> None:
-    """Make the registry match the current setting."""
-    from . import inheritance
-
+def wanted() -> dict[ModelType, ModelSpec]:
+    """The specs the current setting asks for, by concrete model."""
     config = conf.get_config()
-    wanted: dict[ModelType, ModelSpec] = {}
+    specs: dict[ModelType, ModelSpec] = {}
     for model in resolve_models(config.models):
         concrete = model._meta.concrete_model
         assert concrete is not None
-        wanted[concrete] = build_spec(concrete, _excluded(config, concrete))
-
-    inheritance.unwire()  # first: it wraps the save_base that registering snapshots
-    _forget_deleting_parents()  # first: a parent may be registered now, and must not be torn down after
-    _forget_through_models()  # the same
-    for model in [m for m in _wrapped if m not in wanted]:
-        _unregister(model)
-    for model, spec in wanted.items():
-        if model in _wrapped:
-            _unregister(model)
-        _register(spec)
-    _rebuild_m2m(list(wanted.values()))
-    _find_deleting_parents()
-    inheritance.wire(registered_specs())  # writes through the parents of registered multi-table children
-    _wrap_through_models()
-    recorded = bool(_specs or _through_rows)
-    DeserializedObject.save = _atomic_deserialized_save if recorded else _django_deserialized_save  # type: ignore[method-assign]
+        specs[concrete] = build_spec(concrete, _excluded(config, concrete))
+    return specs
 
 
-def _family(model: ModelType) -> Iterator[ModelType]:
+def family(model: ModelType) -> Iterator[ModelType]:
     """The concrete model and every proxy of it: signals arrive with either as sender."""
     yield model
     for other in apps.get_models():
@@ -261,103 +233,20 @@ def _family(model: ModelType) -> Iterator[ModelType]:
             yield other
 
 
-def _uid(signal_name: str, model: ModelType) -> str:
-    return f"audit_events.{signal_name}.{model._meta.label_lower}"
-
-
-def _register(spec: ModelSpec) -> None:
-    from . import capture, querysets
-
-    model = spec.model
-    for sender in _family(model):
+def add(spec: ModelSpec) -> None:
+    for sender in family(spec.model):
         _specs[sender] = spec
-        signals.pre_save.connect(capture.pre_save, sender=sender, dispatch_uid=_uid("pre_save", sender))
-        signals.post_save.connect(capture.post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
-        signals.pre_delete.connect(capture.pre_delete, sender=sender, dispatch_uid=_uid("pre_delete", sender))
-        signals.post_delete.connect(capture.post_delete, sender=sender, dispatch_uid=_uid("post_delete", sender))
-        querysets.install(sender)
-    _wrapped[model] = {name: model.__dict__.get(name) for name in ("save_base", "_do_update", "_do_insert", "delete")}
-    model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
-    model._do_update = _returning(model._do_update, capture.do_update)  # type: ignore[method-assign]
-    model._do_insert = _returning(model._do_insert, capture.do_insert)  # type: ignore[attr-defined]
-    model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
 
 
-def _unregister(model: ModelType) -> None:
-    from . import querysets
-
-    for sender in _family(model):
-        querysets.uninstall(sender)
+def remove(model: ModelType) -> None:
+    for sender in family(model):
         _specs.pop(sender, None)
-        signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
-        signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
-        signals.pre_delete.disconnect(sender=sender, dispatch_uid=_uid("pre_delete", sender))
-        signals.post_delete.disconnect(sender=sender, dispatch_uid=_uid("post_delete", sender))
-    for name, original in _wrapped.pop(model).items():
-        if original is None:
-            delattr(model, name)
-        else:
-            setattr(model, name, original)
 
 
-def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
-    """Make one transaction of the save and its event.
-
-    Django sends ``pre_save``/``post_save`` outside its own transaction; without
-    this, a failing event insert in autocommit mode would leave the write
-    committed and unrecorded. A save that fails between the two signals
-    leaves nothing for a later save of the instance (``capture.handoffs``).
-    """
-    from .capture import forget_handoffs, handoff_depth
-
-    @functools.wraps(save_base)
-    def atomic_save_base(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        if type(self) not in _specs and type(self) not in _through_rows:
-            return save_base(self, *args, **kwargs)
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        depth = handoff_depth(self)
-        try:
-            with atomic_write(using):
-                return save_base(self, *args, **kwargs)
-        finally:
-            forget_handoffs(self, depth)
-
-    return atomic_save_base
-
-
-_django_deserialized_save = DeserializedObject.save
-
-
-def _atomic_deserialized_save(
-    self: DeserializedObject, save_m2m: bool = True, using: str | None = None, **kwargs: Any
-) -> None:
-    """``DeserializedObject.save()`` (``loaddata``, or a deserialized object saved by hand): it calls
-    ``models.Model.save_base`` itself, past the model's own (:func:`_atomic_save_base`), so outside a
-    transaction the save and its event would not be one; for a recorded model, they are made one here."""
-    from .capture import forget_handoffs, handoff_depth
-
-    model = type(self.object)
-    if model not in _specs and model not in _through_rows:
-        return _django_deserialized_save(self, save_m2m, using, **kwargs)
-    depth = handoff_depth(self.object)
-    try:
-        with atomic_write(using or router.db_for_write(model, instance=self.object)):
-            return _django_deserialized_save(self, save_m2m, using, **kwargs)
-    finally:
-        forget_handoffs(self.object, depth)
-
-
-def _returning(method: Callable[..., Any], capture: Callable[..., Any]) -> Callable[..., Any]:
-    """Let the UPDATE or INSERT of a save (``Model._do_update``/``_do_insert``) return the rows it
-    writes (``capture.do_update``/``do_insert``). A registered child inherits its registered
-    parent's wrapper and wraps it again: the inner one does the work (``audit_events_wrapper``)."""
-
-    @functools.wraps(method)
-    def returning(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        return capture(method, self, *args, **kwargs)
-
-    returning.audit_events_wrapper = True  # type: ignore[attr-defined]
-    return returning
+def recorded(model: ModelType) -> bool:
+    """Whether the saves of ``model`` are recorded: it is registered, or its rows are links of a registered
+    model's many-to-many field."""
+    return model in _specs or model in _through_rows
 
 
 def groups_deletes(model: ModelType) -> bool:
@@ -365,194 +254,83 @@ def groups_deletes(model: ModelType) -> bool:
     return model in _specs or model in _deleting_parents or model in _through_rows
 
 
-def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
-    """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation,
-    whose DELETE statements return the rows they delete (``capture.deleting``)."""
-    from .capture import deleting
-    from .operations import operation
-
-    @functools.wraps(delete)
-    def delete_in_one_operation(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        if not groups_deletes(type(self)):
-            return delete(self, *args, **kwargs)
-        using = kwargs.get("using") or (args[0] if args else None) or router.db_for_write(type(self), instance=self)
-        with immediate(using), operation(), deleting():
-            return delete(self, *args, **kwargs)
-
-    return delete_in_one_operation
+def auto_throughs() -> list[ModelType]:
+    """The auto-created through models (and proxies) of registered many-to-many fields: ``m2m_changed``."""
+    return list(_m2m_links)
 
 
-def _rebuild_m2m(specs: list[ModelSpec]) -> None:
-    """Connect ``m2m_changed`` per auto-created through model, and the delete signals of related models;
-    the save and delete signals of explicit through models, whose rows are written directly too."""
-    from . import m2m
+def link_targets() -> list[ModelType]:
+    """The models (and proxies) registered many-to-many fields point at: their deletes remove links."""
+    return list(_m2m_targets)
 
-    for through in _m2m_links:
-        signals.m2m_changed.disconnect(sender=through, dispatch_uid=_uid("m2m_changed", through))
-    for target in _m2m_targets:
-        signals.pre_delete.disconnect(sender=target, dispatch_uid=_uid("m2m_target_pre", target))
-        signals.post_delete.disconnect(sender=target, dispatch_uid=_uid("m2m_target_post", target))
-    for through in _through_rows:
-        for signal, receiver in _through_receivers(m2m).items():
-            signal.disconnect(sender=through, dispatch_uid=_uid(f"through_{receiver.__name__}", through))
-    for owner in _link_owners:
-        signals.pre_delete.disconnect(sender=owner, dispatch_uid=_uid("link_owner_pre", owner))
+
+def through_models() -> list[ModelType]:
+    """Every through model (and proxy) of a registered many-to-many field, auto-created or explicit."""
+    return list(_through_rows)
+
+
+def link_owners() -> list[ModelType]:
+    """The registered models (and proxies) whose links are rows of an explicit through model."""
+    return list(_link_owners)
+
+
+def deleting_parents() -> list[ModelType]:
+    return list(_deleting_parents)
+
+
+def rebuild(specs: list[ModelSpec]) -> None:
+    """The many-to-many maps and the deleting parents of ``specs``, the registered models."""
     _m2m_links.clear()
     _m2m_targets.clear()
     _through_rows.clear()
     _link_owners.clear()
     for spec in specs:
         for field in spec.m2m_fields:
-            related: Any = field.related_model
-            table: Any = field.remote_field.through
-            for model in _family(table):
-                _through_rows.setdefault(model, []).append((spec, field))
-            if not table._meta.auto_created:  # Django sends signals for its rows: they say it all
-                _link_owners.update(_family(spec.model))
-                continue
-            # The relation managers' writes send m2m_changed; the rows' own saves and QuerySet
-            # writes are recorded as an explicit through model's, their deletes without signals
-            # (``querysets``, ``_deleting_links``): a receiver would cost remove() a SELECT.
-            _m2m_links.setdefault(table, []).append((spec, field))
-            for target in _family(related._meta.concrete_model):
-                _m2m_targets.setdefault(target, []).append((spec, field))
-    for through in _m2m_links:
-        signals.m2m_changed.connect(m2m.m2m_changed, sender=through, dispatch_uid=_uid("m2m_changed", through))
-    for target in _m2m_targets:
-        signals.pre_delete.connect(m2m.target_pre_delete, sender=target, dispatch_uid=_uid("m2m_target_pre", target))
-        signals.post_delete.connect(m2m.target_post_delete, sender=target, dispatch_uid=_uid("m2m_target_post", target))
-    for through in _through_rows:
-        for signal, receiver in _through_receivers(m2m, through).items():
-            signal.connect(receiver, sender=through, dispatch_uid=_uid(f"through_{receiver.__name__}", through))
-    for owner in _link_owners:
-        signals.pre_delete.connect(m2m.owner_pre_delete, sender=owner, dispatch_uid=_uid("link_owner_pre", owner))
-
-
-def _through_receivers(m2m: Any, through: ModelType | None = None) -> dict[Any, Callable[..., Any]]:
-    """The receivers of a through model's rows (all of them: ``through`` None); an auto-created
-    one's deletes have none, so that Django keeps deleting its rows without reading them."""
-    receivers = {signals.pre_save: m2m.through_pre_save, signals.post_save: m2m.through_post_save}
-    if through is None or not through._meta.auto_created:
-        receivers |= {signals.pre_delete: m2m.through_pre_delete, signals.post_delete: m2m.through_post_delete}
-    return receivers
-
-
-def _wrap_through_models() -> None:
-    """An unregistered explicit through model's save is one transaction with its events, and its
-    deletes and QuerySet writes are recorded (``m2m``), as a registered model's."""
-    from . import querysets
-
-    for model in {m._meta.concrete_model for m in _through_rows}:
-        assert model is not None
-        if model in _wrapped:
-            continue
-        wrapped = _through_wrapped[model] = {"save_base": model.__dict__.get("save_base")}
-        model.save_base = _atomic_save_base(model.save_base)  # type: ignore[method-assign]
-        if model._meta.auto_created:
-            wrapped["_save_table"] = model.__dict__.get("_save_table")
-            model._save_table = _saving_links(model._save_table)  # type: ignore[attr-defined]
-            wrapped["delete"] = model.__dict__.get("delete")
-            model.delete = _deleting_links(model.delete)  # type: ignore[method-assign]
-        elif model not in _deleting_parents:  # else its delete is one operation already
-            wrapped["delete"] = model.__dict__.get("delete")
-            model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
-        for sender in _family(model):
-            querysets.install(sender)
-
-
-def _saving_links(save_table: Callable[..., Any]) -> Callable[..., Any]:
-    """The write of a saved row of an auto-created through table: Django sends it no
-    ``pre_save``/``post_save`` (``Model.save_base`` skips them for auto-created models), and
-    ``loaddata`` calls ``Model.save_base`` itself, past the model's own; both call the
-    instance's ``_save_table`` (``Model._save_table(raw, cls, force_insert, force_update,
-    using, update_fields)``). The links it changes are recorded as for an explicit through
-    model's row, in the save's transaction."""
-    from . import m2m
-
-    @functools.wraps(save_table)
-    def save_recording_links(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        using = kwargs["using"] if "using" in kwargs else args[4]
-        with atomic_write(using), m2m.through_row_saved(self, using):
-            return save_table(self, *args, **kwargs)
-
-    return save_recording_links
-
-
-def _deleting_links(delete: Callable[..., Any]) -> Callable[..., Any]:
-    """``row.delete()`` of an auto-created through table: Django deletes it by key, without a
-    signal; the owners' links it changes are recorded as for a ``QuerySet.delete()`` of it."""
-    from . import m2m
-
-    @functools.wraps(delete)
-    def delete_recording_links(self: models.Model, *args: Any, **kwargs: Any) -> Any:
-        using = kwargs.get("using") or (args[0] if args else None) or router.db_for_write(type(self), instance=self)
-        row: models.QuerySet[Any] = models.QuerySet(type(self), using=using)
-        with m2m.through_rows_written(row.filter(pk=self.pk), matched=True):
-            return delete(self, *args, **kwargs)
-
-    return delete_recording_links
-
-
-def _forget_through_models() -> None:
-    from . import querysets
-
-    for model, originals in list(_through_wrapped.items()):
-        for sender in _family(model):
-            querysets.uninstall(sender)
-        for name, original in originals.items():
-            if original is None:
-                delattr(model, name)
-            else:
-                setattr(model, name, original)
-    _through_wrapped.clear()
-
-
-def _forget_deleting_parents() -> None:
-    from . import querysets
-
-    for model, original in list(_deleting_parents.items()):
-        for sender in _family(model):
-            querysets.uninstall(sender)
-        if original is None:
-            del model.delete
-        else:
-            model.delete = original  # type: ignore[method-assign]
+            _map_links(spec, field)
     _deleting_parents.clear()
+    _deleting_parents.update(_reaching({spec.model for spec in specs}))
 
 
-def _find_deleting_parents() -> None:
-    """Group the deletes of unregistered models that cascade to, or set NULL on, registered rows.
+def _map_links(spec: ModelSpec, field: models.ManyToManyField[Any, Any]) -> None:
+    related: Any = field.related_model
+    table: Any = field.remote_field.through
+    for model in family(table):
+        _through_rows.setdefault(model, []).append((spec, field))
+    if not table._meta.auto_created:  # Django sends signals for its rows: they say it all
+        _link_owners.update(family(spec.model))
+        return
+    # The relation managers' writes send m2m_changed; the rows' own saves and QuerySet
+    # writes are recorded as an explicit through model's, their deletes without signals
+    # (``querysets``, ``wiring``): a receiver would cost remove() a SELECT.
+    _m2m_links.setdefault(table, []).append((spec, field))
+    for target in family(related._meta.concrete_model):
+        _m2m_targets.setdefault(target, []).append((spec, field))
 
-    Without this, each SET_NULL update Django's Collector makes would be an
-    operation of its own, apart from the deletes of the same cascade. The
-    models found (transitively, through any on_delete but PROTECT, RESTRICT
-    and DO_NOTHING) get the wrapped ``delete()`` and the audited QuerySets
-    registered models have; nothing else of theirs is recorded.
+
+_INERT = (models.PROTECT, models.RESTRICT, models.DO_NOTHING)
+
+
+def _reaching(registered: set[ModelType]) -> set[ModelType]:
+    """The unregistered models whose deletes cascade to, or set NULL on, rows of ``registered``.
+
+    Found transitively, through any on_delete but PROTECT, RESTRICT and
+    DO_NOTHING. Without grouping them, each SET_NULL update Django's Collector
+    makes would be an operation of its own, apart from the deletes of the same
+    cascade.
     """
-    from . import querysets
+    reached = set(registered)
+    found: set[ModelType] = set()
+    while new := {parent for parent in _parents_reaching(reached) if parent not in reached}:
+        reached |= new
+        found |= new
+    return found
 
-    reached = {spec.model for spec in registered_specs()}
-    parents: set[ModelType] = set()
-    inert = (models.PROTECT, models.RESTRICT, models.DO_NOTHING)
-    changed = True
-    while changed:
-        changed = False
-        for model in apps.get_models():
-            for field in model._meta.fields:  # a ForeignObject (no column of its own) cascades too
-                if not field.many_to_one and not field.one_to_one:
-                    continue
-                if model._meta.concrete_model not in reached and model not in reached:
-                    continue
-                remote: Any = field.remote_field
-                if remote.on_delete in inert:
-                    continue
-                parent: Any = remote.model._meta.concrete_model
-                if parent not in reached:
-                    reached.add(parent)
-                    parents.add(parent)
-                    changed = True
-    for model in parents - set(_wrapped):
-        _deleting_parents[model] = model.__dict__.get("delete")
-        model.delete = _one_operation(model.delete)  # type: ignore[method-assign]
-        for sender in _family(model):
-            querysets.install(sender)
+
+def _parents_reaching(reached: set[ModelType]) -> Iterator[ModelType]:
+    for model in apps.get_models():
+        if model._meta.concrete_model not in reached and model not in reached:
+            continue
+        for field in model._meta.fields:  # a ForeignObject (no column of its own) cascades too
+            remote: Any = field.remote_field
+            if (field.many_to_one or field.one_to_one) and remote.on_delete not in _INERT:
+                yield remote.model._meta.concrete_model

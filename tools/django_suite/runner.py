@@ -193,7 +193,7 @@ def _verify(test: TransactionTestCase) -> list[str]:
 def _resync_when_capture_lost() -> None:
     """Sync the registry again before a test if capture was lost (issue 19 #10), so that the
     defects it hides show: a diagnostic (``run.py --resync``), not what a project gets."""
-    from audit_events import registry
+    from audit_events import registry, wiring
 
     models = [spec.model for spec in registry.registered_specs()]
     pre_setup = TransactionTestCase.__dict__["_pre_setup"].__func__
@@ -204,7 +204,7 @@ def _resync_when_capture_lost() -> None:
             registry.spec_for(model) is None or not type(model._default_manager).__name__.startswith("Audited")
             for model in models
         ):
-            registry.sync()
+            wiring.sync()
 
     TransactionTestCase._pre_setup = classmethod(pre_setup_then_resync)  # type: ignore[method-assign,assignment]
 
