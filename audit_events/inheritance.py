@@ -9,7 +9,7 @@ registered models sharing one of its tables that are neither itself nor one of
 its parents, which ``capture`` records already: its *children* here), this
 module records those rows' events:
 
-* :func:`wire` wraps the model's ``save_base`` (:func:`_recording_save_base`):
+* ``wiring`` wraps the model's ``save_base`` (:func:`recording_save_base`):
   the save is one transaction and one operation, with its children recorded
   around it;
 * :func:`records_update` and :func:`records_bulk_update` decorate
@@ -17,7 +17,7 @@ module records those rows' events:
 * :func:`restoring` does it around the write of a restored row (``restoration``),
   which sends no signals;
 * raw saves (``loaddata``) call ``Model.save_base`` itself, past the wrapper:
-  their ``pre_save``/``post_save`` signals do it (:func:`_raw_pre_save`).
+  their ``pre_save``/``post_save`` signals do it (:func:`raw_pre_save`).
 
 Each child row is read in full (both tables), locked, before the write, then
 read again after it in the same transaction: old and new values are the
@@ -45,7 +45,6 @@ from typing import Any
 
 from django.apps import apps
 from django.db import connections, models, router, transaction
-from django.db.models import signals
 
 from . import journal, registry
 from .capture import live_state, lock_rows, view_event
@@ -60,9 +59,6 @@ _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 
 # concrete model -> the registered models whose rows its writes reach (see the module docstring)
 _children: dict[ModelType, tuple[registry.ModelSpec, ...]] = {}
-# model -> the save_base it had in its own __dict__ (None: inherited)
-_wrapped: dict[ModelType, Callable[..., Any] | None] = {}
-_installed: list[ModelType] = []  # models given audited QuerySets here, not by the registry
 
 # What is being recorded already: an inner save or update of the same write skips
 # (a save_base wrapped twice by inheritance, the update() inside bulk_update()).
@@ -83,55 +79,20 @@ def _chain(model: ModelType) -> set[ModelType]:
     return {model, *model._meta.get_parent_list()}
 
 
-def wire(specs: list[registry.ModelSpec]) -> None:
-    """Wrap the ``save_base`` and hook the QuerySets of every model with registered children.
-
-    Called by ``wiring.sync`` after registering, and undone by :func:`unwire`
-    before it (registering snapshots the ``save_base`` this wraps).
-    """
-    from . import querysets
-
+def find_children(specs: list[registry.ModelSpec]) -> list[ModelType]:
+    """Note, for every model, the registered models in ``specs`` whose rows its writes reach, and return
+    the models that have some: ``wiring`` wraps their ``save_base`` and hooks their QuerySets
+    (:func:`recording_save_base`, :func:`raw_pre_save`, :func:`raw_post_save`)."""
+    _children.clear()
     for model in apps.get_models():
         chain = _chain(model)
         found = tuple(s for s in specs if s.model not in chain and _chain(s.model) & chain)
         if found:
             _children[model] = found
-    # Django's Model.save() writes every table through save_base(): wrapping it there
-    # sees every save of the model and its proxies (those of a registered model too,
-    # over the registry's own wrapper). loaddata calls Model.save_base() itself: the
-    # signals connected here see those.
-    for model in _children:
-        _wrapped[model] = model.__dict__.get("save_base")
-        model.save_base = _recording_save_base(model.save_base)  # type: ignore[method-assign]
-        for sender in registry.family(model):
-            signals.pre_save.connect(_raw_pre_save, sender=sender, dispatch_uid=_uid("pre_save", sender))
-            signals.post_save.connect(_raw_post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
-        if registry.spec_for(model) is None and not registry.groups_deletes(model):
-            _installed.append(model)
-            for sender in registry.family(model):
-                querysets.install(sender)
+    return list(_children)
 
 
-def _uid(signal_name: str, model: ModelType) -> str:
-    return f"audit_events.inheritance.{signal_name}.{model._meta.label_lower}"
-
-
-def unwire() -> None:
-    from . import querysets
-
-    for model, original in _wrapped.items():
-        if original is None:
-            del model.save_base
-        else:
-            model.save_base = original  # type: ignore[method-assign]
-        for sender in registry.family(model):
-            signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
-            signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
-    for model in _installed:
-        for sender in registry.family(model):
-            querysets.uninstall(sender)
-    _wrapped.clear()
-    _installed.clear()
+def forget_children() -> None:
     _children.clear()
 
 
@@ -179,7 +140,7 @@ def _recording(found: tuple[registry.ModelSpec, ...], using: str, pks: list[Any]
     journal.write(drafts, using)
 
 
-def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
+def recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     """A save of an existing row of a model with registered children: record theirs too.
 
     Queries: per child model, one locking SELECT of the row before the save,
@@ -190,7 +151,7 @@ def _recording_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(save_base)
     def save_base_recording_children(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         found = children(type(self))
-        raw = kwargs.get("raw") or (args and args[0])  # its signals record it (:func:`_raw_pre_save`)
+        raw = kwargs.get("raw") or (args and args[0])  # its signals record it (:func:`raw_pre_save`)
         paused = bool(found) and is_paused(*(spec.model for spec in found))
         if not found or raw or paused or self.pk is None or id(self) in _saving.get():
             return save_base(self, *args, **kwargs)
@@ -210,7 +171,7 @@ def restoring(model: ModelType, using: str, pk: Any) -> Iterator[None]:
     """Around ``restore()``'s write of one row of ``model``: its children's rows are recorded.
 
     Capture is paused there, so this does not ask; the caller holds the
-    transaction and the operation. Queries: as a save (:func:`_recording_save_base`).
+    transaction and the operation. Queries: as a save (:func:`recording_save_base`).
     """
     found = children(model)
     if not found:
@@ -224,7 +185,7 @@ def restoring(model: ModelType, using: str, pk: Any) -> Iterator[None]:
 _raw_saves: dict[int, tuple[models.Model, contextlib.AbstractContextManager[None]]] = {}
 
 
-def _raw_pre_save(sender: ModelType, instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
+def raw_pre_save(sender: ModelType, instance: models.Model, raw: bool, using: str, **kwargs: Any) -> None:
     """A raw save (``loaddata``): read the children's row before it, as the wrapper does for others."""
     _raw_saves.pop(id(instance), None)  # left by a save that failed before its post_save
     found = children(sender)
@@ -236,7 +197,7 @@ def _raw_pre_save(sender: ModelType, instance: models.Model, raw: bool, using: s
     _raw_saves[id(instance)] = (instance, recording)
 
 
-def _raw_post_save(sender: ModelType, instance: models.Model, **kwargs: Any) -> None:
+def raw_post_save(sender: ModelType, instance: models.Model, **kwargs: Any) -> None:
     pending = _raw_saves.pop(id(instance), None)
     if pending is not None:
         pending[1].__exit__(None, None, None)

@@ -38,7 +38,6 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet, FieldError
 from django.db import NotSupportedError, connections, models, router
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
-from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.where import WhereNode
 
 from . import bulk, inheritance, journal, m2m, registry
@@ -49,10 +48,8 @@ from .capture import (
     _update_returns_old_row,
     deleting,
     lock_rows,
-    record_finished_saves,
     view_event,
 )
-from .context import is_paused
 from .encoding import State
 from .models import Action
 from .operations import operation
@@ -426,62 +423,8 @@ def _record_updates(spec: registry.ModelSpec, using: str, changes: list[_Change]
     journal.write(drafts, using)
 
 
-# --- installing and removing the wrappers ----------------------------------------
+# --- Django's own methods (``wiring`` puts the audited ones in their place) -------------
 
 # Django's own methods, as the QuerySet class defines them.
 _WRAPPED = ("update", "delete", "bulk_create", "bulk_update")
 django_method: dict[str, Callable[..., Any]] = {name: vars(models.QuerySet)[name] for name in _WRAPPED}
-_models: set[type[models.Model]] = set()  # models (and proxies) whose querysets are recorded or grouped
-
-
-def _wrapper(name: str) -> Callable[..., Any]:
-    original, audited = django_method[name], getattr(AuditedQuerySet, name)
-
-    @functools.wraps(original)  # keeps alters_data and queryset_only, which managers read
-    def method(self: models.QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
-        if self.model not in _models or is_paused(self.model):  # one lookup for an unregistered model
-            return original(self, *args, **kwargs)
-        record_finished_saves()  # a save whose post_save has not come yet wrote before this
-        return audited(self, *args, **kwargs)
-
-    return method
-
-
-def install(model: type[models.Model]) -> None:
-    """Record the QuerySet writes of ``model`` (a registered model, or one whose deletes reach them).
-
-    Django's managers, every QuerySet subclass (through ``super()``) and the
-    related managers built from them look ``update``, ``delete``,
-    ``bulk_create`` and ``bulk_update`` up on ``django.db.models.QuerySet``
-    at call time (``BaseManager._get_queryset_methods`` copies them by name):
-    wrapping them there, once, reaches every queryset of the model whatever
-    class built it. The wrappers go while no model needs them.
-    """
-    if not _models:
-        for name in _WRAPPED:
-            setattr(models.QuerySet, name, _wrapper(name))
-        DjangoUpdateQuery.update_batch = _update_batch  # type: ignore[method-assign]
-    _models.add(model)
-
-
-def uninstall(model: type[models.Model]) -> None:
-    _models.discard(model)
-    if not _models:
-        for name, original in django_method.items():
-            setattr(models.QuerySet, name, original)
-        DjangoUpdateQuery.update_batch = _django_update_batch  # type: ignore[method-assign]
-
-
-_django_update_batch = DjangoUpdateQuery.update_batch
-
-
-def _update_batch(self: UpdateQuery, pk_list: list[Any], values: dict[str, Any], using: str) -> None:
-    """``UpdateQuery.update_batch``, which Django's Collector calls to set the foreign keys of rows it has
-    loaded (``on_delete=SET(callable)``, whose rows Django reads before it deletes): for a model whose
-    QuerySet writes are recorded, the same UPDATEs by key through ``QuerySet.update()``, so recorded."""
-    if self.model not in _models or is_paused(self.model):
-        return _django_update_batch(self, pk_list, values, using)
-    rows = self.model._base_manager.using(using)
-    for offset in range(0, len(pk_list), GET_ITERATOR_CHUNK_SIZE):
-        rows.filter(pk__in=pk_list[offset : offset + GET_ITERATOR_CHUNK_SIZE]).update(**values)
-    return None

@@ -21,8 +21,11 @@ from typing import Any
 from django.core.serializers.base import DeserializedObject
 from django.db import models, router
 from django.db.models import signals
+from django.db.models.sql import UpdateQuery
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 
 from . import capture, inheritance, m2m, querysets, registry
+from .context import is_paused
 from .operations import operation
 from .registry import ModelSpec, ModelType, family
 from .transactions import atomic_write, immediate
@@ -37,7 +40,7 @@ _parents_wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
 def sync() -> None:
     """Make the registry and the patches match the current setting."""
     wanted = registry.wanted()
-    inheritance.unwire()  # first: it wraps the save_base that registering snapshots
+    _unwire_inheritance()  # first: it wraps the save_base that registering snapshots
     _restore_all(_parents_wrapped)  # first: a parent may be registered now, and must not be torn down after
     _restore_all(_through_wrapped)  # the same
     _disconnect_links()
@@ -50,7 +53,7 @@ def sync() -> None:
     registry.rebuild(list(wanted.values()))
     _connect_links()
     _wrap_deleting_parents()
-    inheritance.wire(registry.registered_specs())  # writes through the parents of registered multi-table children
+    _wire_inheritance()  # writes through the parents of registered multi-table children
     _wrap_through_models()
     recorded = bool(registry.registered_specs() or registry.through_models())
     # DeserializedObject.save() (loaddata) calls models.Model.save_base() itself, past the model's own.
@@ -78,7 +81,7 @@ def _restore(model: ModelType, saved: dict[str, Callable[..., Any] | None]) -> N
 def _restore_all(wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]]) -> None:
     for model, saved in list(wrapped.items()):
         for sender in family(model):
-            querysets.uninstall(sender)
+            _plain_querysets(sender)
         _restore(model, saved)
     wrapped.clear()
 
@@ -95,7 +98,7 @@ def _register(spec: ModelSpec) -> None:
         signals.post_save.connect(capture.post_save, sender=sender, dispatch_uid=_uid("post_save", sender))
         signals.pre_delete.connect(capture.pre_delete, sender=sender, dispatch_uid=_uid("pre_delete", sender))
         signals.post_delete.connect(capture.post_delete, sender=sender, dispatch_uid=_uid("post_delete", sender))
-        querysets.install(sender)
+        _audit_querysets(sender)
     saved = _wrapped[model] = {}
     # Model.save() writes through save_base(), which calls _do_update()/_do_insert() per table
     # (Model._save_table); Model.delete() runs the Collector.
@@ -107,7 +110,7 @@ def _register(spec: ModelSpec) -> None:
 
 def _unregister(model: ModelType) -> None:
     for sender in family(model):
-        querysets.uninstall(sender)
+        _plain_querysets(sender)
         signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("pre_save", sender))
         signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("post_save", sender))
         signals.pre_delete.disconnect(sender=sender, dispatch_uid=_uid("pre_delete", sender))
@@ -238,7 +241,7 @@ def _wrap_through_models() -> None:
         elif model not in _parents_wrapped:  # else its delete is one operation already
             _patch(model, saved, "delete", _one_operation(model.delete))
         for sender in family(model):
-            querysets.install(sender)
+            _audit_querysets(sender)
 
 
 def _saving_links(save_table: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,4 +286,107 @@ def _wrap_deleting_parents() -> None:
             continue
         _patch(model, _parents_wrapped.setdefault(model, {}), "delete", _one_operation(model.delete))
         for sender in family(model):
-            querysets.install(sender)
+            _audit_querysets(sender)
+
+
+# --- models whose writes reach registered multi-table children -------------------------
+
+_inheritance_wrapped: dict[ModelType, dict[str, Callable[..., Any] | None]] = {}
+_inheritance_querysets: list[ModelType] = []  # models given audited QuerySets for their children only
+
+
+def _wire_inheritance() -> None:
+    """Wrap the ``save_base`` and hook the QuerySets of every model with registered children
+    (``inheritance``). Django's Model.save() writes every table through save_base(): wrapping it there
+    sees every save of the model and its proxies (those of a registered model too, over its own
+    wrapper). loaddata calls Model.save_base() itself: the signals connected here see those."""
+    for model in inheritance.find_children(registry.registered_specs()):
+        _patch(
+            model,
+            _inheritance_wrapped.setdefault(model, {}),
+            "save_base",
+            inheritance.recording_save_base(model.save_base),
+        )
+        for sender in family(model):
+            signals.pre_save.connect(
+                inheritance.raw_pre_save, sender=sender, dispatch_uid=_uid("inheritance.pre_save", sender)
+            )
+            signals.post_save.connect(
+                inheritance.raw_post_save, sender=sender, dispatch_uid=_uid("inheritance.post_save", sender)
+            )
+        if registry.spec_for(model) is None and not registry.groups_deletes(model):
+            _inheritance_querysets.append(model)
+            for sender in family(model):
+                _audit_querysets(sender)
+
+
+def _unwire_inheritance() -> None:
+    for model, saved in _inheritance_wrapped.items():
+        _restore(model, saved)
+        for sender in family(model):
+            signals.pre_save.disconnect(sender=sender, dispatch_uid=_uid("inheritance.pre_save", sender))
+            signals.post_save.disconnect(sender=sender, dispatch_uid=_uid("inheritance.post_save", sender))
+    for model in _inheritance_querysets:
+        for sender in family(model):
+            _plain_querysets(sender)
+    _inheritance_wrapped.clear()
+    _inheritance_querysets.clear()
+    inheritance.forget_children()
+
+
+# --- QuerySet writes ----------------------------------------------------------------------
+
+_audited: set[ModelType] = set()  # models (and proxies) whose QuerySet writes are recorded or grouped
+
+
+def _audit_querysets(model: ModelType) -> None:
+    """Record the QuerySet writes of ``model`` (a registered model, or one whose deletes reach them).
+
+    Django's managers, every QuerySet subclass (through ``super()``) and the
+    related managers built from them look ``update``, ``delete``,
+    ``bulk_create`` and ``bulk_update`` up on ``django.db.models.QuerySet``
+    at call time (``BaseManager._get_queryset_methods`` copies them by name):
+    wrapping them there, once, reaches every queryset of the model whatever
+    class built it. The wrappers go while no model needs them.
+    """
+    if not _audited:
+        for name in querysets.django_method:
+            setattr(models.QuerySet, name, _queryset_method(name))
+        UpdateQuery.update_batch = _update_batch  # type: ignore[method-assign]
+    _audited.add(model)
+
+
+def _plain_querysets(model: ModelType) -> None:
+    _audited.discard(model)
+    if not _audited:
+        for name, original in querysets.django_method.items():
+            setattr(models.QuerySet, name, original)
+        UpdateQuery.update_batch = _django_update_batch  # type: ignore[method-assign]
+
+
+def _queryset_method(name: str) -> Callable[..., Any]:
+    original, audited = querysets.django_method[name], getattr(querysets.AuditedQuerySet, name)
+
+    @functools.wraps(original)  # keeps alters_data and queryset_only, which managers read
+    def method(self: models.QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
+        if self.model not in _audited or is_paused(self.model):  # one lookup for an unregistered model
+            return original(self, *args, **kwargs)
+        capture.record_finished_saves()  # a save whose post_save has not come yet wrote before this
+        return audited(self, *args, **kwargs)
+
+    return method
+
+
+_django_update_batch = UpdateQuery.update_batch
+
+
+def _update_batch(self: UpdateQuery, pk_list: list[Any], values: dict[str, Any], using: str) -> None:
+    """``UpdateQuery.update_batch``, which Django's Collector calls to set the foreign keys of rows it has
+    loaded (``on_delete=SET(callable)``, whose rows Django reads before it deletes): for a model whose
+    QuerySet writes are recorded, the same UPDATEs by key through ``QuerySet.update()``, so recorded."""
+    if self.model not in _audited or is_paused(self.model):
+        return _django_update_batch(self, pk_list, values, using)
+    rows = self.model._base_manager.using(using)
+    for offset in range(0, len(pk_list), GET_ITERATOR_CHUNK_SIZE):
+        rows.filter(pk__in=pk_list[offset : offset + GET_ITERATOR_CHUNK_SIZE]).update(**values)
+    return None
