@@ -217,4 +217,5 @@ class unrecorded(_Switch):
         if block.models:
             from .notes import note
 
-            note(block.reason, block.started_at, block.models, failed=exc_type is not None)
+            fields = current_context().event_fields()
+            note(block.reason, block.started_at, block.models, failed=exc_type is not None, fields=fields)

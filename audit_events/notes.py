@@ -10,17 +10,18 @@ from django.db import connections, router
 from django.utils import timezone
 
 from . import registry
-from .context import current_context
 from .models import UnrecordedWrite
 
 
-def note(reason: str, started_at: datetime.datetime, models: Iterable[Any], failed: bool) -> None:
-    """One :class:`UnrecordedWrite` per registered model among ``models``, on the database it is written to.
+def note(
+    reason: str, started_at: datetime.datetime, models: Iterable[Any], failed: bool, fields: dict[str, Any]
+) -> None:
+    """One :class:`UnrecordedWrite` per registered model among ``models``, on the database it is written to,
+    with the actor and context ``fields`` around the block (``AuditContext.event_fields()``).
 
     Skipped where the block failed inside a transaction: its writes roll back with it.
     """
     specs = {spec.model: spec for model in models if (spec := registry.spec_for(model)) is not None}
-    fields = current_context().event_fields()
     ended_at = timezone.now()
     by_database: dict[str, list[UnrecordedWrite]] = {}
     for model, spec in specs.items():
