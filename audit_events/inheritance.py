@@ -52,6 +52,7 @@ from .context import is_paused
 from .encoding import State
 from .operations import operation
 from .replay import recorded_state
+from .updates import matched, update_query
 
 ModelType = type[models.Model]
 
@@ -227,10 +228,8 @@ def _locked_keys(queryset: models.QuerySet[Any], moves_keys: bool) -> list[Any]:
     assigns keys) re-checks the filter on the newest version of each row it
     waited for: the rows locked are the rows the UPDATE is then restricted to.
     """
-    from .querysets import _matched
-
     using = queryset.db
-    rows = _matched(queryset.model, queryset, using).order_by()
+    rows = matched(queryset.model, queryset, using).order_by()
     features = connections[using].features
     if features.has_select_for_update:
         rows = rows.select_for_update(no_key=not moves_keys and features.has_select_for_no_key_update)
@@ -247,13 +246,11 @@ def records_update(update: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(update)
     def update_recording_children(queryset: models.QuerySet[Any], **kwargs: Any) -> int:
-        from .querysets import _update_query
-
         found = children(queryset.model)
         if not found or is_paused(*(spec.model for spec in found)) or queryset.model in _updating.get():
             return update(queryset, **kwargs)
         queryset._for_write = True  # type: ignore[attr-defined]  # as Django's update() does before it reads .db
-        query = _update_query(queryset, kwargs, queryset.db)  # Django's errors, before any lock
+        query = update_query(queryset, kwargs, queryset.db)  # Django's errors, before any lock
         if query is None:
             return update(queryset, **kwargs)  # matches no row: Django runs nothing
         moves_keys = any(field.primary_key for field, _, _ in query.values)

@@ -69,7 +69,7 @@ from typing import Any
 from django.db import IntegrityError, connections, models
 from django.db.models import Aggregate, OuterRef, Subquery
 
-from . import capture, journal, registry, replay
+from . import capture, journal, pending, registry, replay
 from .context import is_paused
 from .encoding import JSONValue, State, encode
 from .models import Action
@@ -492,14 +492,14 @@ def _links_before_create(spec: registry.ModelSpec, field: Any, lookups: list[dic
     A row of them created later in it records the links it has then in its create event
     (:func:`_complete_creates`); just before COMMIT, those another transaction created
     meanwhile (a restore, say) are locked and their links recorded (:func:`_record_at_commit`).
-    A rollback to a savepoint taken before this write drops it (``journal.Pending``).
+    A rollback to a savepoint taken before this write drops it (``pending.Pending``).
     """
     missing = _Missing(spec, field, tuple(lookups), using, journal.Author.now())
-    entry = journal.Awaiting(complete=_complete_creates, at_commit=_record_at_commit, data=missing)
-    journal.Pending.of(connections[using]).awaiting.append(entry)
+    entry = pending.Awaiting(complete=_complete_creates, at_commit=_record_at_commit, data=missing)
+    pending.Pending.of(connections[using]).awaiting.append(entry)
 
 
-def _missing_by_field(awaiting: list[journal.Awaiting]) -> dict[tuple[Any, str], list[_Missing]]:
+def _missing_by_field(awaiting: list[pending.Awaiting]) -> dict[tuple[Any, str], list[_Missing]]:
     groups: dict[tuple[Any, str], list[_Missing]] = {}
     for entry in awaiting:
         if isinstance(entry.data, _Missing):
@@ -514,7 +514,7 @@ def _matching(missing: list[_Missing]) -> models.Q:
     return matching
 
 
-def _complete_creates(drafts: Sequence[journal.Draft], awaiting: list[journal.Awaiting]) -> None:
+def _complete_creates(drafts: Sequence[journal.Draft], awaiting: list[pending.Awaiting]) -> None:
     """Add to the create events among ``drafts`` the links rows written before them name.
 
     Queries, per field awaited whose model has a create here: one SELECT of the matching
@@ -534,7 +534,7 @@ def _complete_creates(drafts: Sequence[journal.Draft], awaiting: list[journal.Aw
             state.update(links)
 
 
-def _record_at_commit(awaiting: list[journal.Awaiting], created: set[tuple[str, str]]) -> None:
+def _record_at_commit(awaiting: list[pending.Awaiting], created: set[tuple[str, str]]) -> None:
     """Just before COMMIT: links written to rows that were missing, recorded on those another
     transaction created since (a restore), by the writes that made them.
 

@@ -41,7 +41,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models import Q
 
-from . import journal, registry
+from . import hashing, journal, registry
 from .capture import diff, live_state
 from .context import audit_context
 from .encoding import State, canonical_json, encode
@@ -228,7 +228,7 @@ def _check_event(label: str, row: _Row, event: Event) -> None:
         row.broken = True
         chain_known = event.version == 1  # after a gap the previous hash is unknown: resume from this event
     if chain_known:
-        expected = sha256_hex(row.previous_hash + journal.event_hash_content(event))
+        expected = sha256_hex(row.previous_hash + hashing.event_hash_content(event))
         if expected != event.hash:
             row.findings.append(
                 Finding(

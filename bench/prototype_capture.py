@@ -124,7 +124,7 @@ def main() -> None:
 
     from audit_events import conf, registry
     from audit_events.encoding import canonical_json, encode
-    from audit_events.journal import hash_content
+    from audit_events.hashing import hash_content
 
     bench = Bench(adapter, args.n, 1, 1, 1)
     bench.reset()

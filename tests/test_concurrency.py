@@ -16,7 +16,7 @@ from django.db.models.functions import Concat
 
 from audit_events import history, state_at
 from audit_events.encoding import decode
-from audit_events.journal import event_hash_content
+from audit_events.hashing import event_hash_content
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model

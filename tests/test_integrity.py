@@ -335,7 +335,8 @@ def test_the_content_head_written_is_the_hashed_content_up_to_its_state(
     extra: dict[str, Any], moment: datetime.datetime,
 ) -> None:  # fmt: skip
     """The INSERT hashes a head built member by member: it must be hash_content's text, to the byte."""
-    from audit_events.journal import Author, Draft, _record, hash_content
+    from audit_events.hashing import hash_content
+    from audit_events.journal import Author, Draft, _record
 
     draft = Draft(1, label, object_pk, action, changes=changes, created_at=moment)
     with audit_context(actor=actor, extra=extra):
@@ -408,7 +409,7 @@ def test_a_rehashed_event_breaks_the_next_link() -> None:
     with triggers_dropped():
         raw(f"UPDATE {TABLE} SET actor_repr = 'someone else' WHERE id = %s", [second.pk])
         second.actor_repr = "someone else"
-        from audit_events.journal import event_hash_content
+        from audit_events.hashing import event_hash_content
 
         rehashed = hashlib.sha256((event_of(author, 1).hash + event_hash_content(second)).encode()).hexdigest()
         raw(f"UPDATE {TABLE} SET hash = %s WHERE id = %s", [rehashed, second.pk])

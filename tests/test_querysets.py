@@ -190,7 +190,7 @@ class TestOtherPaths:
 # INSERT of events per batch of 500 events, on SQLite too (the events are one
 # JSON parameter: Django 5.2's cap of 999 parameters held them to 49 an INSERT).
 def _inserts(rows: int) -> int:
-    from audit_events.journal import BATCH_SIZE
+    from audit_events.inserts import BATCH_SIZE
 
     return -(-rows // BATCH_SIZE)
 
@@ -206,7 +206,7 @@ def _insert_batches(model: type, rows: int) -> list[int]:
 
 def _journal_inserts(writes: list[int]) -> int:
     """The event INSERTs of writes recording these numbers of events, in one transaction (``journal.write``)."""
-    from audit_events.journal import BATCH_SIZE
+    from audit_events.inserts import BATCH_SIZE
 
     inserts = waiting = 0
     for events in writes:
