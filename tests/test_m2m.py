@@ -709,7 +709,7 @@ def test_an_unrecorded_link_write_to_a_row_created_after_its_links_stays_unrecor
 @pytest.mark.django_db(transaction=True)
 def test_a_link_to_a_missing_row_fails_at_once_under_set_constraints_immediate_as_without_the_app() -> None:
     # Plain Django under SET CONSTRAINTS ALL IMMEDIATE: the INSERT of a link to a missing row raises
-    # at once. _check_now, run by a remove() of a missing row (nothing to remove, no error), leaves
+    # at once. m2m.deferred.check_now, run by a remove() of a missing row (nothing to remove, no error), leaves
     # the constraint DEFERRED: the add() that follows passes, its error comes at COMMIT.
     x = Tag.objects.create(name="x")
     missing = _unused_book_pk()
@@ -747,7 +747,7 @@ def test_set_autocommit_true_inside_a_transaction_raises_as_without_the_app() ->
 @pytest.mark.parametrize("created_after_its_links", [False, True])
 def test_links_of_a_multi_table_child_are_recorded_on_its_registered_parent_too(created_after_its_links: bool) -> None:
     # Depot declares the links, Warehouse(Depot) inherits them, both registered: m2m_changed remembers one
-    # _LinkChange per (through, field name), so the child's replaces the parent's and the parent's history
+    # LinkChange per (through, field name), so the child's replaces the parent's and the parent's history
     # never records the link (with or without a link written before the row: the first is older than a028998).
     from tests.models import Crate, Depot, Warehouse
 
