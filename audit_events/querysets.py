@@ -36,12 +36,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import models, router
-from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
-from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 
 from . import bulk, inheritance, m2m, registry, updates
-from .capture import deleting, record_finished_saves
-from .context import is_paused
+from .capture import deleting
 from .operations import operation
 from .transactions import atomic_write, immediate
 
