@@ -198,19 +198,11 @@ def _check_inherited_exclusions(labels: Any, excludes: Any) -> list[CheckMessage
     if not isinstance(labels, (list, tuple)) or not isinstance(excludes, Mapping):
         return []  # E005, reported above
     registered = {model for label in labels if (model := _model(label)[0]) is not None}
-    excluded = {
-        (model, name)
-        for label, names in excludes.items()
-        if (model := _model(label)[0]) is not None and isinstance(names, (list, tuple))
-        for name in names
-    }
+    excluded = _excluded(excludes)
     warnings: list[CheckMessage] = []
     for model, name in sorted(excluded, key=lambda item: (item[0]._meta.label, str(item[1]))):
-        field = next((f for f in model._meta.concrete_fields if f.name == name), None)
-        parent = None if field is None else field.model
-        if model._meta.proxy or parent is None or parent is model:  # a proxy: E001
-            continue
-        if parent not in registered or (parent, name) in excluded:
+        parent = _declaring_parent(model, name)
+        if parent is None or parent not in registered or (parent, name) in excluded:
             continue
         warnings.append(
             Warning(
@@ -222,6 +214,26 @@ def _check_inherited_exclusions(labels: Any, excludes: Any) -> list[CheckMessage
             )
         )
     return warnings
+
+
+def _excluded(excludes: Mapping[Any, Any]) -> set[tuple[Any, Any]]:
+    """Each (model, name) that ``EXCLUDE_FIELDS`` lists, for the labels of installed models."""
+    return {
+        (model, name)
+        for label, names in excludes.items()
+        if (model := _model(label)[0]) is not None and isinstance(names, (list, tuple))
+        for name in names
+    }
+
+
+def _declaring_parent(model: Any, name: Any) -> Any:
+    """The multi-table parent of ``model`` that declares its field ``name``; ``None`` if ``model`` does, or is a
+    proxy (E001), or has no such field (E002)."""
+    field = next((f for f in model._meta.concrete_fields if f.name == name), None)
+    parent = None if field is None else field.model
+    if model._meta.proxy or parent is None or parent is model:
+        return None
+    return parent
 
 
 def _check_relay(relay: Any) -> list[CheckMessage]:

@@ -43,24 +43,37 @@ def get_config() -> Config:
     raw = raw_setting()
     if not isinstance(raw, Mapping):
         return Config()
-    models = raw.get("MODELS", ())
-    if isinstance(models, str) or not isinstance(models, (list, tuple)):
-        models = ()
-    exclude = raw.get("EXCLUDE_FIELDS", {})
-    if not isinstance(exclude, Mapping):
-        exclude = {}
-    snapshot_every = raw.get("SNAPSHOT_EVERY", DEFAULT_SNAPSHOT_EVERY)
-    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
-        snapshot_every = DEFAULT_SNAPSHOT_EVERY
     prepare_statements = raw.get("PREPARE_STATEMENTS", True)
     return Config(
         prepare_statements=prepare_statements if isinstance(prepare_statements, bool) else True,
-        models=tuple(label for label in models if isinstance(label, str)),
-        exclude_fields={
-            str(label).lower(): tuple(names) for label, names in exclude.items() if isinstance(names, (list, tuple))
-        },
-        snapshot_every=snapshot_every,
+        models=_models(raw),
+        exclude_fields=_exclude_fields(raw),
+        snapshot_every=_snapshot_every(raw),
     )
+
+
+def _models(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """``MODELS``: the labels it lists (a string alone is not a list of them)."""
+    models = raw.get("MODELS", ())
+    if isinstance(models, str) or not isinstance(models, (list, tuple)):
+        return ()
+    return tuple(label for label in models if isinstance(label, str))
+
+
+def _exclude_fields(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """``EXCLUDE_FIELDS``: lowercased label -> the names listed for it."""
+    exclude = raw.get("EXCLUDE_FIELDS", {})
+    if not isinstance(exclude, Mapping):
+        return {}
+    return {str(label).lower(): tuple(names) for label, names in exclude.items() if isinstance(names, (list, tuple))}
+
+
+def _snapshot_every(raw: Mapping[str, Any]) -> int:
+    """``SNAPSHOT_EVERY``: a positive integer (a bool is not one), else the default."""
+    every = raw.get("SNAPSHOT_EVERY", DEFAULT_SNAPSHOT_EVERY)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        return DEFAULT_SNAPSHOT_EVERY
+    return every
 
 
 # AUDIT_EVENTS["RELAY"]: what ``manage.py audit_relay`` publishes to (docs/relay.rst).

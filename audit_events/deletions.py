@@ -101,9 +101,31 @@ def undo_plan(event: Event) -> UndoPlan:
     """
     group = list(operation_events(event.operation))
     deletions = [e for e in reversed(group) if e.action == Action.DELETE]  # parents first
+    candidates, conflicts = _candidates(event, deletions)
+    recreated: dict[type[models.Model], list[PlannedRow]] = {}
+    for model, rows in candidates.items():
+        taken = set(model._base_manager.filter(pk__in=[row.pk for row, _ in rows]).values_list("pk", flat=True))
+        # A row deleted again since belongs to that later deletion; one written since and alive is in the way.
+        recreated[model] = [row for row, since in rows if row.pk in taken or not since]
+        conflicts += _conflicts(model, recreated[model], taken)
+    return UndoPlan(
+        event=event,
+        recreated=tuple(ModelRows(m, tuple(rows)) for m, rows in recreated.items()),
+        reattached=_reattached(group),
+        conflicts=tuple(conflicts),
+    )
+
+
+# Per model, each row its deletion would bring back, and whether the row was written since that deletion.
+_Candidates = dict[type[models.Model], list[tuple[PlannedRow, bool]]]
+
+
+def _candidates(event: Event, deletions: list[Event]) -> tuple[_Candidates, list[Conflict]]:
+    """The rows ``deletions`` (parents first) would bring back, and what stops one for good: a model no longer
+    recorded, the deletion ``event`` itself written over since. One query (:func:`_later_events`)."""
     later = _later_events(deletions)
     conflicts: list[Conflict] = []
-    candidates: dict[type[models.Model], list[tuple[PlannedRow, bool]]] = defaultdict(list)
+    candidates: _Candidates = defaultdict(list)
     for deletion in deletions:
         model = deletion.content_type.model_class()
         spec = registry.spec_for(model) if model is not None else None
@@ -117,18 +139,7 @@ def undo_plan(event: Event) -> UndoPlan:
             continue
         pk = decode(spec.pk_field, deletion.state[spec.pk_field.name])
         candidates[model].append((PlannedRow(pk, instance_from_state(model, spec, deletion.state)), written_since))
-    recreated: dict[type[models.Model], list[PlannedRow]] = {}
-    for model, rows in candidates.items():
-        taken = set(model._base_manager.filter(pk__in=[row.pk for row, _ in rows]).values_list("pk", flat=True))
-        # A row deleted again since belongs to that later deletion; one written since and alive is in the way.
-        recreated[model] = [row for row, since in rows if row.pk in taken or not since]
-        conflicts += _conflicts(model, recreated[model], taken)
-    return UndoPlan(
-        event=event,
-        recreated=tuple(ModelRows(m, tuple(rows)) for m, rows in recreated.items()),
-        reattached=_reattached(group),
-        conflicts=tuple(conflicts),
-    )
+    return candidates, conflicts
 
 
 def _later_events(deletions: list[Event]) -> dict[tuple[int, str], int]:

@@ -183,7 +183,11 @@ def decode(field: models.Field[Any, Any], data: JSONValue) -> Any:
         return None
     if isinstance(field, models.JSONField):
         return data
-    field = value_field(field)
+    return _decode_value(value_field(field), data)
+
+
+def _decode_value(field: models.Field[Any, Any], data: JSONValue) -> Any:
+    """:func:`decode` by the type of the field that holds the value (:func:`value_field`)."""
     if isinstance(field, models.FileField):
         return data
     if isinstance(field, models.BinaryField):

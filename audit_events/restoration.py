@@ -145,63 +145,82 @@ def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
     """
     for index, row in enumerate(rows):
         coming = [(later.model, later.pk) for later in rows[index + 1 :]]
-        label = row.model._meta.label
         live_state = capture.live_state(row.spec, db, row.pk)
         if live_state is not None and recreate_only:
-            raise RestoreError(f"{label} pk={row.pk} already exists (already restored?); nothing was restored.")
-        if live_state is not None and all(live_state.get(k) == v for k, v in row.state.items()):
-            continue  # already as asked: nothing to write, nothing to record
-        missing = m2m.missing_targets(row.spec, row.state, db, coming)
-        if missing:
             raise RestoreError(
-                f"{label} pk={row.pk} was linked to rows that no longer exist ({', '.join(missing)}); "
-                "restore them first. Nothing was restored."
+                f"{row.model._meta.label} pk={row.pk} already exists (already restored?); nothing was restored."
             )
-        instance = instance_from_state(row.model, row.spec, row.state)
-        instance._state.adding = live_state is None
-        instance._state.db = db
-        # A multi-table child deleted together with its parent row: the group
-        # restores the parent row first, so the child fills in only its own table.
-        if live_state is None:
-            present = _parent_rows_present(instance, row.model, db)
-        else:
-            present = {row.model, *row.model._meta.get_parent_list()}
-        _check_parents(row, instance, db)
-        _check_unique(row, instance, exclude={klass._meta.pk.name for klass in present if klass is not row.model})
-        # The row is also a row of its registered multi-table parents: they record the restore too.
-        views = [(row.spec, row.pk, live_state)] + [
-            (parent, pk, capture.live_state(parent, db, pk))
-            for parent in registry.parent_specs(row.spec)
-            if (pk := getattr(instance, parent.pk_field.attname)) is not None
-        ]
+        if live_state is not None and _holds(live_state, row.state):
+            continue  # already as asked: nothing to write, nothing to record
+        instance, present = _checked_instance(row, live_state, db, coming)
+        views = _views(row, instance, live_state, db)
         # A parent's row is also its children's; a through row's links are the owners' too.
         with inheritance.restoring(row.model, db, row.pk), m2m.through_row_restored(instance, db):
             _save_exactly(instance, row.spec, present=present, db=db, fields=row.state.keys())
         m2m.write_links(row.spec, row.pk, row.state, db, coming)
-        written = _written_state(row, db)
-        drafts = []
-        for spec, pk, live in views:
-            state = {name: written[name] for name in spec.names if name in written}
-            if live is not None and all(live.get(k) == v for k, v in state.items()):
-                continue  # this view of the row was already as restored
-            drafts.append(
-                journal.Draft.of(
-                    spec,
-                    pk,
-                    Action.RESTORE,
-                    changes={} if live is None else diff(live, state),
-                    state=state,
-                    content_type_id=spec.content_type_id(db),
-                )
+        journal.write(_drafts(views, _written_state(row, db), db), db)
+
+
+def _holds(live: State, state: State) -> bool:
+    """Whether the live row already holds every value of ``state``."""
+    return all(live.get(name) == value for name, value in state.items())
+
+
+def _checked_instance(
+    row: _Row, live_state: State | None, db: str, coming: list[tuple[type[models.Model], Any]]
+) -> tuple[models.Model, set[type[models.Model]]]:
+    """The instance to write and the tables (models) that hold its row already, once nothing would make
+    the write unfaithful: links to rows gone, a foreign key's row gone, a uniqueness broken. Writes nothing."""
+    missing = m2m.missing_targets(row.spec, row.state, db, coming)
+    if missing:
+        raise RestoreError(
+            f"{row.model._meta.label} pk={row.pk} was linked to rows that no longer exist ({', '.join(missing)}); "
+            "restore them first. Nothing was restored."
+        )
+    instance = instance_from_state(row.model, row.spec, row.state)
+    instance._state.adding = live_state is None
+    instance._state.db = db
+    present = _tables_present(row, instance, live_state, db)
+    _check_parents(row, instance, db)
+    _check_unique(row, instance, exclude={klass._meta.pk.name for klass in present if klass is not row.model})
+    return instance, present
+
+
+_View = tuple[registry.ModelSpec, Any, State | None]
+
+
+def _views(row: _Row, instance: models.Model, live_state: State | None, db: str) -> list[_View]:
+    """The row as its model and its registered multi-table parents see it (each spec, the row's key there, its
+    live state there), read before the write: the row is also a row of those parents, and they record the
+    restore too. One SELECT per registered parent."""
+    return [(row.spec, row.pk, live_state)] + [
+        (parent, pk, capture.live_state(parent, db, pk))
+        for parent in registry.parent_specs(row.spec)
+        if (pk := getattr(instance, parent.pk_field.attname)) is not None
+    ]
+
+
+def _drafts(views: list[_View], written: State, db: str) -> list[journal.Draft]:
+    """The ``restore`` events of the row as ``written``: one per view it changed."""
+    drafts = []
+    for spec, pk, live in views:
+        state = {name: written[name] for name in spec.names if name in written}
+        if live is not None and _holds(live, state):
+            continue  # this view of the row was already as restored
+        changes = {} if live is None else diff(live, state)
+        drafts.append(
+            journal.Draft.of(
+                spec, pk, Action.RESTORE, changes=changes, state=state, content_type_id=spec.content_type_id(db)
             )
-        journal.write(drafts, db)
+        )
+    return drafts
 
 
 def _written_state(row: _Row, db: str) -> State:
-    """The row as the database stored it (a trigger, a column's precision may change what was sent):
-    read under the lock the write holds, inside the restore's transaction. One SELECT, and one of
-    its links for a model with many-to-many fields. The whole row: the fields the restored state lacks
-    (kept as they were, or their defaults in a row recreated) are what the row holds now too."""
+    """The row as the database stored it (a trigger, a column's precision may change what was sent): read under
+    the lock the write holds, inside the restore's transaction. One SELECT, and one of its links for a model with
+    many-to-many fields. The whole row: the fields the restored state lacks (kept as they were, or their defaults
+    in a row recreated) are what the row holds now too."""
     stored = capture.live_state(row.spec, db, row.pk)
     if stored is None:
         raise RestoreError(f"{row.model._meta.label} pk={row.pk} could not be read back after its restore.")
@@ -224,11 +243,15 @@ def _check_parents(row: _Row, instance: models.Model, db: str) -> None:
             )
 
 
-def _parent_rows_present(instance: models.Model, model: type[models.Model], db: str) -> set[type[models.Model]]:
-    """The multi-table parents of ``model`` that already have a row for ``instance``: one query per parent."""
+def _tables_present(row: _Row, instance: models.Model, live_state: State | None, db: str) -> set[type[models.Model]]:
+    """The tables (models) that hold the row already: every one for a live row. A multi-table child deleted
+    together with its parent row: the group restores the parent row first, so the child fills in only its own
+    table. One query per parent, for a row recreated."""
+    if live_state is not None:
+        return {row.model, *row.model._meta.get_parent_list()}
     return {
         klass
-        for klass in model._meta.get_parent_list()
+        for klass in row.model._meta.get_parent_list()
         if klass._base_manager.using(db).filter(pk=getattr(instance, klass._meta.pk.attname)).exists()
     }
 
@@ -272,8 +295,14 @@ def _save_exactly(
             )
         except DatabaseError as error:
             raise RestoreError(f"{opts.label} pk={instance.pk} could not be written back: {error}") from error
-    # A FileField writes None as "" from an instance (its descriptor wraps None in a
-    # FieldFile): put a recorded NULL back with one UPDATE, only when there is one.
+    _put_back_file_nulls(instance, spec, db)
+    instance._state.adding = False
+    instance._state.db = db
+
+
+def _put_back_file_nulls(instance: models.Model, spec: registry.ModelSpec, db: str) -> None:
+    """A FileField writes None as "" from an instance (its descriptor wraps None in a
+    FieldFile): put a recorded NULL back with one UPDATE per table, only when there is one."""
     nulls = [
         f
         for f in spec.fields
@@ -283,8 +312,6 @@ def _save_exactly(
         models.QuerySet(klass, using=db).filter(pk=getattr(instance, klass._meta.pk.attname)).update(
             **{f.attname: None for f in nulls if f.model is klass}
         )
-    instance._state.adding = False
-    instance._state.db = db
 
 
 def restore_fields(
@@ -307,7 +334,7 @@ def restore_fields(
         else:
             current = live
         target = {**state, **{name: current[name] for name in keep if name in current}}
-        if live is not None and all(live.get(name) == value for name, value in target.items()):
+        if live is not None and _holds(live, target):
             return None
         _write_rows([_Row(spec, model, pk, target)], db)
     return model._base_manager.using(db).get(pk=pk)

@@ -16,12 +16,12 @@ It is a plain function so a scheduler can run it, for example Celery beat::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import models, router, transaction
 
-from . import journal
+from . import journal, registry
 from .capture import lock_rows
 from .models import Action, Event
 from .replay import spec_or_error
@@ -48,22 +48,15 @@ def snapshot_rows(
     """
     spec = spec_or_error(model)
     db = using or router.db_for_write(model)
-    manager = spec.model._base_manager.using(db)
     content_type_id = spec.content_type_id(db)
     written = 0
-    last: Any = None
-    while True:
-        page = manager.order_by("pk") if last is None else manager.filter(pk__gt=last).order_by("pk")
-        pks = list(page.values_list(spec.pk_field.attname, flat=True)[:batch_size])
-        if not pks:
-            return written
-        last = pks[-1]
-        missing = _unrecorded(content_type_id, db, {spec.object_pk(pk): pk for pk in pks})
+    for pks in key_pages(spec, db, batch_size):
+        missing = without_events(content_type_id, db, {spec.object_pk(pk): pk for pk in pks})
         if missing:
             with transaction.atomic(using=db):
                 rows = lock_rows(spec, db, {"pk__in": list(missing.values())})
                 # Looked for again under the lock: a concurrent save may have recorded some.
-                still = _unrecorded(content_type_id, db, {spec.object_pk(pk): pk for pk in rows})
+                still = without_events(content_type_id, db, {spec.object_pk(pk): pk for pk in rows})
                 drafts = [
                     journal.Draft.of(
                         spec, pk, Action.SNAPSHOT, state=rows[pk], content_type_id=content_type_id, object_pk=text
@@ -74,10 +67,25 @@ def snapshot_rows(
                 written += len(drafts)
         if progress:
             progress(len(pks))
+    return written
 
 
-def _unrecorded(content_type_id: int, db: str, by_text: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``by_text`` (object_pk text -> pk) whose row has no event."""
+def key_pages(spec: registry.ModelSpec, db: str, batch_size: int) -> Iterator[list[Any]]:
+    """The keys of ``spec``'s rows in key order, ``batch_size`` at a time: one SELECT per page, each
+    read when the one before it is done with."""
+    manager = spec.model._base_manager.using(db)
+    last: Any = None
+    while True:
+        page = manager.order_by("pk") if last is None else manager.filter(pk__gt=last).order_by("pk")
+        pks = list(page.values_list(spec.pk_field.attname, flat=True)[:batch_size])
+        if not pks:
+            return
+        last = pks[-1]
+        yield pks
+
+
+def without_events(content_type_id: int, db: str, by_text: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``by_text`` (object_pk text -> pk) whose row has no event: one SELECT, none for no entry."""
     if not by_text:
         return {}
     recorded = set(

@@ -35,7 +35,6 @@ import enum
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, models, router, transaction
@@ -48,6 +47,7 @@ from .encoding import State, canonical_json, encode
 from .models import Action, Event, EventQuerySet, UnrecordedWrite
 from .notes import explaining
 from .replay import fold, recorded_state
+from .snapshots import key_pages, without_events
 
 DEFAULT_BATCH_SIZE = 1000
 REPAIR_REASON = "audit_verify --repair: a change made outside the ORM"
@@ -115,7 +115,7 @@ def verify_model(
     content_type = ContentType.objects.db_manager(db).get_for_id(spec.content_type_id())
     yield from _check_events(content_type, spec, db, since, repair, batch_size, progress)
     if since is None:
-        yield from _check_unrecorded(spec, db, repair, batch_size, progress)
+        yield from _check_without_events(spec, db, repair, batch_size, progress)
 
 
 def unregistered_content_types(using: str = DEFAULT_DB_ALIAS) -> list[ContentType]:
@@ -162,10 +162,6 @@ def _events(content_type_id: int, db: str, since: datetime.datetime | None) -> E
     return events
 
 
-def _label(content_type: ContentType, spec: registry.ModelSpec | None) -> str:
-    return spec.model._meta.label if spec is not None else f"{content_type.app_label}.{content_type.model}"
-
-
 def _check_events(
     content_type: ContentType,
     spec: registry.ModelSpec | None,
@@ -176,7 +172,7 @@ def _check_events(
     progress: Progress | None,
 ) -> Iterator[Finding]:
     """Stream the events of one content type; compare replay with live rows when its model is registered."""
-    label = _label(content_type, spec)
+    label = spec.model._meta.label if spec is not None else f"{content_type.app_label}.{content_type.model}"
     events = _events(content_type.pk, db, since).order_by("object_pk", "version")
     current: _Row | None = None
     after: tuple[str, int] | None = None
@@ -273,30 +269,14 @@ def _check_live(spec: registry.ModelSpec, db: str, rows: list[_Row], repair: boo
                 yield finding
 
 
-def _check_unrecorded(
+def _check_without_events(
     spec: registry.ModelSpec, db: str, repair: bool, batch_size: int, progress: Progress | None
 ) -> Iterator[Finding]:
-    manager = spec.model._base_manager.using(db)
-    pk_name = spec.pk_field.attname
-    last: Any = None
-    while True:
-        page = manager.order_by("pk") if last is None else manager.filter(pk__gt=last).order_by("pk")
-        pks = list(page.values_list(pk_name, flat=True)[:batch_size])
-        if not pks:
-            break
-        last = pks[-1]
-        texts = [spec.object_pk(pk) for pk in pks]
-        recorded = set(
-            Event.objects.using(db)
-            .filter(content_type_id=spec.content_type_id(), object_pk__in=texts)
-            .values_list("object_pk", flat=True)
-            .distinct()
-        )
-        for text in texts:
-            if text not in recorded:
-                finding = _confirm_drift(spec, db, text, repair=repair)
-                if finding is not None:
-                    yield finding
+    for pks in key_pages(spec, db, batch_size):
+        for text in without_events(spec.content_type_id(), db, {spec.object_pk(pk): pk for pk in pks}):
+            finding = _confirm_drift(spec, db, text, repair=repair)
+            if finding is not None:
+                yield finding
         if progress:
             progress(len(pks))
 

@@ -63,13 +63,6 @@ class Auditlog:
             chunk_size=batch_size
         ):
             pk = spec.pk_field.to_python(object_pk)
-            values = {
-                name: _value(by_name[name], pair[0 if action == 2 else 1])
-                for name, pair in (changes or {}).items()
-                if name in by_name and isinstance(pair, list) and len(pair) == 2
-            }
-            if action == 0:  # the fields left out are those equal to their default
-                values = {**_defaults(spec), **values, spec.pk_field.name: encode(spec.pk_field, pk)}
             context: dict[str, JSONValue] = {}
             if remote_addr:
                 context["remote_addr"] = remote_addr
@@ -80,7 +73,7 @@ class Auditlog:
                 pk=pk,
                 at=at,
                 action=_ACTIONS[action],
-                state=values,
+                state=_state(spec, by_name, pk, action, changes),
                 operation=uuid.uuid5(NAMESPACE, f"auditlog:{entry_id}"),
                 actor_id=None if actor_id is None else str(actor_id),
                 actor_repr=users.repr(actor_id) or actor_email or "",
@@ -89,6 +82,21 @@ class Auditlog:
 
     def finish(self, spec: registry.ModelSpec, using: str, dry_run: bool, planned: dict[str, State | None]) -> int:
         return 0  # deletes are logged
+
+
+def _state(
+    spec: registry.ModelSpec, by_name: dict[str, models.Field[Any, Any]], pk: Any, action: int, changes: Any
+) -> State:
+    """The values an entry gives: the new ones it names (the old ones, for a delete); a create's are
+    every field's, the fields left out being those equal to their default."""
+    values = {
+        name: _value(by_name[name], pair[0 if action == 2 else 1])
+        for name, pair in (changes or {}).items()
+        if name in by_name and isinstance(pair, list) and len(pair) == 2
+    }
+    if action == 0:
+        values = {**_defaults(spec), **values, spec.pk_field.name: encode(spec.pk_field, pk)}
+    return values
 
 
 def _defaults(spec: registry.ModelSpec) -> State:

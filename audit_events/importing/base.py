@@ -159,12 +159,7 @@ def deletes_for_gone_rows(
     written = 0
     for start in range(0, len(candidates), 1000):
         chunk = {text: spec.pk_field.to_python(text) for text in candidates[start : start + 1000]}
-        live = {
-            spec.object_pk(pk)
-            for pk in spec.model._base_manager.using(using)
-            .filter(pk__in=list(chunk.values()))
-            .values_list("pk", flat=True)
-        }
+        live = _live(spec, using, list(chunk.values()))
         for text, pk in chunk.items():
             if text in live:
                 continue
@@ -176,23 +171,35 @@ def deletes_for_gone_rows(
                 continue  # deleted already, or recorded since the import: not the import's to say
             written += 1
             if not dry_run:
-                draft = journal.Draft.of(
-                    spec,
-                    pk,
-                    Action.DELETE,
-                    state=recorded_state(spec, pk, using=using),
-                    operation=uuid.uuid5(NAMESPACE, f"{peer.name}:deleted:{spec.model._meta.label_lower}:{text}"),
-                    created_at=timezone.now(),
-                    content_type_id=content_type_id,
-                    object_pk=text,
-                )
-                # The peer id after which the row was deleted, as the event's peer id: its own, and a
-                # second run finds it imported.
-                after = last.context.get(peer.id_key)
-                context = {"imported_from": peer.name, peer.id_key: f"deleted after {after}", "reason": reason}
-                with transaction.atomic(using=using):
-                    journal.write([draft], using, by=journal.Author.given(None, "", context))
+                _write_gone(peer, spec, using, last, pk, reason)
     return written
+
+
+def _live(spec: registry.ModelSpec, using: str, pks: list[Any]) -> set[str]:
+    """The object_pk texts of the rows of ``pks`` still in the table (one query)."""
+    rows = spec.model._base_manager.using(using).filter(pk__in=pks)
+    return {spec.object_pk(pk) for pk in rows.values_list("pk", flat=True)}
+
+
+def _write_gone(peer: Peer, spec: registry.ModelSpec, using: str, last: Event, pk: Any, reason: str) -> None:
+    """The delete event of the row ``pk`` gone from the table, whose ``last`` event the import wrote."""
+    text = last.object_pk
+    draft = journal.Draft.of(
+        spec,
+        pk,
+        Action.DELETE,
+        state=recorded_state(spec, pk, using=using),
+        operation=uuid.uuid5(NAMESPACE, f"{peer.name}:deleted:{spec.model._meta.label_lower}:{text}"),
+        created_at=timezone.now(),
+        content_type_id=last.content_type_id,
+        object_pk=text,
+    )
+    # The peer id after which the row was deleted, as the event's peer id: its own, and a
+    # second run finds it imported.
+    after = last.context.get(peer.id_key)
+    context = {"imported_from": peer.name, peer.id_key: f"deleted after {after}", "reason": reason}
+    with transaction.atomic(using=using):
+        journal.write([draft], using, by=journal.Author.given(None, "", context))
 
 
 def _merged(previous: State | None, copy: State | None) -> State | None:

@@ -80,6 +80,16 @@ def _kinds(event_model: type[models.Model]) -> dict[str, str]:
     return kinds
 
 
+def _context_columns(event_model: type[models.Model]) -> tuple[str | None, str | None]:
+    """Where ``event_model``'s rows hold their context's metadata and its id (``None``: not kept)."""
+    names = {f.name: f for f in event_model._meta.concrete_fields}
+    if isinstance(names.get("pgh_context"), models.ForeignKey):
+        return "pgh_context__metadata", "pgh_context_id"
+    if "pgh_context" in names:  # a ContextJSONField: the metadata in the row, and its id if kept
+        return "pgh_context", "pgh_context_id" if "pgh_context_id" in names else None
+    return None, None
+
+
 @dataclass
 class _Event:
     """One event row, as read: ordered by (at, rank, table) when the tables are merged."""
@@ -93,6 +103,43 @@ class _Event:
     state: State
     metadata: Any
     context_id: Any
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one event model's rows hold what an event needs, and what each of its labels writes."""
+
+    spec: registry.ModelSpec
+    table: int  # the event model's place among the row's: the last tie-break of the merge
+    pk_attname: str
+    fields: list[models.Field[Any, Any]]  # the row's fields the event model copies
+    metadata_column: str | None
+    id_column: str | None
+    kinds: dict[str, str]
+
+    @classmethod
+    def of(cls, spec: registry.ModelSpec, event_model: type[models.Model], table: int) -> _Layout:
+        pk_attname = _pk_attname(event_model, spec.model)
+        assert pk_attname is not None
+        copied = {f.attname for f in event_model._meta.concrete_fields}
+        fields = [f for f in spec.fields if f.attname in copied and not f.attname.startswith("pgh_")]
+        metadata_column, id_column = _context_columns(event_model)
+        return cls(spec, table, pk_attname, fields, metadata_column, id_column, _kinds(event_model))
+
+    def columns(self) -> list[str]:
+        columns = ["pgh_id", "pgh_created_at", "pgh_label", self.pk_attname, *(f.attname for f in self.fields)]
+        return columns + [c for c in (self.metadata_column, self.id_column) if c is not None and c not in columns]
+
+    def event(self, by_column: dict[str, Any]) -> _Event:
+        label = by_column["pgh_label"]
+        kind: str = self.kinds.get(label) or _BY_LABEL.get(label) or _COPY
+        pk = by_column[self.pk_attname]
+        state = {f.name: encode(f, by_column[f.attname]) for f in self.fields}
+        state[self.spec.pk_field.name] = encode(self.spec.pk_field, pk)
+        metadata = None if self.metadata_column is None else by_column[self.metadata_column]
+        context_id = None if self.id_column is None else by_column[self.id_column]
+        at, pgh_id = by_column["pgh_created_at"], by_column["pgh_id"]
+        return _Event(at, _RANK[kind], self.table, pgh_id, kind, pk, state, metadata, context_id)
 
 
 class Pghistory:
@@ -112,33 +159,11 @@ class Pghistory:
     def _read(
         self, spec: registry.ModelSpec, event_model: type[models.Model], table: int, using: str, batch_size: int
     ) -> Iterator[_Event]:
-        pk_attname = _pk_attname(event_model, spec.model)
-        assert pk_attname is not None
-        copied = {f.attname for f in event_model._meta.concrete_fields}
-        fields = [f for f in spec.fields if f.attname in copied and not f.attname.startswith("pgh_")]
-        names = {f.name: f for f in event_model._meta.concrete_fields}
-        metadata_column = id_column = None
-        if isinstance(names.get("pgh_context"), models.ForeignKey):
-            metadata_column, id_column = "pgh_context__metadata", "pgh_context_id"
-        elif "pgh_context" in names:  # a ContextJSONField: the metadata in the row, and its id if kept
-            metadata_column = "pgh_context"
-            id_column = "pgh_context_id" if "pgh_context_id" in names else None
-        columns = ["pgh_id", "pgh_created_at", "pgh_label", pk_attname, *(f.attname for f in fields)]
-        columns += [c for c in (metadata_column, id_column) if c is not None and c not in columns]
-        kinds = _kinds(event_model)
+        layout = _Layout.of(spec, event_model, table)
+        columns = layout.columns()
         rows = self._events(event_model, using).order_by("pgh_created_at", "pgh_id").values_list(*columns)
-        pk_field = spec.pk_field
         for values in rows.iterator(chunk_size=batch_size):
-            by_column = dict(zip(columns, values, strict=True))
-            label = by_column["pgh_label"]
-            kind: str = kinds.get(label) or _BY_LABEL.get(label) or _COPY
-            pk = by_column[pk_attname]
-            state = {f.name: encode(f, by_column[f.attname]) for f in fields}
-            state[pk_field.name] = encode(pk_field, pk)
-            metadata = None if metadata_column is None else by_column[metadata_column]
-            context_id = None if id_column is None else by_column[id_column]
-            at, pgh_id = by_column["pgh_created_at"], by_column["pgh_id"]
-            yield _Event(at, _RANK[kind], table, pgh_id, kind, pk, state, metadata, context_id)
+            yield layout.event(dict(zip(columns, values, strict=True)))
 
     def rows(self, spec: registry.ModelSpec, using: str, batch_size: int) -> Iterator[PeerRow]:
         tables = event_models(spec.model)

@@ -61,22 +61,33 @@ class SimpleHistory:
         )
         table = historical._meta.db_table
         for values in rows.iterator(chunk_size=batch_size):
-            by_attname = dict(zip(columns, values, strict=False))
             user_id = values[-1] if user_attname else None
-            history_id = by_attname["history_id"]  # an integer, or a UUID (SIMPLE_HISTORY_HISTORY_ID_USE_UUID)
-            history_id = history_id if isinstance(history_id, int) else str(history_id)
-            reason = by_attname["history_change_reason"]
-            yield PeerRow(
-                peer_id=history_id,
-                pk=by_attname[pk_attname],
-                at=by_attname["history_date"],
-                action=_ACTIONS[by_attname["history_type"]],
-                state={f.name: encode(f, by_attname[f.attname]) for f in fields},
-                operation=uuid.uuid5(NAMESPACE, f"simple_history:{table}:{history_id}"),
-                actor_id=None if user_id is None else str(user_id),
-                actor_repr=users.repr(user_id),
-                context={} if reason in (None, "") else {"reason": reason},
-            )
+            yield _peer_row(table, dict(zip(columns, values, strict=False)), spec, fields, user_id, users)
 
     def finish(self, spec: registry.ModelSpec, using: str, dry_run: bool, planned: dict[str, State | None]) -> int:
         return 0  # every save and delete has its historical row
+
+
+def _peer_row(
+    table: str,
+    by_attname: dict[str, Any],
+    spec: registry.ModelSpec,
+    fields: list[models.Field[Any, Any]],
+    user_id: Any,
+    users: Users,
+) -> PeerRow:
+    """One historical row of ``table``, its columns by attname; ``fields``: the row's fields it copies."""
+    history_id = by_attname["history_id"]  # an integer, or a UUID (SIMPLE_HISTORY_HISTORY_ID_USE_UUID)
+    history_id = history_id if isinstance(history_id, int) else str(history_id)
+    reason = by_attname["history_change_reason"]
+    return PeerRow(
+        peer_id=history_id,
+        pk=by_attname[spec.pk_field.attname],
+        at=by_attname["history_date"],
+        action=_ACTIONS[by_attname["history_type"]],
+        state={f.name: encode(f, by_attname[f.attname]) for f in fields},
+        operation=uuid.uuid5(NAMESPACE, f"simple_history:{table}:{history_id}"),
+        actor_id=None if user_id is None else str(user_id),
+        actor_repr=users.repr(user_id),
+        context={} if reason in (None, "") else {"reason": reason},
+    )

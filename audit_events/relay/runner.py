@@ -148,32 +148,16 @@ class Relay:
         while not self.stop.is_set():
             try:
                 if position is None or saved is None:
-                    saved, total = self.load(from_now)
-                    position = saved
-                    log.info(
-                        "relay %r: publishing to %s, resuming after %s (%d events published so far)",
-                        self.name, self.publisher, _describe(saved), total,
-                    )  # fmt: skip
-                if not self.connected:
-                    self.publisher.connect()
-                    self.connected = True
-                    log.info("relay %r: connected to %s", self.name, self.publisher)
+                    saved = position = self._resume(from_now)
+                self._connect()
                 batch = stream.read(
                     position, self.config.batch_size, self.using, content_types=self.content_types, exclude=self.exclude
                 )
                 if batch.events:
-                    content_types = ContentType.objects.db_manager(self.using)
-                    self.publisher.publish([message(event, content_types) for event in batch.events])
-                    if not self.save(saved, batch.position, len(batch.events)):
-                        log.warning(
-                            "relay %r: its saved position was moved by another process (two relays of one name?); "
-                            "reloading it: events may be published twice",
-                            self.name,
-                        )
+                    if not self._publish(batch, saved):
                         position = saved = None
                         continue
                     saved = batch.position
-                    self._count(len(batch.events), batch.events[-1].id)
                 position = batch.position
                 self.backoff.reset()
                 if not batch.events:
@@ -181,16 +165,50 @@ class Relay:
                         break
                     self.stop.wait(self.config.poll_interval)
             except DatabaseError as error:
-                advice = self._unrecoverable(error)
-                if advice:
-                    raise Unrecoverable(advice) from error
-                self._retry("database", error, lambda: connections[self.using].close())
+                self._database_failed(error)
             except ImportError as error:  # a broker client not installed: the publisher's connect() says which
                 raise Unrecoverable(_one_line(error)) from error
             except Unpublishable:
                 raise
             except Exception as error:  # whatever a broker's client raises: reconnect and publish again
                 self._retry("broker", error, self._disconnect)
+
+    def _resume(self, from_now: bool) -> stream.Position:
+        """The saved position, read again (at the start, and after another process moved it)."""
+        saved, total = self.load(from_now)
+        log.info(
+            "relay %r: publishing to %s, resuming after %s (%d events published so far)",
+            self.name, self.publisher, _describe(saved), total,
+        )  # fmt: skip
+        return saved
+
+    def _connect(self) -> None:
+        if not self.connected:
+            self.publisher.connect()
+            self.connected = True
+            log.info("relay %r: connected to %s", self.name, self.publisher)
+
+    def _publish(self, batch: stream.Batch, saved: stream.Position) -> bool:
+        """Publish ``batch`` and move the saved position past it; False (nothing saved) if another
+        process had moved it: the caller reloads it."""
+        content_types = ContentType.objects.db_manager(self.using)
+        self.publisher.publish([message(event, content_types) for event in batch.events])
+        if not self.save(saved, batch.position, len(batch.events)):
+            log.warning(
+                "relay %r: its saved position was moved by another process (two relays of one name?); "
+                "reloading it: events may be published twice",
+                self.name,
+            )
+            return False
+        self._count(len(batch.events), batch.events[-1].id)
+        return True
+
+    def _database_failed(self, error: DatabaseError) -> None:
+        """Stop with an error no retry can fix; else close the connection and retry."""
+        advice = self._unrecoverable(error)
+        if advice:
+            raise Unrecoverable(advice) from error
+        self._retry("database", error, lambda: connections[self.using].close())
 
     def _unrecoverable(self, error: DatabaseError) -> str:
         """What to do about a database error no retry can fix ("": a transient one, retried).

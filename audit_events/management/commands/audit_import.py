@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import router
+from django.db import models, router
 
-from ...importing import PEERS, import_model, peer
+from ...importing import PEERS, ImportResult, Peer, import_model, peer
 from ...importing.base import DEFAULT_BATCH_SIZE
 from ..arguments import registered_models
 from ..progress import ProgressBar
@@ -48,19 +48,9 @@ class Command(BaseCommand):
         except ImportError as error:
             package = _PACKAGES[options["peer"]]
             raise CommandError(f"{options['peer']} cannot be read: {error} (is {package} installed?).") from None
-        tracked = reader.tracked_models()
-        if options["models"]:
-            models = registered_models(options["models"])
-            for model in models:
-                if model not in tracked:
-                    raise CommandError(f"{model._meta.label} has no {options['peer']} history to import.")
-        else:
-            models = sorted(tracked, key=lambda m: m._meta.label)
-            if not models:
-                raise CommandError(f"No registered model has {options['peer']} history (AUDIT_EVENTS['MODELS']).")
         verbose = options["verbosity"] > 0
         dry_run = options["dry_run"]
-        for model in models:
+        for model in self._models(reader, options["models"], options["peer"]):
             label = model._meta.label
             db = options["database"]
             total = reader.count(model, db or router.db_for_write(model))
@@ -71,17 +61,34 @@ class Command(BaseCommand):
                 )
             finally:
                 bar.close()
-            if not verbose:
-                continue
-            for object_pk, count in sorted(result.skipped_rows.items()):
-                self.stdout.write(
-                    f"{label} pk={object_pk}: skipped ({count} {options['peer']} row(s)): it already has events of "
-                    "its own, which its imported past would follow out of time order."
-                )
-            verb = "would be written" if dry_run else "written"
-            line = f"{label}: {result.imported} event(s) {verb}"
-            if result.finished:
-                line += f", and {result.finished} delete event(s) for rows gone from the table"
-            if result.already:
-                line += f"; {result.already} {options['peer']} row(s) already imported"
-            self.stdout.write(line + ".")
+            if verbose:
+                self._report(label, result, options["peer"], dry_run)
+
+    def _models(self, reader: Peer, labels: list[str], name: str) -> list[type[models.Model]]:
+        """The models named (each must have the peer's history), else every registered one the peer tracks."""
+        tracked = reader.tracked_models()
+        if labels:
+            named = registered_models(labels)
+            for model in named:
+                if model not in tracked:
+                    raise CommandError(f"{model._meta.label} has no {name} history to import.")
+            return named
+        every = sorted(tracked, key=lambda m: m._meta.label)
+        if not every:
+            raise CommandError(f"No registered model has {name} history (AUDIT_EVENTS['MODELS']).")
+        return every
+
+    def _report(self, label: str, result: ImportResult, name: str, dry_run: bool) -> None:
+        """What the import of one model wrote (or would write), and the rows it skipped."""
+        for object_pk, count in sorted(result.skipped_rows.items()):
+            self.stdout.write(
+                f"{label} pk={object_pk}: skipped ({count} {name} row(s)): it already has events of "
+                "its own, which its imported past would follow out of time order."
+            )
+        verb = "would be written" if dry_run else "written"
+        line = f"{label}: {result.imported} event(s) {verb}"
+        if result.finished:
+            line += f", and {result.finished} delete event(s) for rows gone from the table"
+        if result.already:
+            line += f"; {result.already} {name} row(s) already imported"
+        self.stdout.write(line + ".")

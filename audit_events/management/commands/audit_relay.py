@@ -59,17 +59,8 @@ class Command(BaseCommand):
         longest = RelayPosition._meta.get_field("name").max_length or 0
         if not options["name"] or len(options["name"]) > longest:
             raise CommandError(f"--name: 1 to {longest} characters, not {len(options['name'])}.")
-        try:
-            publisher_class = import_string(config.publisher)
-        except ImportError as error:
-            raise CommandError(f"AUDIT_EVENTS['RELAY']['PUBLISHER'] {config.publisher!r}: {error}") from None
-        if not (isinstance(publisher_class, type) and issubclass(publisher_class, Publisher)):
-            raise CommandError(f"{config.publisher!r} is not a subclass of audit_events.relay.Publisher.")
-        if options["database"] not in connections:
-            raise CommandError(f"Unknown database {options['database']!r}.")
-        vendor = connections[options["database"]].vendor
-        if vendor not in ("postgresql", "sqlite"):
-            raise CommandError(str(NotSupportedError(f"audit_relay does not support {vendor}: see docs/relay.rst.")))
+        publisher_class = self._publisher_class(config.publisher)
+        self._check_database(options["database"])
         content_types = self._partition(options["models"], options["exclude"], options["database"])
         self._log_to_stderr(options["verbosity"])
         publisher = publisher_class(options["url"] or config.url, config.options)
@@ -98,6 +89,24 @@ class Command(BaseCommand):
                 f"The relay stopped: {error}. Its saved position is unchanged; start it again once this is fixed. "
                 "See docs/relay.rst, 'Errors that stop the relay'."
             ) from error
+
+    def _publisher_class(self, path: str) -> type[Publisher]:
+        """The class ``AUDIT_EVENTS['RELAY']['PUBLISHER']`` names, a :class:`Publisher`."""
+        try:
+            publisher_class = import_string(path)
+        except ImportError as error:
+            raise CommandError(f"AUDIT_EVENTS['RELAY']['PUBLISHER'] {path!r}: {error}") from None
+        if not (isinstance(publisher_class, type) and issubclass(publisher_class, Publisher)):
+            raise CommandError(f"{path!r} is not a subclass of audit_events.relay.Publisher.")
+        return publisher_class
+
+    def _check_database(self, using: str) -> None:
+        """``--database``: a configured alias, of a backend the relay can read in commit order."""
+        if using not in connections:
+            raise CommandError(f"Unknown database {using!r}.")
+        vendor = connections[using].vendor
+        if vendor not in ("postgresql", "sqlite"):
+            raise CommandError(str(NotSupportedError(f"audit_relay does not support {vendor}: see docs/relay.rst.")))
 
     def _partition(self, models: list[str] | None, exclude: list[str] | None, using: str) -> set[int] | None:
         """The content type ids of ``--models`` or ``--exclude`` (None: every model)."""
