@@ -33,7 +33,7 @@ from .. import registry
 from ..deletions import undo_plan
 from ..models import Action, Event, EventQuerySet
 from . import diffs, event_rules, rules, undo
-from .mixin import CappedPaginator
+from .pages import CappedPaginator
 from .values import Values
 
 __all__ = ["EventAdmin"]

@@ -30,7 +30,8 @@ from django.utils.html import conditional_escape, format_html, format_html_join,
 from django.utils.safestring import SafeString
 
 from .. import registry
-from ..encoding import JSONValue, decode
+from ..encoding import JSONValue, State, decode
+from ..replay import instance_from_state
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite
@@ -199,3 +200,14 @@ def want_events(values: Values, events: Iterable[Any]) -> None:
         if event.changes:
             values.want(model, {name: change[0] for name, change in event.changes.items()})
             values.want(model, {name: change[1] for name, change in event.changes.items()})
+
+
+def state_label(model: type[models.Model], state: State | None) -> str:
+    """``str()`` of the row a recorded state describes (a deleted row's label)."""
+    spec = registry.spec_for(model)
+    if spec is None or state is None:
+        return ""
+    try:
+        return str(instance_from_state(model, spec, state))
+    except Exception:  # a __str__ that needs related rows the state does not carry
+        return ""
