@@ -4,7 +4,8 @@ Django's admin autodiscovery imports this package, which registers
 :class:`EventAdmin` on the default site. What is public is below; the rest of
 the package is private:
 
-* :mod:`.events`: the Event admin, its filters and its "undo delete" action;
+* :mod:`.events` and :mod:`.event_list`: the Event admin, its filters, its
+  change list and its "undo delete" action;
 * :mod:`.mixin`: :class:`AuditedAdminMixin` (history, restore a version,
   deleted rows, undo delete in the user's own model admins), whose views are
   in :mod:`.history` and :mod:`.deleted`, and :mod:`.pages`, what they share
