@@ -42,10 +42,7 @@ def changes_between(
     """
     before, after = before or {}, after or {}
     spec = registry.spec_for(model) if model is not None else None
-    names = [f.name for f in (*spec.fields, *spec.m2m_fields)] if spec else sorted({*before, *after})
-    if only is not None:
-        names = [name for name in names if name in only]
-    names = [name for name in names if (name in before or name in after) and before.get(name) != after.get(name)]
+    names = _differing(spec, before, after, only)
     if values is None:
         values = Values()
         values.want(model, before)
@@ -56,6 +53,15 @@ def changes_between(
         )
         for name in names
     ]
+
+
+def _differing(spec: registry.ModelSpec | None, before: State, after: State, only: Collection[str] | None) -> list[str]:
+    """The fields (of ``only``, when given) recorded on either side with different values, in field order
+    (by name for a model not registered)."""
+    names = [f.name for f in (*spec.fields, *spec.m2m_fields)] if spec else sorted({*before, *after})
+    if only is not None:
+        names = [name for name in names if name in only]
+    return [name for name in names if (name in before or name in after) and before.get(name) != after.get(name)]
 
 
 def event_changes(event: Event, values: Values | None = None, only: Collection[str] | None = None) -> list[FieldChange]:

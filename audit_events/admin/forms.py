@@ -76,20 +76,30 @@ def _render(field: forms.Field, name: str, value: Any, data: dict[str, Any]) -> 
     prepared = field.prepare_value(value)
     if isinstance(widget, forms.FileInput):
         return
-    if isinstance(widget, forms.MultiWidget):  # a split date and time: one entry per sub-widget
-        parts: Any = prepared if isinstance(prepared, list | tuple) else widget.decompress(prepared)
-        suffixes = getattr(widget, "widgets_names", [f"_{i}" for i in range(len(widget.widgets))])
-        for suffix, sub, part in zip(suffixes, widget.widgets, parts or [], strict=False):
-            formatted = sub.format_value(part)
-            data[name + suffix] = "" if formatted is None else formatted
-        return
+    if isinstance(widget, forms.MultiWidget):
+        data.update(_split(widget, name, prepared))
+    else:
+        data[name] = _posted(widget, prepared)
+
+
+def _split(widget: forms.MultiWidget, name: str, prepared: Any) -> dict[str, Any]:
+    """What a split widget (a date and a time) posts: one entry per sub-widget."""
+    parts: Any = prepared if isinstance(prepared, list | tuple) else widget.decompress(prepared)
+    suffixes = getattr(widget, "widgets_names", [f"_{i}" for i in range(len(widget.widgets))])
+    entries = {}
+    for suffix, sub, part in zip(suffixes, widget.widgets, parts or [], strict=False):
+        formatted = sub.format_value(part)
+        entries[name + suffix] = "" if formatted is None else formatted
+    return entries
+
+
+def _posted(widget: forms.Widget, prepared: Any) -> Any:
+    """What a one-entry widget posts for ``prepared``."""
     if isinstance(widget, forms.CheckboxInput):
-        data[name] = "true" if widget.check_test(prepared) else "false"
-        return
+        return "true" if widget.check_test(prepared) else "false"
     if getattr(widget, "allow_multiple_selected", False):  # many-to-many: one entry per key
-        data[name] = [str(item) for item in (prepared or [])]
-        return
+        return [str(item) for item in (prepared or [])]
     formatted = widget.format_value(prepared)
     if isinstance(formatted, list):  # a single select formats its value as a list of one
         formatted = formatted[0] if formatted else ""
-    data[name] = "" if formatted is None else formatted
+    return "" if formatted is None else formatted

@@ -1,24 +1,18 @@
-"""What the admin needs on top of ``restore``: undoing one deletion, and a row at one version or now.
+"""Undoing one deletion with its whole group, and reporting it in one line.
 
 Kept apart from the views so that they and the Event admin's action share one
-way of undoing and reporting it; who may undo is :mod:`.rules`' answer. The
-diffs the pages show are in :mod:`.diffs`.
+way of undoing and reporting it; who may undo is :mod:`.rules`' answer.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-from django.db import models, router, transaction
-from django.db.models import Q, Subquery
+from django.db import models
 
-from .. import capture, registry
-from ..encoding import State
 from ..exceptions import NoHistory, RestoreError
 from ..models import Action, Event
-from ..replay import fold, instance_from_state
 from ..restoration import restore
 
 
@@ -64,8 +58,7 @@ def _group_summary(event: Event) -> str:
     for ct_id, count in counts.items():
         model = model_for(ct_id)
         if model is not None:
-            name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
-            parts.append(f"{count} {name}")
+            parts.append(counted(model, count))
     return f" together with {', '.join(parts)}" if parts else ""
 
 
@@ -75,28 +68,7 @@ def model_for(content_type_id: int) -> type[models.Model] | None:
     return ContentType.objects.get_for_id(content_type_id).model_class()
 
 
-def version_state(event: Event) -> State | None:
-    """The row as ``event`` left it (``None`` after a deletion): one query, from the last full state on."""
-    events = Event.objects.filter(
-        content_type_id=event.content_type_id, object_pk=event.object_pk, version__lte=event.version
-    )
-    anchor = events.filter(Q(state__isnull=False) | Q(action=Action.DELETE)).order_by("-version")
-    return fold(events.filter(version__gte=Subquery(anchor.values("version")[:1])).order_by("version"))
-
-
-def live_state(spec: registry.ModelSpec, pk: Any) -> State | None:
-    """The row as the database holds it now (many-to-many links included), as ``restore`` reads it."""
-    db = router.db_for_write(spec.model)
-    with transaction.atomic(using=db):  # the read locks where it can, which needs a transaction
-        return capture.live_state(spec, db, pk)
-
-
-def state_label(model: type[models.Model], state: State | None) -> str:
-    """``str()`` of the row a recorded state describes."""
-    spec = registry.spec_for(model)
-    if spec is None or state is None:
-        return ""
-    try:
-        return str(instance_from_state(model, spec, state))
-    except Exception:  # a __str__ that needs related rows the state does not carry
-        return ""
+def counted(model: type[models.Model], n: int) -> str:
+    """``1 book``, ``2 books``: ``n`` rows of ``model``, by its verbose name."""
+    name = model._meta.verbose_name if n == 1 else model._meta.verbose_name_plural
+    return f"{n} {name}"

@@ -30,7 +30,8 @@ from django.utils.html import conditional_escape, format_html, format_html_join,
 from django.utils.safestring import SafeString
 
 from .. import registry
-from ..encoding import JSONValue, decode
+from ..encoding import JSONValue, State, decode
+from ..replay import instance_from_state
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite
@@ -54,34 +55,33 @@ class Values:
             return
         for field in (*spec.fields, *spec.m2m_fields):
             value = state.get(field.name)
-            if value is None or not field.is_relation or field.related_model is None:
+            if value is not None and field.is_relation and field.related_model is not None:
+                self._want_keys(field, value)
+
+    def _want_keys(self, field: Any, value: JSONValue) -> None:
+        """Note the rows one recorded foreign key, or one list of many-to-many keys, points to."""
+        target: Any = field.related_model
+        keys = value if field.many_to_many and isinstance(value, list) else [value]
+        key_field = target._meta.pk if field.many_to_many else getattr(field, "target_field", target._meta.pk)
+        for key in keys:
+            try:
+                self._wanted[target].add(decode(key_field, key))
+            except (TypeError, ValueError):
                 continue
-            target: Any = field.related_model
-            keys = value if field.many_to_many and isinstance(value, list) else [value]
-            key_field = target._meta.pk if field.many_to_many else getattr(field, "target_field", target._meta.pk)
-            for key in keys:
-                try:
-                    self._wanted[target].add(decode(key_field, key))
-                except (TypeError, ValueError):
-                    continue
 
     def show(self, model: type[models.Model] | None, name: str, value: JSONValue) -> SafeString:
         """One recorded value as HTML (escaped)."""
         spec = registry.spec_for(model) if model is not None else None
         field = field_of(spec, name)
         if field is None:
-            return conditional_escape(
-                EMPTY if value is None else _json(value) if isinstance(value, dict | list) else value
-            )
+            return _unknown(value)
         shown = self._hooked(model, field, value)
         if shown is not None:
             return conditional_escape(shown)
         if value is None and not isinstance(field, models.BooleanField):
             return conditional_escape(EMPTY)
         if field.many_to_many:
-            keys = value if isinstance(value, list) else []
-            shown = format_html_join(", ", "{}", ((self._target(field.related_model, k),) for k in keys))
-            return shown or conditional_escape(EMPTY)
+            return self._targets(field, value)
         if field.is_relation and field.related_model is not None:
             return self._target(field.related_model, value, getattr(field, "target_field", None))
         return _plain(field, value)
@@ -117,6 +117,12 @@ class Values:
             if missing:
                 self._found[model].update(model._base_manager.in_bulk(list(missing)))
                 self._read[model] |= missing
+
+    def _targets(self, field: Any, value: JSONValue) -> SafeString:
+        """A many-to-many field's recorded list of keys: each target as :meth:`_target` shows it."""
+        keys = value if isinstance(value, list) else []
+        shown = format_html_join(", ", "{}", ((self._target(field.related_model, k),) for k in keys))
+        return shown or conditional_escape(EMPTY)
 
     def _target(self, model: Any, key: Any, key_field: Any = None) -> SafeString:
         try:
@@ -156,6 +162,11 @@ def field_of(spec: registry.ModelSpec | None, name: str) -> Any:
     return spec.field(name) or next((f for f in spec.m2m_fields if f.name == name), None)
 
 
+def _unknown(value: JSONValue) -> SafeString:
+    """A value of a field the model does not have (now), or of a model not registered: as recorded."""
+    return conditional_escape(EMPTY if value is None else _json(value) if isinstance(value, dict | list) else value)
+
+
 def _plain(field: Any, value: JSONValue) -> SafeString:
     try:
         decoded = decode(field, value)
@@ -189,3 +200,14 @@ def want_events(values: Values, events: Iterable[Any]) -> None:
         if event.changes:
             values.want(model, {name: change[0] for name, change in event.changes.items()})
             values.want(model, {name: change[1] for name, change in event.changes.items()})
+
+
+def state_label(model: type[models.Model], state: State | None) -> str:
+    """``str()`` of the row a recorded state describes (a deleted row's label)."""
+    spec = registry.spec_for(model)
+    if spec is None or state is None:
+        return ""
+    try:
+        return str(instance_from_state(model, spec, state))
+    except Exception:  # a __str__ that needs related rows the state does not carry
+        return ""
