@@ -195,6 +195,8 @@ def write(drafts: Sequence[Draft], using: str, *, by: Author | None = None) -> N
     # ends without COMMIT: its events cannot wait for one.
     if not connection.in_atomic_block or not connection.commit_on_exit or len(pending) >= BATCH_SIZE:
         pending.flush()
+    if connection.get_autocommit():  # no transaction: nothing waits for a COMMIT
+        pending.detach()
     if (told := written.get()) is not None:
         told(drafts, using)
 

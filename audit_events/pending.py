@@ -73,17 +73,30 @@ class Awaiting:
     data: Any
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """How a :class:`Pending` takes the place of its connection's transaction methods (``install``
+    returns what it replaced) and gives them back (``remove``): ``wiring.connections`` sets them when
+    the app is ready, the one package that patches Django."""
+
+    install: Callable[[Any, Pending], dict[str, Any]]
+    remove: Callable[[Any, dict[str, Any]], None]
+
+
+hooks: Hooks | None = None
+
+
 class Pending:
     """The events of a connection's open transaction that are not inserted yet.
 
-    Created on a connection's first event, it wraps that connection's
-    transaction methods (``_WRAPPED``; on the instance: other connections are
-    untouched), and, while events wait, puts an execute wrapper first in
-    ``execute_wrappers`` that inserts them before any statement naming the
-    event table.
+    Created on a connection's first event in a transaction, it takes the place of
+    that connection's transaction methods (:data:`WRAPPED`, through :data:`hooks`;
+    on the instance: other connections are untouched) until the transaction ends,
+    and, while events wait, puts an execute wrapper first in ``execute_wrappers``
+    that inserts them before any statement naming the event table.
     """
 
-    _WRAPPED = ("commit", "rollback", "savepoint", "savepoint_rollback", "close", "set_autocommit")
+    WRAPPED = ("commit", "rollback", "savepoint", "savepoint_rollback", "close", "set_autocommit")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
@@ -96,9 +109,10 @@ class Pending:
         # before this object existed (before the connection's first event) has no mark: nothing then.
         self._marks: dict[Any, tuple[int, frozenset[tuple[str, str]]]] = {}
         # The connection's own methods, called by the wrappers below.
-        self.original = {name: getattr(connection, name) for name in self._WRAPPED}
-        for name in self._WRAPPED:
-            setattr(connection, name, getattr(self, name))
+        self.original = {name: getattr(connection, name) for name in self.WRAPPED}
+        if hooks is None:
+            raise RuntimeError("audit_events recorded a write before its app was ready (INSTALLED_APPS).")
+        self._replaced = hooks.install(connection, self)
 
     @classmethod
     def of(cls, connection: Any) -> Pending:
@@ -155,10 +169,18 @@ class Pending:
         self.flush()
 
     def _forget(self) -> None:
-        """The transaction ended: what waited for its rows' creation or its COMMIT is void."""
+        """The transaction ended: what waited for its rows' creation or its COMMIT is void, and the
+        connection gets its own methods back (its next transaction's first event makes a new one)."""
         self.awaiting.clear()
         self.created.clear()
         self._marks.clear()
+        self.detach()
+
+    def detach(self) -> None:
+        if self.connection.__dict__.get(_PENDING) is self:
+            del self.connection.__dict__[_PENDING]
+            assert hooks is not None
+            hooks.remove(self.connection, self._replaced)
 
     def _still_open(self) -> bool:
         """After a failed COMMIT: SQLite keeps the transaction open (PostgreSQL ends it)."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from django.core.serializers.base import DeserializedObject
 
-from .. import registry
+from .. import pending, registry
 from ..registry import ModelType, family
+from . import connections
 from .base import Saved, restore
 from .children import unwire_children, wire_children
 from .links import connect_links, disconnect_links, through_wrapped, wrap_through_models
@@ -36,6 +37,7 @@ from .saves import (
 def sync() -> None:
     """Make the registry and the patches match the current setting."""
     wanted = registry.wanted()
+    pending.hooks = connections.HOOKS  # a transaction's first event wraps its connection's methods till it ends
     unwire_children()  # first: it wraps the save_base that registering snapshots
     restore_all(parents_wrapped)  # first: a parent may be registered now, and must not be torn down after
     restore_all(through_wrapped)  # the same
