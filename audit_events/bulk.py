@@ -49,13 +49,14 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
 from . import journal, m2m, registry
-from .capture import lock_rows, view_event
 from .context import capture_paused
 from .encoding import State
 from .models import Action, Event
 from .operations import operation
+from .recording import view_event
 from .replay import recorded_state
 from .returning import insert_returning
+from .rows import lock_rows
 from .transactions import atomic_write
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters

@@ -48,11 +48,12 @@ from django.db import connections, models, router, transaction
 from django.db.models import signals
 
 from . import journal, registry
-from .capture import live_state, lock_rows, view_event
 from .context import is_paused
 from .encoding import State
 from .operations import operation
+from .recording import view_event
 from .replay import recorded_state
+from .rows import live_state, lock_rows
 
 ModelType = type[models.Model]
 

@@ -42,21 +42,18 @@ from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.where import WhereNode
 
 from . import bulk, inheritance, journal, m2m, registry
-from .capture import (
-    _composite_key,
-    _locking_queryset,
-    _state,
-    _update_returns_old_row,
-    deleting,
-    lock_rows,
-    record_finished_saves,
-    view_event,
-)
+from .backends import returns_old_row as _update_returns_old_row
 from .context import is_paused
 from .encoding import State
+from .handoffs import deleting
 from .models import Action
 from .operations import operation
+from .recording import record_finished_saves, view_event
 from .returning import split_converters
+from .rows import composite_key as _composite_key
+from .rows import lock_rows
+from .rows import locking_queryset as _locking_queryset
+from .rows import row_state as _state
 from .transactions import atomic_write, immediate
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters

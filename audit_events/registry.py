@@ -308,7 +308,7 @@ def _atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     committed and unrecorded. A save that fails between the two signals
     leaves nothing for a later save of the instance (``capture.handoffs``).
     """
-    from .capture import forget_handoffs, handoff_depth
+    from .handoffs import forget_handoffs, handoff_depth
 
     @functools.wraps(save_base)
     def atomic_save_base(self: models.Model, *args: Any, **kwargs: Any) -> Any:
@@ -334,7 +334,7 @@ def _atomic_deserialized_save(
     """``DeserializedObject.save()`` (``loaddata``, or a deserialized object saved by hand): it calls
     ``models.Model.save_base`` itself, past the model's own (:func:`_atomic_save_base`), so outside a
     transaction the save and its event would not be one; for a recorded model, they are made one here."""
-    from .capture import forget_handoffs, handoff_depth
+    from .handoffs import forget_handoffs, handoff_depth
 
     model = type(self.object)
     if model not in _specs and model not in _through_rows:
@@ -368,7 +368,7 @@ def groups_deletes(model: ModelType) -> bool:
 def _one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
     """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation,
     whose DELETE statements return the rows they delete (``capture.deleting``)."""
-    from .capture import deleting
+    from .handoffs import deleting
     from .operations import operation
 
     @functools.wraps(delete)

@@ -16,12 +16,12 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, router, transaction
 
 from . import capture, inheritance, journal, m2m, registry
-from .capture import diff
 from .context import capture_paused
 from .encoding import State, decode
 from .exceptions import NotDeleted, RestoreError
 from .models import Action, Event
 from .operations import operation
+from .recording import diff
 from .replay import (
     absent_at,
     instance_from_state,

@@ -42,12 +42,13 @@ from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models import Q
 
 from . import journal, registry
-from .capture import diff, live_state
 from .context import audit_context
 from .encoding import State, canonical_json, encode
 from .models import Action, Event, EventQuerySet, UnrecordedWrite
 from .notes import explaining
+from .recording import diff
 from .replay import fold, recorded_state
+from .rows import live_state
 
 DEFAULT_BATCH_SIZE = 1000
 REPAIR_REASON = "audit_verify --repair: a change made outside the ORM"
