@@ -5,7 +5,7 @@ database's own answer for the statement that wrote it (``RETURNING`` where the
 backend has it: ``backends``; otherwise a read under the same lock, inside the
 same transaction, after the write: ``rows``), never from what Python believes
 it sent. What one write hands from its ``pre_`` signal to its ``post_`` one is
-one record (:class:`_Save`, :class:`_Delete`).
+one record (``handoffs``), turned into its events by ``recording``.
 
 Cost per audited write, beyond Django's own statements:
 
@@ -21,7 +21,7 @@ Cost per audited write, beyond Django's own statements:
 * a multi-table child's row saved with a key it has no row for yet, the
   parents' rows there given it (``Restaurant(place_ptr=place)``): one locking
   SELECT per registered parent, their old values (:func:`_parent_rows`);
-* delete: on PostgreSQL nothing, the DELETE returns the row (:func:`deleting`),
+* delete: on PostgreSQL nothing, the DELETE returns the row (``handoffs.deleting``),
   for one-table models without many-to-many fields; otherwise one locking
   SELECT of the old row first;
 * for a model with many-to-many fields, one more SELECT of its links, read

@@ -7,7 +7,7 @@ back (``capture``). Records stack, innermost last: a receiver may save or
 delete the same instance again between the two signals. While a record
 travels, the context knows it in two more ways: the saves whose statement has
 run (:func:`finish`), recorded first by a write that starts before their
-``post_save`` (``capture.record_finished_saves``); and the records holding
+``post_save`` (``recording.record_finished_saves``); and the records holding
 an old row read before their statement (:func:`watch`), read again when a
 write of the same row is recorded in between.
 
@@ -121,7 +121,7 @@ def pop_handoff(instance: models.Model) -> Record | None:
 
 # Saves whose INSERT or UPDATE has run and whose post_save has not recorded them yet, in this
 # context: a write of a registered row that starts meanwhile (a post_save receiver connected
-# before this app's writing the same row) records them first (``capture.record_finished_saves``).
+# before this app's writing the same row) records them first (``recording.record_finished_saves``).
 _finished: ContextVar[tuple[tuple[models.Model, SaveRecord, str], ...]] = ContextVar(
     "audit_events_finished", default=()
 )
