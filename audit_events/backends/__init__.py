@@ -44,8 +44,8 @@ def of(connection: Any) -> Backend:
 
 @functools.cache
 def _backend(vendor: str) -> Backend:
-    # Imported here, once per vendor: the backends read rows (``rows``), and ``rows`` is read by
-    # modules this package is imported by.
+    # Imported on first use, once per vendor: only the databases a project uses are loaded, and
+    # after the app registry (``postgresql`` reads recorded history through ``replay``, its models).
     if vendor == "postgresql":
         from .postgresql import PostgreSQL
 
