@@ -95,7 +95,8 @@ class PostgreSQL(Returning):
 
 
 class ReturningDeletes:
-    """An execute wrapper that adds ``RETURNING`` to the Collector's DELETE of expected rows.
+    """An execute wrapper that adds ``RETURNING`` to the Collector's DELETE of expected rows,
+    on one connection for one ``delete()`` call (``handoffs.deleting``).
 
     ``expected`` maps the start of the DELETE Django's Collector sends for a
     model (``DELETE FROM t WHERE t.pk IN (``) to the columns to return. A
