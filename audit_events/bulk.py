@@ -49,13 +49,14 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
 from . import journal, m2m, registry
-from .capture import lock_rows, view_event
 from .context import capture_paused
 from .encoding import State
 from .models import Action, Event
 from .operations import operation
+from .recording import view_event
 from .replay import recorded_state
 from .returning import insert_returning
+from .rows import lock_rows
 from .transactions import atomic_write
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
@@ -121,7 +122,7 @@ def _check_bulk_update(
 def _locked(
     spec: registry.ModelSpec, using: str, keys: list[Any], only: Collection[Field] | None = None
 ) -> dict[Any, State]:
-    """:func:`.capture.lock_rows` of the rows with these keys: one SELECT per 900 keys (and
+    """:func:`.rows.lock_rows` of the rows with these keys: one SELECT per 900 keys (and
     one of their many-to-many links, unless ``only`` some fields are read)."""
     rows: dict[Any, State] = {}
     for start in range(0, len(keys), _IN_CHUNK):

@@ -47,11 +47,12 @@ from django.apps import apps
 from django.db import connections, models, router, transaction
 
 from . import journal, registry
-from .capture import live_state, lock_rows, view_event
 from .context import is_paused
 from .encoding import State
 from .operations import operation
+from .recording import view_event
 from .replay import recorded_state
+from .rows import live_state, lock_rows
 from .updates import matched, update_query
 
 ModelType = type[models.Model]

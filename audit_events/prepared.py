@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conf
+from . import backends, conf
 
 _MOST = 200  # PREPAREs sent per session at most (failed ones included); past that, statements go as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -199,7 +199,7 @@ def _session(connection: Any) -> _Session | None:
 
 
 def _enabled(connection: Any) -> bool:
-    if connection.vendor != "postgresql" or not conf.get_config().prepare_statements:
+    if not backends.of(connection).prepares_statements or not conf.get_config().prepare_statements:
         return False
     settings = connection.settings_dict
     if settings.get("DISABLE_SERVER_SIDE_CURSORS"):

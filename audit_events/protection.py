@@ -40,85 +40,37 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
+from . import backends
 from .models import Event
-
-# What migrations 0002 and 0004 install, by backend (audit_verify reports any that is missing).
-EXPECTED_TRIGGERS = {
-    "sqlite": ("audit_events_no_delete", "audit_events_no_replace", "audit_events_no_update"),
-    "postgresql": ("audit_events_no_truncate", "audit_events_no_update_delete"),
-}
 
 
 def missing_triggers(connection: BaseDatabaseWrapper) -> list[str]:
     """The append-only triggers this backend should have and does not (dropped, disabled, lost in a rebuild)."""
     present = set(installed_triggers(connection))
-    return [name for name in EXPECTED_TRIGGERS.get(connection.vendor, ()) if name not in present]
+    return [name for name in backends.of(connection).expected_triggers if name not in present]
 
 
 def installed_triggers(connection: BaseDatabaseWrapper) -> list[str]:
     """Names of the enabled triggers on the event table (empty on other backends)."""
-    table = Event._meta.db_table
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
-        elif connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
-                "AND NOT tgisinternal AND tgenabled <> 'D'",
-                [connection.ops.quote_name(table)],
-            )
-        else:
-            return []
-        return sorted(row[0] for row in cursor.fetchall())
+        return backends.of(connection).installed_triggers(connection, cursor, Event._meta.db_table)
 
 
 @contextlib.contextmanager
 def _lifted(connection: BaseDatabaseWrapper, events: int) -> Iterator[None]:
-    """Take the event table's triggers off, then put them back (call inside a transaction).
-
-    ``events``: on PostgreSQL, the triggers to take off, as ``pg_trigger.tgtype``'s
-    bits (``TRUNCATE`` 32, ``DELETE`` 8); SQLite's are all taken off.
-    """
-    table = Event._meta.db_table
-    quoted = connection.ops.quote_name(table)
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            # SQLite cannot disable a trigger: drop it and recreate it from its own stored SQL.
-            cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
-            triggers = cursor.fetchall()
-            for name, _sql in triggers:
-                cursor.execute(f"DROP TRIGGER {connection.ops.quote_name(name)}")
-            yield
-            for _name, sql in triggers:
-                cursor.execute(sql)
-        else:
-            cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
-                "AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype & %s <> 0",
-                [quoted, events],
-            )
-            names = [connection.ops.quote_name(row[0]) for row in cursor.fetchall()]
-            for name in names:
-                cursor.execute(f"ALTER TABLE {quoted} DISABLE TRIGGER {name}")
-            yield
-            for name in names:
-                cursor.execute(f"ALTER TABLE {quoted} ENABLE TRIGGER {name}")
-
-
-_TRUNCATE, _DELETE = 32, 8  # pg_trigger.tgtype's bits for the triggers these statements fire
+    """Take the event table's triggers that ``events`` fires off, then put them back (call inside a transaction)."""
+    with (
+        connection.cursor() as cursor,
+        backends.of(connection).lifted(connection, cursor, Event._meta.db_table, events),
+    ):
+        yield
 
 
 def _erases_events(connection: BaseDatabaseWrapper, sql: str) -> int:
     """The triggers (``_lifted``'s ``events``) a flush statement that erases events fires; 0 for another."""
     statement = sql.lstrip().upper()
     names_events = connection.ops.quote_name(Event._meta.db_table).upper() in statement
-    if connection.vendor == "postgresql":
-        if statement.startswith("TRUNCATE"):  # TRUNCATE ... CASCADE may reach the event table without naming it
-            return _TRUNCATE
-        return _DELETE if statement.startswith("DELETE") and names_events else 0
-    if connection.vendor == "sqlite":
-        return _DELETE if statement.startswith("DELETE") and names_events else 0
-    return 0
+    return backends.of(connection).erases_events(statement, names_events)
 
 
 @contextlib.contextmanager

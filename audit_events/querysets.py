@@ -38,7 +38,7 @@ from typing import Any
 from django.db import models, router
 
 from . import bulk, inheritance, m2m, registry, updates
-from .capture import deleting
+from .handoffs import deleting
 from .operations import operation
 from .transactions import atomic_write, immediate
 

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models, router, transaction
 
-from . import capture, inheritance, journal, m2m, registry
-from .capture import diff
+from . import inheritance, journal, m2m, registry, rows
 from .context import capture_paused
 from .encoding import State, decode
 from .exceptions import NotDeleted, RestoreError
 from .models import Action, Event
 from .operations import operation
+from .recording import diff
 from .replay import (
     absent_at,
     instance_from_state,
@@ -126,7 +126,7 @@ def _reattach(group: list[Event], db: str) -> None:
         if event.action != Action.UPDATE or spec is None or model is None:
             continue
         pk = spec.pk_field.to_python(event.object_pk)
-        live_state = capture.live_state(spec, db, pk)
+        live_state = rows.live_state(spec, db, pk)
         if live_state is None:
             continue  # deleted since: nothing to re-attach
         target = dict(live_state)
@@ -136,16 +136,16 @@ def _reattach(group: list[Event], db: str) -> None:
         _write_rows([_Row(spec, model, pk, target)], db)
 
 
-def _write_rows(rows: list[_Row], db: str, recreate_only: bool = False) -> None:
+def _write_rows(group: list[_Row], db: str, recreate_only: bool = False) -> None:
     """Write each row exactly as recorded, checking first what would make it unfaithful.
 
     Rows are written one after the other, so a child's checks see its parent
     restored just before it. A row's symmetrical links to rows of the group
     still to come are written by theirs (both directions).
     """
-    for index, row in enumerate(rows):
-        coming = [(later.model, later.pk) for later in rows[index + 1 :]]
-        live_state = capture.live_state(row.spec, db, row.pk)
+    for index, row in enumerate(group):
+        coming = [(later.model, later.pk) for later in group[index + 1 :]]
+        live_state = rows.live_state(row.spec, db, row.pk)
         if live_state is not None and recreate_only:
             raise RestoreError(
                 f"{row.model._meta.label} pk={row.pk} already exists (already restored?); nothing was restored."
@@ -194,7 +194,7 @@ def _views(row: _Row, instance: models.Model, live_state: State | None, db: str)
     live state there), read before the write: the row is also a row of those parents, and they record the
     restore too. One SELECT per registered parent."""
     return [(row.spec, row.pk, live_state)] + [
-        (parent, pk, capture.live_state(parent, db, pk))
+        (parent, pk, rows.live_state(parent, db, pk))
         for parent in registry.parent_specs(row.spec)
         if (pk := getattr(instance, parent.pk_field.attname)) is not None
     ]
@@ -221,7 +221,7 @@ def _written_state(row: _Row, db: str) -> State:
     the lock the write holds, inside the restore's transaction. One SELECT, and one of its links for a model with
     many-to-many fields. The whole row: the fields the restored state lacks (kept as they were, or their defaults
     in a row recreated) are what the row holds now too."""
-    stored = capture.live_state(row.spec, db, row.pk)
+    stored = rows.live_state(row.spec, db, row.pk)
     if stored is None:
         raise RestoreError(f"{row.model._meta.label} pk={row.pk} could not be read back after its restore.")
     return stored
@@ -327,7 +327,7 @@ def restore_fields(
     spec = spec_or_error(model)
     db = using or router.db_for_write(model)
     with transaction.atomic(using=db), capture_paused(), operation():
-        live = capture.live_state(spec, db, pk)
+        live = rows.live_state(spec, db, pk)
         if live is None:
             deletion = row_events(spec, pk, db).filter(action=Action.DELETE).order_by("-version").first()
             current = deletion.state if deletion is not None and deletion.state is not None else {}

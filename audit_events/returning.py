@@ -106,18 +106,11 @@ class _Plan:
     ) -> None:
         self.spec = spec
         self.connection = connection
-        recorded = set(spec.fields)  # not the excluded ones: never read
         opts = (model._meta.concrete_model or model)._meta  # a proxy's fields are its concrete model's
         keys = list(opts.pk_fields)
-        local = opts.local_concrete_fields
-        columns = [f for f in local if f in recorded or f in asked or f in keys]
-        self.columns: list[Field] = columns + [f for f in asked if f not in columns]
+        self.columns: list[Field] = _returned_columns(spec, opts.local_concrete_fields, asked, keys)
         # Django's RETURNING clause of these columns, made once: quoting them is most of compiling a create.
-        self.returning: tuple[str, tuple[Any, ...]] | None = None
-        if connection.features.has_bulk_insert and connection.features.can_return_rows_from_bulk_insert:
-            ops = connection.ops  # Django 6 renamed return_insert_columns() returning_columns(), same arguments
-            make = getattr(ops, "returning_columns", None) or ops.return_insert_columns
-            self.returning = make(self.columns)
+        self.returning = _returning_clause(connection, self.columns)
         position = {field: i for i, field in enumerate(self.columns)}
         compiler = InsertQuery(model).get_compiler(connection=connection)
         table = model._meta.db_table
@@ -178,3 +171,24 @@ class _Plan:
                 values.append(value)
             out.append(tuple(values))
         return out
+
+
+def _returned_columns(spec: registry.ModelSpec, local: Any, asked: list[Field], keys: list[Field]) -> list[Field]:
+    """The columns an INSERT into a table of ``local`` fields returns: those ``spec`` records (not
+    the excluded ones: never read), the key's, and those Django asked for, in the table's order
+    then the asked ones the table has not."""
+    recorded = set(spec.fields)
+    columns = [f for f in local if f in recorded or f in asked or f in keys]
+    return columns + [f for f in asked if f not in columns]
+
+
+def _returning_clause(connection: Any, columns: list[Field]) -> tuple[str, tuple[Any, ...]] | None:
+    """Django's ``RETURNING`` clause of ``columns``, where the backend inserts many rows in one
+    statement and can return them (:meth:`_Plan.statements` appends it); ``None`` elsewhere."""
+    features = connection.features
+    if not (features.has_bulk_insert and features.can_return_rows_from_bulk_insert):
+        return None
+    ops = connection.ops  # Django 6 renamed return_insert_columns() returning_columns(), same arguments
+    make = getattr(ops, "returning_columns", None) or ops.return_insert_columns
+    clause: tuple[str, tuple[Any, ...]] = make(columns)
+    return clause

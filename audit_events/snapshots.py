@@ -22,9 +22,9 @@ from typing import Any
 from django.db import models, router, transaction
 
 from . import journal, registry
-from .capture import lock_rows
 from .models import Action, Event
 from .replay import spec_or_error
+from .rows import lock_rows
 
 DEFAULT_BATCH_SIZE = 500
 

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 
 from django.db import connections, transaction
 
+from . import backends
+
 
 @contextlib.contextmanager
 def immediate(using: str) -> Iterator[None]:
@@ -29,10 +31,8 @@ def immediate(using: str) -> Iterator[None]:
     its own ``atomic()`` begins it, and raises what it raises at its end.
     """
     connection = connections[using]
-    # Django's SQLite backend begins with "BEGIN {transaction_mode}" (Django 5.1+); None means DEFERRED.
     if not (
-        connection.vendor == "sqlite"
-        and getattr(connection, "transaction_mode", "") is None
+        backends.of(connection).begins_deferred(connection)
         and connection.get_autocommit()
         and not connection.in_atomic_block
     ):

@@ -17,10 +17,12 @@ from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 from django.db.models.sql.where import WhereNode
 
 from . import journal, m2m, registry
-from .capture import _composite_key, _locking_queryset, _state, _update_returns_old_row, lock_rows, view_event
+from .backends import returns_old_row
 from .encoding import State
 from .models import Action
+from .recording import view_event
 from .returning import split_converters
+from .rows import composite_key, lock_rows, locking_queryset, row_state
 
 _IN_CHUNK = 900  # keeps "pk IN (...)" under SQLite's 999 parameters
 _OLD_ROW = '"_audit_events_old"'
@@ -60,7 +62,7 @@ def update_query(queryset: models.QuerySet[Any], kwargs: dict[str, Any], using: 
 
 
 def matched(model: type[models.Model], queryset: models.QuerySet[Any], using: str) -> models.QuerySet[Any]:
-    """The rows ``queryset`` matches, as a plain queryset for the locking SELECT (``capture.lock_rows``).
+    """The rows ``queryset`` matches, as a plain queryset for the locking SELECT (``rows.lock_rows``).
 
     A filter on the model's own table is kept as it is, so that PostgreSQL,
     having waited for a row's lock, checks it again on the row's newest
@@ -84,7 +86,7 @@ def matched(model: type[models.Model], queryset: models.QuerySet[Any], using: st
 class _Rows:
     """The locking SELECT of :func:`matched` rows compiled, and how to turn its rows into states
     (a single-column key: each column of the SQL is a column of the row); ``no_key``: an UPDATE
-    keeping the keys, ``FOR NO KEY UPDATE`` (``capture._locking_queryset``).
+    keeping the keys, ``FOR NO KEY UPDATE`` (``rows.locking_queryset``).
 
     The UPDATE's ``RETURNING`` (:attr:`returning`) gives the key and the recorded columns it
     writes (``written``), no other: the rest of the row is as the SELECT read it, under the
@@ -101,7 +103,7 @@ class _Rows:
     ) -> None:
         self.spec = spec
         self.connection = connections[using]
-        locking = _locking_queryset(spec, using, matched(spec.model, queryset, using), no_key)
+        locking = locking_queryset(spec, using, matched(spec.model, queryset, using), no_key)
         self.compiler = locking.query.get_compiler(using)
         self.sql, self.params = self.compiler.as_sql()
         selected = self.compiler.select[: self.compiler.col_count]
@@ -138,7 +140,7 @@ class _Rows:
 
     def change(self, old: list[Any], new: list[Any]) -> Change:
         """A row of this SELECT as it was, and a :attr:`returning` row of what the UPDATE wrote."""
-        before = _state(self.spec, old)
+        before = row_state(self.spec, old)
         after = dict(before)
         encoders = self.spec.encoders
         for k, j in enumerate(self.written, 1):
@@ -173,7 +175,7 @@ def updated_rows(
     """
     moves_keys = any(field.primary_key for field, _, _ in query.values)
     assigned = [field for field, _, _ in query.values]
-    if _update_returns_old_row(spec, using):
+    if returns_old_row(spec, using):
         rows = _Rows(spec, queryset, using, assigned, no_key=not moves_keys)
         return _update_returning_old_and_new(spec, query, rows, using)
     if _reads_first(spec, connections[using]):
@@ -195,7 +197,7 @@ def _reads_first(spec: registry.ModelSpec, connection: Any) -> bool:
 
     RETURNING gives only the child's own table: a multi-table model's row spans its parents' too.
     """
-    returning = _update_returns_rows(connection) and not spec.model._meta.parents and not _composite_key(spec)
+    returning = _update_returns_rows(connection) and not spec.model._meta.parents and not composite_key(spec)
     return returning and not connection.features.has_select_for_update
 
 
@@ -309,7 +311,7 @@ def record_updates(spec: registry.ModelSpec, using: str, changes: list[Change]) 
     """
     if spec.m2m_fields and changes and spec.m2m_fields[0].name not in changes[0][1]:
         # A full state carries the links, which an UPDATE leaves as they are: read once the rows
-        # are locked (one SELECT per 900 rows), by a statement of their own (``capture.lock_rows``).
+        # are locked (one SELECT per 900 rows), by a statement of their own (``rows.lock_rows``).
         links = m2m.read_links(spec, using, [new_pk for _, _, new_pk, _ in changes])
         changes = [(o, {**old, **links.get(n, {})}, n, {**new, **links.get(n, {})}) for o, old, n, new in changes]
     views = [spec, *registry.parent_specs(spec)]

@@ -41,12 +41,13 @@ from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models import Q
 
 from . import hashing, journal, registry
-from .capture import diff, live_state
 from .context import audit_context
 from .encoding import State, canonical_json, encode
 from .models import Action, Event, EventQuerySet, UnrecordedWrite
 from .notes import explaining
+from .recording import diff
 from .replay import fold, recorded_state
+from .rows import live_state
 from .snapshots import key_pages, without_events
 
 DEFAULT_BATCH_SIZE = 1000

@@ -322,10 +322,10 @@ def test_a_delete_no_statement_of_which_was_seen_is_refused_and_loses_nothing(
 ) -> None:
     """On PostgreSQL the DELETE returns the deleted row; if the row were ever deleted by a
     statement this app did not see, it would be gone unrecorded: the delete is refused."""
-    from audit_events import capture
+    from audit_events.backends.postgresql import ReturningDeletes
 
     author = Author.objects.create(name="kept")
-    monkeypatch.setattr(capture._ReturningDeletes, "expect", lambda self, spec, pk: None)  # sees nothing
+    monkeypatch.setattr(ReturningDeletes, "expect", lambda self, spec, pk: None)  # sees nothing
     with pytest.raises(RuntimeError, match="did not see"):
         author.delete()
     assert Author.objects.filter(pk=author.pk).exists()
@@ -336,15 +336,15 @@ def test_a_delete_no_statement_of_which_was_seen_is_refused_and_loses_nothing(
 def test_a_delete_of_another_form_reads_the_marked_rows_before_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A DELETE of the table in a form not recognized (a custom compiler adding a filter, say):
     the rows marked for deletion are read, locked, just before it."""
-    from audit_events import capture
+    from audit_events.backends.postgresql import ReturningDeletes
 
-    expect = capture._ReturningDeletes.expect
+    expect = ReturningDeletes.expect
 
-    def expect_another_form(self: capture._ReturningDeletes, spec: object, pk: object) -> None:
+    def expect_another_form(self: ReturningDeletes, spec: object, pk: object) -> None:
         expect(self, spec, pk)  # type: ignore[arg-type]
         self.expected = {start.replace(" IN (", " = ANY ("): select for start, select in self.expected.items()}
 
-    monkeypatch.setattr(capture._ReturningDeletes, "expect", expect_another_form)
+    monkeypatch.setattr(ReturningDeletes, "expect", expect_another_form)
     authors = [Author.objects.create(name=f"author {i}", email=f"{i}@example.com") for i in range(3)]
     Author.objects.filter(pk__in=[a.pk for a in authors[:2]]).delete()
     assert not Author.objects.filter(pk__in=[a.pk for a in authors[:2]]).exists()

@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
-from .. import capture, registry
+from .. import registry, rows
 from ..context import audit_context
 from ..encoding import State
 from ..exceptions import NoHistory, RestoreError
@@ -229,7 +229,7 @@ def _live_state(spec: registry.ModelSpec, pk: Any) -> State | None:
     """The row as the database holds it now (many-to-many links included), as ``restore`` reads it."""
     db = router.db_for_write(spec.model)
     with transaction.atomic(using=db):  # the read locks where it can, which needs a transaction
-        return capture.live_state(spec, db, pk)
+        return rows.live_state(spec, db, pk)
 
 
 def _restored(target: State, current: State, keep: list[str]) -> State:

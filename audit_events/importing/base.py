@@ -22,10 +22,10 @@ from django.db import models, router, transaction
 from django.utils import timezone
 
 from .. import journal, registry
-from ..capture import diff
 from ..context import storable
 from ..encoding import JSONValue, State
 from ..models import Action, Event
+from ..recording import diff
 from ..replay import recorded_state, spec_or_error
 
 DEFAULT_BATCH_SIZE = 1000

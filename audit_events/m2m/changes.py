@@ -17,10 +17,11 @@ from typing import Any
 
 from django.db import connections, models
 
-from .. import capture, journal, registry
+from .. import journal, registry
 from ..encoding import State
 from ..models import Action
 from ..operations import operation
+from ..rows import lock_rows
 from .deferred import check_now, links_before_create, update_from_history
 from .links import Through, read_links
 
@@ -29,7 +30,7 @@ class LinkChange:
     """The owning rows a write of links touches, locked and read before it; their events after it.
 
     Keyed by ``(model, field name)``: the states of the owners, by pk, read
-    under their lock (:func:`.capture.lock_rows`: the links by a statement
+    under their lock (:func:`.rows.lock_rows`: the links by a statement
     after the lock). :meth:`record` reads the links again after the write,
     the owners still locked, and writes an ``update`` for each that changed.
     """
@@ -43,7 +44,7 @@ class LinkChange:
         self.absent: dict[tuple[type[models.Model], str], list[dict[str, Any]]] = {}
 
     def lock(self, spec: registry.ModelSpec, field: Any, lookup: dict[str, Any]) -> None:
-        rows = capture.lock_rows(spec, self.using, lookup, no_key=True)  # as an UPDATE of the row: keys stay
+        rows = lock_rows(spec, self.using, lookup, no_key=True)  # as an UPDATE of the row: keys stay
         known = self.before.setdefault((spec.model, field.name), (spec, field, {}))[2]
         for pk, state in rows.items():
             known.setdefault(pk, state)
@@ -138,7 +139,7 @@ class LinkChange:
             links_before_create(spec, field, lookups, self.using)
         drafts = []
         for lookup in lookups:
-            for pk, state in capture.lock_rows(spec, self.using, lookup, no_key=True).items():
+            for pk, state in lock_rows(spec, self.using, lookup, no_key=True).items():
                 if pk in rows or (spec.model, pk) in self.deleted:
                     continue
                 draft = update_from_history(spec, field, pk, state, self.using)

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import IntegrityError, connections, models
 
-from .. import capture, journal, pending, registry, replay
+from .. import journal, pending, registry, replay, rows
 from ..encoding import State
 from ..models import Action
 from ..operations import operation
@@ -107,7 +107,7 @@ def _record_at_commit(awaiting: list[pending.Awaiting], created: set[tuple[str, 
         spec, field, using = missing[0].spec, missing[0].field, missing[0].using
         _check_deferred(Through.of(field), using)
         label = spec.model._meta.label_lower
-        live = capture.lock_rows(spec, using, {}, rows=_rows_named(spec, missing), no_key=True)
+        live = rows.lock_rows(spec, using, {}, rows=_rows_named(spec, missing), no_key=True)
         author_of = _authors(spec, missing, live)
         drafts: dict[journal.Author, list[journal.Draft]] = {}
         for pk, state in live.items():

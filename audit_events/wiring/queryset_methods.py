@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models.sql import UpdateQuery
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 
-from .. import capture, querysets
+from .. import querysets, recording
 from ..context import is_paused
 from ..registry import ModelType
 
@@ -49,7 +49,7 @@ def _queryset_method(name: str) -> Callable[..., Any]:
     def method(self: models.QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
         if self.model not in _audited or is_paused(self.model):  # one lookup for an unregistered model
             return original(self, *args, **kwargs)
-        capture.record_finished_saves()  # a save whose post_save has not come yet wrote before this
+        recording.record_finished_saves()  # a save whose post_save has not come yet wrote before this
         return audited(self, *args, **kwargs)
 
     return method

@@ -10,7 +10,7 @@ from django.core.serializers.base import DeserializedObject
 from django.db import models, router
 from django.db.models import signals
 
-from .. import capture, registry
+from .. import capture, handoffs, registry
 from ..operations import operation
 from ..registry import ModelSpec, ModelType, family
 from ..transactions import atomic_write, immediate
@@ -58,7 +58,7 @@ def atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     Django sends ``pre_save``/``post_save`` outside its own transaction; without
     this, a failing event insert in autocommit mode would leave the write
     committed and unrecorded. A save that fails between the two signals
-    leaves nothing for a later save of the instance (``capture.handoffs``).
+    leaves nothing for a later save of the instance (``handoffs``).
     """
 
     @functools.wraps(save_base)
@@ -66,12 +66,12 @@ def atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
         if not registry.recorded(type(self)):
             return save_base(self, *args, **kwargs)
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        depth = capture.handoff_depth(self)
+        depth = handoffs.handoff_depth(self)
         try:
             with atomic_write(using):
                 return save_base(self, *args, **kwargs)
         finally:
-            capture.forget_handoffs(self, depth)
+            handoffs.forget_handoffs(self, depth)
 
     return atomic_save_base
 
@@ -88,12 +88,12 @@ def atomic_deserialized_save(
     model = type(self.object)
     if not registry.recorded(model):
         return django_deserialized_save(self, save_m2m, using, **kwargs)
-    depth = capture.handoff_depth(self.object)
+    depth = handoffs.handoff_depth(self.object)
     try:
         with atomic_write(using or router.db_for_write(model, instance=self.object)):
             return django_deserialized_save(self, save_m2m, using, **kwargs)
     finally:
-        capture.forget_handoffs(self.object, depth)
+        handoffs.forget_handoffs(self.object, depth)
 
 
 def _returning(method: Callable[..., Any], capture: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,14 +111,14 @@ def _returning(method: Callable[..., Any], capture: Callable[..., Any]) -> Calla
 
 def one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
     """Group everything one ``delete()`` writes (cascades, SET_NULL updates) into one operation,
-    whose DELETE statements return the rows they delete (``capture.deleting``)."""
+    whose DELETE statements return the rows they delete (``handoffs.deleting``)."""
 
     @functools.wraps(delete)
     def delete_in_one_operation(self: models.Model, *args: Any, **kwargs: Any) -> Any:
         if not registry.groups_deletes(type(self)):
             return delete(self, *args, **kwargs)
         using = kwargs.get("using") or (args[0] if args else None) or router.db_for_write(type(self), instance=self)
-        with immediate(using), operation(), capture.deleting():
+        with immediate(using), operation(), handoffs.deleting():
             return delete(self, *args, **kwargs)
 
     return delete_in_one_operation

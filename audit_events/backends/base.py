@@ -1,0 +1,180 @@
+"""What a backend says of itself, and the statements of a database with none of its own.
+
+A database this app has no statements for (any but PostgreSQL and SQLite)
+reads every old row by a locking SELECT before the write, and every new one
+after it; :class:`Returning` is the ``UPDATE ... RETURNING`` of a save that
+PostgreSQL and SQLite share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from ..encoding import State
+    from ..registry import ModelSpec
+    from ..rows import RowSelect
+    from .postgresql import ReturningDeletes
+
+    Field = models.Field[Any, Any]
+    # What a save's UPDATE brought back: the row it overwrote (``None`` where it returns only the
+    # new one) and the row it left, both ``None`` if no row has the key.
+    Written = tuple[State | None, State | None]
+    # A compiled UPDATE: its SQL, which of ``spec.fields`` (by position) it returns after the key,
+    # and their converters (by position in what it returns).
+    Statement = tuple[str, list[int], dict[int, Any]]
+
+# The triggers a flush statement fires on the event table, as PostgreSQL's ``pg_trigger.tgtype`` bits
+# (:meth:`Backend.erases_events`).
+TRUNCATE, DELETE = 32, 8
+
+
+class Backend:
+    """A database whose old rows are read by a locking SELECT before each write (``rows``)."""
+
+    # A save's UPDATE returns the row it overwrote, for a one-table model with a single-column key.
+    update_returns_old_row = False
+    # A save's UPDATE of a composite-key row hands back the values it overwrites (:meth:`update_overwriting`).
+    hands_back_overwritten = False
+    # The Collector's DELETE returns the rows it deletes (:meth:`returning_deletes`).
+    delete_returns_rows = False
+    # This app's hot statements are prepared once per session (``prepared``).
+    prepares_statements = False
+    # The triggers migrations 0002 and 0004 install on the event table (audit_verify reports any missing).
+    expected_triggers: tuple[str, ...] = ()
+
+    def update_returns_rows(self, connection: Any) -> bool:
+        """Whether a save's UPDATE can return the row it leaves (:meth:`update`)."""
+        return False
+
+    def update(
+        self, select: RowSelect, pk: Any, values: list[tuple[Field, Any, Any]], with_old: bool
+    ) -> Written | None:
+        """The UPDATE of a save by key, returning the row it leaves; ``None`` where Django must run its own."""
+        return None
+
+    def update_overwriting(
+        self, spec: ModelSpec, base_qs: models.QuerySet[Any], using: str, pk: Any, values: list[tuple[Field, Any, Any]]
+    ) -> Written | None:
+        """Django's UPDATE of a save, handing back what it overwrites; ``None`` where it cannot (nothing ran)."""
+        return None
+
+    def begins_deferred(self, connection: Any) -> bool:
+        """Whether a transaction ``connection`` begins takes its write lock only at its first write."""
+        return False
+
+    def returning_deletes(self, connection: Any) -> ReturningDeletes:
+        """The execute wrapper that makes the Collector's DELETE return rows (where :attr:`delete_returns_rows`)."""
+        raise NotImplementedError(f"{type(self).__name__}: a DELETE returns no rows here")
+
+    def installed_triggers(self, connection: Any, cursor: Any, table: str) -> list[str]:
+        """Names of the enabled triggers on ``table``, sorted."""
+        return []
+
+    def erases_events(self, statement: str, names_events: bool) -> int:
+        """The triggers (:data:`TRUNCATE`, :data:`DELETE`) a flush ``statement`` (upper case) fires
+        on the event table, which it names or not; 0 for none."""
+        return 0
+
+    @contextlib.contextmanager
+    def lifted(self, connection: Any, cursor: Any, table: str, events: int) -> Iterator[None]:
+        """Take the event table's triggers for ``events`` off, then put them back (inside a transaction)."""
+        yield
+
+
+class Returning(Backend):
+    """A database whose UPDATE returns the row it leaves: ``UPDATE t SET ... WHERE pk = %s RETURNING ...``."""
+
+    def update_returns_rows(self, connection: Any) -> bool:
+        return bool(connection.features.can_return_columns_from_insert)  # SQLite 3.35+, as for its INSERT
+
+    def update(
+        self, select: RowSelect, pk: Any, values: list[tuple[Field, Any, Any]], with_old: bool
+    ) -> Written | None:
+        """The UPDATE of a save, returning the row it leaves (and, ``with_old``, the row it overwrote).
+
+        ``UPDATE t SET ... WHERE pk = %s RETURNING <columns>``: ``<columns>``
+        are the key and the columns the save writes, so the new row holds those
+        fields only, the others are as the old row (``capture``). With
+        ``with_old``, the backend's own statement (:meth:`returning_old`).
+        ``None`` where the values need Django's own compiler (expressions,
+        fields with their own placeholder, model instances): nothing ran.
+        """
+        connection = select.connection
+        bound = _bound(values, connection)
+        if bound is None:
+            return None
+        shape, params = bound
+        sql, fields, converters = self._compiled(select, values, shape, with_old)
+        if with_old:
+            return self.returning_old(select, sql, params + select.key_params(pk), fields, converters)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, select.spec.pk_field.get_db_prep_value(pk, connection)])
+            rows = cursor.fetchall()
+        return None, next(iter(select.new_states(rows, fields, converters)), None)
+
+    def returning_old(
+        self, select: RowSelect, sql: str, params: list[Any], fields: list[int], converters: dict[int, Any]
+    ) -> Written:
+        """Run an UPDATE that returns the old row too (:attr:`update_returns_old_row`)."""
+        raise NotImplementedError(f"{type(self).__name__}: an UPDATE returns no old row here")
+
+    def _compiled(
+        self, select: RowSelect, values: list[tuple[Field, Any, Any]], shape: list[tuple[str, bool]], with_old: bool
+    ) -> Statement:
+        """:meth:`statement`, compiled once per row select and shape."""
+        key = (tuple(shape), with_old)
+        statement: Statement | None = select.statements.get(key)
+        if statement is None:
+            if len(select.statements) >= 100:  # saves of ever other fields (update_fields): keep a few
+                select.statements.clear()
+            statement = select.statements[key] = self.statement(select, values, shape, with_old)
+        return statement
+
+    def statement(
+        self, select: RowSelect, values: list[tuple[Field, Any, Any]], shape: list[tuple[str, bool]], with_old: bool
+    ) -> Statement:
+        """:meth:`update`'s SQL for the columns of ``values``, each set to ``%s`` or NULL as ``shape``
+        says; which of ``spec.fields`` (by position) it returns after the key, and their converters
+        (by position in what it returns)."""
+        quote = select.connection.ops.quote_name
+        assignments = ", ".join(f"{quote(column)} = {'NULL' if null else '%s'}" for column, null in shape)
+        # The key and the columns written, no other: the rest are as the old row read under the same lock.
+        written = {field.attname for field, _, _ in values}
+        fields = [j for j, f in enumerate(select.spec.fields) if f.attname in written]
+        columns = ", ".join([select.columns[select.pk_index], *(select.columns[select.indexes[j]] for j in fields)])
+        converters = {
+            k: select.converters[select.indexes[j]]
+            for k, j in enumerate(fields, 1)
+            if select.indexes[j] in select.converters
+        }
+        return self.update_sql(select, assignments, columns, with_old), fields, converters
+
+    def update_sql(self, select: RowSelect, assignments: str, columns: str, with_old: bool) -> str:
+        """The UPDATE of the row by key, setting ``assignments``, returning ``columns`` of the row it leaves."""
+        quote = select.connection.ops.quote_name
+        table, pk_column = quote(select.spec.model._meta.db_table), quote(select.spec.pk_field.column)
+        return f"UPDATE {table} SET {assignments} WHERE {table}.{pk_column} = %s RETURNING {columns}"
+
+
+def _bound(values: list[tuple[Field, Any, Any]], connection: Any) -> tuple[list[tuple[str, bool]], list[Any]] | None:
+    """Each column a save writes and whether it is set to NULL, and the parameters of the others;
+    ``None`` where a value is Django's to compile (an expression, a field's own placeholder, a model)."""
+    shape: list[tuple[str, bool]] = []
+    params: list[Any] = []
+    for field, _model, value in values:
+        if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+            return None
+        if hasattr(field, "get_placeholder"):
+            return None
+        value = field.get_db_prep_save(value, connection=connection)
+        if hasattr(value, "as_sql"):
+            return None
+        shape.append((str(field.column), value is None))
+        if value is not None:
+            params.append(value)
+    return shape, params
