@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import backends, conf
+from . import conf
 
 _MOST = 200  # PREPAREs sent per session at most (failed ones included); past that, statements go as they are
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -198,8 +198,12 @@ def _session(connection: Any) -> _Session | None:
     return session if session.enabled else None
 
 
+_DRIVERS = ("psycopg2", "psycopg")
+
+
 def _enabled(connection: Any) -> bool:
-    if not backends.of(connection).prepares_statements or not conf.get_config().prepare_statements:
+    # PREPARE and EXECUTE are PostgreSQL's statements, sent through its drivers (psycopg 2 and 3).
+    if connection.Database.__name__ not in _DRIVERS or not conf.get_config().prepare_statements:
         return False
     settings = connection.settings_dict
     if settings.get("DISABLE_SERVER_SIDE_CURSORS"):

@@ -24,6 +24,7 @@ from django.db.models.sql.constants import MULTI
 
 from . import registry
 from .encoding import State
+from .links import read_links
 from .returning import split_converters
 
 if TYPE_CHECKING:
@@ -84,9 +85,7 @@ def with_links(spec: registry.ModelSpec, using: str, states: dict[Any, State]) -
     but the rest of the statement keeps the snapshot it started with.
     """
     if spec.m2m_fields and states:
-        from . import m2m  # here, not above: m2m imports capture, which reads rows through this module
-
-        for pk, links in m2m.read_links(spec, using, list(states)).items():
+        for pk, links in read_links(spec, using, list(states)).items():
             states[pk].update(links)
     return states
 

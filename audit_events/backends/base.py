@@ -42,8 +42,6 @@ class Backend:
     hands_back_overwritten = False
     # The Collector's DELETE returns the rows it deletes (:meth:`returning_deletes`).
     delete_returns_rows = False
-    # This app's hot statements are prepared once per session (``prepared``).
-    prepares_statements = False
     # The triggers migrations 0002 and 0004 install on the event table (audit_verify reports any missing).
     expected_triggers: tuple[str, ...] = ()
 

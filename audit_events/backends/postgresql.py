@@ -34,7 +34,6 @@ _OLD_ROW = '"_audit_events_old"'
 class PostgreSQL(Returning):
     update_returns_old_row = True
     delete_returns_rows = True
-    prepares_statements = True
     expected_triggers = ("audit_events_no_truncate", "audit_events_no_update_delete")
 
     def update_sql(self, select: rows.RowSelect, assignments: str, columns: str, with_old: bool) -> str:

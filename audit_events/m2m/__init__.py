@@ -37,7 +37,7 @@ delete receivers): it selects them first, as for any model with receivers.
 
 from __future__ import annotations
 
-from .links import decode_keys, linked_keys, mirrored, read_links, without_links
+from ..links import decode_keys, linked_keys, mirrored, read_links, without_links
 from .relations import m2m_changed, target_post_delete, target_pre_delete
 from .restore import missing_targets, write_links
 from .through import (

@@ -19,11 +19,11 @@ from django.db import connections, models
 
 from .. import journal, registry
 from ..encoding import State
+from ..links import Through, read_links
 from ..models import Action
 from ..operations import operation
 from ..rows import lock_rows
 from .deferred import check_now, links_before_create, update_from_history
-from .links import Through, read_links
 
 
 class LinkChange:

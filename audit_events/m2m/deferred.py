@@ -20,9 +20,9 @@ from django.db import IntegrityError, connections, models
 
 from .. import journal, pending, registry, replay, rows
 from ..encoding import State
+from ..links import Through, read_links
 from ..models import Action
 from ..operations import operation
-from .links import Through, read_links
 
 
 @dataclass(frozen=True)

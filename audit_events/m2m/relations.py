@@ -26,8 +26,8 @@ from django.db import connections, models
 
 from .. import registry
 from ..context import is_paused
+from ..links import Through, mirrored
 from .changes import LinkChange, current_deletion, deletion_of, lock_targets
-from .links import Through, mirrored
 
 
 def _owners(

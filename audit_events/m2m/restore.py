@@ -16,8 +16,8 @@ from django.db import models
 
 from .. import registry
 from ..encoding import JSONValue
+from ..links import Through, mirrored
 from .changes import LinkChange, lock_targets
-from .links import Through, mirrored
 
 
 def write_links(

@@ -30,10 +30,10 @@ from django.db import connections, models
 
 from .. import registry
 from ..context import is_paused
+from ..links import Through
 from ..operations import operation
 from ..transactions import atomic_write
 from .changes import LinkChange, current_deletion, deletion_of
-from .links import Through
 from .relations import by_relation_manager
 
 

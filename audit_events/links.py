@@ -17,8 +17,8 @@ from typing import Any
 from django.db import models
 from django.db.models import Aggregate, OuterRef, Subquery
 
-from .. import registry
-from ..encoding import JSONValue, State, encode
+from . import registry
+from .encoding import JSONValue, State, encode
 
 
 @dataclass(frozen=True)
