@@ -13,10 +13,9 @@ class AuditEventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, protection, wiring  # noqa: F401  (checks registers itself)
+        from . import checks, wiring  # noqa: F401  (checks registers itself)
 
         wiring.sync()
-        protection.install()
         setting_changed.connect(_setting_changed, dispatch_uid="audit_events.setting_changed")
 
 

@@ -6,7 +6,7 @@ the event table (and ``TRUNCATE`` on PostgreSQL); ``0004`` refuses SQLite's
 triggers. The one sanctioned way to
 empty the table is Django's ``flush``, which the test framework runs between
 transactional tests (``TransactionTestCase``, pytest-django's
-``transactional_db`` and ``live_server``). :func:`install` wraps the method
+``transactional_db`` and ``live_server``). ``wiring.flush`` wraps the method
 every ``flush`` ends in, ``DatabaseOperations.execute_sql_flush()``, in
 :func:`flush_allowed`: when the flush statement that erases the event table
 runs, the triggers are taken off and put back around that one statement,
@@ -22,8 +22,9 @@ A flush that empties only some tables (``available_apps`` naming neither
 this app nor the content types) leaves the event table alone, so the
 history of the rows it erased would outlive them: a later test deleting
 content types failed on the events' foreign key, and a row made again with
-an erased row's key continued its history. :func:`install` adds to such a
-flush one ``DELETE`` of the events of the models whose tables it empties.
+an erased row's key continued its history. ``wiring.flush`` adds to such a
+flush one ``DELETE`` of the events of the models whose tables it empties
+(:func:`history_of_emptied_tables`).
 
 Taking a trigger off needs the privileges that dropping it needs (table
 ownership), so this opens no door that was not already open to that role. A
@@ -38,7 +39,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.base.operations import BaseDatabaseOperations
 
 from . import backends
 from .models import Event
@@ -93,17 +93,7 @@ def flush_allowed(connection: BaseDatabaseWrapper) -> Iterator[None]:
         yield
 
 
-# Django's flush command (and any project's) empties the tables with this one method of the
-# backend's operations; no built-in backend overrides it.
-_execute_sql_flush = BaseDatabaseOperations.execute_sql_flush
-
-
-def _execute_sql_flush_allowed(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
-    with flush_allowed(self.connection):
-        _execute_sql_flush(self, [*sql_list, *_history_of_emptied_tables(self.connection, sql_list)])
-
-
-def _history_of_emptied_tables(connection: BaseDatabaseWrapper, sql_list: list[str]) -> list[str]:
+def history_of_emptied_tables(connection: BaseDatabaseWrapper, sql_list: list[str]) -> list[str]:
     """The ``DELETE`` of the events of the models whose tables a flush empties, where it leaves
     the event table itself alone (``available_apps`` without this app nor the content types);
     nothing otherwise.
@@ -138,12 +128,3 @@ def _history_of_emptied_tables(connection: BaseDatabaseWrapper, sql_list: list[s
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def install() -> None:
-    """Let every ``flush`` empty the event table (``AppConfig.ready()``; idempotent)."""
-    BaseDatabaseOperations.execute_sql_flush = _execute_sql_flush_allowed  # type: ignore[method-assign,assignment]
-
-
-def uninstall() -> None:
-    BaseDatabaseOperations.execute_sql_flush = _execute_sql_flush  # type: ignore[method-assign]

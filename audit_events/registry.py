@@ -119,7 +119,7 @@ _m2m_targets: dict[ModelType, list[_M2MLink]] = {}  # related model (and proxies
 _through_rows: dict[ModelType, list[_M2MLink]] = {}
 _link_owners: set[ModelType] = set()  # registered models (and proxies) with links in explicit through rows
 # Unregistered models whose delete reaches registered rows (CASCADE, SET_NULL...): their deletes are grouped.
-_deleting_parents: set[ModelType] = set()
+_cascade_sources: set[ModelType] = set()
 
 
 def spec_for(model: ModelType) -> ModelSpec | None:
@@ -251,7 +251,7 @@ def recorded(model: ModelType) -> bool:
 
 def groups_deletes(model: ModelType) -> bool:
     """Whether a delete of ``model`` is one operation: it is registered, or reaches registered rows."""
-    return model in _specs or model in _deleting_parents or model in _through_rows
+    return model in _specs or model in _cascade_sources or model in _through_rows
 
 
 def auto_throughs() -> list[ModelType]:
@@ -274,12 +274,12 @@ def link_owners() -> list[ModelType]:
     return list(_link_owners)
 
 
-def deleting_parents() -> list[ModelType]:
-    return list(_deleting_parents)
+def cascade_sources() -> list[ModelType]:
+    return list(_cascade_sources)
 
 
 def rebuild(specs: list[ModelSpec]) -> None:
-    """The many-to-many maps and the deleting parents of ``specs``, the registered models."""
+    """The many-to-many maps and the cascade sources of ``specs``, the registered models."""
     _m2m_links.clear()
     _m2m_targets.clear()
     _through_rows.clear()
@@ -287,8 +287,8 @@ def rebuild(specs: list[ModelSpec]) -> None:
     for spec in specs:
         for field in spec.m2m_fields:
             _map_links(spec, field)
-    _deleting_parents.clear()
-    _deleting_parents.update(_reaching({spec.model for spec in specs}))
+    _cascade_sources.clear()
+    _cascade_sources.update(_reaching({spec.model for spec in specs}))
 
 
 def _map_links(spec: ModelSpec, field: models.ManyToManyField[Any, Any]) -> None:
@@ -320,13 +320,13 @@ def _reaching(registered: set[ModelType]) -> set[ModelType]:
     """
     reached = set(registered)
     found: set[ModelType] = set()
-    while new := {parent for parent in _parents_reaching(reached) if parent not in reached}:
+    while new := {source for source in _sources_reaching(reached) if source not in reached}:
         reached |= new
         found |= new
     return found
 
 
-def _parents_reaching(reached: set[ModelType]) -> Iterator[ModelType]:
+def _sources_reaching(reached: set[ModelType]) -> Iterator[ModelType]:
     for model in apps.get_models():
         if model._meta.concrete_model not in reached and model not in reached:
             continue

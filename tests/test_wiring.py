@@ -1,6 +1,7 @@
 """What audit_events changes in Django, and that it gives each change back: unregistering every model
 leaves Django as it found it, and a connection's transaction methods are wrapped only while its
-transaction has events waiting."""
+transaction has events waiting. (The flush of the append-only event table, ``wiring.flush``, stays
+while the app is installed, as the table's triggers do.)"""
 
 from __future__ import annotations
 

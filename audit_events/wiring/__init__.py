@@ -18,7 +18,7 @@ from django.core.serializers.base import DeserializedObject
 
 from .. import pending, registry
 from ..registry import ModelType, family
-from . import connections
+from . import connections, flush
 from .base import Saved, restore
 from .children import unwire_children, wire_children
 from .links import connect_links, disconnect_links, through_wrapped, wrap_through_models
@@ -26,10 +26,10 @@ from .queryset_methods import plain_querysets
 from .saves import (
     atomic_deserialized_save,
     django_deserialized_save,
-    parents_wrapped,
     register,
+    sources_wrapped,
     unregister,
-    wrap_deleting_parents,
+    wrap_cascade_sources,
     wrapped,
 )
 
@@ -37,9 +37,10 @@ from .saves import (
 def sync() -> None:
     """Make the registry and the patches match the current setting."""
     wanted = registry.wanted()
+    flush.allow()  # the test framework's flush may empty the append-only event table
     pending.hooks = connections.HOOKS  # a transaction's first event wraps its connection's methods till it ends
     unwire_children()  # first: it wraps the save_base that registering snapshots
-    restore_all(parents_wrapped)  # first: a parent may be registered now, and must not be torn down after
+    restore_all(sources_wrapped)  # first: a cascade source may be registered now, and must not be torn down after
     restore_all(through_wrapped)  # the same
     disconnect_links()
     for model in [m for m in wrapped if m not in wanted]:
@@ -50,7 +51,7 @@ def sync() -> None:
         register(spec)
     registry.rebuild(list(wanted.values()))
     connect_links()
-    wrap_deleting_parents()
+    wrap_cascade_sources()
     wire_children()  # writes through the parents of registered multi-table children
     wrap_through_models()
     recorded = bool(registry.registered_specs() or registry.through_models())

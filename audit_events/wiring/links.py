@@ -14,7 +14,7 @@ from ..registry import ModelType, family
 from ..transactions import atomic_write
 from .base import Saved, patch, uid
 from .queryset_methods import audit_querysets
-from .saves import atomic_save_base, one_operation, parents_wrapped, wrapped
+from .saves import atomic_save_base, one_operation, sources_wrapped, wrapped
 
 through_wrapped: dict[ModelType, Saved] = {}  # unregistered explicit or auto-created through models
 
@@ -63,7 +63,7 @@ def wrap_through_models() -> None:
         if model._meta.auto_created:
             patch(model, saved, "_save_table", _saving_links(model._save_table))  # type: ignore[attr-defined]
             patch(model, saved, "delete", _deleting_links(model.delete))
-        elif model not in parents_wrapped:  # else its delete is one operation already
+        elif model not in sources_wrapped:  # else its delete is one operation already
             patch(model, saved, "delete", one_operation(model.delete))
         for sender in family(model):
             audit_querysets(sender)

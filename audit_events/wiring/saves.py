@@ -17,9 +17,9 @@ from ..transactions import atomic_write, immediate
 from .base import Saved, patch, restore, uid
 from .queryset_methods import audit_querysets, plain_querysets
 
-# The methods each patched model had: registered models; unregistered deleting parents.
+# The methods each patched model had: registered models; unregistered cascade sources.
 wrapped: dict[ModelType, Saved] = {}
-parents_wrapped: dict[ModelType, Saved] = {}
+sources_wrapped: dict[ModelType, Saved] = {}
 
 
 def register(spec: ModelSpec) -> None:
@@ -124,12 +124,12 @@ def one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
     return delete_in_one_operation
 
 
-def wrap_deleting_parents() -> None:
+def wrap_cascade_sources() -> None:
     """Their ``delete()`` is one operation and their QuerySets are audited, as a registered model's
-    (``registry.deleting_parents``); nothing else of theirs is recorded."""
-    for model in registry.deleting_parents():
+    (``registry.cascade_sources``); nothing else of theirs is recorded."""
+    for model in registry.cascade_sources():
         if model in wrapped:
             continue
-        patch(model, parents_wrapped.setdefault(model, {}), "delete", one_operation(model.delete))
+        patch(model, sources_wrapped.setdefault(model, {}), "delete", one_operation(model.delete))
         for sender in family(model):
             audit_querysets(sender)
