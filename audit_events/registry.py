@@ -94,7 +94,7 @@ class ModelSpec:
                 return field
         return None
 
-    def snapshot(self, instance: models.Model) -> dict[str, JSONValue]:
+    def state_of(self, instance: models.Model) -> dict[str, JSONValue]:
         """The full encoded state of an instance, from its loaded attributes (deferred ones are loaded)."""
         loaded = instance.__dict__  # read directly: the field descriptors cost a call per field
         state = {}

@@ -569,7 +569,7 @@ def test_both_views_of_a_multi_table_row_replay_to_the_live_rows_through_saves_a
     restore(Restaurant, restaurant.pk, at=moment)
     for model in (Place, Restaurant):
         spec = spec_for(model)
-        live = spec.snapshot(model.objects.get(pk=restaurant.pk))
+        live = spec.state_of(model.objects.get(pk=restaurant.pk))
         assert recorded_state(spec, restaurant.pk) == live
     assert [e.action for e in events(Place, restaurant.pk)] == ["create", "update", "restore"]
     assert events(Place, restaurant.pk)[-1].changes == {"name": ["Mario's", "Luigi's"]}

@@ -39,7 +39,7 @@ def _live(model: type) -> dict[Any, State]:
     spec = spec_of(model)
     rows = {}
     for row in model.objects.all():
-        state = spec.snapshot(row)
+        state = spec.state_of(row)
         for field in spec.m2m_fields:
             state[field.name] = sorted(getattr(row, field.name).values_list("pk", flat=True))
         rows[row.pk] = state

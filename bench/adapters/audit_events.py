@@ -45,7 +45,7 @@ class AuditEvents(Adapter):
 
         every = every or conf.get_config().snapshot_every
         last = history(model, obj.pk).last()
-        state = dict(registry.spec_for(model).snapshot(obj))
+        state = dict(registry.spec_for(model).state_of(obj))
         events = []
         for version in range(last.version + 1, size + 1):
             status = state["status"] + 1
