@@ -247,8 +247,11 @@ class Pending:
         try:
             self.original["close"]()
         finally:
-            self._drop()
-            self._forget()
+            # Django ignores close() of an in-memory SQLite database (closing would destroy it): the
+            # transaction goes on, and its events wait with it.
+            if self.connection.connection is None or self.connection.closed_in_transaction:
+                self._drop()
+                self._forget()
 
     def set_autocommit(self, autocommit: bool, *args: Any, **kwargs: Any) -> None:
         # SQLite and MySQL commit what is open without a commit() call; PostgreSQL's drivers refuse

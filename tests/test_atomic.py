@@ -364,6 +364,18 @@ def test_events_of_a_transaction_whose_connection_closed_are_not_carried_into_th
     assert [e.object_pk for e in events(Author)] == [str(kept.pk)]
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="an in-memory SQLite database (the SQLite suite's)")
+def test_a_close_django_ignores_keeps_the_transaction_and_its_events() -> None:
+    # Django ignores close() of an in-memory SQLite database (closing it would destroy it): the
+    # transaction goes on and commits, so its events must too.
+    with transaction.atomic():
+        kept = Author.objects.create(name="kept with its transaction")
+        connection.close()
+        also = Author.objects.create(name="written after the close")
+    assert sorted(Author.objects.values_list("name", flat=True)) == sorted([kept.name, also.name])
+    assert [e.object_pk for e in events(Author)] == [str(kept.pk), str(also.pk)]
+
+
 def test_an_atomic_block_in_a_transaction_managed_by_hand_inserts_its_events_at_once() -> None:
     def events_in_the_table() -> int:
         raw = connection.connection.cursor()  # the DB-API cursor: nothing of Django's runs first
