@@ -3,7 +3,8 @@
 The database computes each event's version and hash inside the statement,
 from the row's latest event (see ``journal`` for why, and ``hashing`` for
 what the hash covers). This is the only SQL of the journal, kept in one
-place: it is written per database (PostgreSQL, SQLite, the rest).
+place; what differs per database is its backend's (``backends``: the drafts' table, the
+version lookup, casts and SHA-256).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.db import connections
 
-from . import prepared
+from . import backends, prepared
 from .models import Event
 
 BATCH_SIZE = 500
@@ -39,11 +40,6 @@ _COLUMNS = (
     "content_head",
 )
 _JSON = {"changes", "state", "snapshot", "context"}
-_PG_TYPES = dict.fromkeys(_COLUMNS, "text") | {
-    "content_type_id": "integer",
-    "created_at": "timestamptz",
-    "operation": "uuid",
-}
 
 
 @functools.lru_cache(maxsize=64)
@@ -63,46 +59,19 @@ def _sql(alias: str, rows: int, every: int) -> str:
     and its hash (SHA-256 of the previous hash + the content).
     """
     connection = connections[alias]
+    backend = backends.of(connection)
     quote = connection.ops.quote_name
     table = quote(Event._meta.db_table)
-    postgres = connection.vendor == "postgresql"
 
     def cast(column: str, value: str) -> str:
-        if not postgres:
-            return value
         kind = {"created_at": "timestamptz", "operation": "uuid"}.get(column, "jsonb" if column in _JSON else None)
-        return f"CAST({value} AS {kind})" if kind else value
+        return backend.event_cast(kind, value)
 
-    def sha256(value: str) -> str:
-        return f"encode(sha256(convert_to({value}, 'UTF8')), 'hex')" if postgres else f"SHA256({value})"
-
-    n = len(_COLUMNS)
-    values = ", ".join("(" + ", ".join(["%s"] * n) + ")" for _ in range(rows))
-    named = ", ".join(f"v.column{i + 1} AS {name}" for i, name in enumerate(_COLUMNS))
     latest = (
         f"SELECT {{column}} FROM {table} AS e WHERE e.content_type_id = d.content_type_id "
         "AND e.object_pk = d.object_pk ORDER BY e.version DESC LIMIT 1"
     )
-    if postgres:
-        record = ", ".join(f"{column} {kind}" for column, kind in _PG_TYPES.items())
-        drafts = f"json_to_recordset(%s::json) AS d({record})"
-    elif connection.vendor == "sqlite":  # the values a VALUES row would bind: a JSON string gives TEXT
-        extracted = ", ".join(f"json_extract(j.value, '$.{name}') AS {name}" for name in _COLUMNS)
-        drafts = f"(SELECT {extracted} FROM json_each(%s) AS j ORDER BY j.key) AS d"
-    else:
-        drafts = f"(SELECT {named} FROM (VALUES {values}) AS v) AS d"
-    if postgres:
-        # One index lookup per event for both the version and the previous hash.
-        last = f"LEFT JOIN LATERAL ({latest.format(column='e.version, e.hash')}) AS last ON true"
-        numbered = (
-            "SELECT d.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
-            f"FROM {drafts} {last} OFFSET 0"
-        )
-    else:
-        numbered = (
-            f"SELECT d.*, COALESCE(({latest.format(column='e.version')}), 0) + 1 AS version, "
-            f"COALESCE(({latest.format(column='e.hash')}), '') AS previous FROM {drafts} LIMIT -1 OFFSET 0"
-        )
+    numbered = backend.event_numbered(backend.event_drafts(_COLUMNS, rows), latest)
     # OFFSET 0: w is computed once per event, not once per use of w.version below.
     # "%%": a literal % for the drivers' parameter style (SQLite's too, through Django).
     keeps = f"(w.state IS NOT NULL OR (w.snapshot IS NOT NULL AND (w.version = 1 OR w.version %% {int(every)} = 0)))"
@@ -124,7 +93,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
         "w.actor_id",
         "w.actor_repr",
         cast("context", "w.context"),
-        sha256(f"w.previous || w.content_head || {hashed_state} || '}}'"),
+        backend.sha256(f"w.previous || w.content_head || {hashed_state} || '}}'"),
     ]
     into = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)})"
     return f"{into} SELECT {', '.join(select)} FROM ({numbered}) AS w"
@@ -132,7 +101,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
 
 def _one_document(connection: Any) -> bool:
     """Whether the INSERT takes its drafts as one JSON document (:func:`_sql`)."""
-    return connection.vendor in ("postgresql", "sqlite")
+    return backends.of(connection).events_in_one_document
 
 
 def batch_size(connection: Any) -> int:

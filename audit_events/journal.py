@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 from django.utils import timezone
 
+from . import backends
 from .context import current_context
 from .encoding import JSONValue, State, canonical_json
 from .hashing import canonical_time
@@ -152,7 +153,7 @@ def _record(draft: Draft, author: Author, connection: Any) -> dict[str, Any]:
         f'"content_type":{_text(draft.content_type_label)}{author.head_context},"created_at":{_text(created_at)},'
         f'"object_pk":{_text(draft.object_pk)},"operation":{_text(operation)},"state":'
     )
-    postgres = connection.vendor == "postgresql"  # the record goes as JSON: times and UUIDs as text
+    as_text = backends.of(connection).event_values_as_text  # the INSERT casts times and UUIDs itself
     return {
         "content_type_id": draft.content_type_id,
         "object_pk": draft.object_pk,
@@ -160,8 +161,8 @@ def _record(draft: Draft, author: Author, connection: Any) -> dict[str, Any]:
         "changes": changes,
         "state": None if draft.state is None else canonical_json(draft.state),
         "snapshot": None if draft.state is not None or draft.snapshot is None else canonical_json(draft.snapshot),
-        "created_at": created_at if postgres else _CREATED_AT.get_db_prep_save(draft.created_at, connection),
-        "operation": operation if postgres else _OPERATION.get_db_prep_save(draft.operation, connection),
+        "created_at": created_at if as_text else _CREATED_AT.get_db_prep_save(draft.created_at, connection),
+        "operation": operation if as_text else _OPERATION.get_db_prep_save(draft.operation, connection),
         "actor_id": author.actor_id,
         "actor_repr": author.actor_repr,
         "context": author.context,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError, Error
 
-from . import conf, inserts, prepared
+from . import backends, conf, inserts, prepared
 from .models import Event
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ class Pending:
     def set_autocommit(self, autocommit: bool, *args: Any, **kwargs: Any) -> None:
         # SQLite and MySQL commit what is open without a commit() call; PostgreSQL's drivers refuse
         # to turn autocommit on inside a transaction, which goes on.
-        if autocommit and self.connection.vendor != "postgresql":
+        if autocommit and backends.of(self.connection).autocommit_commits:
             self._before_commit()
             self._forget()
         elif autocommit:

@@ -47,6 +47,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 
+from . import backends
 from .models import Event
 
 DEFAULT_LIMIT = 500
@@ -122,7 +123,8 @@ def now(using: str = DEFAULT_DB_ALIAS) -> Position:
 
 def _reader(using: str) -> _PostgreSQL | _SQLite:
     connection = connections[using]
-    reader = _READERS.get(connection.vendor)
+    order = backends.of(connection).commit_order
+    reader = None if order is None else _READERS[order]
     if reader is None:
         raise NotSupportedError(
             f"audit_events.stream does not support {connection.display_name} (database {using!r}): "
@@ -238,4 +240,4 @@ class _SQLite:
         return Batch(events, Position(after_id=events[-1].id) if events else position)
 
 
-_READERS: dict[str, type[_PostgreSQL] | type[_SQLite]] = {"postgresql": _PostgreSQL, "sqlite": _SQLite}
+_READERS: dict[str, type[_PostgreSQL] | type[_SQLite]] = {"snapshots": _PostgreSQL, "single writer": _SQLite}

@@ -16,7 +16,7 @@ from django.db import NotSupportedError, connections, models
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 from django.db.models.sql.where import WhereNode
 
-from . import journal, m2m, registry
+from . import backends, journal, m2m, registry
 from .backends import returns_old_row
 from .encoding import State
 from .models import Action
@@ -266,9 +266,8 @@ def _by_keys(queryset: models.QuerySet[Any], kwargs: dict[str, Any], keys: list[
 
 def _update_returns_rows(connection: Any) -> bool:
     """``UPDATE ... RETURNING`` (PostgreSQL; SQLite 3.35+, which returns columns from INSERT since then too)."""
-    features = connection.features
-    default = connection.vendor in ("postgresql", "sqlite") and features.can_return_columns_from_insert
-    return bool(getattr(features, "can_return_rows_from_update", default))
+    default = backends.of(connection).update_returns_rows(connection)
+    return bool(getattr(connection.features, "can_return_rows_from_update", default))
 
 
 def _run_returning(query: UpdateQuery, rows: _Rows, using: str) -> list[list[Any]]:

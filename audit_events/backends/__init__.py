@@ -14,10 +14,9 @@ keep the event table append-only), and its statements are its methods.
 * :mod:`.base`: any other database, whose old rows are all read by a locking
   SELECT first, and the ``UPDATE ... RETURNING`` both of the above share.
 
-The event INSERT of ``journal`` (``INSERT ... SELECT ... FROM json_to_recordset``
-on PostgreSQL, ``json_each`` on SQLite) still tests the vendor there; it is to
-move in as a method of :class:`.base.Backend` (``events_insert(connection,
-count)``, say), each backend's SQL beside its other statements.
+The event INSERT (``inserts``) is written once; each backend gives its parts: the
+drafts' table (:meth:`.base.Backend.event_drafts`), the version lookup, casts and
+SHA-256.
 """
 
 from __future__ import annotations

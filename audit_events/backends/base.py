@@ -44,6 +44,40 @@ class Backend:
     delete_returns_rows = False
     # The triggers migrations 0002 and 0004 install on the event table (audit_verify reports any missing).
     expected_triggers: tuple[str, ...] = ()
+    # Turning autocommit on commits the open transaction (SQLite, MySQL); PostgreSQL's drivers refuse it.
+    autocommit_commits = True
+    # The event INSERT reads its drafts from one JSON document (:meth:`event_drafts`), not VALUES rows.
+    events_in_one_document = False
+    # The event INSERT takes times and UUIDs as text, casting them itself (:meth:`event_cast`).
+    event_values_as_text = False
+    # How ``stream`` reads committed events in a gap-free order: "snapshots" (windows between the
+    # transaction snapshots of PostgreSQL), "single writer" (SQLite: commit order is id order); None: it cannot.
+    commit_order: str | None = None
+
+    # --- the event INSERT (``inserts``): the database decides each event's version and hash ---
+
+    def event_drafts(self, columns: tuple[str, ...], rows: int) -> str:
+        """The derived table ``d`` of the drafts, one column per name in ``columns``: here ``rows``
+        ``VALUES`` rows, one parameter per column."""
+        values = ", ".join("(" + ", ".join(["%s"] * len(columns)) + ")" for _ in range(rows))
+        named = ", ".join(f"v.column{i + 1} AS {name}" for i, name in enumerate(columns))
+        return f"(SELECT {named} FROM (VALUES {values}) AS v) AS d"
+
+    def event_numbered(self, drafts: str, latest: str) -> str:
+        """The drafts with each one's ``version`` and ``previous`` hash, from ``latest`` (a SELECT of the
+        row's latest event, with ``{column}`` for what it selects). ``OFFSET 0``: computed once."""
+        return (
+            f"SELECT d.*, COALESCE(({latest.format(column='e.version')}), 0) + 1 AS version, "
+            f"COALESCE(({latest.format(column='e.hash')}), '') AS previous FROM {drafts} LIMIT -1 OFFSET 0"
+        )
+
+    def event_cast(self, kind: str | None, value: str) -> str:
+        """``value`` as a column of ``kind`` (``timestamptz``, ``uuid``, ``jsonb``; None: as it is)."""
+        return value
+
+    def sha256(self, value: str) -> str:
+        """The SQL of the hex SHA-256 of the text ``value``."""
+        return f"SHA256({value})"
 
     def update_returns_rows(self, connection: Any) -> bool:
         """Whether a save's UPDATE can return the row it leaves (:meth:`update`)."""

@@ -35,6 +35,31 @@ class PostgreSQL(Returning):
     update_returns_old_row = True
     delete_returns_rows = True
     expected_triggers = ("audit_events_no_truncate", "audit_events_no_update_delete")
+    autocommit_commits = False
+    commit_order = "snapshots"
+    events_in_one_document = True
+    event_values_as_text = True
+
+    def event_drafts(self, columns: tuple[str, ...], rows: int) -> str:
+        """``json_to_recordset`` of one JSON document, whatever the number of drafts: times, UUIDs and
+        JSON come as text and are cast (:meth:`event_cast`)."""
+        kinds = {"content_type_id": "integer", "created_at": "timestamptz", "operation": "uuid"}
+        record = ", ".join(f"{column} {kinds.get(column, 'text')}" for column in columns)
+        return f"json_to_recordset(%s::json) AS d({record})"
+
+    def event_numbered(self, drafts: str, latest: str) -> str:
+        # One index lookup per event for both the version and the previous hash.
+        last = f"LEFT JOIN LATERAL ({latest.format(column='e.version, e.hash')}) AS last ON true"
+        return (
+            "SELECT d.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
+            f"FROM {drafts} {last} OFFSET 0"
+        )
+
+    def event_cast(self, kind: str | None, value: str) -> str:
+        return f"CAST({value} AS {kind})" if kind else value
+
+    def sha256(self, value: str) -> str:
+        return f"encode(sha256(convert_to({value}, 'UTF8')), 'hex')"
 
     def update_sql(self, select: rows.RowSelect, assignments: str, columns: str, with_old: bool) -> str:
         """With ``with_old``: one statement locks the row (the subquery's ``FOR NO KEY UPDATE``),

@@ -44,6 +44,13 @@ _COLLECTOR = "_audit_events_overwritten"
 class SQLite(Returning):
     hands_back_overwritten = True
     expected_triggers = ("audit_events_no_delete", "audit_events_no_replace", "audit_events_no_update")
+    commit_order = "single writer"
+    events_in_one_document = True
+
+    def event_drafts(self, columns: tuple[str, ...], rows: int) -> str:
+        """``json_each`` of one JSON document: the values a VALUES row would bind (a JSON string gives TEXT)."""
+        extracted = ", ".join(f"json_extract(j.value, '$.{name}') AS {name}" for name in columns)
+        return f"(SELECT {extracted} FROM json_each(%s) AS j ORDER BY j.key) AS d"
 
     def begins_deferred(self, connection: Any) -> bool:
         # Django's SQLite backend begins with "BEGIN {transaction_mode}" (Django 5.1+); None means DEFERRED.

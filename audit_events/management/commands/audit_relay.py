@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.utils.module_loading import import_string
 
-from ... import conf
+from ... import backends, conf
 from ...models import RelayPosition
 from ...relay.publishers import Publisher, Unpublishable
 from ...relay.runner import Relay, Unrecoverable, log
@@ -104,9 +104,10 @@ class Command(BaseCommand):
         """``--database``: a configured alias, of a backend the relay can read in commit order."""
         if using not in connections:
             raise CommandError(f"Unknown database {using!r}.")
-        vendor = connections[using].vendor
-        if vendor not in ("postgresql", "sqlite"):
-            raise CommandError(str(NotSupportedError(f"audit_relay does not support {vendor}: see docs/relay.rst.")))
+        connection = connections[using]
+        if backends.of(connection).commit_order is None:
+            name = connection.display_name
+            raise CommandError(str(NotSupportedError(f"audit_relay does not support {name}: see docs/relay.rst.")))
 
     def _partition(self, models: list[str] | None, exclude: list[str] | None, using: str) -> set[int] | None:
         """The content type ids of ``--models`` or ``--exclude`` (None: every model)."""
