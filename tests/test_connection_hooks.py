@@ -62,12 +62,12 @@ def test_first_event_in_a_savepoint_rolled_back_then_events_in_the_outer_block()
 
 def test_savepoints_taken_before_the_first_event_then_rolled_back_to() -> None:
     with transaction.atomic():
-        sid = transaction.savepoint()  # before any event: no Pending yet
+        sid = connection.savepoint()  # before any event: no Pending yet (transaction.savepoint() is deprecated)
         Author.objects.create(name="a")
         with transaction.atomic():  # a savepoint of the Pending: flushes "a"
             Author.objects.create(name="b")
         Author.objects.create(name="c")  # waits
-        transaction.savepoint_rollback(sid)  # undoes a, b, c
+        connection.savepoint_rollback(sid)  # undoes a, b, c
         Author.objects.create(name="d")
     assert list(Author.objects.values_list("name", flat=True)) == ["d"]
     assert _names() == ["d"]
