@@ -13,6 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db import models
 from django.db.models import Exists, OuterRef
+from django.db.models.expressions import Col
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -117,12 +118,17 @@ def _span(queryset: models.QuerySet[Event], field_name: str) -> tuple[datetime.d
     """The earliest and latest time of the events, without reading them all.
 
     On PostgreSQL the time's index is a BRIN index (migration 0009), which
-    cannot give a ``MIN()`` by itself. The first and last event by id bound
-    the answer (events are written in time order, but an importer's are
-    older): the earliest time is at most the first event's, so it is looked
-    for only among events up to that time, which the BRIN index finds in a
-    few block ranges; the latest likewise. Four primary-key or index lookups.
+    finds a range of time (a few block ranges) but gives no ``MIN()`` by
+    itself. Where the list is filtered by time (the hierarchy's year, month,
+    day), ``MIN()`` and ``MAX()`` read that range. Otherwise the first and
+    last event by id bound the answer (events are written in time order, but
+    an importer's are older): the earliest time is at most the first event's,
+    so it is looked for only among the events up to that time, a few block
+    ranges; the latest likewise. Primary-key and index lookups either way.
     """
+    if _filters_on(queryset, field_name):
+        span = queryset.aggregate(first=models.Min(field_name), last=models.Max(field_name))
+        return None if span["first"] is None else (span["first"], span["last"])
     by_id = queryset.order_by("pk").values_list(field_name, flat=True)
     first, last = by_id.first(), by_id.last()
     if first is None or last is None:
@@ -130,6 +136,12 @@ def _span(queryset: models.QuerySet[Event], field_name: str) -> tuple[datetime.d
     earliest = queryset.filter(**{f"{field_name}__lte": first}).aggregate(at=models.Min(field_name))["at"]
     latest = queryset.filter(**{f"{field_name}__gte": last}).aggregate(at=models.Max(field_name))["at"]
     return earliest, latest
+
+
+def _filters_on(queryset: models.QuerySet[Event], field_name: str) -> bool:
+    """Whether the queryset's ``WHERE`` reads the column of ``field_name``."""
+    nodes = (node for lookup in queryset.query.where.leaves() for node in lookup.flatten())
+    return any(isinstance(node, Col) and node.target.name == field_name for node in nodes)
 
 
 def _local(moment: datetime.datetime) -> datetime.datetime:
