@@ -92,8 +92,8 @@ class Event(models.Model):
                 name="audit_events_rare_action",
                 condition=~models.Q(action__in=[Action.CREATE, Action.UPDATE]),
             ),
-            # One model's events, newest first: the admin's model filter (a model with few events
-            # among many), audit_verify's models with events.
+            # One model's events, newest first: the admin's model filter and its date hierarchy (a
+            # model with few events among many; a frequent one walks the primary key).
             models.Index(fields=("content_type", "id"), name="audit_events_model"),
             # The admin's search by actor (few distinct actors: deduplicated, a few bytes per event).
             models.Index(fields=("actor_id",), name="audit_events_actor"),
