@@ -55,6 +55,10 @@ def test_the_event_table_keeps_only_the_indexes_a_reader_needs() -> None:
     assert columns(found) == KEPT
     # The time's index is BRIN where there is one: a few bytes per 128 pages, not an entry per event.
     assert found["audit_events_created"]["type"] == ("brin" if POSTGRESQL else "idx")
+    if POSTGRESQL:  # each range summarized once the table grows past it, not only by a VACUUM
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'audit_events_created'")
+            assert cursor.fetchone()[0] == ["autosummarize=on"]
 
 
 @pytest.mark.django_db(transaction=True)
