@@ -16,7 +16,7 @@ from django.db import NotSupportedError, connections, models
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 from django.db.models.sql.where import WhereNode
 
-from . import backends, journal, m2m, registry
+from . import backends, journal, m2m, registry, update_events
 from .backends import returns_old_row
 from .encoding import State
 from .models import Action
@@ -177,7 +177,10 @@ def updated_rows(
     assigned = [field for field, _, _ in query.values]
     if returns_old_row(spec, using):
         rows = _Rows(spec, queryset, using, assigned, no_key=not moves_keys)
-        return _update_returning_old_and_new(spec, query, rows, using)
+        sql, params = _returning_old_and_new(spec, query, rows, using)
+        if with_events := update_events.statement(spec, rows, sql):
+            return update_events.run(spec, rows, with_events, params, using)
+        return _update_returning_old_and_new(rows, sql, params, using)
     if _reads_first(spec, connections[using]):
         # The lock is the database's (SQLite): the filter is evaluated once, by the read, and the
         # UPDATE changes the rows read, by key (a filter on Now() or RANDOM() would match others twice).
@@ -278,10 +281,10 @@ def _run_returning(query: UpdateQuery, rows: _Rows, using: str) -> list[list[Any
         return rows.convert_new(cursor.fetchall())
 
 
-def _update_returning_old_and_new(
+def _returning_old_and_new(
     spec: registry.ModelSpec, query: UpdateQuery, rows: _Rows, using: str
-) -> tuple[int, list[Change]]:
-    """One statement: the UPDATE joined to the locking SELECT, returning both rows (PostgreSQL)."""
+) -> tuple[str, list[Any]]:
+    """The UPDATE joined to the locking SELECT, returning both rows (PostgreSQL): its SQL and parameters."""
     connection = connections[using]
     assignments: UpdateQuery = DjangoUpdateQuery(spec.model)
     assignments.values = list(query.values)  # resolved against the caller's query: no filter of its own
@@ -293,8 +296,13 @@ def _update_returning_old_and_new(
         f"{set_sql} FROM ({rows.sql}) AS {_OLD_ROW} WHERE {table}.{pk_column} = {_OLD_ROW}.{old_pk} "
         f"RETURNING {_OLD_ROW}.*, {rows.returning}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*set_params, *rows.params))
+    return sql, [*set_params, *rows.params]
+
+
+def _update_returning_old_and_new(rows: _Rows, sql: str, params: list[Any], using: str) -> tuple[int, list[Change]]:
+    """One statement: the UPDATE joined to the locking SELECT, returning both rows (PostgreSQL)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
         returned = cursor.fetchall()
     returned = rows.convert_new(rows.convert(returned), offset=rows.width)
     changes = [rows.change(row[: rows.width], row[rows.width :]) for row in returned]
