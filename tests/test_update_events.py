@@ -80,7 +80,8 @@ def test_an_update_records_what_python_would(old: dict[str, Any], new: dict[str,
     expected = diff(state, {f.name: encode(f, getattr(after, f.attname)) for f in spec.fields})
     recorded = events(Everything, row.pk)
     if expected:
-        assert recorded[-1].action == "update" and recorded[-1].changes == expected
+        assert recorded[-1].action == "update"
+        assert recorded[-1].changes == expected
         assert recorded[-1].version == 2
     else:
         assert len(recorded) == 1  # nothing changed: nothing recorded
@@ -115,8 +116,10 @@ def test_a_snapshot_due_is_written_by_python_with_the_links() -> None:
     for _ in range(10 - first):
         Book.objects.filter(pk__in=[book.pk, other.pk]).update(pages=F("pages") + 1)
     due = events(Book, book.pk)[-1]
-    assert due.version == 10 and due.action == "update"
-    assert due.state is not None and due.state["tags"] == [book.tags.get().pk]
+    assert due.version == 10
+    assert due.action == "update"
+    assert due.state is not None
+    assert due.state["tags"] == [book.tags.get().pk]
     assert due.state["pages"] == 10 - first
     assert events(Book, other.pk)[-1].state is None  # its 10th event is not due yet
     assert list(verify_model(Book)) == []
