@@ -25,7 +25,8 @@ Rows the statement leaves to Python (returned with their old and new columns):
   up was taken: the UPDATE waited for another transaction's lock on the row,
   and that transaction committed an event after this statement's snapshot
   was taken (READ COMMITTED), which the lookup cannot see. ``ON CONFLICT DO
-  NOTHING`` skips it; Python's INSERT, a later statement, sees it.
+  NOTHING`` skips it; Python's INSERT, a later statement, sees it;
+* those with a value the SQL cannot write exactly (a float from 1e16 on).
 """
 
 from __future__ import annotations
@@ -60,14 +61,16 @@ _DECIMAL_PLACES = 6
 def json_text(field: Field, value: str) -> str | None:
     """SQL of the canonical JSON text (``null`` for NULL) of the column ``value`` of ``field``, as
     ``canonical_json(encode(field, v))`` writes it; ``None`` for a type it does not cover (Python
-    records those: floats, JSON, durations, times, binary, files, fields with their own Python type)."""
+    records those: IP addresses, fields with a Python type of their own). The SQL gives NULL for a
+    value it cannot write exactly (a float from 1e16 on, migration 0009): Python records that row."""
     text = _json_text(field, value)
-    return None if text is None else f"COALESCE({text}, 'null')"
+    return None if text is None else f"CASE WHEN ({value}) IS NULL THEN 'null' ELSE {text} END"
 
 
 def _json_text(field: Field, value: str) -> str | None:
     if isinstance(field, models.JSONField):
-        return None
+        # As json.loads reads the stored text back (no decoder of the field's own): migration 0009.
+        return f"audit_events_json({value})" if type(field) is models.JSONField and field.decoder is None else None
     target = value_field(field)
     kind = type(target)
     if converts(target):
@@ -75,20 +78,40 @@ def _json_text(field: Field, value: str) -> str | None:
     if kind in _INTEGERS:
         return f"({value})::text"
     if kind is models.BooleanField:
-        return f"CASE WHEN {value} THEN 'true' WHEN NOT {value} THEN 'false' END"
-    if kind in _TEXTS:
+        return f"CASE WHEN {value} THEN 'true' ELSE 'false' END"
+    if kind in _TEXTS or kind is models.FileField:  # a file: its name
         return f"to_json(({value})::text)::text"
     if kind is models.DecimalField:
         places = target.decimal_places  # type: ignore[attr-defined]
         return f"to_json(({value})::text)::text" if places is not None and places <= _DECIMAL_PLACES else None
+    return _other_json_text(kind, value)
+
+
+def _other_json_text(kind: type[Field], value: str) -> str | None:
+    if kind is models.FloatField:  # Python's repr (migration 0009); non-finite as text
+        return (
+            f"CASE WHEN {value} = 'NaN' THEN '\"nan\"' WHEN {value} = 'Infinity' THEN '\"inf\"' "
+            f"WHEN {value} = '-Infinity' THEN '\"-inf\"' ELSE audit_events_float({value}) END"
+        )
     if kind is models.DateField:
         return f"to_json(to_char({value}, 'YYYY-MM-DD'))::text"
     if kind is models.DateTimeField and settings.USE_TZ:
         # isoformat() in UTC: microseconds only when there are some, the offset as +00:00.
         utc = f"(({value}) AT TIME ZONE 'UTC')"
-        fraction = f"CASE WHEN date_trunc('second', {utc}) = {utc} THEN '' ELSE to_char({utc}, '.US') END"
-        return f"""to_json(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') || {fraction} || '+00:00')::text"""
+        return f"""to_json(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') || {_fraction(utc)} || '+00:00')::text"""
+    if kind is models.TimeField:
+        clock = f"(({value})::interval)"
+        return f"to_json(to_char({clock}, 'HH24:MI:SS') || {_fraction(clock)})::text"
+    if kind is models.DurationField:  # microseconds
+        return f"(EXTRACT(EPOCH FROM {value}) * 1000000)::bigint::text"
+    if kind is models.BinaryField:  # base64, in one line
+        return f"to_json(translate(encode({value}, 'base64'), E'\\n', ''))::text"
     return None
+
+
+def _fraction(moment: str) -> str:
+    """isoformat()'s microseconds: written only when there are some."""
+    return f"CASE WHEN date_trunc('second', {moment}) = {moment} THEN '' ELSE to_char({moment}, '.US') END"
 
 
 # Before the statement: its estimated cost would have PostgreSQL compile it (JIT) for longer than it runs
@@ -124,6 +147,8 @@ def update_with_events(
         f"CASE WHEN o{i} IS DISTINCT FROM n{i} THEN {_literal(name + ':[')} || o{i} || ',' || n{i} || ']' END"
         for i, (name, _, _) in enumerate(changes)
     )
+    # A value the SQL cannot write (NULL): the row's event is Python's (concat_ws would skip it).
+    unwritten = " OR ".join(f"o{i} IS NULL OR n{i} IS NULL" for i in range(len(changes)))
     encoded = ", ".join(f"{old} AS o{i}, {new} AS n{i}" for i, (_, old, new) in enumerate(changes))
     snapshot = f"(n.version = 1 OR n.version %% {int(every)} = 0)"
     columns = (
@@ -133,16 +158,17 @@ def update_with_events(
     return (
         f"WITH w({names}) AS ({update}), "
         f"v AS (SELECT w.*, {encoded}, {object_pk} AS object_pk FROM w), "
-        f"x AS (SELECT v.*, '{{' || concat_ws(',', {members}) || '}}' AS changes FROM v), "
+        f"x AS (SELECT v.*, CASE WHEN {unwritten} THEN NULL ELSE '{{' || concat_ws(',', {members}) || '}}' END "
+        "AS changes FROM v), "
         "n AS (SELECT x.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous FROM x "
         f"LEFT JOIN LATERAL (SELECT e.version, e.hash FROM {table} AS e WHERE e.content_type_id = %s "
         "AND e.object_pk = x.object_pk ORDER BY e.version DESC LIMIT 1) AS last ON true "
-        "WHERE x.changes <> '{}'), "
+        "WHERE x.changes IS DISTINCT FROM '{}'), "
         f"ins AS (INSERT INTO {table} ({columns}) "
         "SELECT %s, n.object_pk, n.version, 'update', CAST(n.changes AS jsonb), NULL, CAST(%s AS timestamptz), "
         "CAST(%s AS uuid), %s, %s, CAST(%s AS jsonb), encode(sha256(convert_to(n.previous || %s || n.changes || %s "
         "|| to_json(n.object_pk)::text || %s, 'UTF8')), 'hex') "
-        f"FROM n WHERE NOT {snapshot} "
+        f"FROM n WHERE NOT {snapshot} AND n.changes IS NOT NULL "
         "ON CONFLICT (content_type_id, object_pk, version) DO NOTHING RETURNING object_pk) "
         f"SELECT (SELECT count(*) FROM w), {_JIT_BACK}, {', '.join(f'n.{name}' for name in names.split(', '))} "
         "FROM (SELECT 1) AS one LEFT JOIN (n LEFT JOIN ins ON ins.object_pk = n.object_pk) ON ins.object_pk IS NULL"
