@@ -1,7 +1,7 @@
 """PostgreSQL: two functions that write a value as ``audit_events.encoding.canonical_json`` does.
 
 The events of a ``QuerySet.update()`` (and of other set-wise writes) are made
-by the database in the write's own statement (``audit_events.update_events``),
+by the database in the write's own statement (``audit_events.statement_events``),
 so it writes their recorded values and hashed content itself, byte for byte
 as Python would:
 

@@ -1,4 +1,4 @@
-"""``QuerySet.update()`` whose events PostgreSQL makes in the UPDATE's own statement (``update_events``).
+"""``QuerySet.update()`` whose events PostgreSQL makes in the UPDATE's own statement (``statement_events``).
 
 The SQL that encodes each value must write exactly what Python's encoder and
 ``canonical_json`` write, or the recorded values and the hash chain break:
@@ -20,15 +20,21 @@ from django.db.models import F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_events import history
+from audit_events import history, restore
 from audit_events.backends import postgresql_events
 from audit_events.encoding import canonical_json, encode
 from audit_events.models import Event
 from audit_events.recording import diff
 from audit_events.verify import verify_model
 from tests.helpers import at_commit, events, spec_of
-from tests.models import Author, Book, Everything
+from tests.models import Author, Book, Code, Everything, Stamped, Ticket
 from tests.test_encoding import PROPERTY, VALUES
+
+MAKE = {
+    Ticket: lambda i: Ticket(title=f"r{i}"),
+    Code: lambda i: Code(code=f"k{i}", label=f"r{i}"),
+    Stamped: lambda i: Stamped(name=f"r{i}"),
+}
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -240,3 +246,121 @@ def test_history_reads_the_events_of_the_statement() -> None:
     Author.objects.filter(pk=author.pk).update(name="b")
     assert [e.action for e in history(author)] == ["create", "update"]
     assert Event.objects.filter(action="update").count() == 1
+
+
+# --- QuerySet.delete() ---------------------------------------------------------------
+
+
+@PROPERTY
+@given(values=st.lists(st.fixed_dictionaries(COVERED_VALUES), min_size=1, max_size=3))
+def test_a_delete_records_each_row_as_python_would(values: list[dict[str, Any]]) -> None:
+    author = Author.objects.get_or_create(name="encoded")[0]
+    rows = [Everything.objects.create(**_row(v, author)) for v in values]
+    spec = spec_of(Everything)
+    names = [f.attname for f in spec.fields]
+    stored = {r["id"]: r for r in Everything.objects.filter(pk__in=[r.pk for r in rows]).values(*names)}
+    assert Everything.objects.filter(pk__in=list(stored)).delete() == (len(rows), {"tests.Everything": len(rows)})
+    for pk, row in stored.items():
+        event = events(Everything, pk)[-1]
+        assert (event.action, event.version, event.changes) == ("delete", 2, {})
+        expected = {f.name: encode(f, row[f.attname]) for f in spec.fields}
+        assert event.state == json.loads(canonical_json(expected))  # as stored
+    assert list(verify_model(Everything)) == []
+    pk = next(iter(stored))
+    restored = restore(Everything, pk)
+    assert (
+        Everything.objects.filter(pk=pk).values(*names).get()
+        == stored[pk]
+        == {
+            f.attname: getattr(restored, f.attname) if not isinstance(f, models.FileField) else stored[pk][f.attname]
+            for f in spec.fields
+        }
+    )
+
+
+@pytest.mark.parametrize("model", [Ticket, Code, Stamped])  # keys: a UUID, a text, an integer
+def test_a_delete_django_would_fast_delete_is_one_statement(model: Any, django_assert_num_queries: Any) -> None:
+    made = [MAKE[model](i) for i in range(20)]
+    for row in made:
+        row.save()
+    at_commit()
+    doomed = [r.pk for r in made[:10]]
+    # BEGIN, JIT off for the next statement, the DELETE and the INSERT of every event, COMMIT
+    with django_assert_num_queries(4):
+        assert model.objects.filter(pk__in=doomed).delete() == (10, {model._meta.label: 10})
+    assert [events(model, r.pk)[-1].action for r in made] == ["delete"] * 10 + ["create"] * 10
+    operations = {events(model, r.pk)[-1].operation for r in made[:10]}
+    assert len(operations) == 1  # one operation: undone together
+    assert list(verify_model(model)) == []
+    restored = restore(model, made[0].pk)
+    assert model.objects.filter(pk=made[0].pk).exists()
+    assert restored.pk == made[0].pk
+
+
+def test_a_delete_with_receivers_or_cascades_is_the_collectors() -> None:
+    heard: list[int] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        heard.append(instance.pk)
+
+    row = Everything.objects.create(integer=1)
+    models.signals.pre_delete.connect(receiver, sender=Everything)
+    try:
+        Everything.objects.filter(pk=row.pk).delete()
+    finally:
+        models.signals.pre_delete.disconnect(receiver, sender=Everything)
+    assert heard == [row.pk]  # sent, as Django sends it
+    assert events(Everything, row.pk)[-1].action == "delete"
+    author = Author.objects.create(name="a")
+    book = Book.objects.create(author=author, title="t")
+    Author.objects.filter(pk=author.pk).delete()  # cascades to the book: the Collector's
+    assert events(Book, book.pk)[-1].action == "delete"
+
+
+def test_what_django_refuses_it_still_refuses() -> None:
+    Everything.objects.create(integer=1)
+    with pytest.raises(TypeError, match="limit"):
+        Everything.objects.all()[:1].delete()
+    with pytest.raises(TypeError, match="values"):
+        Everything.objects.values("integer").delete()
+    assert Everything.objects.count() == 1
+
+
+@pytest.mark.parametrize("number", [1e16, 1e301])
+def test_a_deleted_value_the_sql_cannot_write_is_recorded_by_python(number: float) -> None:
+    row = Everything.objects.create(floating=number, data=[number])
+    Everything.objects.filter(pk=row.pk).delete()
+    event = events(Everything, row.pk)[-1]
+    assert event.action == "delete"
+    assert event.state["floating"] == json.loads(canonical_json(number))
+    assert list(verify_model(Everything)) == []
+
+
+def test_a_version_taken_while_the_delete_waited_is_recorded_after_it() -> None:
+    row = Everything.objects.create(integer=1)
+    locked, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other() -> None:
+        try:
+            with transaction.atomic():
+                mine = Everything.objects.select_for_update().get(pk=row.pk)
+                locked.set()
+                go.wait(10)
+                mine.integer = 2
+                mine.save()
+        finally:
+            connections.close_all()
+            done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert locked.wait(10)
+    timer = threading.Timer(0.5, go.set)
+    timer.start()
+    assert Everything.objects.filter(integer__gte=1).delete()[0] == 1
+    done.wait(10)
+    thread.join()
+    recorded = [(e.version, e.action) for e in events(Everything, row.pk)]
+    assert recorded == [(1, "create"), (2, "update"), (3, "delete")]
+    assert events(Everything, row.pk)[-1].state["integer"] == 2  # as the DELETE found it
+    assert list(verify_model(Everything)) == []
