@@ -37,9 +37,12 @@ from typing import Any
 
 from django.db import models, router
 
-from . import bulk, inheritance, m2m, registry, updates
+from . import bulk, inheritance, journal, m2m, registry, statement_events, updates
 from .handoffs import deleting
+from .journal import Draft
+from .models import Action
 from .operations import operation
+from .rows import row_state
 from .transactions import atomic_write, immediate
 
 # django.db.models.sql.UpdateQuery (its stubs lack ``values`` and ``related_updates``)
@@ -132,9 +135,29 @@ class AuditedQuerySet:
             deleted = django_method["delete"](self)
             return deleted
         using = self._db or router.db_for_write(self.model, **self._hints)
+        if (in_statement := _deleted_in_statement(self, using)) is not None:
+            return in_statement
         with m2m.through_rows_deleted(self) as rows, immediate(using), operation(), deleting():
             deleted = django_method["delete"](rows)
         return deleted
+
+
+def _deleted_in_statement(queryset: models.QuerySet[Any], using: str) -> tuple[int, dict[str, int]] | None:
+    """``queryset.delete()`` as one statement that deletes the rows and inserts their events, where
+    Django would fast-delete them but for this app (``statement_events``); ``None`` elsewhere."""
+    spec = registry.spec_for(queryset.model)
+    if spec is None or not statement_events.deletes_in_statement(spec, queryset, using):
+        return None
+    with atomic_write(using), operation():
+        rows = updates.Rows(spec, queryset.order_by(), using, ())  # its locking SELECT: in the transaction
+        sql = statement_events.delete_statement(spec, rows)
+        count, left = statement_events.run(rows, sql, list(rows.params), using, "delete")
+        drafts = [
+            Draft.of(spec, rows.key(row), Action.DELETE, state=row_state(spec, row)) for row in rows.convert(left)
+        ]
+        journal.write(drafts, using)
+    queryset._result_cache = None
+    return count, {queryset.model._meta.label: count}
 
 
 # --- Django's own methods (``wiring`` puts the audited ones in their place) -------------

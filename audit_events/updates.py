@@ -16,7 +16,7 @@ from django.db import NotSupportedError, connections, models
 from django.db.models.sql import UpdateQuery as DjangoUpdateQuery
 from django.db.models.sql.where import WhereNode
 
-from . import backends, journal, m2m, registry
+from . import backends, journal, m2m, registry, statement_events
 from .backends import returns_old_row
 from .encoding import State
 from .models import Action
@@ -83,7 +83,7 @@ def matched(model: type[models.Model], queryset: models.QuerySet[Any], using: st
     return rows
 
 
-class _Rows:
+class Rows:
     """The locking SELECT of :func:`matched` rows compiled, and how to turn its rows into states
     (a single-column key: each column of the SQL is a column of the row); ``no_key``: an UPDATE
     keeping the keys, ``FOR NO KEY UPDATE`` (``rows.locking_queryset``).
@@ -176,12 +176,17 @@ def updated_rows(
     moves_keys = any(field.primary_key for field, _, _ in query.values)
     assigned = [field for field, _, _ in query.values]
     if returns_old_row(spec, using):
-        rows = _Rows(spec, queryset, using, assigned, no_key=not moves_keys)
-        return _update_returning_old_and_new(spec, query, rows, using)
+        rows = Rows(spec, queryset, using, assigned, no_key=not moves_keys)
+        sql, params = _returning_old_and_new(spec, query, rows, using)
+        if with_events := statement_events.update_statement(spec, rows, sql):
+            count, left = statement_events.run(rows, with_events, params, using, "update")
+            left = rows.convert_new(rows.convert(left), offset=rows.width)
+            return count, [rows.change(row[: rows.width], row[rows.width :]) for row in left]
+        return _update_returning_old_and_new(rows, sql, params, using)
     if _reads_first(spec, connections[using]):
         # The lock is the database's (SQLite): the filter is evaluated once, by the read, and the
         # UPDATE changes the rows read, by key (a filter on Now() or RANDOM() would match others twice).
-        rows = _Rows(spec, queryset, using, assigned)
+        rows = Rows(spec, queryset, using, assigned)
         before = rows.read()
         if moves_keys:
             return _update_moving_keys(queryset, kwargs, rows, before, using)
@@ -204,7 +209,7 @@ def _reads_first(spec: registry.ModelSpec, connection: Any) -> bool:
 def _update_by_keys(
     queryset: models.QuerySet[Any],
     kwargs: dict[str, Any],
-    rows: _Rows,
+    rows: Rows,
     before: list[list[Any]],
     using: str,
 ) -> tuple[int, list[Change]]:
@@ -239,7 +244,7 @@ def _update_then_read(
 def _update_moving_keys(
     queryset: models.QuerySet[Any],
     kwargs: dict[str, Any],
-    rows: _Rows,
+    rows: Rows,
     before: list[list[Any]],
     using: str,
 ) -> tuple[int, list[Change]]:
@@ -270,18 +275,18 @@ def _update_returns_rows(connection: Any) -> bool:
     return bool(getattr(connection.features, "can_return_rows_from_update", default))
 
 
-def _run_returning(query: UpdateQuery, rows: _Rows, using: str) -> list[list[Any]]:
-    """Django's UPDATE, returning the key and the recorded fields it writes (:attr:`_Rows.returning`)."""
+def _run_returning(query: UpdateQuery, rows: Rows, using: str) -> list[list[Any]]:
+    """Django's UPDATE, returning the key and the recorded fields it writes (:attr:`Rows.returning`)."""
     sql, params = query.get_compiler(using).as_sql()
     with connections[using].cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {rows.returning}", params)
         return rows.convert_new(cursor.fetchall())
 
 
-def _update_returning_old_and_new(
-    spec: registry.ModelSpec, query: UpdateQuery, rows: _Rows, using: str
-) -> tuple[int, list[Change]]:
-    """One statement: the UPDATE joined to the locking SELECT, returning both rows (PostgreSQL)."""
+def _returning_old_and_new(
+    spec: registry.ModelSpec, query: UpdateQuery, rows: Rows, using: str
+) -> tuple[str, list[Any]]:
+    """The UPDATE joined to the locking SELECT, returning both rows (PostgreSQL): its SQL and parameters."""
     connection = connections[using]
     assignments: UpdateQuery = DjangoUpdateQuery(spec.model)
     assignments.values = list(query.values)  # resolved against the caller's query: no filter of its own
@@ -293,8 +298,13 @@ def _update_returning_old_and_new(
         f"{set_sql} FROM ({rows.sql}) AS {_OLD_ROW} WHERE {table}.{pk_column} = {_OLD_ROW}.{old_pk} "
         f"RETURNING {_OLD_ROW}.*, {rows.returning}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*set_params, *rows.params))
+    return sql, [*set_params, *rows.params]
+
+
+def _update_returning_old_and_new(rows: Rows, sql: str, params: list[Any], using: str) -> tuple[int, list[Change]]:
+    """One statement: the UPDATE joined to the locking SELECT, returning both rows (PostgreSQL)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
         returned = cursor.fetchall()
     returned = rows.convert_new(rows.convert(returned), offset=rows.width)
     changes = [rows.change(row[: rows.width], row[rows.width :]) for row in returned]

@@ -53,6 +53,10 @@ class Backend:
     # How ``stream`` reads committed events in a gap-free order: "snapshots" (windows between the
     # transaction snapshots of PostgreSQL), "single writer" (SQLite: commit order is id order); None: it cannot.
     commit_order: str | None = None
+    # A QuerySet.update()'s or delete()'s events are made by the database in its statement (``statement_events``).
+    events_in_statement = False
+    # A statement run before that one, if any.
+    before_statement_events: str | None = None
 
     # --- the event INSERT (``inserts``): the database decides each event's version and hash ---
 
@@ -82,6 +86,25 @@ class Backend:
     def update_returns_rows(self, connection: Any) -> bool:
         """Whether a save's UPDATE can return the row it leaves (:meth:`update`)."""
         return False
+
+    # --- a QuerySet.update() or delete() that inserts its events itself (where :attr:`events_in_statement`) ---
+
+    def json_text(self, field: Field, value: str) -> str | None:
+        """SQL of the canonical JSON text of the column ``value`` of ``field``, as ``encoding`` writes
+        it; ``None`` where the database cannot write it exactly."""
+        return None
+
+    def update_with_events(
+        self, update: str, width: int, changes: list[tuple[str, str, str]], object_pk: str, table: str, every: int
+    ) -> str:
+        """The statement that runs ``update`` and inserts its events (``statement_events``)."""
+        raise NotImplementedError(f"{type(self).__name__}: an UPDATE inserts no events here")
+
+    def delete_with_events(
+        self, delete: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str
+    ) -> str:
+        """The statement that runs ``delete`` and inserts its events (``statement_events``)."""
+        raise NotImplementedError(f"{type(self).__name__}: a DELETE inserts no events here")
 
     def update(
         self, select: RowSelect, pk: Any, values: list[tuple[Field, Any, Any]], with_old: bool

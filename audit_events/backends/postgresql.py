@@ -19,6 +19,7 @@ from django.db import models
 
 from .. import prepared, registry, rows
 from ..replay import recorded_state
+from . import postgresql_events
 from .base import DELETE, TRUNCATE, Returning
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class PostgreSQL(Returning):
     commit_order = "snapshots"
     events_in_one_document = True
     event_values_as_text = True
+    events_in_statement = True
+    before_statement_events = postgresql_events.JIT_OFF
 
     def event_drafts(self, columns: tuple[str, ...], rows: int) -> str:
         """``json_to_recordset`` of one JSON document, whatever the number of drafts: times, UUIDs and
@@ -60,6 +63,19 @@ class PostgreSQL(Returning):
 
     def sha256(self, value: str) -> str:
         return f"encode(sha256(convert_to({value}, 'UTF8')), 'hex')"
+
+    def json_text(self, field: Field, value: str) -> str | None:
+        return postgresql_events.json_text(field, value)
+
+    def update_with_events(
+        self, update: str, width: int, changes: list[tuple[str, str, str]], object_pk: str, table: str, every: int
+    ) -> str:
+        return postgresql_events.update_with_events(update, width, changes, object_pk, table, every)
+
+    def delete_with_events(
+        self, delete: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str
+    ) -> str:
+        return postgresql_events.delete_with_events(delete, width, state, object_pk, table)
 
     def update_sql(self, select: rows.RowSelect, assignments: str, columns: str, with_old: bool) -> str:
         """With ``with_old``: one statement locks the row (the subquery's ``FOR NO KEY UPDATE``),

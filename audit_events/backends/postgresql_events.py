@@ -1,0 +1,244 @@
+"""PostgreSQL: a ``QuerySet.update()``'s events made by the database, in the UPDATE's own statement.
+
+One statement updates the rows and inserts their events::
+
+    WITH w AS (UPDATE t SET ... FROM (SELECT ... FOR NO KEY UPDATE) AS old ... RETURNING old.*, t.<written>),
+         x AS (SELECT w.*, <the changes, as canonical JSON text> FROM w),
+         n AS (SELECT x.*, <version and previous hash: the row's latest event> FROM x ...),
+         ins AS (INSERT INTO event ... SELECT ... FROM n WHERE <no snapshot due>
+                 ON CONFLICT (content_type_id, object_pk, version) DO NOTHING RETURNING object_pk)
+    SELECT count(*) of w, then the rows of n whose event is Python's
+
+Every value recorded is the statement's own: the old row as the locking
+subquery read it, the new one as the UPDATE returned it, encoded by SQL that
+writes each value exactly as :func:`audit_events.encoding.encode` and
+:func:`~audit_events.encoding.canonical_json` would (:func:`json_text`; a
+hypothesis test holds the two equal for every type it covers). The hashed
+content is :func:`audit_events.hashing.hash_content`'s text, so ``audit_verify``
+recomputes it as for any event.
+
+Rows the statement leaves to Python (returned with their old and new columns):
+
+* those whose event falls on a snapshot version (1, or a multiple of
+  ``SNAPSHOT_EVERY``), which stores the whole row, links included;
+* those whose event the INSERT could not add because the version it looked
+  up was taken: the UPDATE waited for another transaction's lock on the row,
+  and that transaction committed an event after this statement's snapshot
+  was taken (READ COMMITTED), which the lookup cannot see. ``ON CONFLICT DO
+  NOTHING`` skips it; Python's INSERT, a later statement, sees it;
+* those with a value the SQL cannot write exactly (a float from 1e16 on).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+
+from ..encoding import converts, value_field
+
+if TYPE_CHECKING:
+    Field = models.Field[Any, Any]
+
+# Python writes a Decimal in exponent form below 1e-6 ('1E-7', '0E-7'): with at most six decimal
+# places, a DecimalField's value never is, and PostgreSQL's numeric text is Python's str().
+_DECIMAL_PLACES = 6
+
+
+def json_text(field: Field, value: str) -> str | None:
+    """SQL of the canonical JSON text (``null`` for NULL) of the column ``value`` of ``field``, as
+    ``canonical_json(encode(field, v))`` writes it; ``None`` for a type it does not cover (Python
+    records those: IP addresses, fields with a Python type or a ``to_python`` of their own). The SQL
+    gives NULL for a value it cannot write exactly (a float from 1e16 on, migration 0009): Python
+    records that row."""
+    text = _json_text(field, value)
+    return None if text is None else f"CASE WHEN ({value}) IS NULL THEN 'null' ELSE {text} END"
+
+
+def _json_text(field: Field, value: str) -> str | None:
+    if isinstance(field, models.JSONField):
+        # As json.loads reads the stored text back (no decoder of the field's own): migration 0009.
+        return f"audit_events_json({value})" if type(field) is models.JSONField and field.decoder is None else None
+    target = value_field(field)
+    if converts(target):
+        return None
+    # The first of Django's types the field is (a subclass too, if it reads values as its type does:
+    # ``encoding`` encodes by type, through the field's ``to_python`` for some).
+    for kind, write in _WRITERS:
+        if isinstance(target, kind):
+            return write(target, value) if type(target).to_python is kind.to_python else None
+    return None
+
+
+def _decimal(field: Any, value: str) -> str | None:
+    places = field.decimal_places
+    return f"to_json(({value})::text)::text" if places is not None and places <= _DECIMAL_PLACES else None
+
+
+def _datetime(field: Any, value: str) -> str | None:
+    if not settings.USE_TZ:
+        return None
+    # isoformat() in UTC: microseconds only when there are some, the offset as +00:00.
+    utc = f"(({value}) AT TIME ZONE 'UTC')"
+    return f"""to_json(to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') || {_fraction(utc)} || '+00:00')::text"""
+
+
+def _time(field: Any, value: str) -> str:
+    clock = f"(({value})::interval)"
+    return f"to_json(to_char({clock}, 'HH24:MI:SS') || {_fraction(clock)})::text"
+
+
+def _text(field: Any, value: str) -> str:
+    return f"to_json(({value})::text)::text"
+
+
+_WRITERS: tuple[tuple[type[Any], Any], ...] = (
+    (models.GenericIPAddressField, lambda field, value: None),  # PostgreSQL's inet text is not Python's
+    (models.BooleanField, lambda field, value: f"CASE WHEN {value} THEN 'true' ELSE 'false' END"),
+    (models.IntegerField, lambda field, value: f"({value})::text"),  # the AutoFields too
+    (models.AutoField, lambda field, value: f"({value})::text"),
+    (models.BigAutoField, lambda field, value: f"({value})::text"),
+    (models.SmallAutoField, lambda field, value: f"({value})::text"),
+    (models.DecimalField, _decimal),
+    (
+        models.FloatField,
+        lambda field, value: (  # Python's repr (migration 0009); non-finite as text
+            f"CASE WHEN {value} = 'NaN' THEN '\"nan\"' WHEN {value} = 'Infinity' THEN '\"inf\"' "
+            f"WHEN {value} = '-Infinity' THEN '\"-inf\"' ELSE audit_events_float({value}) END"
+        ),
+    ),
+    (models.DateTimeField, _datetime),  # before DateField, its base
+    (models.DateField, lambda field, value: f"to_json(to_char({value}, 'YYYY-MM-DD'))::text"),
+    (models.TimeField, _time),
+    (models.DurationField, lambda field, value: f"(EXTRACT(EPOCH FROM {value}) * 1000000)::bigint::text"),  # µs
+    (models.BinaryField, lambda field, value: f"to_json(translate(encode({value}, 'base64'), E'\\n', ''))::text"),
+    (models.CharField, _text),
+    (models.TextField, _text),
+    (models.UUIDField, _text),
+    (models.FileField, _text),  # its name
+)
+
+
+def _fraction(moment: str) -> str:
+    """isoformat()'s microseconds: written only when there are some."""
+    return f"CASE WHEN date_trunc('second', {moment}) = {moment} THEN '' ELSE to_char({moment}, '.US') END"
+
+
+# Before the statement: its estimated cost would have PostgreSQL compile it (JIT) for longer than it runs
+# (half a second for 10,000 rows). Off for it alone: the statement itself gives the transaction's setting back.
+JIT_OFF = "SELECT set_config('audit_events.jit', current_setting('jit'), true), set_config('jit', 'off', true)"
+_JIT_BACK = "set_config('jit', current_setting('audit_events.jit'), true)"
+
+
+def _literal(text: str) -> str:
+    """``text`` as a SQL string literal, in a statement with ``%s`` parameters."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
+def update_with_events(
+    update: str,
+    width: int,
+    changes: list[tuple[str, str, str]],
+    object_pk: str,
+    table: str,
+    every: int,
+) -> str:
+    """The statement of this module's docstring around ``update`` (an UPDATE returning ``width``
+    columns of the old row, then the key and the written columns).
+
+    ``changes``: per field written, in the canonical order of its name, its JSON key (``"name"``)
+    and the SQL of its old and new values' canonical text over ``w.c<i>`` (:func:`json_text`);
+    ``object_pk``: the SQL of the row's ``Event.object_pk`` over them.
+    Parameters after the UPDATE's: the content type id twice, the time, the operation, the actor's
+    id and text, the context, the hashed content's three pieces (``statement_events``).
+    """
+    members = ", ".join(
+        f"CASE WHEN o{i} IS DISTINCT FROM n{i} THEN {_literal(name + ':[')} || o{i} || ',' || n{i} || ']' END"
+        for i, (name, _, _) in enumerate(changes)
+    )
+    # A value the SQL cannot write (NULL): the row's event is Python's (concat_ws would skip it).
+    unwritten = " OR ".join(f"o{i} IS NULL OR n{i} IS NULL" for i in range(len(changes)))
+    encoded = ", ".join(f"{old} AS o{i}, {new} AS n{i}" for i, (_, old, new) in enumerate(changes))
+    return _with_events(
+        update,
+        width + 1 + len(changes),
+        [
+            f"{encoded}, {object_pk} AS object_pk",
+            f"CASE WHEN {unwritten} THEN NULL ELSE '{{' || concat_ws(',', {members}) || '}}' END AS changes",
+        ],
+        table,
+        keep="changes IS DISTINCT FROM '{}'",  # a row the UPDATE left as it was records nothing
+        event=("'update'", "CAST(n.changes AS jsonb)", "NULL"),
+        hashed="n.previous || %s || n.changes || %s || to_json(n.object_pk)::text || %s",
+        insert=f"NOT (n.version = 1 OR n.version %% {int(every)} = 0) AND n.changes IS NOT NULL",
+    )
+
+
+def delete_with_events(delete: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str) -> str:
+    """The statement of this module's docstring around ``delete`` (a DELETE returning ``width`` columns
+    of the row it deleted): each row's ``delete`` event, its state written by the database.
+
+    ``state``: per field, in the canonical order of its name, its JSON key and the SQL of its
+    value's canonical text over ``w.c<i>``. Parameters after the DELETE's: as :func:`update_with_events`,
+    with two pieces of hashed content (before the object_pk, and between it and the state).
+    """
+    members = " || ',' || ".join(f"{_literal(name + ':')} || {value}" for name, value in state)
+    return _with_events(
+        delete,
+        width,
+        [f"{object_pk} AS object_pk, '{{' || {members} || '}}' AS state"],  # NULL if a value is
+        table,
+        keep=None,
+        event=("'delete'", "'{}'::jsonb", "CAST(n.state AS jsonb)"),
+        hashed="n.previous || %s || to_json(n.object_pk)::text || %s || n.state || '}'",
+        insert="n.state IS NOT NULL",
+    )
+
+
+def _with_events(
+    write: str,
+    width: int,
+    stages: list[str],
+    table: str,
+    *,
+    keep: str | None,
+    event: tuple[str, str, str],
+    hashed: str,
+    insert: str,
+) -> str:
+    """``write`` (returning ``width`` columns, ``w.c0``...), its rows through ``stages`` (columns each
+    adds, over the previous ones), those that ``keep`` numbered from their latest event, and the INSERT of
+    the events ``insert`` says the database writes: ``event``'s action, changes and state, hash of ``hashed``.
+    Its answer: the number of rows written, then the rows whose event is Python's (the others: NULL)."""
+    names = ", ".join(f"c{i}" for i in range(width))
+    ctes = [f"w({names}) AS ({write})"]
+    source = "w"
+    for i, columns in enumerate(stages):
+        ctes.append(f"s{i} AS (SELECT {source}.*, {columns} FROM {source})")
+        source = f"s{i}"
+    where = f" WHERE {source}.{keep}" if keep else ""
+    ctes.append(
+        f"n AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
+        f"FROM {source} LEFT JOIN LATERAL (SELECT e.version, e.hash FROM {table} AS e "
+        f"WHERE e.content_type_id = %s AND e.object_pk = {source}.object_pk ORDER BY e.version DESC LIMIT 1) "
+        f"AS last ON true{where})"
+    )
+    action, changes, state = event
+    ctes.append(
+        f"ins AS (INSERT INTO {table} ({_EVENT_COLUMNS}) SELECT %s, n.object_pk, n.version, {action}, {changes}, "
+        f"{state}, CAST(%s AS timestamptz), CAST(%s AS uuid), %s, %s, CAST(%s AS jsonb), "
+        f"encode(sha256(convert_to({hashed}, 'UTF8')), 'hex') FROM n WHERE {insert} "
+        "ON CONFLICT (content_type_id, object_pk, version) DO NOTHING RETURNING object_pk)"
+    )
+    returned = ", ".join(f"n.c{i}" for i in range(width))
+    return (
+        f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM w), {_JIT_BACK}, {returned} "
+        "FROM (SELECT 1) AS one LEFT JOIN (n LEFT JOIN ins ON ins.object_pk = n.object_pk) ON ins.object_pk IS NULL"
+    )
+
+
+_EVENT_COLUMNS = (
+    "content_type_id, object_pk, version, action, changes, state, created_at, operation, actor_id, actor_repr, "
+    "context, hash"
+)

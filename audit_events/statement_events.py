@@ -1,0 +1,162 @@
+"""``QuerySet.update()`` whose events the database makes, in the UPDATE's own statement (PostgreSQL).
+
+Where every field the UPDATE writes has an exact SQL encoding
+(``backends.postgresql_events.json_text``), the rows never come to Python:
+one statement updates them, encodes each row's changes from its old and new
+columns as the statement returned them, and inserts the events, versions and
+hashes looked up as the event INSERT does (``inserts``). Python receives the
+number of rows and only the rows whose event it must write itself: a
+snapshot is due (the whole row, with its links), or the version looked up was
+taken by a transaction that committed while the UPDATE waited for the row
+(``postgresql_events``' docstring). Memory stays bounded by those.
+
+Elsewhere (a written field of another type, a multi-table model, a
+registered parent, a write inside another write's capture) ``updates``
+brings every row back, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connections, models
+from django.db.models import signals
+from django.db.models.deletion import Collector
+from django.utils import timezone
+
+from . import backends, capture, conf, journal, registry
+from .encoding import value_field
+from .hashing import canonical_time
+from .models import Event
+from .operations import current_operation
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .updates import Rows
+
+_KEYS = (models.CharField, models.TextField, models.UUIDField)
+_OLD_ROW = '"_audit_events_old"'
+
+
+def update_statement(spec: registry.ModelSpec, rows: Rows, update: str) -> str | None:
+    """The statement around ``update`` (``UPDATE ... FROM (rows' SELECT) ... RETURNING old.*, rows.returning``);
+    ``None`` where the events cannot be made by the database (Python makes them)."""
+    backend = _backend(spec, rows.connection)
+    if backend is None or rows.key_written:
+        return None
+    encoders = spec.encoders
+    changes = []
+    for k, j in enumerate(rows.written):
+        field = encoders[j][0]
+        old = backend.json_text(field, f"w.c{j}")
+        new = backend.json_text(field, f"w.c{rows.width + 1 + k}")
+        if old is None or new is None:
+            return None
+        changes.append((_text(field.name), old, new))
+    changes.sort()  # canonical JSON: keys in order (the names are distinct)
+    every = conf.get_config().snapshot_every
+    key = f"(w.c{rows.width})::text"  # the key as the UPDATE left it (it writes no key here)
+    return backend.update_with_events(update, rows.width, changes, key, _table(rows), every)
+
+
+def deletes_in_statement(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> bool:
+    """Whether ``queryset.delete()`` may be one statement that inserts its events (:func:`delete_statement`):
+    not where Django's Collector must delete (cascades, other receivers), links change, or a field has
+    no SQL encoding."""
+    backend = _backend(spec, connections[using])
+    if backend is None or spec.m2m_fields or registry.through_rows(spec.model):
+        return False
+    encodable = all(backend.json_text(field, "x") is not None for field, _, _ in spec.encoders)
+    return encodable and _fast(queryset)
+
+
+def delete_statement(spec: registry.ModelSpec, rows: Rows) -> str:
+    """The DELETE of the rows ``rows`` reads (locked), returning them and inserting their ``delete``
+    events (where :func:`deletes_in_statement`)."""
+    backend = backends.of(rows.connection)
+    state = sorted(
+        (_text(field.name), backend.json_text(field, f"w.c{j}") or "") for j, (field, _, _) in enumerate(spec.encoders)
+    )
+    quote = rows.connection.ops.quote_name
+    table, pk_column = quote(spec.model._meta.db_table), quote(str(spec.pk_field.column))
+    delete = (
+        f"DELETE FROM {table} USING ({rows.sql}) AS {_OLD_ROW} WHERE {table}.{pk_column} = "
+        f"{_OLD_ROW}.{quote(rows.names[rows.pk_index])} RETURNING {_OLD_ROW}.*"
+    )
+    key = f"(w.c{rows.pk_index})::text"
+    return backend.delete_with_events(delete, rows.width, state, key, _table(rows))
+
+
+def _backend(spec: registry.ModelSpec, connection: Any) -> Backend | None:
+    """The backend, where it makes a statement's events for rows of ``spec``: one table, one
+    registered model (no registered parent), a key whose text is ``Event.object_pk``."""
+    backend = backends.of(connection)
+    if not backend.events_in_statement or journal.written.get() is not None or registry.parent_specs(spec):
+        return None
+    target = value_field(spec.pk_field)
+    return backend if spec._integer_key or type(target) in _KEYS else None
+
+
+def _fast(queryset: models.QuerySet[Any]) -> bool:
+    """Whether Django would delete ``queryset``'s rows with one DELETE (its fast delete) but for this
+    app's receivers: nothing cascades, no other receiver, a delete() Django allows as it is."""
+    query, model = queryset.query, queryset.model
+    # What Django refuses (a slice, distinct(), values()) is left to it, and its error.
+    if query.is_sliced or query.distinct or query.combinator or queryset._fields is not None:  # type: ignore[attr-defined]
+        return False
+    ours = {signals.pre_delete: capture.pre_delete, signals.post_delete: capture.post_delete}
+    for signal, receiver in ours.items():
+        if [r for group in signal._live_receivers(model) for r in group] != [receiver]:
+            return False
+    return bool(_RelationsOnly(using=queryset.db, origin=queryset).can_fast_delete(queryset))
+
+
+def run(rows: Rows, sql: str, params: list[Any], using: str, action: str) -> tuple[int, list[list[Any]]]:
+    """Run a statement of :func:`update_statement` or :func:`delete_statement`: the number of rows
+    written, and those whose event is Python's, as the statement returned them."""
+    spec, connection = rows.spec, connections[using]
+    journal.flush(using)  # these rows' events waiting for COMMIT come first: the lookup must see them
+    author = journal.Author.now()
+    content_type = ContentType.objects.db_manager(using).get_for_model(spec.model, for_concrete_model=False)
+    created_at, operation = canonical_time(timezone.now()), str(current_operation())
+    pieces = content_pieces(action, author, spec.model._meta.label_lower, created_at, operation)
+    event: list[Any] = [content_type.pk, content_type.pk, created_at, operation, author.actor_id, author.actor_repr]
+    backend = backends.of(connection)
+    with connection.cursor() as cursor:
+        if backend.before_statement_events:
+            cursor.execute(backend.before_statement_events)
+        cursor.execute(sql, [*params, *event, author.context, *pieces])
+        returned = cursor.fetchall()
+    key = 2 + rows.pk_index  # after the count and the setting back
+    return returned[0][0], [row[2:] for row in returned if row[key] is not None]
+
+
+def content_pieces(
+    action: str, author: journal.Author, content_type: str, created_at: str, operation: str
+) -> list[str]:
+    """The hashed content (``hashing.hash_content``) of an update event without a state in three pieces,
+    around its changes and its object_pk; of a delete event in two, around its object_pk (its state and
+    the closing brace follow). Canonical JSON, as ``journal`` writes it."""
+    head = f'{{"action":{_text(action)}{author.head_actor},"changes":'
+    middle = f',"content_type":{_text(content_type)}{author.head_context},"created_at":{_text(created_at)},"object_pk":'
+    if action == "delete":
+        return [head + "{}" + middle, f',"operation":{_text(operation)},"state":']
+    return [head, middle, f',"operation":{_text(operation)},"state":null}}']
+
+
+def _table(rows: Rows) -> str:
+    return str(rows.connection.ops.quote_name(Event._meta.db_table))
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a str as canonical_json writes it
+
+
+class _RelationsOnly(Collector):
+    """Django's ``can_fast_delete`` judged on the model's relations alone: :func:`_fast` checks the
+    receivers itself, against this app's own."""
+
+    def _has_signal_listeners(self, model: type[models.Model]) -> bool:
+        return False

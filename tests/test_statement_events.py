@@ -1,0 +1,366 @@
+"""``QuerySet.update()`` whose events PostgreSQL makes in the UPDATE's own statement (``statement_events``).
+
+The SQL that encodes each value must write exactly what Python's encoder and
+``canonical_json`` write, or the recorded values and the hash chain break:
+hypothesis holds the two equal for every field type it covers, and an update
+of random old and new values records the same events Python would (its
+changes, and a hash ``audit_verify`` recomputes). The rows the statement
+leaves to Python (a snapshot due, a version taken meanwhile) are recorded too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from django.db import connection, connections, models, transaction
+from django.db.models import F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from audit_events import history, restore
+from audit_events.backends import postgresql_events
+from audit_events.encoding import canonical_json, encode
+from audit_events.models import Event
+from audit_events.recording import diff
+from audit_events.verify import verify_model
+from tests.helpers import at_commit, events, spec_of
+from tests.models import Author, Book, Code, Everything, Stamped, Ticket
+from tests.test_encoding import PROPERTY, VALUES
+
+MAKE = {
+    Ticket: lambda i: Ticket(title=f"r{i}"),
+    Code: lambda i: Code(code=f"k{i}", label=f"r{i}"),
+    Stamped: lambda i: Stamped(name=f"r{i}"),
+}
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL makes these events in SQL"),
+]
+
+FIELDS = {f.name: f for f in Everything._meta.concrete_fields if f.name != "id"}
+COVERED = set(FIELDS) - {"ip"}
+COVERED_VALUES = {name: VALUES[name] for name in sorted(COVERED)}
+
+
+def test_the_types_encoded_in_sql() -> None:
+    covered = {name for name, field in FIELDS.items() if postgresql_events.json_text(field, "x") is not None}
+    assert covered == COVERED  # IP addresses: Python's
+
+
+def _row(values: dict[str, Any], author: Author) -> dict[str, Any]:
+    return {**values, "author": author if values["author"] else None}
+
+
+@PROPERTY
+@given(values=st.fixed_dictionaries(COVERED_VALUES))
+def test_sql_writes_each_value_as_python_encodes_it(values: dict[str, Any]) -> None:
+    author = Author.objects.get_or_create(name="encoded")[0]
+    row = Everything.objects.create(**_row(values, author))
+    stored = Everything.objects.get(pk=row.pk)
+    quote = connection.ops.quote_name
+    selects = [postgresql_events.json_text(FIELDS[name], quote(FIELDS[name].column)) for name in COVERED_VALUES]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(selects)} FROM tests_everything WHERE id = %s", [row.pk])  # type: ignore[arg-type]
+        texts = cursor.fetchone()
+    for name, text in zip(COVERED_VALUES, texts, strict=True):
+        field = FIELDS[name]
+        value = encode(field, getattr(stored, field.attname))
+        assert text == (None if _extreme(value) else canonical_json(value)), name  # None: Python writes it
+
+
+@PROPERTY
+@given(old=st.fixed_dictionaries(COVERED_VALUES), new=st.fixed_dictionaries(COVERED_VALUES))
+def test_an_update_records_what_python_would(old: dict[str, Any], new: dict[str, Any]) -> None:
+    author = Author.objects.get_or_create(name="encoded")[0]
+    row = Everything.objects.create(**_row(old, author))
+    spec = spec_of(Everything)
+    names = [f.attname for f in spec.fields]
+    before = Everything.objects.filter(pk=row.pk).values(*names).get()  # as stored (a file: its name)
+    assert Everything.objects.filter(pk=row.pk).update(**_row(new, author)) == 1
+    after = Everything.objects.filter(pk=row.pk).values(*names).get()
+    state = {f.name: encode(f, before[f.attname]) for f in spec.fields}
+    expected = diff(state, {f.name: encode(f, after[f.attname]) for f in spec.fields})
+    recorded = events(Everything, row.pk)
+    if expected:
+        assert recorded[-1].action == "update"
+        assert recorded[-1].changes == json.loads(canonical_json(expected))  # as stored
+        assert recorded[-1].version == 2
+    else:
+        assert len(recorded) == 1  # nothing changed: nothing recorded
+    assert list(verify_model(Everything)) == []  # each hash recomputes, replay gives the live rows
+
+
+def test_many_rows_one_statement_each_event_its_own_chain(django_assert_num_queries: Any) -> None:
+    author = Author.objects.create(name="a")
+    books = Book.objects.bulk_create([Book(author=author, title=f"t{i}", pages=i) for i in range(30)])
+    Book.objects.filter(pk=books[0].pk).update(pages=100)  # one row a version ahead
+    # BEGIN, JIT off for the next statement, the UPDATE and the INSERT of every event, COMMIT
+    with django_assert_num_queries(4):
+        assert Book.objects.filter(pk__in=[b.pk for b in books[:20]]).update(pages=F("pages") + 1, title="u") == 20
+    for book in books[1:20]:
+        event = events(Book, book.pk)[-1]
+        assert (event.version, event.action) == (2, "update")
+        assert event.changes == {"pages": [book.pages, book.pages + 1], "title": [book.title, "u"]}
+    last = events(Book, books[0].pk)[-1]
+    assert (last.version, last.changes) == (3, {"pages": [100, 101], "title": ["t0", "u"]})
+    assert events(Book, books[20].pk)[-1].version == 1
+    assert list(verify_model(Book)) == []
+
+
+def test_a_snapshot_due_is_written_by_python_with_the_links() -> None:
+    # SNAPSHOT_EVERY is 10 in the tests: the 10th event stores the whole row, links included.
+    author = Author.objects.create(name="a")
+    book = Book.objects.create(author=author, title="t", pages=0)
+    other = Book.objects.create(author=author, title="o", pages=0)
+    book.tags.create(name="x")
+    at_commit()
+    first = len(events(Book, book.pk))
+    for _ in range(10 - first):
+        Book.objects.filter(pk__in=[book.pk, other.pk]).update(pages=F("pages") + 1)
+    due = events(Book, book.pk)[-1]
+    assert due.version == 10
+    assert due.action == "update"
+    assert due.state is not None
+    assert due.state["tags"] == [book.tags.get().pk]
+    assert due.state["pages"] == 10 - first
+    assert events(Book, other.pk)[-1].state is None  # its 10th event is not due yet
+    assert list(verify_model(Book)) == []
+
+
+def test_a_field_python_encodes_sends_the_rows_back(django_assert_num_queries: Any) -> None:
+    row = Everything.objects.create(ip="10.0.0.1")
+    at_commit()
+    with django_assert_num_queries(4):  # BEGIN, the UPDATE returning both rows, the event INSERT, COMMIT
+        Everything.objects.filter(pk=row.pk).update(ip="10.0.0.2", integer=3)
+    assert events(Everything, row.pk)[-1].changes == {"ip": ["10.0.0.1", "10.0.0.2"], "integer": [0, 3]}
+
+
+@pytest.mark.parametrize("number", [1e16, -7.15811643937393e16, 1e301, -1e-301, 5e-324])
+def test_a_value_the_sql_cannot_write_is_recorded_by_python(number: float) -> None:
+    row = Everything.objects.create(floating=1.5, data={"n": 1})
+    Everything.objects.filter(pk=row.pk).update(floating=number, data={"n": number, "m": [1.0]})
+    event = events(Everything, row.pk)[-1]
+    expected = {"floating": [1.5, number], "data": [{"n": 1}, {"m": [1.0], "n": number}]}
+    assert event.changes == json.loads(canonical_json(expected))  # as stored: 1e16 and above as integers
+    assert list(verify_model(Everything)) == []
+
+
+FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8)  # jsonb refuses NUL
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | FLOATS | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def _extreme(value: Any) -> bool:
+    """Whether ``value`` holds a float the SQL leaves to Python (from 1e16 on, under 1e-300)."""
+    if isinstance(value, float):
+        return value != 0 and not 1e-300 <= abs(value) < 1e16
+    if isinstance(value, dict):
+        return any(_extreme(v) for v in value.values())
+    return isinstance(value, list) and any(_extreme(v) for v in value)
+
+
+@PROPERTY
+@given(number=FLOATS)
+def test_sql_writes_a_float_as_python(number: float) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT audit_events_float(%s::float8)", [number])
+        text = cursor.fetchone()[0]
+    if 1e-300 <= abs(number) < 1e16 or number == 0:
+        assert text == canonical_json(number)
+    else:
+        assert text is None  # left to Python
+
+
+@PROPERTY
+@given(value=JSON)
+def test_sql_writes_a_json_value_as_python_reads_it_back(value: Any) -> None:
+    row = Everything.objects.create(data=value)
+    stored = Everything.objects.get(pk=row.pk).data  # as json.loads reads the jsonb text back
+    with connection.cursor() as cursor:
+        sql = postgresql_events.json_text(FIELDS["data"], "data")
+        cursor.execute(f"SELECT {sql} FROM tests_everything WHERE id = %s", [row.pk])
+        text = cursor.fetchone()[0]
+    assert text == (None if _extreme(stored) else canonical_json(stored))
+
+
+def test_inside_a_transaction_after_waiting_saves() -> None:
+    author = Author.objects.create(name="a")
+    with transaction.atomic():
+        author.name = "b"
+        author.save()  # its event waits for COMMIT: the statement's lookup must see it
+        Author.objects.filter(pk=author.pk).update(name="c")
+        author.refresh_from_db()
+        author.name = "d"
+        author.save()
+    assert [(e.version, e.changes) for e in events(Author, author.pk)[1:]] == [
+        (2, {"name": ["a", "b"]}),
+        (3, {"name": ["b", "c"]}),
+        (4, {"name": ["c", "d"]}),
+    ]
+    assert list(verify_model(Author)) == []
+
+
+def test_a_version_taken_while_the_update_waited_is_recorded_after_it() -> None:
+    """The UPDATE waits for a row another transaction locked; that one commits an event the
+    statement's snapshot cannot see: its lookup's version is taken, and Python records the row."""
+    author = Author.objects.create(name="a")
+    locked, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other() -> None:
+        try:
+            with transaction.atomic():
+                row = Author.objects.select_for_update().get(pk=author.pk)
+                locked.set()
+                go.wait(10)
+                row.name = "other"
+                row.save()
+        finally:
+            connections.close_all()
+            done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert locked.wait(10)
+    timer = threading.Timer(0.5, go.set)  # while the UPDATE below waits for the lock
+    timer.start()
+    assert Author.objects.filter(pk=author.pk).update(name=models.functions.Concat(F("name"), models.Value("!"))) == 1
+    done.wait(10)
+    thread.join()
+    assert [(e.version, e.changes) for e in events(Author, author.pk)[1:]] == [
+        (2, {"name": ["a", "other"]}),
+        (3, {"name": ["other", "other!"]}),
+    ]
+    assert list(verify_model(Author)) == []
+
+
+def test_history_reads_the_events_of_the_statement() -> None:
+    author = Author.objects.create(name="a")
+    Author.objects.filter(pk=author.pk).update(name="b")
+    assert [e.action for e in history(author)] == ["create", "update"]
+    assert Event.objects.filter(action="update").count() == 1
+
+
+# --- QuerySet.delete() ---------------------------------------------------------------
+
+
+@PROPERTY
+@given(values=st.lists(st.fixed_dictionaries(COVERED_VALUES), min_size=1, max_size=3))
+def test_a_delete_records_each_row_as_python_would(values: list[dict[str, Any]]) -> None:
+    author = Author.objects.get_or_create(name="encoded")[0]
+    rows = [Everything.objects.create(**_row(v, author)) for v in values]
+    spec = spec_of(Everything)
+    names = [f.attname for f in spec.fields]
+    stored = {r["id"]: r for r in Everything.objects.filter(pk__in=[r.pk for r in rows]).values(*names)}
+    assert Everything.objects.filter(pk__in=list(stored)).delete() == (len(rows), {"tests.Everything": len(rows)})
+    for pk, row in stored.items():
+        event = events(Everything, pk)[-1]
+        assert (event.action, event.version, event.changes) == ("delete", 2, {})
+        expected = {f.name: encode(f, row[f.attname]) for f in spec.fields}
+        assert event.state == json.loads(canonical_json(expected))  # as stored
+    assert list(verify_model(Everything)) == []
+    pk = next(iter(stored))
+    restored = restore(Everything, pk)
+    assert (
+        Everything.objects.filter(pk=pk).values(*names).get()
+        == stored[pk]
+        == {
+            f.attname: getattr(restored, f.attname) if not isinstance(f, models.FileField) else stored[pk][f.attname]
+            for f in spec.fields
+        }
+    )
+
+
+@pytest.mark.parametrize("model", [Ticket, Code, Stamped])  # keys: a UUID, a text, an integer
+def test_a_delete_django_would_fast_delete_is_one_statement(model: Any, django_assert_num_queries: Any) -> None:
+    made = [MAKE[model](i) for i in range(20)]
+    for row in made:
+        row.save()
+    at_commit()
+    doomed = [r.pk for r in made[:10]]
+    # BEGIN, JIT off for the next statement, the DELETE and the INSERT of every event, COMMIT
+    with django_assert_num_queries(4):
+        assert model.objects.filter(pk__in=doomed).delete() == (10, {model._meta.label: 10})
+    assert [events(model, r.pk)[-1].action for r in made] == ["delete"] * 10 + ["create"] * 10
+    operations = {events(model, r.pk)[-1].operation for r in made[:10]}
+    assert len(operations) == 1  # one operation: undone together
+    assert list(verify_model(model)) == []
+    restored = restore(model, made[0].pk)
+    assert model.objects.filter(pk=made[0].pk).exists()
+    assert restored.pk == made[0].pk
+
+
+def test_a_delete_with_receivers_or_cascades_is_the_collectors() -> None:
+    heard: list[int] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        heard.append(instance.pk)
+
+    row = Everything.objects.create(integer=1)
+    models.signals.pre_delete.connect(receiver, sender=Everything)
+    try:
+        Everything.objects.filter(pk=row.pk).delete()
+    finally:
+        models.signals.pre_delete.disconnect(receiver, sender=Everything)
+    assert heard == [row.pk]  # sent, as Django sends it
+    assert events(Everything, row.pk)[-1].action == "delete"
+    author = Author.objects.create(name="a")
+    book = Book.objects.create(author=author, title="t")
+    Author.objects.filter(pk=author.pk).delete()  # cascades to the book: the Collector's
+    assert events(Book, book.pk)[-1].action == "delete"
+
+
+def test_what_django_refuses_it_still_refuses() -> None:
+    Everything.objects.create(integer=1)
+    with pytest.raises(TypeError, match="limit"):
+        Everything.objects.all()[:1].delete()
+    with pytest.raises(TypeError, match="values"):
+        Everything.objects.values("integer").delete()
+    assert Everything.objects.count() == 1
+
+
+@pytest.mark.parametrize("number", [1e16, 1e301])
+def test_a_deleted_value_the_sql_cannot_write_is_recorded_by_python(number: float) -> None:
+    row = Everything.objects.create(floating=number, data=[number])
+    Everything.objects.filter(pk=row.pk).delete()
+    event = events(Everything, row.pk)[-1]
+    assert event.action == "delete"
+    assert event.state["floating"] == json.loads(canonical_json(number))
+    assert list(verify_model(Everything)) == []
+
+
+def test_a_version_taken_while_the_delete_waited_is_recorded_after_it() -> None:
+    row = Everything.objects.create(integer=1)
+    locked, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other() -> None:
+        try:
+            with transaction.atomic():
+                mine = Everything.objects.select_for_update().get(pk=row.pk)
+                locked.set()
+                go.wait(10)
+                mine.integer = 2
+                mine.save()
+        finally:
+            connections.close_all()
+            done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert locked.wait(10)
+    timer = threading.Timer(0.5, go.set)
+    timer.start()
+    assert Everything.objects.filter(integer__gte=1).delete()[0] == 1
+    done.wait(10)
+    thread.join()
+    recorded = [(e.version, e.action) for e in events(Everything, row.pk)]
+    assert recorded == [(1, "create"), (2, "update"), (3, "delete")]
+    assert events(Everything, row.pk)[-1].state["integer"] == 2  # as the DELETE found it
+    assert list(verify_model(Everything)) == []
