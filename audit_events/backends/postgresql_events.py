@@ -50,7 +50,7 @@ def json_text(field: Field, value: str) -> str | None:
     """SQL of the canonical JSON text (``null`` for NULL) of the column ``value`` of ``field``, as
     ``canonical_json(encode(field, v))`` writes it; ``None`` for a type it does not cover (Python
     records those: IP addresses, fields with a Python type or a ``to_python`` of their own). The SQL
-    gives NULL for a value it cannot write exactly (a float from 1e16 on, migration 0009): Python
+    gives NULL for a value it cannot write exactly (a float from 1e16 on, migration 0010): Python
     records that row."""
     text = _json_text(field, value)
     return None if text is None else f"CASE WHEN ({value}) IS NULL THEN 'null' ELSE {text} END"
@@ -58,7 +58,7 @@ def json_text(field: Field, value: str) -> str | None:
 
 def _json_text(field: Field, value: str) -> str | None:
     if isinstance(field, models.JSONField):
-        # As json.loads reads the stored text back (no decoder of the field's own): migration 0009.
+        # As json.loads reads the stored text back (no decoder of the field's own): migration 0010.
         return f"audit_events_json({value})" if type(field) is models.JSONField and field.decoder is None else None
     target = value_field(field)
     if converts(target):
@@ -103,7 +103,7 @@ _WRITERS: tuple[tuple[type[Any], Any], ...] = (
     (models.DecimalField, _decimal),
     (
         models.FloatField,
-        lambda field, value: (  # Python's repr (migration 0009); non-finite as text
+        lambda field, value: (  # Python's repr (migration 0010); non-finite as text
             f"CASE WHEN {value} = 'NaN' THEN '\"nan\"' WHEN {value} = 'Infinity' THEN '\"inf\"' "
             f"WHEN {value} = '-Infinity' THEN '\"-inf\"' ELSE audit_events_float({value}) END"
         ),

@@ -94,7 +94,7 @@ def remove(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("audit_events", "0008_unrecordedwrite"),
+        ("audit_events", "0009_event_fewer_indexes"),
     ]
 
     operations = [
