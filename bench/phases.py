@@ -65,10 +65,12 @@ class Bench:
                 if os.environ.get("BENCH_CHECKPOINT", "1") == "1":
                     cur.execute("CHECKPOINT")
             else:
+                cur.execute("PRAGMA foreign_keys = OFF")  # tables in any order (Project before its links)
                 for table in tables:
                     # an append-only trigger may refuse: keep those rows (ids are not reused)
                     with contextlib.suppress(Exception):
                         cur.execute(f"DELETE FROM {qn(table)}")
+                cur.execute("PRAGMA foreign_keys = ON")
         self.owners = [self.Owner.objects.create(name=f"owner {i}") for i in range(10)]
         self.tags = [self.Tag.objects.create(name=f"tag {i}") for i in range(10)]
 
