@@ -29,9 +29,9 @@ OPS = {
     "load": "load: list(objects.all()), per row",
     "bulk_create": "bulk_create(), per row",
     "qs_update": "QuerySet.update(), per row",
+    "qs_update_m2m": "QuerySet.update(), model with a many-to-many, per row",
     "bulk_update": "bulk_update(), per row",
     "qs_delete": "QuerySet.delete(), per row",
-    "qs_update_m2m": "QuerySet.update(), model with a many-to-many, per row",
 }
 MODES = ("atomic", "autocommit")
 Table = tuple[str, list[str], list[list[str]]]

@@ -65,7 +65,7 @@ def targets_table(res: Any, v: str, libs: list[str], ops: dict[str, str], cell: 
     for op, mode, target in TARGETS:
         goal = goal_for(v, op, mode, target)
         shown = "-" if goal is None else f"≤ {goal:g}x"
-        if op == "load":
+        if op == "load" and goal is not None:
             shown += f" (met up to {LOAD_NOISE:g}x: noise)"
         cells = [cell(res, v, lib, op, mode) for lib in libs]
         rows.append([ops[op], MODE[mode], shown, *cells, verdict(res, v, op, mode, goal)])
