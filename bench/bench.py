@@ -143,6 +143,7 @@ def storage_and_memory(
         for op in ("update", "delete"):
             cmd = [*script, op, "--json", str(raw / f"memory-{lib}-{op}.json")]
             rc = rc or step(cmd, run_env, raw / f"memory-{lib}-{op}.log", f"memory {lib} {op}")
+        step([*script, "drop"], run_env, raw / f"memory-{lib}-drop.log", f"memory {lib} drop")
         if rc:
             return rc
     return 0

@@ -4,6 +4,7 @@
     BENCH_LIB=audit_events python memory.py setup --rows 1000000
     BENCH_LIB=audit_events python memory.py update --json update.json   # a fresh process per measurement
     BENCH_LIB=audit_events python memory.py delete --json delete.json
+    BENCH_LIB=audit_events python memory.py drop     # the database (gigabytes at 1,000,000 rows)
 
 Run inside the library's own virtualenv (bench.py does that), on PostgreSQL.
 ``setup`` recreates the database and inserts the rows with one INSERT ... SELECT
@@ -63,6 +64,17 @@ def setup(rows: int) -> None:
     print(f"set up {rows:,} rows")
 
 
+def drop() -> None:
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    params = {"dbname": "postgres", "user": db["USER"], "host": db["HOST"], "port": db["PORT"]}
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, password=db["PASSWORD"] or None) as conn:
+        conn.autocommit = True
+        conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
+
+
 def measure(op: str) -> dict[str, object]:
     import django
 
@@ -99,12 +111,12 @@ def measure(op: str) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=("setup", "update", "delete"))
+    ap.add_argument("what", choices=("setup", "update", "delete", "drop"))
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--json")
     args = ap.parse_args()
-    if args.what == "setup":
-        setup(args.rows)
+    if args.what in ("setup", "drop"):
+        setup(args.rows) if args.what == "setup" else drop()
         return
     res = measure(args.what)
     print(json.dumps(res))
