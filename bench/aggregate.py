@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import goals
+
 ROOT = Path(__file__).resolve().parent.parent
 OPS = {
     "create": "create()",
@@ -27,22 +29,11 @@ OPS = {
     "load": "load: list(objects.all()), per row",
     "bulk_create": "bulk_create(), per row",
     "qs_update": "QuerySet.update(), per row",
+    "qs_update_m2m": "QuerySet.update(), model with a many-to-many, per row",
     "bulk_update": "bulk_update(), per row",
+    "qs_delete": "QuerySet.delete(), per row",
 }
 MODES = ("atomic", "autocommit")
-TARGETS = [  # (op, mode, target ratio)
-    ("save", "atomic", 1.5),
-    ("save_uf", "atomic", 1.5),
-    ("delete", "atomic", 1.5),
-    ("save", "autocommit", 2.5),
-    ("save_uf", "autocommit", 2.5),
-    ("delete", "autocommit", 2.5),
-    ("create", "atomic", 1.3),
-    ("qs_update", "atomic", 2.0),
-    ("bulk_create", "atomic", 2.0),
-    ("bulk_update", "atomic", 2.0),
-    ("load", "atomic", 1.0),
-]
 Table = tuple[str, list[str], list[list[str]]]
 
 
@@ -101,41 +92,6 @@ def ratio_table(res: Results, v: str, mode: str, libs: list[str]) -> Table:
     head = ["operation", "plain", *[lib for lib in libs if lib != "plain"]]
     rows = [[OPS[op], *[cell(res, v, lib, op, mode) for lib in ["plain", *libs[1:]]]] for op in OPS]
     return (f"{_vendor(v)}, {'inside transaction.atomic()' if mode == 'atomic' else 'autocommit'}", head, rows)
-
-
-def targets_table(res: Results) -> Table:
-    rows = []
-    for op, mode, target in TARGETS:
-        r = res.ratio("postgresql", "audit_events", op, mode)
-        rec = res.recorded("postgresql", "audit_events", op, mode)
-        every = op == "load" or (rec is not None and rec >= 0.995)
-        if r is None:
-            verdict = "not measured" if res.error("postgresql", "audit_events", op, mode) is None else "error"
-        elif not every:
-            verdict = f"missed: {rec:.2g} rows recorded per row"
-        else:
-            verdict = "met" if r <= target * 1.0001 or (op == "load" and r <= 1.1) else "missed"
-        rows.append([OPS[op], mode, f"≤ {target:g}x", "-" if r is None else f"{r:.2f}x", verdict])
-    rows.append(_history_target(res))
-    return ("Targets (PostgreSQL, audit_events ÷ plain)", ["operation", "mode", "target", "measured", "verdict"], rows)
-
-
-def _history_target(res: Results) -> list[str]:
-    sizes = sorted({int(p.rsplit("_", 1)[1]) for (_, lib, p) in res.h if lib == "audit_events"})
-    if len(sizes) < 2:
-        return ["state_at / restore, longest vs shortest history", "-", "≤ 2x", "-", "not measured"]
-    lo, hi = sizes[0], sizes[-1]
-    parts, ok = [], True
-    for what in ("state_at", "restore"):
-        a, b = (
-            med(res.h[("postgresql", "audit_events", f"{what}_{lo}")]),
-            med(res.h[("postgresql", "audit_events", f"{what}_{hi}")]),
-        )
-        if a and b:
-            parts.append(f"{what} {b / a:.2f}x")
-            ok = ok and b / a <= 2
-    label = f"state_at / restore, {hi:,} vs {lo:,} events"
-    return [label, "-", "≤ 2x", ", ".join(parts), "met" if ok else "missed"]
 
 
 def history_table(res: Results, v: str, libs: list[str]) -> Table | None:
@@ -280,9 +236,12 @@ def main() -> None:
     if args.wall:
         facts.append(f"Whole run: {args.wall / 60:.1f} min.")
 
-    tables: list[Table] = []
-    if "postgresql" in vendors:
-        tables.append(targets_table(res))
+    tables: list[Table] = [goals.targets_table(res, v, libs, OPS, cell) for v in vendors]
+    memory = [json.loads(p.read_text()) for p in sorted(raw.glob("memory-*.json"))]
+    storage = [json.loads(p.read_text()) for p in sorted(raw.glob("storage-*.json"))]
+    mem_table = goals.memory_table(memory, libs)
+    tables += [mem_table] if mem_table else []
+    tables += goals.storage_tables(storage, libs)
     for v in vendors:
         for mode in MODES:
             tables.append(ratio_table(res, v, mode, libs))

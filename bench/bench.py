@@ -9,6 +9,11 @@ per bulk phase (10000), BENCH_REPS repetitions (5), BENCH_HISTORY history
 lengths (10,1000,10000), BENCH_LIBS, BENCH_VENDORS ("postgresql sqlite"),
 BENCH_SQLITE_REPS (1), BENCH_SNAPSHOTS (1: run the SNAPSHOT_EVERY study),
 BENCH_SNAPSHOT_SAVES (1000: saves timed per SNAPSHOT_EVERY value),
+BENCH_STORAGE (creates,saves,deletes of the storage study, 20000,15000,1000;
+0 skips it), BENCH_MEMORY_ROWS (rows of the memory study's QuerySet.update() and
+.delete(), 1000000; 0 skips it), BENCH_MEMORY_LIBS (the libraries it runs,
+"plain audit_events"); a smoke run (BENCH_N < 200) defaults to 200,150,10 and
+2,000 rows,
 BENCH_REV (measure audit_events at a git revision instead of the working tree),
 PIN (0; 1 pins PostgreSQL's postmaster to CPU 0 and the client to CPU 1, as the
 peer harness did, and restores the postmaster's affinity afterwards; off by
@@ -102,6 +107,48 @@ def source_tree(raw: Path) -> dict[str, str]:
     return {"BENCH_SRC": str(dest), "BENCH_SOURCE_DESC": f"commit {sha[:10]} ({rev})"}
 
 
+def step(cmd: list[str], run_env: dict[str, str], log_path: Path, label: str) -> int:
+    """Run one subprocess of the study, its output to log_path; prints its time, and its log if it failed."""
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, env=run_env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+    status = "ok" if rc == 0 else f"FAILED (see {log_path})"
+    print(f"bench: {label:<36} {time.monotonic() - t0:6.1f}s {status}", file=sys.stderr, flush=True)
+    if rc:
+        print(log_path.read_text()[-3000:], file=sys.stderr)
+    return rc
+
+
+def storage_and_memory(
+    client: list[str], pythons: dict[str, Path], base_env: dict[str, str], raw: Path, libs: list[str], smoke: bool
+) -> int:
+    """PostgreSQL only: bytes on disk per recorded change (every library but plain, which records
+    nothing), then the peak RSS of QuerySet.update() and .delete() of every row, a fresh process each."""
+    scale = env("BENCH_STORAGE", "200,150,10" if smoke else "20000,15000,1000")
+    if scale != "0":
+        creates, saves, deletes = scale.split(",")
+        for lib in [lib for lib in libs if lib != "plain"]:
+            cmd = [*client, str(pythons[lib]), str(HERE / "storage.py"), "--creates", creates, "--saves", saves]
+            cmd += ["--deletes", deletes, "--json", str(raw / f"storage-{lib}.json")]
+            rc = step(cmd, {**base_env, "BENCH_LIB": lib}, raw / f"storage-{lib}.log", f"storage {lib}")
+            if rc:
+                return rc
+    rows = env("BENCH_MEMORY_ROWS", "2000" if smoke else "1000000")
+    if rows == "0":
+        return 0
+    for lib in [lib for lib in env("BENCH_MEMORY_LIBS", "plain audit_events").split() if lib in libs]:
+        run_env = {**base_env, "BENCH_LIB": lib}
+        script = [*client, str(pythons[lib]), str(HERE / "memory.py")]
+        rc = step([*script, "setup", "--rows", rows], run_env, raw / f"memory-{lib}-setup.log", f"memory {lib} setup")
+        for op in ("update", "delete"):
+            cmd = [*script, op, "--json", str(raw / f"memory-{lib}-{op}.json")]
+            rc = rc or step(cmd, run_env, raw / f"memory-{lib}-{op}.log", f"memory {lib} {op}")
+        step([*script, "drop"], run_env, raw / f"memory-{lib}-drop.log", f"memory {lib} drop")
+        if rc:
+            return rc
+    return 0
+
+
 def main() -> int:
     n, bulk = env("BENCH_N", "500"), env("BENCH_BULK", "10000")
     reps = int(env("BENCH_REPS", "5"))
@@ -162,6 +209,10 @@ def main() -> int:
             if rc.returncode:
                 print((raw / "snapshots.log").read_text()[-3000:], file=sys.stderr)
                 return 1
+        smoke = int(n) < 200
+        rc = storage_and_memory([*pin.client], pythons, base_env, raw, libs if "postgresql" in vendors else [], smoke)
+        if rc:
+            return rc
     wall = time.monotonic() - start
     agg = [sys.executable, str(HERE / "aggregate.py"), str(raw), "--rst", str(doc), "--wall", f"{wall:.0f}"]
     agg += ["--md", str(out / f"report-{raw.name[4:]}.md"), "--libs", " ".join(libs)]

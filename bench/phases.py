@@ -19,7 +19,8 @@ from time import perf_counter
 from typing import Any
 
 ROW_PHASES = ("create", "save", "save_uf", "load", "delete")
-BULK_PHASES = ("bulk_create", "qs_update", "bulk_update")
+BULK_PHASES = ("bulk_create", "qs_update", "bulk_update", "qs_delete", "qs_update_m2m")
+TAGS_PER_ROW = 3  # links of each Project row (the model with a many-to-many field)
 SHORT = 100  # history events written through the library; the rest synthesized
 TX_WORDS = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT"}
 OPENED_AT = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -33,13 +34,14 @@ def _outer(mode: str) -> Any:
 
 class Bench:
     def __init__(self, adapter: Any, n: int, bulk: int, reads: int, sample: int) -> None:
-        from core.models import Account, Owner
+        from core.models import Account, Owner, Project, Tag
 
         self.adapter = adapter
         self.n, self.bulk, self.reads, self.sample = n, bulk, reads, sample
         self.count_bulk = min(bulk, 1000)  # statements per bulk call are counted on up to 1,000 rows
-        self.Account, self.Owner = Account, Owner
+        self.Account, self.Owner, self.Project, self.Tag = Account, Owner, Project, Tag
         self.owners: list[Any] = []
+        self.tags: list[Any] = []
 
     # ------------------------------------------------------------ helpers
     def reset(self) -> None:
@@ -63,11 +65,14 @@ class Bench:
                 if os.environ.get("BENCH_CHECKPOINT", "1") == "1":
                     cur.execute("CHECKPOINT")
             else:
+                cur.execute("PRAGMA foreign_keys = OFF")  # tables in any order (Project before its links)
                 for table in tables:
                     # an append-only trigger may refuse: keep those rows (ids are not reused)
                     with contextlib.suppress(Exception):
                         cur.execute(f"DELETE FROM {qn(table)}")
+                cur.execute("PRAGMA foreign_keys = ON")
         self.owners = [self.Owner.objects.create(name=f"owner {i}") for i in range(10)]
+        self.tags = [self.Tag.objects.create(name=f"tag {i}") for i in range(10)]
 
     def kwargs(self, i: int, prefix: str) -> dict[str, Any]:
         return {
@@ -113,10 +118,11 @@ class Bench:
             ("delete", delete, lambda: list(objs), True),
         ]
 
-    def bulk_plan(self, b: int, prefix: str) -> list[tuple[str, Callable[[], Any]]]:
+    def bulk_plan(self, b: int, prefix: str) -> list[tuple[str, Callable[[], Any], Callable[[], Any] | None]]:
+        """(phase, timed call, untimed preparation or None), in order: each phase works on the rows before it left."""
         from django.db.models import F
 
-        A, ad = self.Account, self.adapter
+        A, P, ad = self.Account, self.Project, self.adapter
         objs: list[Any] = []
 
         def bulk_create() -> None:
@@ -131,9 +137,36 @@ class Bench:
                 obj.name += "!"
             ad.bulk_update(A, objs, ["status", "name"])
 
-        return [("bulk_create", bulk_create), ("qs_update", qs_update), ("bulk_update", bulk_update)]
+        def qs_delete() -> None:
+            A.objects.filter(code__startswith=prefix).delete()
+
+        def projects() -> None:
+            """B projects, each with TAGS_PER_ROW links, written through the library (its bulk helpers)."""
+            rows = ad.bulk_create(
+                P, [P(code=f"{prefix}{i}", name=f"Project {i}", owner=self.owners[i % 10]) for i in range(b)]
+            )
+            through, tags = P.tags.through, self.tags
+            links = [
+                through(project=p, tag=tags[(i + k) % len(tags)])
+                for i, p in enumerate(rows)
+                for k in range(TAGS_PER_ROW)
+            ]
+            through.objects.bulk_create(links, batch_size=5000)
+
+        def qs_update_m2m() -> None:
+            P.objects.filter(code__startswith=prefix).update(status=F("status") + 1)
+
+        return [
+            ("bulk_create", bulk_create, None),
+            ("qs_update", qs_update, None),
+            ("bulk_update", bulk_update, None),
+            ("qs_delete", qs_delete, None),
+            ("qs_update_m2m", qs_update_m2m, projects),
+        ]
 
     def timed_mode(self, mode: str, n: int, b: int, prefix: str, record: bool = True) -> list[dict[str, Any]]:
+        from django.db import transaction
+
         op_ctx = self.adapter.op_context
         _, plan = self.row_plan(n, prefix)
         results = []
@@ -168,7 +201,10 @@ class Bench:
                     "recorded_per_op": None if before is None else (after - before) / units,
                 }
             )
-        for phase, fn in self.bulk_plan(b, prefix + "b"):
+        for phase, fn, prep in self.bulk_plan(b, prefix + "b"):
+            if prep is not None:
+                with transaction.atomic(), op_ctx():
+                    prep()
             before = self.adapter.audit_count()
             gc.collect()
             error = None
@@ -197,7 +233,7 @@ class Bench:
     # ----------------------------------------------------- query counting
     def count_queries(self, mode: str) -> list[dict[str, Any]]:
         """Statements per op: single-row ops on a sample, bulk ops per call of ``count_bulk`` rows."""
-        from django.db import connection
+        from django.db import connection, transaction
         from django.test.utils import CaptureQueriesContext
 
         op_ctx = self.adapter.op_context
@@ -226,8 +262,11 @@ class Bench:
                         op(it)
                     kinds.update(_kind(q["sql"]) for q in cq.captured_queries)
             record(phase, kinds, len(items))
-        for phase, fn in self.bulk_plan(self.count_bulk, "q" + mode[:2] + "b"):
+        for phase, fn, prep in self.bulk_plan(self.count_bulk, "q" + mode[:2] + "b"):
             try:
+                if prep is not None:
+                    with transaction.atomic(), op_ctx():
+                        prep()
                 with CaptureQueriesContext(connection) as cq, _outer(mode), op_ctx():
                     fn()
             except Exception:  # reported by the timed run

@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args()
 
-    from phases import ROW_PHASES, Bench
+    from phases import BULK_PHASES, ROW_PHASES, Bench
 
     t_start = perf_counter()
     adapter, dbname = setup_django()
@@ -149,7 +149,7 @@ def main() -> None:
     for mode in modes:
         bench.reset()
         timings += bench.timed_mode(mode, args.n, args.bulk, "t")
-    order = [*ROW_PHASES, "bulk_create", "qs_update", "bulk_update"]
+    order = [*ROW_PHASES, *BULK_PHASES]
     timings.sort(key=lambda r: (r["mode"] != "autocommit", order.index(r["phase"])))
 
     queries = []
@@ -183,7 +183,7 @@ def main() -> None:
     for r in timings:
         rec = "-" if r["recorded_per_op"] is None else f"{r['recorded_per_op']:.2f}"
         us = r.get("error") or f"{r['us_per_op']:>10.1f} us"
-        print(f"{res['lib']:<15}{r['phase']:<12}{r['mode']:<11}{us}  recorded/op {rec}")
+        print(f"{res['lib']:<15}{r['phase']:<14}{r['mode']:<11}{us}  recorded/op {rec}")
     for h in history:
         print(f"{res['lib']:<15}{h['phase']:<23}{h['us_per_op']:>10.1f} us")
     print(f"[{res['lib']} {res['db']['vendor']} rep {args.rep}] wall {res['wall_s']:.1f}s")

@@ -29,17 +29,20 @@ class Adapter:
     settings: dict[str, Any] = {}
     #: "app_label.ModelName" of the tables that hold audit rows (counted per op); empty = writes nothing
     audit_models: tuple[str, ...] = ()
+    #: the tables whose bytes on disk the storage study sums (default: audit_models); rows counted
+    #: as recorded changes: those of the first
+    storage_models: tuple[str, ...] = ()
     #: database vendors the library works on
     vendors: tuple[str, ...] = ("postgresql", "sqlite")
     #: True when the adapter implements moments()/state_at()/restore()
     has_history_api = False
 
-    def model_attrs(self) -> dict[str, Any]:
-        """Class attributes to put on Account when it is created."""
+    def model_attrs(self, name: str = "Account") -> dict[str, Any]:
+        """Class attributes to put on Account (or Project, the model with a many-to-many) when it is created."""
         return {}
 
     def register(self, model: Any) -> None:
-        """Called once with the Account class right after it is created."""
+        """Called once with the Account class, then the Project class, right after each is created."""
 
     def after_migrate(self, connection: Any) -> None:
         """Called after `migrate --run-syncdb` on the fresh database."""

@@ -12,7 +12,8 @@ from . import Adapter
 class AuditEvents(Adapter):
     dists = ("django-audit-events",)
     apps = ("audit_events",)
-    settings = {"AUDIT_EVENTS": {"MODELS": ["core.Account"]}}
+    # Project's many-to-many links are recorded on the declaring row, nothing else to declare
+    settings = {"AUDIT_EVENTS": {"MODELS": ["core.Account", "core.Project"]}}
     audit_models = ("audit_events.Event",)
     has_history_api = True
 

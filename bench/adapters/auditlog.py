@@ -1,5 +1,6 @@
 """django-auditlog: auditlog.register(); LogEntry rows written from signals
-(create: post_save, update: pre_save + a SELECT of the old row, delete: post_delete)."""
+(create: post_save, update: pre_save + a SELECT of the old row, delete: post_delete);
+Project's many-to-many links through ``m2m_fields``."""
 
 from . import Adapter
 
@@ -12,7 +13,10 @@ class Auditlog(Adapter):
     def register(self, model):
         from auditlog.registry import auditlog
 
-        auditlog.register(model)
+        if model.__name__ == "Project":
+            auditlog.register(model, m2m_fields={"tags"})
+        else:
+            auditlog.register(model)
 
 
 ADAPTER = Auditlog()

@@ -13,12 +13,20 @@ class Reversion(Adapter):
     dists = ("django-reversion",)
     apps = ("reversion",)
     audit_models = ("reversion.Version",)
+    storage_models = ("reversion.Version", "reversion.Revision")
     has_history_api = True
 
     def register(self, model: Any) -> None:
         import reversion
 
-        reversion.register(model)
+        if model.__name__ == "Project":  # many-to-many: the linked tags follow the project into its revisions
+            from core.models import Tag
+
+            if not reversion.is_registered(Tag):
+                reversion.register(Tag)
+            reversion.register(model, follow=("tags",))
+        else:
+            reversion.register(model)
 
     def op_context(self) -> Any:
         import reversion

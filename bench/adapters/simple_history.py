@@ -13,13 +13,15 @@ from . import BULK_UPDATE_BATCH, Adapter
 class SimpleHistory(Adapter):
     dists = ("django-simple-history",)
     apps = ("simple_history",)
-    audit_models = ("core.HistoricalAccount",)
+    audit_models = ("core.HistoricalAccount", "core.HistoricalProject")
+    storage_models = ("core.HistoricalAccount",)
     has_history_api = True
 
-    def model_attrs(self) -> dict[str, Any]:
+    def model_attrs(self, name: str = "Account") -> dict[str, Any]:
         from simple_history.models import HistoricalRecords
 
-        return {"history": HistoricalRecords()}
+        # Project's many-to-many: the documented m2m_fields (a history table of the links per history row)
+        return {"history": HistoricalRecords(m2m_fields=["tags"] if name == "Project" else ())}
 
     def bulk_create(self, model: Any, objs: list[Any]) -> list[Any]:
         from simple_history.utils import bulk_create_with_history

@@ -2,7 +2,9 @@
 
 ``Account`` is built from the abstract ``AccountFields`` plus whatever class
 attributes the active adapter asks for (e.g. HistoricalRecords), then handed to
-the adapter's ``register()``.
+the adapter's ``register()``. ``Project`` (a many-to-many field to ``Tag``) is
+built and registered the same way: the ``QuerySet.update()`` of a model with
+many-to-many links.
 """
 
 from django.conf import settings
@@ -15,6 +17,10 @@ ADAPTER = settings.ADAPTER
 
 class Owner(models.Model):  # noqa: DJ008
     name = models.CharField(max_length=100)
+
+
+class Tag(models.Model):  # noqa: DJ008
+    name = models.CharField(max_length=50)
 
 
 class AccountFields(models.Model):
@@ -32,9 +38,23 @@ class AccountFields(models.Model):
         abstract = True
 
 
-Account = ModelBase(
-    "Account",
-    (AccountFields,),
-    {"__module__": __name__, "__qualname__": "Account", **ADAPTER.model_attrs()},
-)
-ADAPTER.register(Account)
+class ProjectFields(models.Model):
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    status = models.IntegerField(default=0)
+    owner = models.ForeignKey(Owner, on_delete=models.PROTECT, related_name="projects")
+    tags = models.ManyToManyField(Tag, related_name="projects")
+
+    class Meta:
+        abstract = True
+
+
+def _build(name: str, base: type) -> type:
+    attrs = {"__module__": __name__, "__qualname__": name, **ADAPTER.model_attrs(name)}
+    model = ModelBase(name, (base,), attrs)
+    ADAPTER.register(model)
+    return model
+
+
+Account = _build("Account", AccountFields)
+Project = _build("Project", ProjectFields)
