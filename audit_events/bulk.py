@@ -48,14 +48,14 @@ from django.db import NotSupportedError, connections, models
 from django.db.models import OuterRef, Subquery
 from django.db.models.constants import OnConflict
 
-from . import journal, m2m, registry
+from . import journal, m2m, registry, statement_events
 from .context import capture_paused
 from .encoding import State
 from .models import Action, Event
 from .operations import operation
 from .recording import view_event
 from .replay import recorded_state
-from .returning import insert_returning
+from .returning import insert_returning, insert_statements
 from .rows import lock_rows
 from .transactions import atomic_write
 
@@ -203,8 +203,15 @@ class _RecordingInsert:
         conflicts = {"on_conflict": on_conflict, "update_fields": update_fields, "unique_fields": unique_fields}
         if not connections[using].features.can_return_rows_from_bulk_insert:
             return self._read_after(objs, fields, returning_fields, raw, using, conflicts)
-        before = self._lock_conflicting(objs, unique_fields or [], using) if on_conflict == OnConflict.UPDATE else {}
         model, asked = self.queryset.model, list(returning_fields or ())
+        if on_conflict != OnConflict.UPDATE:  # the events made by the database in the INSERT, where it can
+            plan, statements = insert_statements(self.spec, model, objs, fields, asked, raw, using, conflicts)
+            sql = statement_events.insert_statement(self.spec, plan, statements[0][0]) if len(statements) == 1 else None
+            if sql is not None:
+                answered, left = statement_events.run_insert(self.spec, plan, sql, statements[0][1], using)
+                self._record({}, plan.states(left), using)
+                return plan.given(answered)
+        before = self._lock_conflicting(objs, unique_fields or [], using) if on_conflict == OnConflict.UPDATE else {}
         states, rows = insert_returning(self.spec, model, objs, fields, asked, raw, using, conflicts)
         if on_conflict == OnConflict.UPDATE:
             before.update(

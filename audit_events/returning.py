@@ -8,7 +8,7 @@ what it asked for with both applied, as from its own INSERT.
 An INSERT of a registered model returns every recorded column (``RETURNING``).
 What to do with what it returns is the same for every INSERT of a model
 asking for the same columns, and that is planned once per connection
-(:class:`_Plan`): the hot part of a create is then the statement and a
+(:class:`Plan`): the hot part of a create is then the statement and a
 loop over its values, as in plain Django.
 """
 
@@ -72,24 +72,39 @@ def insert_returning(
     through the cursor the connection keeps (:func:`.prepared.cursor`): a
     fresh one would look up how to read each returned column again.
     """
-    connection = connections[using]
-    plan = _plan(spec, model, asked, connection)
-    query = InsertQuery(model, **conflicts)
-    query.insert_values(fields, objs, raw=raw)
-    compiler: Any = query.get_compiler(connection=connection)
-    cursor = prepared.cursor(connection)
-    for sql, params in plan.statements(compiler):
+    plan, statements = insert_statements(spec, model, objs, fields, asked, raw, using, conflicts)
+    cursor = prepared.cursor(plan.connection)
+    for sql, params in statements:
         cursor.execute(sql, params)
     returned = cursor.fetchall()
     return plan.states(returned), plan.given(returned)
 
 
-def _plan(spec: registry.ModelSpec, model: type[models.Model], asked: list[Field], connection: Any) -> _Plan:
-    plans: dict[tuple[type[models.Model], tuple[Field, ...]], _Plan] = connection.__dict__.setdefault(_PLANS, {})
+def insert_statements(
+    spec: registry.ModelSpec,
+    model: type[models.Model],
+    objs: list[models.Model],
+    fields: list[Field],
+    asked: list[Field],
+    raw: bool,
+    using: str,
+    conflicts: dict[str, Any],
+) -> tuple[Plan, list[tuple[str, Any]]]:
+    """:func:`insert_returning`'s plan and statements, not run."""
+    connection = connections[using]
+    plan = _plan(spec, model, asked, connection)
+    query = InsertQuery(model, **conflicts)
+    query.insert_values(fields, objs, raw=raw)
+    compiler: Any = query.get_compiler(connection=connection)
+    return plan, plan.statements(compiler)
+
+
+def _plan(spec: registry.ModelSpec, model: type[models.Model], asked: list[Field], connection: Any) -> Plan:
+    plans: dict[tuple[type[models.Model], tuple[Field, ...]], Plan] = connection.__dict__.setdefault(_PLANS, {})
     key = (model, tuple(asked))
     plan = plans.get(key)
     if plan is None or plan.spec is not spec:
-        plan = plans[key] = _Plan(spec, model, asked, connection)
+        plan = plans[key] = Plan(spec, model, asked, connection)
     return plan
 
 
@@ -97,7 +112,7 @@ _PLANS = "_audit_events_insert_plans"
 _Converter = tuple[int, list[Callable[..., Any]], Any]  # a column's position, its converters, its expression
 
 
-class _Plan:
+class Plan:
     """The INSERT of ``model`` returning ``asked`` and ``spec``'s recorded columns: which
     columns, and how each returned value becomes a state's and the one Django asked for."""
 
@@ -184,7 +199,7 @@ def _returned_columns(spec: registry.ModelSpec, local: Any, asked: list[Field], 
 
 def _returning_clause(connection: Any, columns: list[Field]) -> tuple[str, tuple[Any, ...]] | None:
     """Django's ``RETURNING`` clause of ``columns``, where the backend inserts many rows in one
-    statement and can return them (:meth:`_Plan.statements` appends it); ``None`` elsewhere."""
+    statement and can return them (:meth:`Plan.statements` appends it); ``None`` elsewhere."""
     features = connection.features
     if not (features.has_bulk_insert and features.can_return_rows_from_bulk_insert):
         return None

@@ -34,6 +34,7 @@ from .operations import current_operation
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .returning import Plan
     from .updates import Rows
 
 _KEYS = (models.CharField, models.TextField, models.UUIDField)
@@ -58,7 +59,7 @@ def update_statement(spec: registry.ModelSpec, rows: Rows, update: str) -> str |
     changes.sort()  # canonical JSON: keys in order (the names are distinct)
     every = conf.get_config().snapshot_every
     key = f"(w.c{rows.width})::text"  # the key as the UPDATE left it (it writes no key here)
-    return backend.update_with_events(update, rows.width, changes, key, _table(rows), every)
+    return backend.update_with_events(update, rows.width, changes, key, _table(rows.connection), every)
 
 
 def deletes_in_statement(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> bool:
@@ -86,7 +87,33 @@ def delete_statement(spec: registry.ModelSpec, rows: Rows) -> str:
         f"{_OLD_ROW}.{quote(rows.names[rows.pk_index])} RETURNING {_OLD_ROW}.*"
     )
     key = f"(w.c{rows.pk_index})::text"
-    return backend.delete_with_events(delete, rows.width, state, key, _table(rows))
+    return backend.delete_with_events(delete, rows.width, state, key, _table(rows.connection))
+
+
+def insert_statement(spec: registry.ModelSpec, plan: Plan, insert: str) -> str | None:
+    """The INSERT of a ``bulk_create()`` batch (``returning.Plan``), returning its rows and inserting their
+    ``create`` events; ``None`` where Python must make the events (links, a field with no SQL encoding)."""
+    backend = _backend(spec, plan.connection)
+    if backend is None or spec.m2m_fields or spec.model._meta.parents or len(plan.keys) != 1:
+        return None
+    state = []
+    for name, position, _ in plan.encoded:
+        value = backend.json_text(plan.columns[position], f"w.c{position}")
+        if value is None:
+            return None
+        state.append((_text(name), value))
+    state.sort()
+    key = f"(w.c{plan.keys[0]})::text"
+    return backend.insert_with_events(insert, len(plan.columns), state, key, _table(plan.connection))
+
+
+def run_insert(
+    spec: registry.ModelSpec, plan: Plan, sql: str, params: Any, using: str
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Run :func:`insert_statement`: every row the INSERT returned, in its order, and those whose
+    event is Python's."""
+    _, answered = _run(spec, sql, params, using, "create", 1 + plan.keys[0])
+    return [row[1:] for row in answered], [row[1:] for row in answered if row[0]]
 
 
 def _backend(spec: registry.ModelSpec, connection: Any) -> Backend | None:
@@ -116,7 +143,15 @@ def _fast(queryset: models.QuerySet[Any]) -> bool:
 def run(rows: Rows, sql: str, params: list[Any], using: str, action: str) -> tuple[int, list[list[Any]]]:
     """Run a statement of :func:`update_statement` or :func:`delete_statement`: the number of rows
     written, and those whose event is Python's, as the statement returned them."""
-    spec, connection = rows.spec, connections[using]
+    return _run(rows.spec, sql, params, using, action, rows.pk_index)
+
+
+def _run(
+    spec: registry.ModelSpec, sql: str, params: list[Any] | tuple[Any, ...], using: str, action: str, key: int
+) -> tuple[int, list[list[Any]]]:
+    """Run a statement of this module: the number of rows written, and the rows it answers (``key``:
+    the key's column among them, NULL in the one row it answers when there are none)."""
+    connection = connections[using]
     journal.flush(using)  # these rows' events waiting for COMMIT come first: the lookup must see them
     author = journal.Author.now()
     content_type = ContentType.objects.db_manager(using).get_for_model(spec.model, for_concrete_model=False)
@@ -129,8 +164,7 @@ def run(rows: Rows, sql: str, params: list[Any], using: str, action: str) -> tup
             cursor.execute(backend.before_statement_events)
         cursor.execute(sql, [*params, *event, author.context, *pieces])
         returned = cursor.fetchall()
-    key = 2 + rows.pk_index  # after the count and the setting back
-    return returned[0][0], [row[2:] for row in returned if row[key] is not None]
+    return returned[0][0], [row[2:] for row in returned if row[2 + key] is not None]  # after the count, the setting
 
 
 def content_pieces(
@@ -141,13 +175,14 @@ def content_pieces(
     the closing brace follow). Canonical JSON, as ``journal`` writes it."""
     head = f'{{"action":{_text(action)}{author.head_actor},"changes":'
     middle = f',"content_type":{_text(content_type)}{author.head_context},"created_at":{_text(created_at)},"object_pk":'
-    if action == "delete":
+    if action != "update":  # a delete, a create: their state follows
         return [head + "{}" + middle, f',"operation":{_text(operation)},"state":']
     return [head, middle, f',"operation":{_text(operation)},"state":null}}']
 
 
-def _table(rows: Rows) -> str:
-    return str(rows.connection.ops.quote_name(Event._meta.db_table))
+def _table(connection: Any) -> str:
+    """The event table, quoted for ``connection``."""
+    return str(connection.ops.quote_name(Event._meta.db_table))
 
 
 def _text(value: str) -> str:

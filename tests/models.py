@@ -40,6 +40,37 @@ class Everything(models.Model):
     author = models.ForeignKey("Author", null=True, on_delete=models.SET_NULL, related_name="+")
 
 
+class Typed(models.Model):
+    """Everything but the IP address: each field the database writes into events itself (``statement_events``)."""
+
+    char = models.CharField(max_length=100, blank=True, default="")
+    text = models.TextField(blank=True, default="")
+    slug = models.SlugField(blank=True, default="")
+    email = models.EmailField(blank=True, default="")
+    url = models.URLField(blank=True, default="")
+    small = models.SmallIntegerField(default=0)
+    integer = models.IntegerField(default=0)
+    big = models.BigIntegerField(default=0)
+    positive = models.PositiveIntegerField(default=0)
+    positive_small = models.PositiveSmallIntegerField(default=0)
+    positive_big = models.PositiveBigIntegerField(default=0)
+    floating = models.FloatField(default=0.0)
+    decimal = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    flag = models.BooleanField(default=False)
+    maybe = models.BooleanField(null=True)
+    day = models.DateField(null=True)
+    moment = models.DateTimeField(null=True)
+    clock = models.TimeField(null=True)
+    span = models.DurationField(null=True)
+    ident = models.UUIDField(null=True)
+    blob = models.BinaryField(null=True)
+    data = models.JSONField(null=True)
+    document = models.FileField(null=True, blank=True)
+    note = models.CharField(max_length=50, null=True)
+    # DO_NOTHING: a delete of an author costs no statement more for this model's sake.
+    author = models.ForeignKey("Author", null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+
+
 class Author(models.Model):
     name = models.CharField(max_length=100)
     email = models.EmailField(unique=True, null=True)

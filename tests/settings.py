@@ -82,6 +82,7 @@ STORAGES = {
 AUDIT_EVENTS = {
     "MODELS": [
         "tests.Everything",
+        "tests.Typed",
         "tests.Author",
         "tests.Book",
         "tests.Review",

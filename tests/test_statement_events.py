@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections, models, transaction
 from django.db.models import F
 from hypothesis import given
@@ -27,10 +28,11 @@ from audit_events.models import Event
 from audit_events.recording import diff
 from audit_events.verify import verify_model
 from tests.helpers import at_commit, events, spec_of
-from tests.models import Author, Book, Code, Everything, Stamped, Ticket
+from tests.models import Author, Book, Code, Everything, Stamped, Ticket, Typed
 from tests.test_encoding import PROPERTY, VALUES
 
 MAKE = {
+    Typed: lambda i: Typed(integer=i),
     Ticket: lambda i: Ticket(title=f"r{i}"),
     Code: lambda i: Code(code=f"k{i}", label=f"r{i}"),
     Stamped: lambda i: Stamped(name=f"r{i}"),
@@ -255,21 +257,21 @@ def test_history_reads_the_events_of_the_statement() -> None:
 @given(values=st.lists(st.fixed_dictionaries(COVERED_VALUES), min_size=1, max_size=3))
 def test_a_delete_records_each_row_as_python_would(values: list[dict[str, Any]]) -> None:
     author = Author.objects.get_or_create(name="encoded")[0]
-    rows = [Everything.objects.create(**_row(v, author)) for v in values]
-    spec = spec_of(Everything)
+    rows = [Typed.objects.create(**_row(v, author)) for v in values]
+    spec = spec_of(Typed)
     names = [f.attname for f in spec.fields]
-    stored = {r["id"]: r for r in Everything.objects.filter(pk__in=[r.pk for r in rows]).values(*names)}
-    assert Everything.objects.filter(pk__in=list(stored)).delete() == (len(rows), {"tests.Everything": len(rows)})
+    stored = {r["id"]: r for r in Typed.objects.filter(pk__in=[r.pk for r in rows]).values(*names)}
+    assert Typed.objects.filter(pk__in=list(stored)).delete() == (len(rows), {"tests.Typed": len(rows)})
     for pk, row in stored.items():
-        event = events(Everything, pk)[-1]
+        event = events(Typed, pk)[-1]
         assert (event.action, event.version, event.changes) == ("delete", 2, {})
         expected = {f.name: encode(f, row[f.attname]) for f in spec.fields}
         assert event.state == json.loads(canonical_json(expected))  # as stored
-    assert list(verify_model(Everything)) == []
+    assert list(verify_model(Typed)) == []
     pk = next(iter(stored))
-    restored = restore(Everything, pk)
+    restored = restore(Typed, pk)
     assert (
-        Everything.objects.filter(pk=pk).values(*names).get()
+        Typed.objects.filter(pk=pk).values(*names).get()
         == stored[pk]
         == {
             f.attname: getattr(restored, f.attname) if not isinstance(f, models.FileField) else stored[pk][f.attname]
@@ -278,7 +280,7 @@ def test_a_delete_records_each_row_as_python_would(values: list[dict[str, Any]])
     )
 
 
-@pytest.mark.parametrize("model", [Ticket, Code, Stamped])  # keys: a UUID, a text, an integer
+@pytest.mark.parametrize("model", [Ticket, Code, Stamped, Typed])  # keys: a UUID, a text, integers
 def test_a_delete_django_would_fast_delete_is_one_statement(model: Any, django_assert_num_queries: Any) -> None:
     made = [MAKE[model](i) for i in range(20)]
     for row in made:
@@ -364,3 +366,58 @@ def test_a_version_taken_while_the_delete_waited_is_recorded_after_it() -> None:
     assert recorded == [(1, "create"), (2, "update"), (3, "delete")]
     assert events(Everything, row.pk)[-1].state["integer"] == 2  # as the DELETE found it
     assert list(verify_model(Everything)) == []
+
+
+# --- bulk_create() -----------------------------------------------------------------
+
+
+@PROPERTY
+@given(values=st.lists(st.fixed_dictionaries(COVERED_VALUES), min_size=1, max_size=4))
+def test_bulk_create_records_each_row_as_python_would(values: list[dict[str, Any]]) -> None:
+    author = Author.objects.get_or_create(name="encoded")[0]
+    made = Typed.objects.bulk_create([Typed(**_row(v, author)) for v in values])
+    spec = spec_of(Typed)
+    names = [f.attname for f in spec.fields]
+    for obj in made:
+        row = Typed.objects.filter(pk=obj.pk).values(*names).get()
+        event = only_event(Typed, obj.pk)
+        assert (event.action, event.version, event.changes) == ("create", 1, {})
+        expected = {f.name: encode(f, row[f.attname]) for f in spec.fields}
+        assert event.state == json.loads(canonical_json(expected))  # as stored
+    assert list(verify_model(Typed)) == []
+
+
+def test_bulk_create_is_one_statement_and_gives_django_each_key_in_order(django_assert_num_queries: Any) -> None:
+    objs = [Code(code=f"k{i:03}", label=f"l{i}") for i in range(30)]
+    ContentType.objects.get_for_model(Code)  # looked up once per model and database (cached)
+    with django_assert_num_queries(4):  # BEGIN, JIT off, the INSERT and the INSERT of the events, COMMIT
+        Code.objects.bulk_create(objs)
+    typed = Typed.objects.bulk_create([Typed(integer=i, char=f"c{i}") for i in range(50)])
+    assert [(t.pk, t.char) for t in typed] == list(Typed.objects.order_by("pk").values_list("pk", "char"))
+    assert [only_event(Typed, t.pk).state["char"] for t in typed] == [f"c{i}" for i in range(50)]
+    assert [only_event(Code, o.pk).state["label"] for o in objs] == [f"l{i}" for i in range(30)]
+    assert list(verify_model(Code)) == list(verify_model(Typed)) == []
+
+
+def test_bulk_create_ignoring_conflicts_records_the_rows_written() -> None:
+    Code.objects.create(code="A", label="first")
+    Code.objects.bulk_create([Code(code="A", label="x"), Code(code="B", label="y")], ignore_conflicts=True)
+    assert [e.action for e in events(Code, "A")] == ["create"]
+    assert only_event(Code, "B").state == {"code": "B", "label": "y"}
+    Code.objects.bulk_create([Code(code="A", label="z")], ignore_conflicts=True)  # nothing written
+    assert len(events(Code, "A")) == 1
+    assert list(verify_model(Code)) == []
+
+
+def test_a_key_used_before_continues_its_history() -> None:
+    first = Code.objects.create(code="K", label="old")
+    first.delete()
+    Code.objects.bulk_create([Code(code="K", label="new")])
+    assert [(e.version, e.action) for e in events(Code, "K")] == [(1, "create"), (2, "delete"), (3, "create")]
+    assert list(verify_model(Code)) == []
+
+
+def only_event(model: Any, pk: Any) -> Event:
+    found = events(model, pk)
+    assert len(found) == 1
+    return found[0]

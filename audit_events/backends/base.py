@@ -106,6 +106,12 @@ class Backend:
         """The statement that runs ``delete`` and inserts its events (``statement_events``)."""
         raise NotImplementedError(f"{type(self).__name__}: a DELETE inserts no events here")
 
+    def insert_with_events(
+        self, insert: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str
+    ) -> str:
+        """The statement that runs ``insert`` and inserts its events (``statement_events``)."""
+        raise NotImplementedError(f"{type(self).__name__}: an INSERT inserts no events here")
+
     def update(
         self, select: RowSelect, pk: Any, values: list[tuple[Field, Any, Any]], with_old: bool
     ) -> Written | None:

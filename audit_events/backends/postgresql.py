@@ -77,6 +77,11 @@ class PostgreSQL(Returning):
     ) -> str:
         return postgresql_events.delete_with_events(delete, width, state, object_pk, table)
 
+    def insert_with_events(
+        self, insert: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str
+    ) -> str:
+        return postgresql_events.insert_with_events(insert, width, state, object_pk, table)
+
     def update_sql(self, select: rows.RowSelect, assignments: str, columns: str, with_old: bool) -> str:
         """With ``with_old``: one statement locks the row (the subquery's ``FOR NO KEY UPDATE``),
         writes it and brings it back as it was and as it is."""

@@ -183,16 +183,27 @@ def delete_with_events(delete: str, width: int, state: list[tuple[str, str]], ob
     value's canonical text over ``w.c<i>``. Parameters after the DELETE's: as :func:`update_with_events`,
     with two pieces of hashed content (before the object_pk, and between it and the state).
     """
+    return _state_events(delete, width, state, object_pk, table, "delete")
+
+
+def insert_with_events(insert: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str) -> str:
+    """As :func:`delete_with_events`, around an INSERT: each row's ``create`` event. Its answer holds every
+    row the INSERT returned, in its order, each marked whether its event is Python's."""
+    return _state_events(insert, width, state, object_pk, table, "create")
+
+
+def _state_events(write: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str, action: str) -> str:
     members = " || ',' || ".join(f"{_literal(name + ':')} || {value}" for name, value in state)
     return _with_events(
-        delete,
+        write,
         width,
         [f"{object_pk} AS object_pk, '{{' || {members} || '}}' AS state"],  # NULL if a value is
         table,
         keep=None,
-        event=("'delete'", "'{}'::jsonb", "CAST(n.state AS jsonb)"),
+        event=(f"'{action}'", "'{}'::jsonb", "CAST(n.state AS jsonb)"),
         hashed="n.previous || %s || to_json(n.object_pk)::text || %s || n.state || '}'",
         insert="n.state IS NOT NULL",
+        every_row=action == "create",
     )
 
 
@@ -206,15 +217,20 @@ def _with_events(
     event: tuple[str, str, str],
     hashed: str,
     insert: str,
+    every_row: bool = False,
 ) -> str:
     """``write`` (returning ``width`` columns, ``w.c0``...), its rows through ``stages`` (columns each
     adds, over the previous ones), those that ``keep`` numbered from their latest event, and the INSERT of
     the events ``insert`` says the database writes: ``event``'s action, changes and state, hash of ``hashed``.
-    Its answer: the number of rows written, then the rows whose event is Python's (the others: NULL)."""
+    Its answer: the number of rows written, then the rows whose event is Python's (the others: NULL);
+    ``every_row``: each row written, in the order ``write`` returned them, after whether its event is
+    Python's (one row of NULLs if none)."""
     names = ", ".join(f"c{i}" for i in range(width))
     ctes = [f"w({names}) AS ({write})"]
     source = "w"
     for i, columns in enumerate(stages):
+        if every_row and not i:
+            columns += ", row_number() OVER () AS ord"  # the order write returned its rows in
         ctes.append(f"s{i} AS (SELECT {source}.*, {columns} FROM {source})")
         source = f"s{i}"
     where = f" WHERE {source}.{keep}" if keep else ""
@@ -232,6 +248,11 @@ def _with_events(
         "ON CONFLICT (content_type_id, object_pk, version) DO NOTHING RETURNING object_pk)"
     )
     returned = ", ".join(f"n.c{i}" for i in range(width))
+    if every_row:
+        return (
+            f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM w), {_JIT_BACK}, ins.object_pk IS NULL, {returned} "
+            "FROM (SELECT 1) AS one LEFT JOIN (n LEFT JOIN ins ON ins.object_pk = n.object_pk) ON true ORDER BY n.ord"
+        )
     return (
         f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM w), {_JIT_BACK}, {returned} "
         "FROM (SELECT 1) AS one LEFT JOIN (n LEFT JOIN ins ON ins.object_pk = n.object_pk) ON ins.object_pk IS NULL"
