@@ -164,7 +164,7 @@ def _run(
             cursor.execute(backend.before_statement_events)
         cursor.execute(sql, [*params, *event, author.context, *pieces])
         returned = cursor.fetchall()
-    return returned[0][0], [row[2:] for row in returned if row[2 + key] is not None]  # after the count, the setting
+    return returned[0][0], [row[3:] for row in returned if row[3 + key] is not None]  # after the count, the settings
 
 
 def content_pieces(

@@ -421,3 +421,15 @@ def only_event(model: Any, pk: Any) -> Event:
     found = events(model, pk)
     assert len(found) == 1
     return found[0]
+
+
+def test_the_statement_sets_jit_and_float_digits_for_itself_only() -> None:
+    row = Typed.objects.create(floating=0.1)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL extra_float_digits = 0")  # floats cut to 15 digits: not Python's
+        cursor.execute("SET LOCAL jit = on")
+        Typed.objects.filter(pk=row.pk).update(floating=0.30000000000000004)
+        cursor.execute("SELECT current_setting('extra_float_digits'), current_setting('jit')")
+        assert cursor.fetchone() == ("0", "on")
+    assert events(Typed, row.pk)[-1].changes == {"floating": [0.1, 0.30000000000000004]}
+    assert list(verify_model(Typed)) == []

@@ -126,9 +126,17 @@ def _fraction(moment: str) -> str:
 
 
 # Before the statement: its estimated cost would have PostgreSQL compile it (JIT) for longer than it runs
-# (half a second for 10,000 rows). Off for it alone: the statement itself gives the transaction's setting back.
-JIT_OFF = "SELECT set_config('audit_events.jit', current_setting('jit'), true), set_config('jit', 'off', true)"
-_JIT_BACK = "set_config('jit', current_setting('audit_events.jit'), true)"
+# (half a second for 10,000 rows), and floats must be written in their shortest exact form (migration
+# 0010's functions): set for it alone, the statement itself gives the transaction's settings back.
+JIT_OFF = (
+    "SELECT set_config('audit_events.jit', current_setting('jit'), true), set_config('jit', 'off', true), "
+    "set_config('audit_events.efd', current_setting('extra_float_digits'), true), "
+    "set_config('extra_float_digits', '1', true)"
+)
+_JIT_BACK = (
+    "set_config('jit', current_setting('audit_events.jit'), true), "
+    "set_config('extra_float_digits', current_setting('audit_events.efd'), true)"
+)
 
 
 def _literal(text: str) -> str:
