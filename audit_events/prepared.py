@@ -114,6 +114,24 @@ def execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
     _SOURCES[name] = sql
 
 
+def execute_after(cursor: Any, first: str | None, sql: str, params: Sequence[Any]) -> None:
+    """Run ``first`` (no parameters, no result wanted), then ``sql``, on a Django cursor: in one round
+    trip where the driver sends several statements at once (psycopg 2; psycopg 3's client-side binding,
+    Django's default), the cursor then on the last one's result; apart elsewhere."""
+    if not first:
+        cursor.execute(sql, params)
+        return
+    raw = cursor.cursor
+    psycopg3 = type(raw).__name__ == "ClientCursor"
+    if psycopg3 or type(raw).__module__.startswith("psycopg2"):
+        cursor.execute(f"{first}; {sql}", params)
+        while psycopg3 and raw.nextset():  # psycopg 3 stays on the first result (psycopg 2: the last)
+            pass
+        return
+    cursor.execute(first)
+    cursor.execute(sql, params)
+
+
 def sqlstate(error: BaseException) -> str | None:
     """The SQLSTATE of a database error (Django's, wrapping the driver's), psycopg2 or psycopg 3."""
     for cause in (error, error.__cause__):

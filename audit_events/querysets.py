@@ -35,6 +35,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import models, router
 
 from . import bulk, inheritance, journal, m2m, registry, statement_events, updates
@@ -149,7 +150,10 @@ def _deleted_in_statement(queryset: models.QuerySet[Any], using: str) -> tuple[i
     if spec is None or not statement_events.deletes_in_statement(spec, queryset, using):
         return None
     with atomic_write(using), operation():
-        rows = updates.Rows(spec, queryset.order_by(), using, ())  # its locking SELECT: in the transaction
+        try:
+            rows = updates.Rows(spec, queryset.order_by(), using, ())  # its locking SELECT: in the transaction
+        except EmptyResultSet:  # a filter that can match nothing (pk__in=[]): Django deletes nothing either
+            return 0, {}
         sql = statement_events.delete_statement(spec, rows)
         count, left = statement_events.run(rows, sql, list(rows.params), using, "delete")
         drafts = [
@@ -157,7 +161,7 @@ def _deleted_in_statement(queryset: models.QuerySet[Any], using: str) -> tuple[i
         ]
         journal.write(drafts, using)
     queryset._result_cache = None
-    return count, {queryset.model._meta.label: count}
+    return count, ({queryset.model._meta.label: count} if count else {})  # as Django's fast delete counts
 
 
 # --- Django's own methods (``wiring`` puts the audited ones in their place) -------------

@@ -25,7 +25,19 @@ from .rows import live_state
 
 
 def diff(old: State, new: State) -> dict[str, list[JSONValue]]:
-    return {name: [old.get(name), value] for name, value in new.items() if old.get(name) != value}
+    return {name: [old.get(name), value] for name, value in new.items() if differs(old.get(name), value)}
+
+
+def differs(old: JSONValue, new: JSONValue) -> bool:
+    """Whether two encoded values are different JSON: ``1``, ``1.0`` and ``true`` are equal in Python,
+    not in the JSON a field stores (nor in the canonical text that SQL compares, ``statement_events``)."""
+    if old != new or type(old) is not type(new):
+        return True
+    if isinstance(old, dict):
+        return any(differs(value, new[key]) for key, value in old.items())
+    if isinstance(old, list):
+        return any(differs(a, b) for a, b in zip(old, new, strict=True))
+    return False
 
 
 def view_event(

@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import connections, models
 from django.db.models import signals
 from django.db.models.deletion import Collector
 from django.utils import timezone
 
-from . import backends, capture, conf, journal, registry
+from . import backends, capture, conf, journal, prepared, registry
 from .encoding import value_field
 from .hashing import canonical_time
 from .models import Event
@@ -154,15 +153,13 @@ def _run(
     connection = connections[using]
     journal.flush(using)  # these rows' events waiting for COMMIT come first: the lookup must see them
     author = journal.Author.now()
-    content_type = ContentType.objects.db_manager(using).get_for_model(spec.model, for_concrete_model=False)
     created_at, operation = canonical_time(timezone.now()), str(current_operation())
     pieces = content_pieces(action, author, spec.model._meta.label_lower, created_at, operation)
-    event: list[Any] = [content_type.pk, content_type.pk, created_at, operation, author.actor_id, author.actor_repr]
+    opts = spec.model._meta
+    event: list[Any] = [opts.app_label, opts.model_name, created_at, operation, author.actor_id, author.actor_repr]
     backend = backends.of(connection)
     with connection.cursor() as cursor:
-        if backend.before_statement_events:
-            cursor.execute(backend.before_statement_events)
-        cursor.execute(sql, [*params, *event, author.context, *pieces])
+        prepared.execute_after(cursor, backend.before_statement_events, sql, [*params, *event, author.context, *pieces])
         returned = cursor.fetchall()
     return returned[0][0], [row[3:] for row in returned if row[3 + key] is not None]  # after the count, the settings
 

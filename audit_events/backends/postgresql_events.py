@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 from ..encoding import converts, value_field
@@ -73,7 +74,17 @@ def _json_text(field: Field, value: str) -> str | None:
 
 def _decimal(field: Any, value: str) -> str | None:
     places = field.decimal_places
-    return f"to_json(({value})::text)::text" if places is not None and places <= _DECIMAL_PLACES else None
+    if places is None or places > _DECIMAL_PLACES:
+        return None
+    return f"CASE WHEN {value} = 'NaN' THEN NULL ELSE to_json(({value})::text)::text END"  # NaN: Python's to refuse
+
+
+def _duration(field: Any, value: str) -> str:
+    # Microseconds, as many digits as it takes. An interval with months or years (raw SQL only: Django
+    # writes days and microseconds) is read by the driver as 30 and 365 days, not as EXTRACT counts them:
+    # Python's to record.
+    months = f"EXTRACT(MONTH FROM {value}) <> 0 OR EXTRACT(YEAR FROM {value}) <> 0"
+    return f"CASE WHEN {months} THEN NULL ELSE trunc(EXTRACT(EPOCH FROM {value}) * 1000000)::text END"
 
 
 def _datetime(field: Any, value: str) -> str | None:
@@ -111,7 +122,7 @@ _WRITERS: tuple[tuple[type[Any], Any], ...] = (
     (models.DateTimeField, _datetime),  # before DateField, its base
     (models.DateField, lambda field, value: f"to_json(to_char({value}, 'YYYY-MM-DD'))::text"),
     (models.TimeField, _time),
-    (models.DurationField, lambda field, value: f"(EXTRACT(EPOCH FROM {value}) * 1000000)::bigint::text"),  # µs
+    (models.DurationField, _duration),
     (models.BinaryField, lambda field, value: f"to_json(translate(encode({value}, 'base64'), E'\\n', ''))::text"),
     (models.CharField, _text),
     (models.TextField, _text),
@@ -158,7 +169,7 @@ def update_with_events(
     ``changes``: per field written, in the canonical order of its name, its JSON key (``"name"``)
     and the SQL of its old and new values' canonical text over ``w.c<i>`` (:func:`json_text`);
     ``object_pk``: the SQL of the row's ``Event.object_pk`` over them.
-    Parameters after the UPDATE's: the content type id twice, the time, the operation, the actor's
+    Parameters after the UPDATE's: the model's app label and name, the time, the operation, the actor's
     id and text, the context, the hashed content's three pieces (``statement_events``).
     """
     members = ", ".join(
@@ -234,7 +245,9 @@ def _with_events(
     ``every_row``: each row written, in the order ``write`` returned them, after whether its event is
     Python's (one row of NULLs if none)."""
     names = ", ".join(f"c{i}" for i in range(width))
-    ctes = [f"w({names}) AS ({write})"]
+    # The model's content type, looked up in the statement (a write's own statements never include that
+    # lookup, as for any event); missing (never migrated), no event is inserted here: Python's to record.
+    ctes = [f"w({names}) AS ({write})", f"ct AS (SELECT id FROM {_CONTENT_TYPES} WHERE app_label = %s AND model = %s)"]
     source = "w"
     for i, columns in enumerate(stages):
         if every_row and not i:
@@ -245,14 +258,16 @@ def _with_events(
     ctes.append(
         f"n AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
         f"FROM {source} LEFT JOIN LATERAL (SELECT e.version, e.hash FROM {table} AS e "
-        f"WHERE e.content_type_id = %s AND e.object_pk = {source}.object_pk ORDER BY e.version DESC LIMIT 1) "
+        f"WHERE e.content_type_id = (SELECT id FROM ct) AND e.object_pk = {source}.object_pk "
+        "ORDER BY e.version DESC LIMIT 1) "
         f"AS last ON true{where})"
     )
     action, changes, state = event
     ctes.append(
-        f"ins AS (INSERT INTO {table} ({_EVENT_COLUMNS}) SELECT %s, n.object_pk, n.version, {action}, {changes}, "
-        f"{state}, CAST(%s AS timestamptz), CAST(%s AS uuid), %s, %s, CAST(%s AS jsonb), "
-        f"encode(sha256(convert_to({hashed}, 'UTF8')), 'hex') FROM n WHERE {insert} "
+        f"ins AS (INSERT INTO {table} ({_EVENT_COLUMNS}) SELECT (SELECT id FROM ct), n.object_pk, n.version, "
+        f"{action}, {changes}, {state}, CAST(%s AS timestamptz), CAST(%s AS uuid), %s, %s, CAST(%s AS jsonb), "
+        f"encode(sha256(convert_to({hashed}, 'UTF8')), 'hex') FROM n "
+        f"WHERE {insert} AND (SELECT id FROM ct) IS NOT NULL "
         "ON CONFLICT (content_type_id, object_pk, version) DO NOTHING RETURNING object_pk)"
     )
     returned = ", ".join(f"n.c{i}" for i in range(width))
@@ -267,6 +282,7 @@ def _with_events(
     )
 
 
+_CONTENT_TYPES = '"' + ContentType._meta.db_table + '"'
 _EVENT_COLUMNS = (
     "content_type_id, object_pk, version, action, changes, state, created_at, operation, actor_id, actor_repr, "
     "context, hash"
