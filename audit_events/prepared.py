@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import sys
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,15 +122,25 @@ def execute_after(cursor: Any, first: str | None, sql: str, params: Sequence[Any
     if not first:
         cursor.execute(sql, params)
         return
-    raw = cursor.cursor
-    psycopg3 = type(raw).__name__ == "ClientCursor"
-    if psycopg3 or type(raw).__module__.startswith("psycopg2"):
+    if sends_together(cursor):
         cursor.execute(f"{first}; {sql}", params)
-        while psycopg3 and raw.nextset():  # psycopg 3 stays on the first result (psycopg 2: the last)
-            pass
+        while _is_client_cursor(cursor.cursor) and cursor.cursor.nextset():  # psycopg 3 stays on the first
+            pass  # result (psycopg 2 on the last)
         return
     cursor.execute(first)
     cursor.execute(sql, params)
+
+
+def sends_together(cursor: Any) -> bool:
+    """Whether a Django cursor sends several statements in one ``execute`` (:func:`execute_after`)."""
+    raw = cursor.cursor
+    return _is_client_cursor(raw) or type(raw).__module__.startswith("psycopg2")
+
+
+def _is_client_cursor(raw: Any) -> bool:
+    """psycopg 3's client-side binding cursor (Django's, unless ``server_side_binding``)."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(raw, psycopg.ClientCursor)
 
 
 def sqlstate(error: BaseException) -> str | None:

@@ -94,3 +94,14 @@ def content_type_apart(model: type, using: str = "other") -> int:
     assert other_id != default_id
     ContentType.objects.clear_cache()
     return other_id
+
+
+def statements_apart(using: str = "default") -> int:
+    """1 where the driver sends the statement turning JIT off on its own (psycopg 3's server-side binding),
+    0 where it goes in the same round trip as the statement making events (``prepared.execute_after``)."""
+    from django.db import connections
+
+    from audit_events import prepared
+
+    with connections[using].cursor() as cursor:
+        return 0 if prepared.sends_together(cursor) else 1
