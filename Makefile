@@ -22,12 +22,14 @@ demo: $(STAMP)
 # REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure.
 # Branch coverage of audit_events/ is collected over both runs and reported at the end.
 COVERAGE := --cov=audit_events --cov-append --cov-report=
+# Both cores (pytest-xdist); XDIST= runs the suite in one process.
+XDIST ?= -n 2
 test: $(STAMP)
 	@ran="sqlite"; \
 	$(PY) -m coverage erase; \
-	TEST_DB=sqlite $(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS) || exit 1; \
+	TEST_DB=sqlite $(PY) -m pytest $(XDIST) $(COVERAGE) $(PYTEST_ARGS) || exit 1; \
 	if $(PY) tests/pg_available.py; then \
-		TEST_DB=postgres $(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS) || exit 1; ran="$$ran postgresql"; \
+		TEST_DB=postgres $(PY) -m pytest $(XDIST) $(COVERAGE) $(PYTEST_ARGS) || exit 1; ran="$$ran postgresql"; \
 	elif [ -n "$(REQUIRE_POSTGRES)" ]; then \
 		echo "PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable"; exit 1; \
 	else \
@@ -37,10 +39,10 @@ test: $(STAMP)
 	echo "make test: the suite passed on: $$ran"
 
 test-sqlite: $(STAMP)
-	TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	TEST_DB=sqlite $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
-	TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+	TEST_DB=postgres $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP) arch
 	$(VENV)/bin/ruff check audit_events tests example bench tools noxfile.py docs/conf.py
@@ -75,7 +77,7 @@ test-packaging: $(STAMP)
 
 # Django 6.x on Python 3.12/3.13 from pyenv (the full matrix: `.venv/bin/nox -t tests`).
 test-django6: $(STAMP)
-	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" -- -q -p no:cacheprovider -m "not broker and not stress"
+	$(VENV)/bin/nox -s "tests(python='3.13', django='6.1', db='postgres')" -- -q -p no:cacheprovider -n 2 -m "not broker and not stress"
 
 # Side by side with plain Django and the peer libraries (each in its own virtualenv
 # under .venvs/); writes docs/_generated/benchmark.rst. Not part of `make test`.
@@ -84,7 +86,7 @@ bench: $(STAMP)
 
 # PostgreSQL through psycopg 3: psycopg preparing (server-side binding), then this app preparing (client-side).
 test-prepared: $(STAMP)
-	$(VENV)/bin/nox -s prepared -- -q -p no:cacheprovider -m "not stress"
+	$(VENV)/bin/nox -s prepared -- -q -p no:cacheprovider -n 2 -m "not stress"
 
 # Django's own ORM test suite, without audit_events and with every model registered, compared
 # test by test (docs/django-suite.rst). DB=sqlite (default) or postgres; the sources go to .cache/.

@@ -69,7 +69,7 @@ def tests(session: nox.Session, django: str, db: str) -> None:
         session.skip("PostgreSQL unreachable")
     session.install("-e", ".[test]", _django_requirement(django))
     session.run("python", "-m", "django", "--version")
-    args = session.posargs or ["-q", "-p", "no:cacheprovider"]
+    args = session.posargs or ["-q", "-p", "no:cacheprovider", "-n", "2"]
     session.run(
         "python",
         "-m",
@@ -107,7 +107,7 @@ def prepared(session: nox.Session, binding: str) -> None:
         session.skip("PostgreSQL unreachable")
     session.install("-e", ".[test]", _django_requirement("5.2"), "psycopg[binary]>=3.1.8")
     session.run("python", "-c", "import django.db.backends.postgresql.psycopg_any as p; assert p.is_psycopg3")
-    args = session.posargs or ["-q", "-p", "no:cacheprovider"]
+    args = session.posargs or ["-q", "-p", "no:cacheprovider", "-n", "2"]
     flag = "1" if binding == "server" else "0"
     session.run("python", "-m", "pytest", *args, env={"TEST_DB": "postgres", "TEST_PG_PREPARED": flag})
 

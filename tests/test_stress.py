@@ -283,7 +283,10 @@ def _seeds() -> list[int]:
     if "STRESS_SEED" in os.environ:
         return [int(s) for s in os.environ["STRESS_SEED"].split(",")]
     rounds = int(os.environ.get("STRESS_ROUNDS", "1"))
-    return [20261207] + [random.SystemRandom().randrange(10**6) for _ in range(rounds)]
+    # Under pytest-xdist every worker collects the same seeds: drawn from the run's id, which they share.
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    draw = random.Random(run) if run else random.SystemRandom()
+    return [20261207] + [draw.randrange(10**6) for _ in range(rounds)]
 
 
 @pytest.mark.parametrize("seed", _seeds())
