@@ -556,16 +556,47 @@ def only_event(model: Any, pk: Any) -> Event:
     return found[0]
 
 
-def test_the_statement_sets_jit_and_float_digits_for_itself_only() -> None:
+def test_the_statement_sets_jit_float_digits_and_sorts_for_itself_only() -> None:
     row = Typed.objects.create(floating=0.1)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL extra_float_digits = 0")  # floats cut to 15 digits: not Python's
         cursor.execute("SET LOCAL jit = on")
         Typed.objects.filter(pk=row.pk).update(floating=0.30000000000000004)
-        cursor.execute("SELECT current_setting('extra_float_digits'), current_setting('jit')")
-        assert cursor.fetchone() == ("0", "on")
+        cursor.execute(
+            "SELECT current_setting('extra_float_digits'), current_setting('jit'), current_setting('enable_sort')"
+        )
+        assert cursor.fetchone() == ("0", "on", "on")
     assert events(Typed, row.pk)[-1].changes == {"floating": [0.1, 0.30000000000000004]}
     assert list(verify_model(Typed)) == []
+
+
+def test_each_row_s_latest_event_is_looked_up_by_the_index_even_on_a_table_analyzed_small() -> None:
+    """A table the planner believes empty or tiny would be scanned once per row: the scan reads the
+    events the same statement inserted so far too (invisible, still read), quadratic in the rows."""
+    with _unrecorded("tests.Typed"):
+        Typed.objects.bulk_create([Typed(integer=i) for i in range(50)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE audit_events_event")  # empty: a sequential scan looks cheapest
+    captured: list[tuple[str, Any]] = []
+
+    def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        captured.append((sql, params))
+        raise _Captured
+
+    with pytest.raises(_Captured), connection.execute_wrapper(capture):
+        Typed.objects.update(integer=F("integer") + 1)
+    sql, params = captured[-1]
+    statement = sql[sql.index("WITH w(") :]  # after the settings, where they go in the same round trip
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(postgresql_events.JIT_OFF)
+        cursor.execute(f"EXPLAIN {statement}", params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "Index Scan Backward using audit_events_row_version" in plan
+    assert "Seq Scan on audit_events_event" not in plan
+
+
+class _Captured(Exception):
+    pass
 
 
 # --- the review's probes (each failed before its fix) -----------------------------------

@@ -143,15 +143,20 @@ def _fraction(moment: str) -> str:
 
 # Before the statement: its estimated cost would have PostgreSQL compile it (JIT) for longer than it runs
 # (half a second for 10,000 rows), and floats must be written in their shortest exact form (migration
-# 0010's functions): set for it alone, the statement itself gives the transaction's settings back.
+# 0010's functions). No sort either: a row's latest event is then the index's, never a sort of a scan,
+# which a planner that believes the event table empty or tiny (just analyzed so) would choose, and which
+# reads, for each row, the events the statement itself inserted so far (quadratic). Set for the statement
+# alone, which gives the transaction's settings back itself.
 JIT_OFF = (
     "SELECT set_config('audit_events.jit', current_setting('jit'), true), set_config('jit', 'off', true), "
     "set_config('audit_events.efd', current_setting('extra_float_digits'), true), "
-    "set_config('extra_float_digits', '1', true)"
+    "set_config('extra_float_digits', '1', true), "
+    "set_config('audit_events.sort', current_setting('enable_sort'), true), set_config('enable_sort', 'off', true)"
 )
-_JIT_BACK = (
+_JIT_BACK = (  # two columns of the answer (``statement_events``)
     "set_config('jit', current_setting('audit_events.jit'), true), "
-    "set_config('extra_float_digits', current_setting('audit_events.efd'), true)"
+    "set_config('extra_float_digits', current_setting('audit_events.efd'), true) "
+    "|| set_config('enable_sort', current_setting('audit_events.sort'), true)"
 )
 
 
