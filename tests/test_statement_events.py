@@ -580,6 +580,8 @@ def test_each_row_s_latest_event_is_looked_up_by_the_index_even_on_a_table_analy
     captured: list[tuple[str, Any]] = []
 
     def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "WITH w(" not in sql:  # the settings sent apart (server-side binding)
+            return execute(sql, params, many, context)
         captured.append((sql, params))
         raise _Captured
 
