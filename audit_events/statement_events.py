@@ -5,10 +5,11 @@ Where every field the UPDATE writes has an exact SQL encoding
 one statement updates them, encodes each row's changes from its old and new
 columns as the statement returned them, and inserts the events, versions and
 hashes looked up as the event INSERT does (``inserts``). Python receives the
-number of rows and only the rows whose event it must write itself: a
-snapshot is due (the whole row, with its links), or the version looked up was
-taken by a transaction that committed while the UPDATE waited for the row
-(``postgresql_events``' docstring). Memory stays bounded by those.
+number of rows and only the rows whose event it must write itself: the
+version looked up was taken by a transaction that committed while the UPDATE
+waited for the row (``postgresql_events``' docstring), or a snapshot is due
+(the whole row, with its links) where a field or a link of the model has no
+exact SQL (:func:`_new_state`). Memory stays bounded by those.
 
 Elsewhere (a written field of another type, a multi-table model, a
 registered parent, a write inside another write's capture) ``updates``
@@ -28,6 +29,7 @@ from django.utils import timezone
 from . import backends, capture, conf, journal, prepared, registry
 from .encoding import value_field
 from .hashing import canonical_time
+from .links import Through
 from .models import Event
 from .operations import current_operation
 
@@ -58,7 +60,31 @@ def update_statement(spec: registry.ModelSpec, rows: Rows, update: str) -> str |
     changes.sort()  # canonical JSON: keys in order (the names are distinct)
     every = conf.get_config().snapshot_every
     key = f"(w.c{rows.width})::text"  # the key as the UPDATE left it (it writes no key here)
-    return backend.update_with_events(update, rows.width, changes, key, _table(rows.connection), every)
+    state = _new_state(backend, spec, rows)
+    return backend.update_with_events(update, rows.width, changes, key, _table(rows.connection), every, state=state)
+
+
+def _new_state(backend: Backend, spec: registry.ModelSpec, rows: Rows) -> list[tuple[str, str]] | None:
+    """The whole row as the UPDATE left it, for a snapshot: per field and many-to-many field, in the
+    canonical order of its name, its JSON key and the SQL of its value's text (a field written: as the
+    UPDATE returned it; the others as the locking SELECT read them); ``None`` where one has no exact
+    SQL (Python writes the snapshots).
+
+    The links are read by the statement, in its snapshot: a transaction that changed them and
+    committed while the UPDATE waited for the row's lock also recorded an event the statement cannot
+    see, whose version its INSERT then skips (``ON CONFLICT``), leaving that row to Python, which
+    reads the links again (``rows.with_links``)."""
+    new = {j: rows.width + 1 + k for k, j in enumerate(rows.written)}
+    state = [
+        (field.name, backend.json_text(field, f"w.c{new.get(j, j)}")) for j, (field, _, _) in enumerate(spec.encoders)
+    ]
+    for field in spec.m2m_fields:
+        owner = Through.of(field).owner_key
+        column = rows.names.index(owner) if owner in rows.names else None
+        state.append((field.name, None if column is None else backend.links_text(field, f"w.c{column}")))
+    if any(value is None for _, value in state):
+        return None
+    return sorted((_text(name), str(value)) for name, value in state)
 
 
 def deletes_in_statement(spec: registry.ModelSpec, queryset: models.QuerySet[Any], using: str) -> bool:
@@ -167,14 +193,14 @@ def _run(
 def content_pieces(
     action: str, author: journal.Author, content_type: str, created_at: str, operation: str
 ) -> list[str]:
-    """The hashed content (``hashing.hash_content``) of an update event without a state in three pieces,
-    around its changes and its object_pk; of a delete event in two, around its object_pk (its state and
-    the closing brace follow). Canonical JSON, as ``journal`` writes it."""
+    """The hashed content (``hashing.hash_content``) of an update event in three pieces, around its
+    changes and its object_pk; of a delete or create event in two, around its object_pk. Its state (or
+    ``null``) and the closing brace follow. Canonical JSON, as ``journal`` writes it."""
     head = f'{{"action":{_text(action)}{author.head_actor},"changes":'
     middle = f',"content_type":{_text(content_type)}{author.head_context},"created_at":{_text(created_at)},"object_pk":'
     if action != "update":  # a delete, a create: their state follows
         return [head + "{}" + middle, f',"operation":{_text(operation)},"state":']
-    return [head, middle, f',"operation":{_text(operation)},"state":null}}']
+    return [head, middle, f',"operation":{_text(operation)},"state":']  # its state (or null) follows too
 
 
 def _table(connection: Any) -> str:

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     # A compiled UPDATE: its SQL, which of ``spec.fields`` (by position) it returns after the key,
     # and their converters (by position in what it returns).
     Statement = tuple[str, list[int], dict[int, Any]]
+    # SQL of canonical JSON members, in their key order: (``"name"``, SQL of the value's text), and of
+    # changes: (``"name"``, SQL of the old value's text, of the new one's).
+    Members = list[tuple[str, str]]
+    Changes = list[tuple[str, str, str]]
+    WholeRow = Members | None  # a state's members, where the database writes it
 
 # The triggers a flush statement fires on the event table, as PostgreSQL's ``pg_trigger.tgtype`` bits
 # (:meth:`Backend.erases_events`).
@@ -94,10 +99,16 @@ class Backend:
         it; ``None`` where the database cannot write it exactly."""
         return None
 
+    def links_text(self, field: models.ManyToManyField[Any, Any], owner: str) -> str | None:
+        """SQL of the canonical JSON text of a row's links of ``field`` (its key in the through table:
+        ``owner``), as a state holds them; ``None`` where the database cannot write them exactly."""
+        return None
+
     def update_with_events(
-        self, update: str, width: int, changes: list[tuple[str, str, str]], object_pk: str, table: str, every: int
+        self, update: str, width: int, changes: Changes, object_pk: str, table: str, every: int, state: WholeRow = None
     ) -> str:
-        """The statement that runs ``update`` and inserts its events (``statement_events``)."""
+        """The statement that runs ``update`` and inserts its events (``statement_events``); ``state``:
+        the row's whole new state, where the database writes the snapshots too."""
         raise NotImplementedError(f"{type(self).__name__}: an UPDATE inserts no events here")
 
     def delete_with_events(

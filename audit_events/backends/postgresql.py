@@ -24,7 +24,7 @@ from .base import DELETE, TRUNCATE, Returning
 
 if TYPE_CHECKING:
     from ..encoding import State
-    from .base import Written
+    from .base import Changes, WholeRow, Written
 
     Field = models.Field[Any, Any]
 
@@ -67,10 +67,13 @@ class PostgreSQL(Returning):
     def json_text(self, field: Field, value: str) -> str | None:
         return postgresql_events.json_text(field, value)
 
+    def links_text(self, field: models.ManyToManyField[Any, Any], owner: str) -> str | None:
+        return postgresql_events.links_text(field, owner)
+
     def update_with_events(
-        self, update: str, width: int, changes: list[tuple[str, str, str]], object_pk: str, table: str, every: int
+        self, update: str, width: int, changes: Changes, object_pk: str, table: str, every: int, state: WholeRow = None
     ) -> str:
-        return postgresql_events.update_with_events(update, width, changes, object_pk, table, every)
+        return postgresql_events.update_with_events(update, width, changes, object_pk, table, every, state)
 
     def delete_with_events(
         self, delete: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str

@@ -4,8 +4,9 @@ One statement updates the rows and inserts their events::
 
     WITH w AS (UPDATE t SET ... FROM (SELECT ... FOR NO KEY UPDATE) AS old ... RETURNING old.*, t.<written>),
          x AS (SELECT w.*, <the changes, as canonical JSON text> FROM w),
-         n AS (SELECT x.*, <version and previous hash: the row's latest event> FROM x ...),
-         ins AS (INSERT INTO event ... SELECT ... FROM n WHERE <no snapshot due>
+         v AS (SELECT x.*, <version and previous hash: the row's latest event> FROM x ...),
+         n AS (SELECT v.*, <the whole new row, where a snapshot is due> FROM v),
+         ins AS (INSERT INTO event ... SELECT ... FROM n WHERE <every value written>
                  ON CONFLICT (content_type_id, object_pk, version) DO NOTHING RETURNING object_pk)
     SELECT count(*) of w, then the rows of n whose event is Python's
 
@@ -20,7 +21,8 @@ recomputes it as for any event.
 Rows the statement leaves to Python (returned with their old and new columns):
 
 * those whose event falls on a snapshot version (1, or a multiple of
-  ``SNAPSHOT_EVERY``), which stores the whole row, links included;
+  ``SNAPSHOT_EVERY``), which stores the whole row, links included, where
+  the caller gives no SQL of the whole row (``update_with_events``' ``state``);
 * those whose event the INSERT could not add because the version it looked
   up was taken: the UPDATE waited for another transaction's lock on the row,
   and that transaction committed an event after this statement's snapshot
@@ -38,8 +40,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 from ..encoding import converts, value_field
+from ..links import Through
 
 if TYPE_CHECKING:
+    from .base import Changes, Members
+
     Field = models.Field[Any, Any]
 
 # Python writes a Decimal in exponent form below 1e-6 ('1E-7', '0E-7'): with at most six decimal
@@ -138,15 +143,20 @@ def _fraction(moment: str) -> str:
 
 # Before the statement: its estimated cost would have PostgreSQL compile it (JIT) for longer than it runs
 # (half a second for 10,000 rows), and floats must be written in their shortest exact form (migration
-# 0010's functions): set for it alone, the statement itself gives the transaction's settings back.
+# 0010's functions). No sort either: a row's latest event is then the index's, never a sort of a scan,
+# which a planner that believes the event table empty or tiny (just analyzed so) would choose, and which
+# reads, for each row, the events the statement itself inserted so far (quadratic). Set for the statement
+# alone, which gives the transaction's settings back itself.
 JIT_OFF = (
     "SELECT set_config('audit_events.jit', current_setting('jit'), true), set_config('jit', 'off', true), "
     "set_config('audit_events.efd', current_setting('extra_float_digits'), true), "
-    "set_config('extra_float_digits', '1', true)"
+    "set_config('extra_float_digits', '1', true), "
+    "set_config('audit_events.sort', current_setting('enable_sort'), true), set_config('enable_sort', 'off', true)"
 )
-_JIT_BACK = (
+_JIT_BACK = (  # two columns of the answer (``statement_events``)
     "set_config('jit', current_setting('audit_events.jit'), true), "
-    "set_config('extra_float_digits', current_setting('audit_events.efd'), true)"
+    "set_config('extra_float_digits', current_setting('audit_events.efd'), true) "
+    "|| set_config('enable_sort', current_setting('audit_events.sort'), true)"
 )
 
 
@@ -156,19 +166,16 @@ def _literal(text: str) -> str:
 
 
 def update_with_events(
-    update: str,
-    width: int,
-    changes: list[tuple[str, str, str]],
-    object_pk: str,
-    table: str,
-    every: int,
+    update: str, width: int, changes: Changes, object_pk: str, table: str, every: int, state: Members | None = None
 ) -> str:
     """The statement of this module's docstring around ``update`` (an UPDATE returning ``width``
     columns of the old row, then the key and the written columns).
 
     ``changes``: per field written, in the canonical order of its name, its JSON key (``"name"``)
     and the SQL of its old and new values' canonical text over ``w.c<i>`` (:func:`json_text`);
-    ``object_pk``: the SQL of the row's ``Event.object_pk`` over them.
+    ``object_pk``: the SQL of the row's ``Event.object_pk`` over them; ``state``: per field and
+    many-to-many field, in the same order, its JSON key and the SQL of its new value's canonical text
+    (:func:`links_text` for links), the whole row a snapshot stores (``None``: Python writes snapshots).
     Parameters after the UPDATE's: the model's app label and name, the time, the operation, the actor's
     id and text, the context, the hashed content's three pieces (``statement_events``).
     """
@@ -179,6 +186,10 @@ def update_with_events(
     # A value the SQL cannot write (NULL): the row's event is Python's (concat_ws would skip it).
     unwritten = " OR ".join(f"o{i} IS NULL OR n{i} IS NULL" for i in range(len(changes)))
     encoded = ", ".join(f"{old} AS o{i}, {new} AS n{i}" for i, (_, old, new) in enumerate(changes))
+    due = f"(w.version = 1 OR w.version %% {int(every)} = 0)"
+    # The whole row, for a snapshot due alone (NULL if a value is unwritten: Python's, as is any
+    # snapshot without ``state``).
+    snapshot = f"CASE WHEN {due} THEN {_object(state)} END" if state else "NULL::text"
     return _with_events(
         update,
         width + 1 + len(changes),
@@ -188,10 +199,48 @@ def update_with_events(
         ],
         table,
         keep="changes IS DISTINCT FROM '{}'",  # a row the UPDATE left as it was records nothing
-        event=("'update'", "CAST(n.changes AS jsonb)", "NULL"),
-        hashed="n.previous || %s || n.changes || %s || to_json(n.object_pk)::text || %s",
-        insert=f"NOT (n.version = 1 OR n.version %% {int(every)} = 0) AND n.changes IS NOT NULL",
+        numbered=f"{snapshot} AS state, {due} AS due",
+        event=("'update'", "CAST(n.changes AS jsonb)", "CAST(n.state AS jsonb)"),
+        hashed="n.previous || %s || n.changes || %s || to_json(n.object_pk)::text || %s || "
+        "COALESCE(n.state, 'null') || '}'",
+        insert="n.changes IS NOT NULL AND (n.state IS NOT NULL OR NOT n.due)",
     )
+
+
+def _object(members: list[tuple[str, str]]) -> str:
+    """SQL of a JSON object's canonical text from its members (JSON key, SQL of the value's text), in
+    their canonical order: NULL if a value is."""
+    return "'{' || " + " || ',' || ".join(f"{_literal(name + ':')} || {value}" for name, value in members) + " || '}'"
+
+
+def links_text(field: models.ManyToManyField[Any, Any], owner: str) -> str | None:
+    """SQL of the canonical JSON text of the links of ``field`` of the row whose key (the through
+    table's ``to_field`` value) is ``owner``: the related rows' keys, sorted as Python sorts them
+    (``links.decode_keys``: numbers as numbers, texts and UUIDs by code point, ``COLLATE "C"``), by a
+    subquery on the through table. ``None`` where Python must read them: a through table holding
+    another field than the related key (``to_field``), a key of another type."""
+    ends = Through.of(field)
+    if not ends.target.target_field.primary_key:
+        return None
+    column = f"t.{_quote(ends.target.column)}"
+    kind = value_field(ends.target)
+    if isinstance(kind, (models.IntegerField, models.AutoField)):
+        order = column
+    elif isinstance(kind, (models.CharField, models.TextField, models.UUIDField)):
+        order = f'({column})::text COLLATE "C"'
+    else:
+        return None
+    key = json_text(ends.target, column)  # never NULL for these types: string_agg would skip a NULL
+    if key is None:
+        return None
+    return (
+        f"(SELECT '[' || COALESCE(string_agg({key}, ',' ORDER BY {order}), '') || ']' "
+        f"FROM {_quote(ends.model._meta.db_table)} AS t WHERE t.{_quote(ends.source.column)} = {owner})"
+    )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def delete_with_events(delete: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str) -> str:
@@ -212,11 +261,10 @@ def insert_with_events(insert: str, width: int, state: list[tuple[str, str]], ob
 
 
 def _state_events(write: str, width: int, state: list[tuple[str, str]], object_pk: str, table: str, action: str) -> str:
-    members = " || ',' || ".join(f"{_literal(name + ':')} || {value}" for name, value in state)
     return _with_events(
         write,
         width,
-        [f"{object_pk} AS object_pk, '{{' || {members} || '}}' AS state"],  # NULL if a value is
+        [f"{object_pk} AS object_pk, {_object(state)} AS state"],  # NULL if a value is
         table,
         keep=None,
         event=(f"'{action}'", "'{}'::jsonb", "CAST(n.state AS jsonb)"),
@@ -233,6 +281,7 @@ def _with_events(
     table: str,
     *,
     keep: str | None,
+    numbered: str | None = None,
     event: tuple[str, str, str],
     hashed: str,
     insert: str,
@@ -243,7 +292,8 @@ def _with_events(
     the events ``insert`` says the database writes: ``event``'s action, changes and state, hash of ``hashed``.
     Its answer: the number of rows written, then the rows whose event is Python's (the others: NULL);
     ``every_row``: each row written, in the order ``write`` returned them, after whether its event is
-    Python's (one row of NULLs if none)."""
+    Python's (one row of NULLs if none). ``numbered``: columns added once each row has its version
+    (over ``w``, the rows numbered)."""
     names = ", ".join(f"c{i}" for i in range(width))
     # The model's content type, looked up in the statement (a write's own statements never include that
     # lookup, as for any event); missing (never migrated), no event is inserted here: Python's to record.
@@ -255,13 +305,16 @@ def _with_events(
         ctes.append(f"s{i} AS (SELECT {source}.*, {columns} FROM {source})")
         source = f"s{i}"
     where = f" WHERE {source}.{keep}" if keep else ""
+    name = "v" if numbered else "n"
     ctes.append(
-        f"n AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
+        f"{name} AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
         f"FROM {source} LEFT JOIN LATERAL (SELECT e.version, e.hash FROM {table} AS e "
         f"WHERE e.content_type_id = (SELECT id FROM ct) AND e.object_pk = {source}.object_pk "
         "ORDER BY e.version DESC LIMIT 1) "
         f"AS last ON true{where})"
     )
+    if numbered:
+        ctes.append(f"n AS (SELECT w.*, {numbered} FROM v AS w)")
     action, changes, state = event
     ctes.append(
         f"ins AS (INSERT INTO {table} ({_EVENT_COLUMNS}) SELECT (SELECT id FROM ct), n.object_pk, n.version, "
