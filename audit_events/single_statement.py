@@ -133,18 +133,18 @@ def update(
 def _update_sql(spec: registry.ModelSpec, select: rows.RowSelect, write: str, fields: list[int], backend: Any) -> str:
     width = len(select.columns)
     written = {j: width + 1 + k for k, j in enumerate(fields)}  # after old.* and the key
+    single = backend.single_row_events
     changes, state = [], []
     for j, (field, _, _) in enumerate(spec.encoders):
-        old = backend.json_text(field, f"w.c{select.indexes[j]}")
-        new = backend.json_text(field, f"w.c{written[j]}") if j in written else old
+        old = f"w.c{select.indexes[j]}"
         if j in written:
-            changes.append((_text(field.name), old, new))
-        state.append((_text(field.name), new))
+            new = f"w.c{written[j]}"
+            encoded = (backend.json_text(field, old), backend.json_text(field, new), single.same(field, old, new))
+            changes.append((_text(field.name), *encoded))
+        state.append((_text(field.name), backend.json_text(field, f"m.c{written.get(j, select.indexes[j])}")))
     every = conf.get_config().snapshot_every
     key = f"(w.c{width})::text"  # the key as the UPDATE left it (a save writes no key here)
-    return str(
-        backend.single_row_events.update(write, width + 1 + len(fields), sorted(changes), sorted(state), key, every)
-    )
+    return str(single.update(write, width + 1 + len(fields), sorted(changes), sorted(state), key, every))
 
 
 def insert(

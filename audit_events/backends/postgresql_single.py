@@ -37,6 +37,10 @@ transaction):
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import models
+
 from ..models import Event
 from .postgresql_events import _CONTENT_TYPES, _EVENT_COLUMNS, _literal
 
@@ -47,7 +51,7 @@ _DIGITS = "current_setting('extra_float_digits') = '1'"
 def update(
     write: str,
     width: int,
-    written: list[tuple[str, str, str]],
+    written: list[tuple[str, str, str, str]],
     state: list[tuple[str, str]],
     object_pk: str,
     every: int,
@@ -55,33 +59,45 @@ def update(
     """The statement around ``write`` (an UPDATE returning ``width`` columns: the old row, the key, the
     columns written) that inserts the row's ``update`` event, a snapshot when its version is due one.
 
-    ``written``: per field written, in the canonical order of its name, its JSON key and the SQL of its
-    old and new values' canonical text over ``w.c<i>`` (``postgresql_events.json_text``); ``state``: per
-    field, the same of its value as the UPDATE left it; ``object_pk``: the SQL of the row's
-    ``Event.object_pk`` over them. Answer: the number of rows written.
-    Parameters after the UPDATE's: as ``postgresql_events.update_with_events``.
+    ``written``: per field written, in the canonical order of its name, its JSON key, the SQL of its
+    old and new values' canonical text over ``w.c<i>`` (``postgresql_events.json_text``) and the SQL
+    saying the two values are the same (:func:`same`); ``state``: per field, its JSON key and the SQL of
+    its value's canonical text as the UPDATE left it, over ``m.c<i>`` (written only when a snapshot is
+    due); ``object_pk``: the SQL of the row's ``Event.object_pk`` over ``w.c<i>``. Answer: the number of
+    rows written. Parameters after the UPDATE's: as ``postgresql_events.update_with_events``.
     """
+    # Each field's member of the changes: NULL if the value is the same (not encoded at all), '' if a value
+    # cannot be written (then no changes, so no hash: the statement fails).
     members = ", ".join(
-        f"CASE WHEN o{i} IS DISTINCT FROM n{i} THEN {_literal(name + ':[')} || o{i} || ',' || n{i} || ']' END"
-        for i, (name, _, _) in enumerate(written)
+        f"CASE WHEN {unchanged} THEN NULL ELSE COALESCE({_literal(name + ':[')} || {old} || ',' || {new} || ']', '') "
+        f"END AS d{i}"
+        for i, (name, old, new, unchanged) in enumerate(written)
     )
-    # A value it cannot write (NULL): no changes, so no hash; the statement fails (concat_ws would skip it).
-    unwritten = " OR ".join(f"o{i} IS NULL OR n{i} IS NULL" for i in range(len(written)))
-    encoded = ", ".join(f"{old} AS o{i}, {new} AS n{i}" for i, (_, old, new) in enumerate(written))
-    due = f"(n.version = 1 OR n.version %% {int(every)} = 0)"
+    named = ", ".join(f"d{i}" for i in range(len(written)))
+    due = f"(m.version = 1 OR m.version %% {int(every)} = 0)"
     return _statement(
         write,
         width,
         [
-            f"{encoded}, {_state(state)} AS state, {object_pk} AS object_pk",
-            f"CASE WHEN {unwritten} THEN NULL ELSE '{{' || concat_ws(',', {members}) || '}}' END AS changes",
+            f"{members}, {object_pk} AS object_pk",
+            f"CASE WHEN '' = ANY(ARRAY[{named}]) THEN NULL ELSE '{{' || concat_ws(',', {named}) || '}}' END AS changes",
         ],
         where="s1.changes IS DISTINCT FROM '{}'",  # a save that changes nothing records nothing
-        event=("'update'", "CAST(n.changes AS jsonb)", f"CASE WHEN {due} THEN CAST(n.state AS jsonb) END"),
-        hashed=f"n.previous || %s || n.changes || %s || to_json(n.object_pk)::text || %s "
-        f"|| CASE WHEN {due} THEN n.state ELSE 'null' END || '}}'",
+        snapshot=(due, _state(state)),
+        event=("'update'", "CAST(n.changes AS jsonb)", "CAST(n.snapshot AS jsonb)"),
+        hashed="n.previous || %s || n.changes || %s || to_json(n.object_pk)::text || %s "
+        "|| CASE WHEN n.due THEN n.snapshot ELSE 'null' END || '}'",
         answer="(SELECT count(*) FROM w)",
     )
+
+
+def same(field: Any, old: str, new: str) -> str:
+    """SQL saying the columns ``old`` and ``new`` of ``field`` have the same canonical JSON text, without
+    writing it: equal values (a column's type makes equal values one text: a decimal's scale is the
+    field's); JSON by its text, as ``1`` and ``1.0`` are equal ``jsonb`` but not the same JSON."""
+    if isinstance(field, models.JSONField):
+        return f"({old})::text IS NOT DISTINCT FROM ({new})::text"
+    return f"{old} IS NOT DISTINCT FROM {new}"
 
 
 def delete(write: str, width: int, state: list[tuple[str, str]], object_pk: str) -> str:
@@ -121,13 +137,15 @@ def _statement(
     stages: list[str],
     *,
     where: str | None,
+    snapshot: tuple[str, str] | None = None,
     event: tuple[str, str, str],
     hashed: str,
     answer: str,
 ) -> str:
     """``write`` (returning ``width`` columns, ``w.c0``...), its row through ``stages`` (columns each adds,
     over the previous ones; the first adds ``object_pk``), numbered from its latest event where ``where``
-    holds, and the INSERT of its event; answering ``answer``."""
+    holds (``m``), with its ``snapshot`` if any (``n``: when it is due, the state), and the INSERT of its
+    event; answering ``answer``."""
     names = ", ".join(f"c{i}" for i in range(width))
     ctes = [f"w({names}) AS ({write})", f"ct AS (SELECT id FROM {_CONTENT_TYPES} WHERE app_label = %s AND model = %s)"]
     source = "w"
@@ -135,11 +153,15 @@ def _statement(
         ctes.append(f"s{i} AS (SELECT {source}.*, {columns} FROM {source})")
         source = f"s{i}"
     ctes.append(
-        f"n AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
+        f"m AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
         f"FROM {source} LEFT JOIN LATERAL (SELECT e.version, e.hash FROM {_EVENT_TABLE} AS e "
         f"WHERE e.content_type_id = (SELECT id FROM ct) AND e.object_pk = {source}.object_pk "
         f"ORDER BY e.version DESC LIMIT 1) AS last ON true{f' WHERE {where}' if where else ''})"
     )
+    # The snapshot (when its version is due one, this state), written only when due: its values are encoded
+    # then alone.
+    extra = f", {snapshot[0]} AS due, CASE WHEN {snapshot[0]} THEN {snapshot[1]} END AS snapshot" if snapshot else ""
+    ctes.append(f"n AS (SELECT m.*{extra} FROM m)")
     action, changes, state = event
     ctes.append(
         f"ins AS (INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) SELECT (SELECT id FROM ct), n.object_pk, n.version, "
