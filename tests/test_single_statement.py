@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import threading
 import uuid
 from typing import Any
@@ -13,15 +14,19 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import F, signals
 from django.test.utils import CaptureQueriesContext, override_settings
+from hypothesis import given
+from hypothesis import strategies as st
 
-from audit_events.encoding import decode
+from audit_events.encoding import canonical_json, decode, encode
 from audit_events.models import Event
+from audit_events.recording import diff
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
 from tests.helpers import BASE
 from tests.models import Author, Review, Typed
 from tests.test_concurrency import Worker, run_blocked_pair
+from tests.test_encoding import PROPERTY, VALUES
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -110,6 +115,27 @@ def test_every_write_of_a_model_of_every_encoded_type_is_one_statement_recorded_
     assert alone(row.delete)
     assert [e.action for e in events(Typed, pk)][-1] == "delete"
     assert_recorded(Typed, pk)
+
+
+def test_values_equal_in_sql_but_not_as_json_are_a_change() -> None:
+    """The statement encodes a written field only where its old and new values differ (``same``): JSON
+    ``1`` and ``1.0`` are equal ``jsonb`` but not the same JSON; an equal decimal or time is one text."""
+    row = typed(data={"a": 1})
+    row.save()
+    row.data = {"a": 1.0}
+    assert alone(lambda: row.save(update_fields=["data"]))
+    row.decimal, row.moment = (
+        decimal.Decimal("12.34"),
+        row.moment.astimezone(datetime.timezone(datetime.timedelta(hours=2))),
+    )
+    assert alone(lambda: row.save(update_fields=["decimal", "moment"]))  # the same values: no event
+    row.text = row.text.upper()
+    assert alone(lambda: row.save(update_fields=["text"]))
+    assert [e.changes for e in events(Typed, row.pk)][1:] == [
+        {"data": [{"a": 1}, {"a": 1.0}]},
+        {"text": ['quote " and \\ backslash', 'QUOTE " AND \\ BACKSLASH']},
+    ]
+    assert_recorded(Typed, row.pk)
 
 
 def test_a_snapshot_due_is_written_by_the_statement() -> None:
@@ -274,3 +300,35 @@ def test_a_row_written_alone_then_deleted_in_a_transaction_by_another_writer() -
 
     run_blocked_pair(first, second)
     assert [e.action for e in events(Review, review.pk)] == ["create", "delete"]
+
+
+TYPED = {f.name: f for f in Typed._meta.concrete_fields if f.name != "id"}
+TYPED_VALUES = {name: VALUES[name] for name in sorted(TYPED) if name in VALUES}
+
+
+@PROPERTY
+@given(old=st.fixed_dictionaries(TYPED_VALUES), new=st.fixed_dictionaries(TYPED_VALUES))
+def test_a_create_save_and_delete_alone_record_what_python_would(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Random values of every encoded type: the events the statements write (or, for a value their SQL
+    cannot write, the usual way's) are what Python encodes, hashes ``audit_verify`` recomputes."""
+    author = Author.objects.get_or_create(name="encoded")[0]
+    spec = spec_for(Typed)
+    assert spec is not None
+    row = Typed(**{**old, "author": author if old["author"] else None})
+    row.save()
+    before = Typed.objects.filter(pk=row.pk).values(*(f.attname for f in spec.fields)).get()
+    for name, value in new.items():
+        setattr(row, name, author if name == "author" and value else None if name == "author" else value)
+    row.save(update_fields=[name for name in TYPED if name != "blob"])
+    after = Typed.objects.filter(pk=row.pk).values(*(f.attname for f in spec.fields)).get()
+    expected = diff(
+        {f.name: encode(f, before[f.attname]) for f in spec.fields},
+        {f.name: encode(f, after[f.attname]) for f in spec.fields},
+    )
+    recorded = events(Typed, row.pk)
+    assert recorded[0].state == json.loads(canonical_json({f.name: encode(f, before[f.attname]) for f in spec.fields}))
+    assert [e.changes for e in recorded[1:]] == ([json.loads(canonical_json(expected))] if expected else [])
+    pk = row.pk
+    row.delete()
+    assert events(Typed, pk)[-1].action == "delete"
+    assert list(verify_model(Typed)) == []

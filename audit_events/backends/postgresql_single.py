@@ -41,6 +41,7 @@ from typing import Any
 
 from django.db import models
 
+from ..encoding import value_field
 from ..models import Event
 from .postgresql_events import _CONTENT_TYPES, _EVENT_COLUMNS, _literal
 
@@ -93,11 +94,15 @@ def update(
 
 def same(field: Any, old: str, new: str) -> str:
     """SQL saying the columns ``old`` and ``new`` of ``field`` have the same canonical JSON text, without
-    writing it: equal values (a column's type makes equal values one text: a decimal's scale is the
-    field's); JSON by its text, as ``1`` and ``1.0`` are equal ``jsonb`` but not the same JSON."""
-    if isinstance(field, models.JSONField):
-        return f"({old})::text IS NOT DISTINCT FROM ({new})::text"
+    writing it: equal values, where a column's type makes equal values one text (a decimal's scale is the
+    field's, equal times are one instant); text compared byte for byte (a column's collation may make
+    ``'a'`` equal ``'A'``); JSON by its text, as ``1`` and ``1.0`` are equal ``jsonb`` but not the same JSON."""
+    if isinstance(field, models.JSONField) or isinstance(value_field(field), _TEXTS):
+        return f'({old})::text COLLATE "C" IS NOT DISTINCT FROM ({new})::text COLLATE "C"'
     return f"{old} IS NOT DISTINCT FROM {new}"
+
+
+_TEXTS = (models.CharField, models.TextField, models.FileField)
 
 
 def delete(write: str, width: int, state: list[tuple[str, str]], object_pk: str) -> str:
