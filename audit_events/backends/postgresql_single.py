@@ -155,7 +155,9 @@ def _statement(
     ctes = [f"w({names}) AS ({write})", f"ct AS (SELECT id FROM {_CONTENT_TYPES} WHERE app_label = %s AND model = %s)"]
     source = "w"
     for i, columns in enumerate(stages):
-        ctes.append(f"s{i} AS (SELECT {source}.*, {columns} FROM {source})")
+        # MATERIALIZED: computed once. Inlined (PostgreSQL inlines a CTE read once), a stage's columns are
+        # computed again in each expression of the next that names them: each value encoded two or three times.
+        ctes.append(f"s{i} AS MATERIALIZED (SELECT {source}.*, {columns} FROM {source})")
         source = f"s{i}"
     ctes.append(
         f"m AS (SELECT {source}.*, COALESCE(last.version, 0) + 1 AS version, COALESCE(last.hash, '') AS previous "
@@ -166,7 +168,7 @@ def _statement(
     # The snapshot (when its version is due one, this state), written only when due: its values are encoded
     # then alone.
     extra = f", {snapshot[0]} AS due, CASE WHEN {snapshot[0]} THEN {snapshot[1]} END AS snapshot" if snapshot else ""
-    ctes.append(f"n AS (SELECT m.*{extra} FROM m)")
+    ctes.append(f"n AS MATERIALIZED (SELECT m.*{extra} FROM m)")
     action, changes, state = event
     ctes.append(
         f"ins AS (INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) SELECT (SELECT id FROM ct), n.object_pk, n.version, "
