@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 
-from . import backends, recording, registry, rows
+from . import backends, recording, registry, rows, single_statement
 from .context import is_paused
 from .handoffs import (
     DeleteRecord,
@@ -126,6 +126,8 @@ def do_update(
         return original(instance, *args, **kwargs)  # not recorded, or a registered parent's wrapper records it
     finish(instance, saving, using)
     plain = _plain(original, instance, base_qs, values, forced_update, returning_fields, kwargs)
+    if single_statement.is_alone(instance):  # outside a transaction: the UPDATE writes the event too
+        return _update_answer(single_statement.update(spec, saving, using, pk_val, values, plain), returning_fields)
     written = backends.update(spec, base_qs, using, pk_val, values, saving.old_from_update) if plain else None
     if written is not None:
         old, new = written
@@ -201,6 +203,8 @@ def do_insert(
         saving.read_back = True
         return original(instance, manager, using, fields, returning_fields, raw, **kwargs)
     asked = list(returning_fields or ())
+    if single_statement.is_alone(instance):  # outside a transaction: the INSERT writes the event too
+        return single_statement.insert(spec, instance, saving, manager.model, using, fields, asked)
     states, given = insert_returning(spec, manager.model, [instance], fields, asked, raw, using, {})
     saving.new.update(states[0][1])
     return given

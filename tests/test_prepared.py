@@ -64,19 +64,25 @@ def test_the_update_and_the_insert_are_prepared_on_first_use_then_executed() -> 
     first = statements(lambda: (made.append(Author.objects.create(name="Ada")), rename(made[0], "Ada L.")))
     author = made[0]
     second = statements(lambda: rename(author, "Ada Lovelace"))
-    # A first use prepares and executes in one string: as many statements as unprepared.
-    assert [prepared.statement(s).split()[0] for s in first] == ["INSERT", "INSERT", "UPDATE", "INSERT"]
+    # A first use prepares and executes in one string: as many statements as unprepared. The create, in
+    # autocommit mode, is one statement with its event (``single_statement``); the save, in a transaction,
+    # its UPDATE, then the event INSERT at COMMIT.
+    assert [prepared.statement(s).split()[0] for s in first] == ["WITH", "UPDATE", "INSERT"]
+    assert first[0].startswith("PREPARE audit_events_")
+    assert " AS WITH w(c0, " in first[0]
     assert first[1].startswith("PREPARE audit_events_")
-    assert " AS INSERT INTO " in first[1]
+    assert " AS UPDATE " in first[1]
     assert first[2].startswith("PREPARE audit_events_")
-    assert " AS UPDATE " in first[2]
-    assert first[3].startswith("EXECUTE audit_events_")
+    assert " AS INSERT INTO " in first[2]
     assert len(second) == 2, second
     assert second[0].startswith("EXECUTE audit_events_")
     assert second[1].startswith("EXECUTE audit_events_")
     assert prepared.statement(second[0]).startswith('UPDATE "tests_author" SET')
     assert prepared.statement(second[1]).startswith('INSERT INTO "audit_events_event"')
-    assert len(ours()) == 2
+    assert len(ours()) == 3
+    alone = statements(lambda: Author.objects.create(name="Grace"))  # executed, as prepared the first time
+    assert [s.split()[0] for s in alone] == ["EXECUTE"]
+    assert prepared.statement(alone[0]).startswith("WITH w(c0, ")
     # And what they recorded is what the plain statements record.
     assert [(e.version, e.changes) for e in history(author)] == [
         (1, {}),
@@ -86,6 +92,7 @@ def test_the_update_and_the_insert_are_prepared_on_first_use_then_executed() -> 
 
 
 def test_off_by_the_setting_or_behind_a_transaction_pooler() -> None:
+    ContentType.objects.get_for_model(Author)  # cached: not what is looked at
     author = Author.objects.create(name="Ada")
     with override_settings(AUDIT_EVENTS={**BASE, "PREPARE_STATEMENTS": False}):
         sent = statements(lambda: rename(author, "Ada L."))
@@ -212,7 +219,8 @@ def test_logged_statements_are_sent_as_they_are() -> None:
     ``UpdateOrCreateTests.test_update_only_defaults_and_pre_save_fields_when_local_fields``."""
     ada, grace = Author.objects.create(name="Ada"), Author.objects.create(name="Grace")
     book = Book.objects.create(author=ada, title="Notes")
-    ContentType.objects.get_for_model(Book)  # cached: not what is looked at
+    for model in (Author, Book):
+        ContentType.objects.get_for_model(model)  # cached: not what is looked at
     before = ours()  # the event INSERT, prepared by the creates
     for defaults in [{"author": grace}, {"author_id": ada}, {"author": grace}]:
         with CaptureQueriesContext(connection) as captured:

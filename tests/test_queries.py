@@ -393,30 +393,64 @@ def test_in_autocommit_mode_each_audited_write_is_one_transaction(django_assert_
     with override_settings(AUDIT_EVENTS=OFF):
         assert count(new_author)[0].startswith("INSERT")  # plain Django: one statement, no transaction
         assert len(count(new_author)) == 1
+    if RETURNING:
+        return  # PostgreSQL: each of these writes is one statement (below)
 
-    begin = "BEGIN IMMEDIATE" if connection.vendor == "sqlite" else "BEGIN"  # SQLite: it reads before it writes
+    begin = "BEGIN IMMEDIATE"  # SQLite: it reads before it writes
     with django_assert_num_queries(4) as captured:
         author = new_author()
     assert sql(captured)[0] == begin
     assert sql(captured)[-1] == "COMMIT"
 
     author.name = "changed"
-    select = 0 if RETURNING else 1
-    with django_assert_num_queries(4 + select) as captured:  # BEGIN, (SELECT,) UPDATE, INSERT, COMMIT
+    with django_assert_num_queries(5) as captured:  # BEGIN, SELECT, UPDATE, INSERT, COMMIT
         author.save()
     assert (sql(captured)[0], sql(captured)[-1]) == (begin, "COMMIT")
 
     author.email = "e@example.com"
-    with django_assert_num_queries(4 + select):
+    with django_assert_num_queries(5):
         author.save(update_fields=["email"])
 
-    with django_assert_num_queries(3 + select):  # BEGIN, (SELECT,) UPDATE, COMMIT
+    with django_assert_num_queries(4):  # BEGIN, SELECT, UPDATE, COMMIT
         author.save()
 
     review = Review.objects.create(book=Book.objects.create(author=author, title="t"))
-    with django_assert_num_queries(4 + select) as captured:  # BEGIN, (SELECT,) DELETE, INSERT, COMMIT
+    with django_assert_num_queries(5) as captured:  # BEGIN, SELECT, DELETE, INSERT, COMMIT
         review.delete()
     assert (sql(captured)[0], sql(captured)[-1]) == (begin, "COMMIT")
+    assert Event.objects.filter(content_type__model="review", action="delete").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not RETURNING, reason="PostgreSQL's statements (SQLite: the test above)")
+def test_in_autocommit_mode_each_audited_write_is_one_statement(django_assert_num_queries: Any) -> None:
+    """A save, create or delete of a one-table model outside a transaction is one statement, as plain
+    Django's, which writes its event too (``single_statement``): no BEGIN, no COMMIT."""
+    from tests.models import Book
+
+    assert connection.get_autocommit()
+    for model in [Author, Review]:
+        ContentType.objects.get_for_model(model)
+    with django_assert_num_queries(1) as captured:
+        author = new_author()
+    assert sql(captured)[0].startswith("WITH w(")
+
+    author.name = "changed"
+    with django_assert_num_queries(1):
+        author.save()
+    author.email = "e@example.com"
+    with django_assert_num_queries(1):
+        author.save(update_fields=["email"])
+    with django_assert_num_queries(1):  # a save changing nothing: the statement inserts no event
+        author.save()
+
+    review = Review.objects.create(book=Book.objects.create(author=author, title="t"))
+    with django_assert_num_queries(1) as captured:
+        assert review.delete() == (1, {"tests.Review": 1})
+    assert sql(captured)[0].startswith("WITH w(")
+    assert review.pk is None
+    actions = [e.action for e in Event.objects.filter(content_type__model="author").order_by("id")]
+    assert actions == ["create", "update", "update"]
     assert Event.objects.filter(content_type__model="review", action="delete").count() == 1
 
 

@@ -62,6 +62,8 @@ class Backend:
     events_in_statement = False
     # A statement run before that one, if any.
     before_statement_events: str | None = None
+    # The statements that write one row and insert its event, in autocommit mode (``single_statement``).
+    single_row_events: Any = None
 
     # --- the event INSERT (``inserts``): the database decides each event's version and hash ---
 

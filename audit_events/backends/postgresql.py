@@ -19,7 +19,7 @@ from django.db import models
 
 from .. import prepared, registry, rows
 from ..replay import recorded_state
-from . import postgresql_events
+from . import postgresql_events, postgresql_single
 from .base import DELETE, TRUNCATE, Returning
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class PostgreSQL(Returning):
     event_values_as_text = True
     events_in_statement = True
     before_statement_events = postgresql_events.JIT_OFF
+    single_row_events = postgresql_single
 
     def event_drafts(self, columns: tuple[str, ...], rows: int) -> str:
         """``json_to_recordset`` of one JSON document, whatever the number of drafts: times, UUIDs and

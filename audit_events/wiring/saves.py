@@ -9,8 +9,9 @@ from typing import Any
 from django.core.serializers.base import DeserializedObject
 from django.db import models, router
 from django.db.models import signals
+from django.dispatch import Signal
 
-from .. import capture, handoffs, registry
+from .. import capture, handoffs, registry, single_statement
 from ..operations import operation
 from ..registry import ModelSpec, ModelType, family
 from ..transactions import atomic_write, immediate
@@ -52,6 +53,18 @@ def unregister(model: ModelType) -> None:
     restore(model, wrapped.pop(model))
 
 
+# This app's receivers of a registered model's signals: a write whose signals reach no other may be written
+# alone, without them (``single_statement``).
+_SAVE_RECEIVERS: dict[Signal, Callable[..., Any]] = {
+    signals.pre_save: capture.pre_save,
+    signals.post_save: capture.post_save,
+}
+_DELETE_RECEIVERS: dict[Signal, Callable[..., Any]] = {
+    signals.pre_delete: capture.pre_delete,
+    signals.post_delete: capture.post_delete,
+}
+
+
 def atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
     """Make one transaction of the save and its event.
 
@@ -68,6 +81,12 @@ def atomic_save_base(save_base: Callable[..., Any]) -> Callable[..., Any]:
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         depth = handoffs.handoff_depth(self)
         try:
+            if single_statement.saves_alone(self, using, args, kwargs, _SAVE_RECEIVERS):
+                try:
+                    with single_statement.alone(self):  # outside a transaction, its statement writes its event
+                        return save_base(self, *args, **kwargs)
+                except single_statement.Fallback:  # nothing was written: saved the usual way
+                    handoffs.forget_handoffs(self, depth)
             with atomic_write(using):
                 return save_base(self, *args, **kwargs)
         finally:
@@ -118,6 +137,8 @@ def one_operation(delete: Callable[..., Any]) -> Callable[..., Any]:
         if not registry.groups_deletes(type(self)):
             return delete(self, *args, **kwargs)
         using = kwargs.get("using") or (args[0] if args else None) or router.db_for_write(type(self), instance=self)
+        if (alone := single_statement.delete(self, using, _DELETE_RECEIVERS)) is not None:
+            return alone  # outside a transaction, one DELETE that writes its event
         with immediate(using), operation(), handoffs.deleting():
             return delete(self, *args, **kwargs)
 
