@@ -577,6 +577,22 @@ def test_each_row_s_latest_event_is_looked_up_by_the_index_even_on_a_table_analy
         Typed.objects.bulk_create([Typed(integer=i) for i in range(50)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE audit_events_event")  # empty: a sequential scan looks cheapest
+    plan = _plan(lambda: Typed.objects.update(integer=F("integer") + 1))
+    assert "Index Scan Backward using audit_events_row_version" in plan
+    assert "Seq Scan on audit_events_event" not in plan
+
+
+def test_each_value_is_encoded_once() -> None:
+    """Each stage of the statement is computed once (MATERIALIZED): inlined, PostgreSQL would encode a
+    value again in each expression naming it (15 calls of the JSON encoder here instead of 3, the
+    update of 10,000 rows 3.6 times slower)."""
+    Typed.objects.create(data={"a": 0})  # its first event is a snapshot: old, new and the whole row
+    plan = _plan(lambda: Typed.objects.update(data={"a": 1}))
+    assert plan.count("audit_events_json(") == 3
+
+
+def _plan(write: Callable[[], Any]) -> str:
+    """EXPLAIN VERBOSE of the statement ``write`` sends, which is not run."""
     captured: list[tuple[str, Any]] = []
 
     def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -586,15 +602,13 @@ def test_each_row_s_latest_event_is_looked_up_by_the_index_even_on_a_table_analy
         raise _Captured
 
     with pytest.raises(_Captured), connection.execute_wrapper(capture):
-        Typed.objects.update(integer=F("integer") + 1)
+        write()
     sql, params = captured[-1]
     statement = sql[sql.index("WITH w(") :]  # after the settings, where they go in the same round trip
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(postgresql_events.JIT_OFF)
-        cursor.execute(f"EXPLAIN {statement}", params)
-        plan = "\n".join(line for (line,) in cursor.fetchall())
-    assert "Index Scan Backward using audit_events_row_version" in plan
-    assert "Seq Scan on audit_events_event" not in plan
+        cursor.execute(f"EXPLAIN VERBOSE {statement}", params)
+        return "\n".join(line for (line,) in cursor.fetchall())
 
 
 class _Captured(Exception):

@@ -302,7 +302,9 @@ def _with_events(
     for i, columns in enumerate(stages):
         if every_row and not i:
             columns += ", row_number() OVER () AS ord"  # the order write returned its rows in
-        ctes.append(f"s{i} AS (SELECT {source}.*, {columns} FROM {source})")
+        # MATERIALIZED: computed once. Inlined (PostgreSQL inlines a CTE read once), a stage's columns are
+        # computed again in each expression of the next that names them: each value encoded several times.
+        ctes.append(f"s{i} AS MATERIALIZED (SELECT {source}.*, {columns} FROM {source})")
         source = f"s{i}"
     where = f" WHERE {source}.{keep}" if keep else ""
     name = "v" if numbered else "n"
