@@ -647,7 +647,8 @@ def test_a_primary_key_of_any_length_is_recorded() -> None:
     from audit_events.verify import verify_model
     from tests.models import LongKey
 
-    key = "k" * 300 + "é" * 700
+    # MySQL and MariaDB index at most 3072 bytes: a key there is at most 760 characters (tests.models.LongKey).
+    key = "k" * 300 + "é" * (460 if connection.vendor == "mysql" else 700)
     with override_settings(AUDIT_EVENTS=settings_with("tests.LongKey")):
         row = LongKey.objects.create(key=key, name="one")
         row.name = "two"
