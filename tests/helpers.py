@@ -148,3 +148,19 @@ def tampering(*names: str) -> Iterator[None]:
         with connection.cursor() as cursor:
             for sql in made_again:
                 cursor.execute(sql)
+
+
+def upsert_on(*fields: str) -> dict[str, Any]:
+    """``bulk_create(update_conflicts=True)``'s ``unique_fields``: none where Django's backend takes none
+    (MySQL and MariaDB: ``ON DUPLICATE KEY UPDATE`` applies to any unique key the row meets)."""
+    return {"unique_fields": list(fields)} if connection.features.supports_update_conflicts_with_target else {}
+
+
+def storable_uuids() -> Any:
+    """UUIDs the database stores: MariaDB's uuid column (Django 5+, MariaDB 10.7+) refuses a version
+    over 5 without RFC 4122's variant, as it does from plain Django; any elsewhere."""
+    from hypothesis import strategies as st
+
+    if connection.vendor == "mysql":
+        return st.sampled_from([1, 3, 4, 5]).flatmap(lambda version: st.uuids(version=version))
+    return st.uuids()

@@ -20,7 +20,7 @@ from audit_events.hashing import event_hash_content
 from audit_events.registry import spec_for
 from audit_events.replay import recorded_state
 from audit_events.verify import verify_model
-from tests.helpers import BASE, settings_with, settings_without, spec_of
+from tests.helpers import BASE, settings_with, settings_without, spec_of, upsert_on
 from tests.models import Author, Book
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -274,7 +274,7 @@ def test_an_upsert_that_waited_for_an_insert_records_an_update_of_it() -> None:
         Code.objects.bulk_create(
             [Code(code="A", label="a2"), Code(code="B", label="b2")],
             update_conflicts=True,
-            unique_fields=["code"],
+            **upsert_on("code"),
             update_fields=["label"],
         )
 
@@ -442,7 +442,7 @@ def _save_expression(author: Author) -> None:
         lambda a: Author.objects.bulk_create(
             [Author(pk=a.pk, name="upsert", email=a.email)],
             update_conflicts=True,
-            unique_fields=["email"],
+            **upsert_on("email"),
             update_fields=["name"],
         ),
     ],
