@@ -5,9 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo relay-test example-relay test test-sqlite test-postgres test-packaging test-django6 test-prepared test-django-suite test-django-suite-all stress bench-smoke lint arch check-migrations docs bench clean venv
+.PHONY: demo relay-test example-relay test test-sqlite test-postgres test-mariadb test-packaging test-django6 test-prepared test-django-suite test-django-suite-all stress bench-smoke lint arch check-migrations docs bench clean venv
 
 $(STAMP): setup.cfg
+	@# mysqlclient (the mariadb test extra) builds from source against Debian's libmariadb-dev.
+	@pkg-config --exists libmariadb || pkg-config --exists mysqlclient || \
+		{ echo "make venv: installing libmariadb-dev (mysqlclient builds against it)"; \
+		  apt-get install -y -qq libmariadb-dev >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq libmariadb-dev >/dev/null; } || \
+		  { echo "make venv: libmariadb-dev is missing and could not be installed (apt-get install libmariadb-dev)"; exit 1; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,dev,example]"
@@ -18,9 +24,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	cd example && ../$(PY) manage.py migrate --verbosity 0 && ../$(PY) manage.py demo
 
-# The whole suite on SQLite, then on PostgreSQL when one is reachable.
-# REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure.
-# Branch coverage of audit_events/ is collected over both runs and reported at the end.
+# The whole suite on SQLite, then on PostgreSQL and on MariaDB (or MySQL) when each is reachable.
+# REQUIRE_POSTGRES=1 and REQUIRE_MARIADB=1 (CI) make an unreachable server a failure.
+# Branch coverage of audit_events/ is collected over every run and reported at the end.
 COVERAGE := --cov=audit_events --cov-append --cov-report=
 # Both cores (pytest-xdist); XDIST= runs the suite in one process.
 XDIST ?= -n 2
@@ -35,6 +41,13 @@ test: $(STAMP)
 	else \
 		echo "PostgreSQL unreachable: skipped the PostgreSQL run"; \
 	fi; \
+	if $(PY) tests/mariadb_available.py; then \
+		TEST_DB=mariadb $(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS) || exit 1; ran="$$ran mariadb"; \
+	elif [ -n "$(REQUIRE_MARIADB)" ]; then \
+		echo "MariaDB is required (REQUIRE_MARIADB=1) but unreachable"; exit 1; \
+	else \
+		echo "MariaDB unreachable: skipped the MariaDB run"; \
+	fi; \
 	$(PY) -m coverage report; \
 	echo "make test: the suite passed on: $$ran"
 
@@ -43,6 +56,9 @@ test-sqlite: $(STAMP)
 
 test-postgres: $(STAMP)
 	TEST_DB=postgres $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+test-mariadb: $(STAMP)
+	TEST_DB=mariadb $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) arch
 	$(VENV)/bin/ruff check audit_events tests example bench tools noxfile.py docs/conf.py

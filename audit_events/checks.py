@@ -4,7 +4,7 @@ Ids are stable: E001 unknown model (or app, for ``"app_label.*"``), E002 unknown
 excluded field, E003 the event model registered, E004 unknown key, E005 malformed
 value (``RELAY``'s included), E006 a relay publisher that cannot be imported;
 W001 a field excluded on a multi-table child only, which its registered parent
-still records.
+still records; W002 a MySQL or MariaDB connection whose charset is not utf8mb4.
 """
 
 from __future__ import annotations
@@ -234,6 +234,35 @@ def _declaring_parent(model: Any, name: Any) -> Any:
     if model._meta.proxy or parent is None or parent is model:
         return None
     return parent
+
+
+@register(Tags.database, Tags.compatibility)
+def check_charset(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W002 (:func:`charset_warnings`) for the project's databases, from the settings: no connection is opened."""
+    from django.db import connections
+
+    return charset_warnings({alias: connections.settings[alias] for alias in connections})
+
+
+def charset_warnings(databases: Mapping[str, Mapping[str, Any]]) -> list[CheckMessage]:
+    """W002: a MySQL or MariaDB database (``DATABASES``' entries) that connects in another charset than
+    utf8mb4 (Django's default is ``utf8``, three bytes a character: an emoji in a recorded value fails
+    the event INSERT)."""
+    warnings: list[CheckMessage] = []
+    for alias, settings_dict in databases.items():
+        if not str(settings_dict.get("ENGINE", "")).endswith("mysql"):
+            continue
+        charset = (settings_dict.get("OPTIONS") or {}).get("charset", "utf8")
+        if str(charset).lower() != "utf8mb4":
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} connects with charset {charset!r}: events hold the whole of Unicode only "
+                    "in utf8mb4.",
+                    hint=f"Set DATABASES[{alias!r}]['OPTIONS']['charset'] = 'utf8mb4' (docs/installation.rst).",
+                    id="audit_events.W002",
+                )
+            )
+    return warnings
 
 
 def _check_relay(relay: Any) -> list[CheckMessage]:

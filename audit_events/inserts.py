@@ -93,7 +93,7 @@ def _sql(alias: str, rows: int, every: int) -> str:
         "w.actor_id",
         "w.actor_repr",
         cast("context", "w.context"),
-        backend.sha256(f"w.previous || w.content_head || {hashed_state} || '}}'"),
+        backend.sha256(backend.concat("w.previous", "w.content_head", hashed_state, "'}'")),
     ]
     into = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)})"
     return f"{into} SELECT {', '.join(select)} FROM ({numbered}) AS w"
@@ -116,7 +116,9 @@ def batch_size(connection: Any) -> int:
     return BATCH_SIZE if limit is None else max(1, min(BATCH_SIZE, limit // _PARAMS_PER_EVENT))
 
 
-_DOCUMENT = json.JSONEncoder(ensure_ascii=False)  # made once: json.dumps(..., ensure_ascii=False) makes one per call
+# Made once: json.dumps(..., ensure_ascii=False) makes one per call. A UUID (MariaDB's native uuid
+# column, where the values are not sent as text) is written as its text, which that column reads.
+_DOCUMENT = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def insert(cursor: Any, connection: Any, records: list[dict[str, Any]], every: int) -> None:

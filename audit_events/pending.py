@@ -35,11 +35,12 @@ _EVENT_TABLE = Event._meta.db_table
 
 def _unmigrated(error: DatabaseError) -> bool:
     """Whether ``error`` says the event table, or one of its columns, does not exist: its migrations
-    are not applied. PostgreSQL: undefined_table, undefined_column; SQLite says so in words."""
+    are not applied. PostgreSQL: undefined_table, undefined_column; SQLite, MySQL and MariaDB say so in
+    words (MySQL: 1146 "Table ... doesn't exist", 1054 "Unknown column")."""
     text = str(error)
     if _EVENT_TABLE not in text:
         return False
-    words = ("no such table", "no such column", "has no column named")
+    words = ("no such table", "no such column", "has no column named", "doesn't exist", "Unknown column")
     return prepared.sqlstate(error) in ("42P01", "42703") or any(w in text for w in words)
 
 

@@ -230,13 +230,17 @@ def _update_then_read(
     using: str,
     django_update: Callable[..., int],
 ) -> tuple[int, list[Change]]:
-    """Multi-table models (one UPDATE per table), composite keys: Django's own UPDATE of
+    """Multi-table models (one UPDATE per table), composite keys, databases whose UPDATE returns
+    nothing (MySQL, MariaDB): Django's own UPDATE of
     exactly the rows read and locked, which are read again after it, still locked."""
     read = lock_rows(spec, using, {}, rows=matched(spec.model, queryset, using), no_key=True)
     pks, count, written = list(read), 0, {}
+    # The caller's query without its filter (the read evaluated it): its annotations and aliases stay.
+    query = queryset.query.chain()
+    query.where = WhereNode()
+    unfiltered: models.QuerySet[Any] = models.QuerySet(spec.model, query=query, using=using)
     for start in range(0, len(pks), _IN_CHUNK):
-        chunk: models.QuerySet[Any] = models.QuerySet(spec.model, using=using)
-        count += django_update(chunk.filter(pk__in=pks[start : start + _IN_CHUNK]), **kwargs)
+        count += django_update(unfiltered.filter(pk__in=pks[start : start + _IN_CHUNK]), **kwargs)
         written.update(lock_rows(spec, using, {"pk__in": pks[start : start + _IN_CHUNK]}, no_key=True))
     return count, [(pk, read[pk], pk, written[pk]) for pk in pks if pk in written]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import connection, models, transaction
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -105,3 +107,60 @@ def statements_apart(using: str = "default") -> int:
 
     with connections[using].cursor() as cursor:
         return 0 if prepared.sends_together(cursor) else 1
+
+
+# The event table's triggers that refuse UPDATE and DELETE, per vendor (migration 0002).
+_REFUSING = {
+    "sqlite": ("audit_events_no_update", "audit_events_no_delete"),
+    "postgresql": ("audit_events_no_update_delete",),
+    "mysql": ("audit_events_no_update", "audit_events_no_delete"),
+}
+
+
+@contextlib.contextmanager
+def tampering(*names: str) -> Iterator[None]:
+    """Inside, the event table's triggers ``names`` (by default those refusing UPDATE and DELETE) are
+    gone; everything done inside is rolled back on exit, and the triggers are back.
+
+    MySQL and MariaDB commit at ``DROP TRIGGER`` and ``CREATE TRIGGER``: there the test must be
+    transactional (``django_db(transaction=True)``), and the triggers are made again after the rollback.
+    """
+    from audit_events.backends.mysql import without_definer
+
+    names = names or _REFUSING[connection.vendor]
+    on = f" ON {Event._meta.db_table}" if connection.vendor == "postgresql" else ""
+    made_again = []
+    if connection.vendor == "mysql":  # DDL commits: dropped before the transaction, made again after it
+        with connection.cursor() as cursor:
+            for name in names:
+                cursor.execute(f"SHOW CREATE TRIGGER {name}")
+                made_again.append(without_definer(cursor.fetchone()[2]))
+                cursor.execute(f"DROP TRIGGER {name}")
+    try:
+        with transaction.atomic():
+            if connection.vendor != "mysql":
+                with connection.cursor() as cursor:
+                    for name in names:
+                        cursor.execute(f"DROP TRIGGER {name}{on}")
+            yield
+            transaction.set_rollback(True)
+    finally:
+        with connection.cursor() as cursor:
+            for sql in made_again:
+                cursor.execute(sql)
+
+
+def upsert_on(*fields: str) -> dict[str, Any]:
+    """``bulk_create(update_conflicts=True)``'s ``unique_fields``: none where Django's backend takes none
+    (MySQL and MariaDB: ``ON DUPLICATE KEY UPDATE`` applies to any unique key the row meets)."""
+    return {"unique_fields": list(fields)} if connection.features.supports_update_conflicts_with_target else {}
+
+
+def storable_uuids() -> Any:
+    """UUIDs the database stores: MariaDB's uuid column (Django 5+, MariaDB 10.7+) refuses a version
+    over 5 without RFC 4122's variant, as it does from plain Django; any elsewhere."""
+    from hypothesis import strategies as st
+
+    if connection.vendor == "mysql":
+        return st.sampled_from([1, 3, 4, 5]).flatmap(lambda version: st.uuids(version=version))
+    return st.uuids()

@@ -1,4 +1,5 @@
-"""Settings for the test suite: SQLite by default, PostgreSQL with ``TEST_DB=postgres``."""
+"""Settings for the test suite: SQLite by default, PostgreSQL with ``TEST_DB=postgres``, MariaDB with
+``TEST_DB=mariadb``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,23 @@ if os.environ.get("TEST_DB", "sqlite") == "postgres":
                 if os.environ.get("TEST_PG_PREPARED") == "1"
                 else {}
             ),
+        }
+    }
+elif os.environ.get("TEST_DB") == "mariadb":
+    # MariaDB (or MySQL) through mysqlclient, utf8mb4 for the whole of Unicode (the check audit_events.W002).
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ.get("MYSQL_DATABASE", "test"),
+            "USER": os.environ.get("MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            # One test database per run, so concurrent runs never drop each other's.
+            # The server's default collation (case-insensitive, as most projects'); the event table's
+            # object_pk compares byte for byte whatever it is (migration 0005).
+            "TEST": {"NAME": f"test_audit_events_{os.getpid()}", "CHARSET": "utf8mb4"},
         }
     }
 else:

@@ -31,9 +31,14 @@ INSTALL = {
         """CREATE TRIGGER test_refuse_events BEFORE INSERT ON audit_events_event
         FOR EACH ROW EXECUTE FUNCTION test_refuse_events()""",
     ],
+    "mysql": [
+        f"""CREATE TRIGGER test_refuse_events BEFORE INSERT ON audit_events_event
+        FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{REFUSED}'"""
+    ],
 }
 REMOVE = {
     "sqlite": ["DROP TRIGGER test_refuse_events"],
+    "mysql": ["DROP TRIGGER test_refuse_events"],
     "postgresql": [
         "DROP TRIGGER test_refuse_events ON audit_events_event",
         "DROP FUNCTION test_refuse_events()",

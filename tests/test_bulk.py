@@ -15,7 +15,7 @@ from django.test.utils import override_settings
 from audit_events import history
 from audit_events.encoding import encode
 from audit_events.models import Event
-from tests.helpers import settings_with
+from tests.helpers import settings_with, upsert_on
 from tests.models import Author, Book, Code, Everything
 from tests.test_querysets import assert_replay_matches_table, updates
 
@@ -72,7 +72,7 @@ class TestBulkCreateConflicts:
     def test_update_conflicts_on_a_unique_field_records_updates_and_creates(self, author: Author) -> None:
         Author.objects.filter(pk=author.pk).update(name="Ann, renamed elsewhere")
         objs = [Author(name="Ann 2", email="ann@example.com"), Author(name="Bea", email="bea@example.com")]
-        Author.objects.bulk_create(objs, update_conflicts=True, unique_fields=["email"], update_fields=["name"])
+        Author.objects.bulk_create(objs, update_conflicts=True, **upsert_on("email"), update_fields=["name"])
         assert updates(Author, author.pk)[-1] == {"name": ["Ann, renamed elsewhere", "Ann 2"]}
         bea = Author.objects.get(email="bea@example.com")
         assert actions(Author, bea.pk) == ["create"]
@@ -82,7 +82,7 @@ class TestBulkCreateConflicts:
         """SQLite lets one upsert insert a row and then update it; PostgreSQL refuses (found by a review)."""
         objs = [Author(name="a", email="x@example.com"), Author(name="b", email="x@example.com")]
         try:
-            Author.objects.bulk_create(objs, update_conflicts=True, unique_fields=["email"], update_fields=["name"])
+            Author.objects.bulk_create(objs, update_conflicts=True, **upsert_on("email"), update_fields=["name"])
         except DatabaseError:
             assert connection.vendor == "postgresql"  # "cannot affect row a second time"
             return
@@ -95,7 +95,7 @@ class TestBulkCreateConflicts:
     def test_update_conflicts_that_change_nothing_record_nothing(self) -> None:
         Code.objects.create(code="A", label="same")
         Code.objects.bulk_create(
-            [Code(code="A", label="same")], update_conflicts=True, unique_fields=["code"], update_fields=["label"]
+            [Code(code="A", label="same")], update_conflicts=True, **upsert_on("code"), update_fields=["label"]
         )
         assert actions(Code, "A") == ["create"]
 
@@ -216,7 +216,7 @@ class TestWriteDatabase:
     def test_bulk_create_runs_and_records_on_the_write_database(self, author: Author) -> None:
         Book.objects.bulk_create([Book(author=author, title="b")])
         Code.objects.bulk_create(
-            [Code(code="A", label="x")], update_conflicts=True, unique_fields=["code"], update_fields=["label"]
+            [Code(code="A", label="x")], update_conflicts=True, **upsert_on("code"), update_fields=["label"]
         )
         with override_settings(DATABASE_ROUTERS=[]):
             book = Book.objects.get()
@@ -252,7 +252,7 @@ class TestOtherShapes:
             Line.objects.bulk_create(
                 [Line(order=1, number=1, qty=7), Line(order=2, number=1, qty=1)],
                 update_conflicts=True,
-                unique_fields=["order", "number"],
+                **upsert_on("order", "number"),
                 update_fields=["qty"],
             )
             assert actions(Line, (1, 2)) == ["create", "update"]

@@ -257,3 +257,36 @@ def test_a_wildcard_in_exclude_fields_is_e001() -> None:
     check_id, message = only_problem({"MODELS": ["*"], "EXCLUDE_FIELDS": {"tests.*": ["name"]}})
     assert check_id == "audit_events.E001"
     assert "'tests.*'" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "warned"),
+    [
+        ({}, "'utf8'"),
+        ({"charset": "utf8mb3"}, "'utf8mb3'"),
+        ({"charset": "latin1"}, "'latin1'"),
+        ({"charset": "utf8mb4"}, None),
+    ],
+)
+def test_a_mysql_connection_not_in_utf8mb4_is_warned_of(options: dict[str, str], warned: str | None) -> None:
+    from audit_events.checks import charset_warnings
+
+    found = charset_warnings(
+        {
+            "default": {"ENGINE": "django.db.backends.mysql", "OPTIONS": options},
+            "other": {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}},
+        }
+    )
+    if warned is None:
+        assert found == []
+    else:
+        assert [(m.id, type(m)) for m in found] == [("audit_events.W002", Warning)]
+        assert f"'default' connects with charset {warned}" in found[0].msg
+        assert "utf8mb4" in str(found[0].hint)
+
+
+def test_the_charset_check_reads_the_project_databases() -> None:
+    from audit_events.checks import check_charset
+
+    # The test settings connect MariaDB in utf8mb4; SQLite and PostgreSQL are not MySQL's.
+    assert check_charset() == []

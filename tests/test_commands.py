@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.test import override_settings
 
 from audit_events.context import audit_context, capture_paused
 from audit_events.management.progress import ProgressBar
 from audit_events.models import Action, Event
-from tests.helpers import moment
+from tests.helpers import moment, tampering
 from tests.models import Author, Book, Code, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -61,15 +61,12 @@ def test_verify_ok() -> None:
     assert "tests.Code" in out
 
 
+@pytest.mark.django_db(transaction=True)  # MySQL: DROP TRIGGER commits (tests.helpers.tampering)
 def test_verify_names_a_tampered_row_and_exits_non_zero() -> None:
     author = Author.objects.create(name="Ada")
     author.name = "Ada L."
     author.save()
-    with transaction.atomic():
-        if connection.vendor == "sqlite":
-            raw("DROP TRIGGER audit_events_no_update")
-        else:
-            raw(f"DROP TRIGGER audit_events_no_update_delete ON {TABLE}")
+    with tampering():
         raw(f"UPDATE {TABLE} SET changes = %s WHERE version = 2", ['{"name": ["Ada", "Eve"]}'])
         out = io.StringIO()
         with pytest.raises(CommandError, match=r"3 finding\(s\)") as info:
@@ -79,7 +76,6 @@ def test_verify_names_a_tampered_row_and_exits_non_zero() -> None:
         assert unprotected.startswith(f"{TABLE} unprotected: ")
         assert tampered.startswith(f"tests.Author pk={author.pk} tampered: version 2 (event id ")
         assert drift == f"tests.Author pk={author.pk} drift: name: recorded 'Eve', live 'Ada L.'"
-        transaction.set_rollback(True)
     assert run("audit_verify", "tests.Author").startswith("audit_verify: OK")
 
 
@@ -97,6 +93,7 @@ def test_verify_finds_drift_repairs_it_then_is_clean() -> None:
     assert run("audit_verify").startswith("audit_verify: OK")
 
 
+@pytest.mark.django_db(transaction=True)  # MySQL: DROP TRIGGER commits (tests.helpers.tampering)
 def test_verify_proves_the_chains_of_models_no_longer_registered() -> None:
     author = Author.objects.create(name="Ada")
     author.name = "Ada L."
@@ -106,29 +103,20 @@ def test_verify_proves_the_chains_of_models_no_longer_registered() -> None:
         out = run("audit_verify")
         assert "tests.author (chains only: not registered)" in out
         assert "tests.Author," not in out
-        with transaction.atomic():
-            if connection.vendor == "sqlite":
-                raw("DROP TRIGGER audit_events_no_update")
-            else:
-                raw(f"DROP TRIGGER audit_events_no_update_delete ON {TABLE}")
+        with tampering():
             raw(f"UPDATE {TABLE} SET actor_repr = 'x' WHERE version = 2")
             printed = io.StringIO()
             with pytest.raises(CommandError, match=r"2 finding\(s\)"):
                 call_command("audit_verify", "--repair", stdout=printed, stderr=io.StringIO())
             assert printed.getvalue().splitlines()[1].startswith(f"tests.author pk={author.pk} tampered: version 2")
-            transaction.set_rollback(True)
         assert "not registered" in str(fails("audit_verify", "tests.Author"))
 
 
+@pytest.mark.django_db(transaction=True)  # MySQL: DROP TRIGGER commits (tests.helpers.tampering)
 def test_verify_reports_missing_triggers() -> None:
     Author.objects.create(name="Ada")
-    with transaction.atomic():
-        if connection.vendor == "sqlite":
-            raw("DROP TRIGGER audit_events_no_delete")
-            missing = "audit_events_no_delete"
-        else:
-            raw(f"DROP TRIGGER audit_events_no_truncate ON {TABLE}")
-            missing = "audit_events_no_truncate"
+    missing = "audit_events_no_truncate" if connection.vendor == "postgresql" else "audit_events_no_delete"
+    with tampering(missing):
         printed = io.StringIO()
         with pytest.raises(CommandError, match=r"1 finding\(s\)"):
             call_command("audit_verify", "tests.Author", stdout=printed, stderr=io.StringIO())
@@ -136,7 +124,6 @@ def test_verify_reports_missing_triggers() -> None:
             f"{TABLE} unprotected: the database would accept UPDATE/DELETE, trigger(s) {missing} missing "
             "(re-create them: see migration audit_events 0002)\n"
         )
-        transaction.set_rollback(True)
     assert run("audit_verify", "tests.Author").startswith("audit_verify: OK")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import check_password
+from django.db import connection
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 
@@ -142,6 +143,37 @@ def test_demo_on_postgresql() -> None:
             connection.close()
     finally:
         admin(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.mark.skipif(connection.vendor != "mysql", reason="MariaDB's run of the suite runs it (TEST_DB=mariadb)")
+def test_demo_on_mariadb() -> None:
+    """The example bank on MariaDB, told by ``DATABASE_URL=mysql://...`` (utf8mb4 set by its settings)."""
+    import MySQLdb
+
+    server = connection.settings_dict
+    name = f"example_bank_{uuid.uuid4().hex[:12]}"
+    login = {"host": server["HOST"], "port": int(server["PORT"]), "user": server["USER"]}
+    login["password"] = server["PASSWORD"]
+    admin = MySQLdb.connect(**login, autocommit=True)
+    try:
+        admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        reader = MySQLdb.connect(**login, database=name, charset="utf8mb4", autocommit=True)
+        try:
+            url = "mysql://{user}:{password}@{host}:{port}/{name}".format(**login, name=name)
+
+            def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+                cursor = reader.cursor()
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+
+            output, pk = run_demo(url)
+            assert "Database: mysql" in output
+            assert_story(output, pk, query)
+        finally:
+            reader.close()
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
 
 
 def test_example_passes_checks_and_its_migrations_are_current(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ keep the event table append-only), and its statements are its methods.
   Collector's deletes, statements prepared (``prepared``), the triggers;
 * :mod:`.sqlite`: ``UPDATE ... RETURNING`` of a save, an UPDATE that hands
   back what it overwrites (a composite key), the triggers, ``BEGIN IMMEDIATE``;
+* :mod:`.mysql` (MySQL and MariaDB): the event INSERT from ``JSON_TABLE``, the
+  triggers; old rows read by a locking SELECT, as :mod:`.base`;
 * :mod:`.base`: any other database, whose old rows are all read by a locking
   SELECT first, and the ``UPDATE ... RETURNING`` both of the above share.
 
@@ -53,6 +55,10 @@ def _backend(vendor: str) -> Backend:
         from .sqlite import SQLite
 
         return SQLite()
+    if vendor == "mysql":
+        from .mysql import MySQL
+
+        return MySQL()
     return Backend()
 
 

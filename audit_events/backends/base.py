@@ -86,6 +86,10 @@ class Backend:
         """``value`` as a column of ``kind`` (``timestamptz``, ``uuid``, ``jsonb``; None: as it is)."""
         return value
 
+    def concat(self, *parts: str) -> str:
+        """The SQL of the texts ``parts`` one after another."""
+        return " || ".join(parts)
+
     def sha256(self, value: str) -> str:
         """The SQL of the hex SHA-256 of the text ``value``."""
         return f"SHA256({value})"

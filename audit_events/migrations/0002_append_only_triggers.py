@@ -2,14 +2,18 @@
 
 The database itself refuses ``UPDATE`` and ``DELETE`` on the event table (and
 ``TRUNCATE`` on PostgreSQL), whoever issues them: the ORM, raw SQL, another
-program. Both backends raise an integrity error whose message says the table
+program. Every backend raises an integrity error whose message says the table
 is append-only.
 
 Django's ``flush`` (run between transactional tests) still empties the table:
 the app's ``flush`` command lifts these triggers inside the flush's own
 transaction and puts them back before it commits (see
-``audit_events.protection``). Other backends get no triggers (the ORM guard in
+``audit_events.protection``; MySQL and MariaDB drop and make them again
+around it). Other backends get no triggers (the ORM guard in
 ``Event`` still applies).
+
+``atomic=False``: MySQL cannot run DDL in a transaction (the other databases run this
+migration in one all the same).
 
 The SQL is written out here, not imported, so this migration keeps doing what
 it did when it was applied.
@@ -71,8 +75,27 @@ POSTGRESQL_REMOVE = [
     "DROP FUNCTION IF EXISTS audit_events_refuse_change()",
 ]
 
+# MySQL and MariaDB: row triggers (no statement triggers there: an UPDATE or DELETE that matches no
+# row changes nothing and is let be). SQLSTATE 23000 with MariaDB's ER_CONSTRAINT_FAILED (4025),
+# which Django's backend raises as an IntegrityError, as on the others. TRUNCATE fires no trigger
+# there: it needs the DROP privilege, which the application's database user should not hold.
+# ``REPLACE`` and ``INSERT ... ON DUPLICATE KEY UPDATE`` fire the DELETE and UPDATE triggers.
+MYSQL_INSTALL = [
+    f"""
+    CREATE TRIGGER audit_events_no_{operation.lower()} BEFORE {operation} ON {TABLE} FOR EACH ROW
+    SIGNAL SQLSTATE '23000' SET MYSQL_ERRNO = 4025,
+        MESSAGE_TEXT = '{TABLE} is append-only: {operation} refused (record a correction as a new event)'
+    """
+    for operation in ("UPDATE", "DELETE")
+]
+MYSQL_REMOVE = [
+    "DROP TRIGGER IF EXISTS audit_events_no_update",
+    "DROP TRIGGER IF EXISTS audit_events_no_delete",
+]
+
 STATEMENTS = {
     "sqlite": (SQLITE_INSTALL, SQLITE_REMOVE),
+    "mysql": (MYSQL_INSTALL, MYSQL_REMOVE),
     "postgresql": (POSTGRESQL_INSTALL, POSTGRESQL_REMOVE),
 }
 
@@ -97,5 +120,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(install, remove, elidable=False),
+        migrations.RunPython(install, remove, elidable=False, atomic=False),
     ]

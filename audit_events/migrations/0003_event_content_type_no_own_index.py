@@ -24,7 +24,16 @@ INDEX = "audit_events_event_content_type_id_cf9d3db0"
 
 def drop_index(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "mysql":
-        schema_editor.execute(f"DROP INDEX {INDEX} ON {TABLE}")
+        # No such index there: InnoDB indexes a foreign key itself (under the constraint's name),
+        # and Django adds none (MySQL 8 has no DROP INDEX IF EXISTS).
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                "AND table_name = %s AND index_name = %s",
+                [TABLE, INDEX],
+            )
+            if cursor.fetchone():
+                schema_editor.execute(f"DROP INDEX {INDEX} ON {TABLE}")
     else:
         schema_editor.execute(f"DROP INDEX IF EXISTS {INDEX}")
 
@@ -54,6 +63,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            database_operations=[migrations.RunPython(drop_index, create_index)],
+            database_operations=[migrations.RunPython(drop_index, create_index, atomic=False)],
         ),
     ]

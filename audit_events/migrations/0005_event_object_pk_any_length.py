@@ -9,8 +9,13 @@ PostgreSQL once registered. The column becomes ``text``:
 * SQLite: nothing to do in the database, which never enforced the length
   (and Django's AlterField would rebuild the table, losing its append-only
   triggers);
-* other backends: nothing either (they get no triggers and are not
-  supported yet).
+* MySQL and MariaDB: an index cannot cover a ``text`` column, and one holds at
+  most 3072 bytes: ``varchar(760)`` (utf8mb4, 4 bytes a character, with the
+  content type and version in the same unique index), compared byte for byte
+  (``utf8mb4_bin``: keys differing in case are different rows' keys); the
+  table itself in utf8mb4, whatever the database's default, for the whole of
+  Unicode;
+* other backends: nothing.
 
 The SQL is written out here so this migration keeps doing what it did when
 it was applied.
@@ -25,14 +30,26 @@ from django.db import migrations, models
 TABLE = "audit_events_event"
 
 
+MYSQL_LENGTH = 760
+
+
 def widen(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN object_pk TYPE text", params=None)
+    elif schema_editor.connection.vendor == "mysql":
+        schema_editor.execute(f"ALTER TABLE {TABLE} CONVERT TO CHARACTER SET utf8mb4", params=None)
+        schema_editor.execute(
+            f"ALTER TABLE {TABLE} MODIFY object_pk varchar({MYSQL_LENGTH}) "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
+            params=None,
+        )
 
 
 def narrow(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN object_pk TYPE varchar(255)", params=None)
+    elif schema_editor.connection.vendor == "mysql":
+        schema_editor.execute(f"ALTER TABLE {TABLE} MODIFY object_pk varchar(255) NOT NULL", params=None)
 
 
 class Migration(migrations.Migration):
@@ -49,6 +66,6 @@ class Migration(migrations.Migration):
                     field=models.TextField(verbose_name="object pk"),
                 ),
             ],
-            database_operations=[migrations.RunPython(widen, narrow, elidable=False)],
+            database_operations=[migrations.RunPython(widen, narrow, elidable=False, atomic=False)],
         ),
     ]
