@@ -42,7 +42,7 @@ test: $(STAMP)
 		echo "PostgreSQL unreachable: skipped the PostgreSQL run"; \
 	fi; \
 	if $(PY) tests/mariadb_available.py; then \
-		TEST_DB=mariadb $(PY) -m pytest $(COVERAGE) $(PYTEST_ARGS) || exit 1; ran="$$ran mariadb"; \
+		TEST_DB=mariadb $(PY) -m pytest $(XDIST) $(COVERAGE) $(PYTEST_ARGS) || exit 1; ran="$$ran mariadb"; \
 	elif [ -n "$(REQUIRE_MARIADB)" ]; then \
 		echo "MariaDB is required (REQUIRE_MARIADB=1) but unreachable"; exit 1; \
 	else \
@@ -58,7 +58,7 @@ test-postgres: $(STAMP)
 	TEST_DB=postgres $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-mariadb: $(STAMP)
-	TEST_DB=mariadb $(PY) -m pytest $(PYTEST_ARGS)
+	TEST_DB=mariadb $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP) arch
 	$(VENV)/bin/ruff check audit_events tests example bench tools noxfile.py docs/conf.py
