@@ -9,6 +9,7 @@ import contextlib
 import copy
 import functools
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -62,9 +63,12 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable(value: Any) -> Any:
-    """``value`` (text, or plain JSON) with each NUL and surrogate replaced by U+FFFD, keys included."""
+    """``value`` (text, or plain JSON) with each NUL and surrogate replaced by U+FFFD, keys included, and
+    each float JSON cannot hold (NaN, the infinities) by its text ("NaN", "Infinity", "-Infinity")."""
     if isinstance(value, str):
         return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
     if isinstance(value, dict):
         return {storable(key): storable(item) for key, item in value.items()}
     if isinstance(value, list):

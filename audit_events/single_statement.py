@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, models
 from django.db.models.deletion import Collector
 from django.utils import timezone
@@ -119,7 +120,7 @@ def update(
     shape, params = bound
     select = _row_select(spec, connection, no_key=True)
     backend = backends.of(connection)
-    key = ("alone", tuple(shape))
+    key = ("alone", tuple(shape), settings.USE_TZ)
     sql: str | None = select.statements.get(key)
     if sql is None:
         write, fields, _ = backend.statement(select, values, shape, True)  # type: ignore[attr-defined]
@@ -139,9 +140,11 @@ def _update_sql(spec: registry.ModelSpec, select: rows.RowSelect, write: str, fi
         old = f"w.c{select.indexes[j]}"
         if j in written:
             new = f"w.c{written[j]}"
-            encoded = (backend.json_text(field, old), backend.json_text(field, new), single.same(field, old, new))
+            encoded = (_json(backend, field, old), _json(backend, field, new), single.same(field, old, new))
             changes.append((_text(field.name), *encoded))
-        state.append((_text(field.name), backend.json_text(field, f"m.c{written.get(j, select.indexes[j])}")))
+        state.append((_text(field.name), _json(backend, field, f"m.c{written.get(j, select.indexes[j])}")))
+    if not changes:  # excluded fields only: written, nothing recorded (the usual way)
+        raise Fallback
     every = conf.get_config().snapshot_every
     key = f"(w.c{width})::text"  # the key as the UPDATE left it (a save writes no key here)
     return str(single.update(write, width + 1 + len(fields), sorted(changes), sorted(state), key, every))
@@ -167,7 +170,7 @@ def insert(
     backend = backends.of(plan.connection)
     state = []
     for name, position, _ in plan.encoded:
-        state.append((_text(name), backend.json_text(plan.columns[position], f"w.c{position}")))
+        state.append((_text(name), _json(backend, plan.columns[position], f"w.c{position}")))
     sql = backend.single_row_events.insert(write, len(plan.columns), sorted(state), f"(w.c{plan.keys[0]})::text")
     answer = _run(spec, plan.connection, sql, list(params), "create")
     saving.recorded = True
@@ -188,10 +191,11 @@ def delete(instance: models.Model, using: str, ours: Mapping[Signal, Any]) -> tu
         return None
     connection = connections[using]
     select = _row_select(spec, connection, no_key=False)
-    sql: str | None = select.statements.get(("alone", "delete"))
-    if sql is None:
-        sql = select.statements[("alone", "delete")] = _delete_sql(spec, select, connection)
+    key = ("alone", "delete", settings.USE_TZ)
     try:
+        sql: str | None = select.statements.get(key)
+        if sql is None:
+            sql = select.statements[key] = _delete_sql(spec, select, connection)
         answer = _run(spec, connection, sql, [spec.pk_field.get_db_prep_value(instance.pk, connection)], "delete")
     except Fallback:
         return None
@@ -207,7 +211,7 @@ def _delete_sql(spec: registry.ModelSpec, select: rows.RowSelect, connection: An
     write = f"DELETE FROM {table} WHERE {by_key} RETURNING {', '.join(select.columns)}"
     backend = backends.of(connection)
     state = sorted(
-        (_text(field.name), backend.json_text(field, f"w.c{select.indexes[j]}"))
+        (_text(field.name), _json(backend, field, f"w.c{select.indexes[j]}"))
         for j, (field, _, _) in enumerate(spec.encoders)
     )
     return str(backend.single_row_events.delete(write, len(select.columns), state, f"(w.c{select.pk_index})::text"))
@@ -272,13 +276,15 @@ def _single(spec: registry.ModelSpec, using: str) -> Any:
         return None
     if not connection.get_autocommit():
         return None
-    fits = _fitting.get(id(spec))
+    # Decided again when USE_TZ changes: which fields the database encodes depends on it (naive times: Python).
+    key = (id(spec), settings.USE_TZ)
+    fits = _fitting.get(key)
     if fits is None or fits[0] is not spec:
-        fits = _fitting[id(spec)] = (spec, _fits(spec, connection))
+        fits = _fitting[key] = (spec, _fits(spec, connection))
     return single if fits[1] else None
 
 
-_fitting: dict[int, tuple[registry.ModelSpec, bool]] = {}
+_fitting: dict[tuple[int, bool], tuple[registry.ModelSpec, bool]] = {}
 
 
 def _fits(spec: registry.ModelSpec, connection: Any) -> bool:
@@ -299,6 +305,14 @@ def _only(model: type[models.Model], ours: Mapping[Signal, Callable[..., Any]]) 
         if [r for group in signal._live_receivers(model) for r in group] != [receiver]:
             return False
     return True
+
+
+def _json(backend: Any, field: Field, value: str) -> str:
+    """``backend.json_text``: :class:`Fallback` where the database cannot encode ``field`` (nothing ran)."""
+    encoded: str | None = backend.json_text(field, value)
+    if encoded is None:
+        raise Fallback
+    return encoded
 
 
 def _text(value: str) -> str:

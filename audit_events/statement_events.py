@@ -57,6 +57,8 @@ def update_statement(spec: registry.ModelSpec, rows: Rows, update: str) -> str |
         if old is None or new is None:
             return None
         changes.append((_text(field.name), old, new))
+    if not changes:  # excluded fields only: the rows are written, nothing recorded (Python's way)
+        return None
     changes.sort()  # canonical JSON: keys in order (the names are distinct)
     every = conf.get_config().snapshot_every
     key = f"(w.c{rows.width})::text"  # the key as the UPDATE left it (it writes no key here)

@@ -307,3 +307,19 @@ def test_nul_and_lone_surrogates_in_the_context_never_fail_the_write(bad: str, c
     assert (event.actor_id, event.actor_repr) == ("id\ufffd\ufffd", "name\ufffd\ufffd")
     assert Author.objects.filter(pk=author.pk).exists()
     assert list(verify_model(Author)) == []  # the hash covers what is stored
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("atomic", [True, False], ids=["in a transaction", "autocommit"])
+def test_a_context_value_json_cannot_hold_never_fails_the_write(atomic: bool) -> None:
+    """NaN and the infinities are no JSON: each is recorded as its text, the write goes on."""
+    from django.db import transaction
+
+    with audit_context(score=float("nan"), top=float("inf"), low=[float("-inf")]):
+        if atomic:
+            with transaction.atomic():
+                author = Author.objects.create(name="A")
+        else:
+            author = Author.objects.create(name="A")
+    event = Event.objects.get(object_pk=str(author.pk))
+    assert event.context == {"score": "NaN", "top": "Infinity", "low": ["-Infinity"]}

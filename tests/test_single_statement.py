@@ -332,3 +332,33 @@ def test_a_create_save_and_delete_alone_record_what_python_would(old: dict[str, 
     row.delete()
     assert events(Typed, pk)[-1].action == "delete"
     assert list(verify_model(Typed)) == []
+
+
+# --- the review's probes (each failed before its fix) -----------------------------------
+
+
+def test_use_tz_switched_off_after_a_write_alone_records_what_the_usual_way_records() -> None:
+    """What a model's statement may write is decided again when USE_TZ changes: a naive time has no SQL
+    encoding here (Python's), and one compiled for aware times would write another text."""
+    first = Typed.objects.create(moment=datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
+    first.save()
+    naive = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    with override_settings(USE_TZ=False):
+        row = Typed.objects.create(moment=naive)
+        row.char = "changed"
+        row.save()
+        row_pk = row.pk
+        row.delete()
+        found = events(Typed, row_pk)
+        assert [(e.version, e.action) for e in found] == [(1, "create"), (2, "update"), (3, "delete")]
+        assert found[0].state["moment"] == found[2].state["moment"] == "2024-01-02T03:04:05"
+        assert found[1].changes == {"char": ["", "changed"]}
+
+
+def test_a_save_alone_of_excluded_fields_only_writes_the_row_and_records_nothing() -> None:
+    author = Author.objects.create(name="a")
+    seen = datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC)
+    author.last_seen = seen
+    author.save(update_fields=["last_seen"])
+    assert Author.objects.get(pk=author.pk).last_seen == seen
+    assert [e.action for e in events(Author, author.pk)] == ["create"]

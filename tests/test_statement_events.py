@@ -663,3 +663,11 @@ def test_a_decimal_nan_the_database_computes_is_refused_as_before() -> None:
         Typed.objects.filter(pk=row.pk).update(decimal=nan)
     assert Typed.objects.get(pk=row.pk).decimal == 0
     assert len(events(Typed, row.pk)) == 1
+
+
+def test_an_update_of_excluded_fields_only_writes_the_rows_and_records_nothing() -> None:
+    author = Author.objects.create(name="a")
+    seen = datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC)
+    assert Author.objects.filter(pk=author.pk).update(last_seen=seen) == 1
+    assert Author.objects.get(pk=author.pk).last_seen == seen
+    assert Event.objects.filter(object_pk=str(author.pk), content_type__model="author").count() == 1
