@@ -92,9 +92,10 @@ def typed(**fields: Any) -> Typed:
     return Typed(**values)
 
 
-# Every field but the binary one, whose value Django compiles itself (its placeholder): a save writing it
-# goes the usual way.
+# Every field but the binary one, whose value Django 5.2 compiles itself (its placeholder): a save writing
+# it goes the usual way there (Django 6 gives BinaryField no placeholder of its own: alone too).
 FIELDS = [f.name for f in Typed._meta.concrete_fields if f.name not in ("id", "blob")]
+BINARY_ALONE = not hasattr(Typed._meta.get_field("blob"), "get_placeholder")
 
 
 def test_every_write_of_a_model_of_every_encoded_type_is_one_statement_recorded_as_python_would() -> None:
@@ -109,7 +110,7 @@ def test_every_write_of_a_model_of_every_encoded_type_is_one_statement_recorded_
     assert [e.action for e in events(Typed, row.pk)] == ["create", "update", "update"]
     assert events(Typed, row.pk)[1].changes["char"] == ["é'%s", "changed"]
     row.blob = b"other"
-    assert not alone(row.save)
+    assert alone(row.save) is BINARY_ALONE
     assert_recorded(Typed, row.pk)
     pk = row.pk
     assert alone(row.delete)
