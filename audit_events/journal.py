@@ -123,17 +123,30 @@ class Author:
         """Named by the caller, not the current context: ``audit_import`` writes each imported event with the
         peer's actor and comment. ``plain`` is plain JSON, already :func:`~.context.storable`."""
         context = json.dumps(plain) if plain else "{}"
-        head_id = "null" if actor_id is None else _text(actor_id)
+        head_id = "null" if actor_id is None else json_string(actor_id)
         return cls(
             actor_id=actor_id,
             actor_repr=actor_repr,
             context=context,
-            head_actor=f',"actor_id":{head_id},"actor_repr":{_text(actor_repr)}',
+            head_actor=f',"actor_id":{head_id},"actor_repr":{json_string(actor_repr)}',
             head_context=f',"context":{canonical_json(plain)}',
         )
 
 
-_text = json.encoder.encode_basestring  # a str as canonical_json writes it
+json_string = json.encoder.encode_basestring  # a str as canonical_json writes it
+
+
+def content_pieces(action: str, author: Author, content_type: str, created_at: str, operation: str) -> list[str]:
+    """The hashed content (``hashing.hash_content``) of an event the database writes, in pieces around
+    what it encodes: an update's in three, around its changes and its object_pk; a delete's or create's in
+    two, around its object_pk. Its state (or ``null``) and the closing brace follow."""
+    head = f'{{"action":{json_string(action)}{author.head_actor},"changes":'
+    middle = (
+        f',"content_type":{json_string(content_type)}{author.head_context},"created_at":{json_string(created_at)},'
+        '"object_pk":'
+    )
+    tail = f',"operation":{json_string(operation)},"state":'
+    return [head, middle, tail] if action == "update" else [head + "{}" + middle, tail]
 
 
 def _record(draft: Draft, author: Author, connection: Any) -> dict[str, Any]:
@@ -149,9 +162,9 @@ def _record(draft: Draft, author: Author, connection: Any) -> dict[str, Any]:
     changes = canonical_json(draft.changes) if draft.changes else "{}"
     created_at, operation = canonical_time(draft.created_at), str(draft.operation)
     head = (
-        f'{{"action":{_text(draft.action)}{author.head_actor},"changes":{changes},'
-        f'"content_type":{_text(draft.content_type_label)}{author.head_context},"created_at":{_text(created_at)},'
-        f'"object_pk":{_text(draft.object_pk)},"operation":{_text(operation)},"state":'
+        f'{{"action":{json_string(draft.action)}{author.head_actor},"changes":{changes},'
+        f'"content_type":{json_string(draft.content_type_label)}{author.head_context},"created_at":{json_string(created_at)},'
+        f'"object_pk":{json_string(draft.object_pk)},"operation":{json_string(operation)},"state":'
     )
     as_text = backends.of(connection).event_values_as_text  # the INSERT casts times and UUIDs itself
     return {

@@ -30,7 +30,6 @@ concurrent writer (``backends.postgresql_single``).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ from .context import is_paused
 from .encoding import value_field
 from .handoffs import handoff_depth
 from .hashing import canonical_time
+from .journal import json_string as _text  # a str as canonical_json writes it
 from .models import Event
 from .operations import current_operation
 from .pending import _unmigrated as unmigrated
@@ -237,7 +237,7 @@ def _run(spec: registry.ModelSpec, connection: Any, sql: str, params: list[Any],
     created_at, operation = canonical_time(timezone.now()), str(current_operation())
     opts = spec.model._meta
     event = [opts.app_label, opts.model_name, created_at, operation, author.actor_id, author.actor_repr, author.context]
-    pieces = _pieces(action, author, opts.label_lower, created_at, operation)
+    pieces = journal.content_pieces(action, author, opts.label_lower, created_at, operation)
     cursor = prepared.cursor(connection)
     try:
         prepared.execute(cursor, sql, [*params, *event, *pieces])
@@ -256,15 +256,6 @@ def _on_events(error: IntegrityError) -> bool:
     """Whether the statement failed on its event (a NULL hash, a version taken), not on the row."""
     diag = getattr(error.__cause__, "diag", None)
     return getattr(diag, "table_name", None) == Event._meta.db_table
-
-
-def _pieces(action: str, author: journal.Author, content_type: str, created_at: str, operation: str) -> list[str]:
-    """The hashed content (``hashing.hash_content``) around what the statement writes: an update's
-    changes, its object_pk, its state or null; a create's or delete's object_pk and state."""
-    head = f'{{"action":{_text(action)}{author.head_actor},"changes":'
-    middle = f',"content_type":{_text(content_type)}{author.head_context},"created_at":{_text(created_at)},"object_pk":'
-    tail = f',"operation":{_text(operation)},"state":'
-    return [head, middle, tail] if action == "update" else [head + "{}" + middle, tail]
 
 
 def _single(spec: registry.ModelSpec, using: str) -> Any:
@@ -313,10 +304,6 @@ def _json(backend: Any, field: Field, value: str) -> str:
     if encoded is None:
         raise Fallback
     return encoded
-
-
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a str as canonical_json writes it
 
 
 class _RelationsOnly(Collector):

@@ -18,7 +18,6 @@ brings every row back, as before.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
@@ -29,6 +28,7 @@ from django.utils import timezone
 from . import backends, capture, conf, journal, prepared, registry
 from .encoding import value_field
 from .hashing import canonical_time
+from .journal import json_string as _text  # a str as canonical_json writes it
 from .links import Through
 from .models import Event
 from .operations import current_operation
@@ -182,7 +182,7 @@ def _run(
     journal.flush(using)  # these rows' events waiting for COMMIT come first: the lookup must see them
     author = journal.Author.now()
     created_at, operation = canonical_time(timezone.now()), str(current_operation())
-    pieces = content_pieces(action, author, spec.model._meta.label_lower, created_at, operation)
+    pieces = journal.content_pieces(action, author, spec.model._meta.label_lower, created_at, operation)
     opts = spec.model._meta
     event: list[Any] = [opts.app_label, opts.model_name, created_at, operation, author.actor_id, author.actor_repr]
     backend = backends.of(connection)
@@ -192,26 +192,9 @@ def _run(
     return returned[0][0], [row[3:] for row in returned if row[3 + key] is not None]  # after the count, the settings
 
 
-def content_pieces(
-    action: str, author: journal.Author, content_type: str, created_at: str, operation: str
-) -> list[str]:
-    """The hashed content (``hashing.hash_content``) of an update event in three pieces, around its
-    changes and its object_pk; of a delete or create event in two, around its object_pk. Its state (or
-    ``null``) and the closing brace follow. Canonical JSON, as ``journal`` writes it."""
-    head = f'{{"action":{_text(action)}{author.head_actor},"changes":'
-    middle = f',"content_type":{_text(content_type)}{author.head_context},"created_at":{_text(created_at)},"object_pk":'
-    if action != "update":  # a delete, a create: their state follows
-        return [head + "{}" + middle, f',"operation":{_text(operation)},"state":']
-    return [head, middle, f',"operation":{_text(operation)},"state":']  # its state (or null) follows too
-
-
 def _table(connection: Any) -> str:
     """The event table, quoted for ``connection``."""
     return str(connection.ops.quote_name(Event._meta.db_table))
-
-
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a str as canonical_json writes it
 
 
 class _RelationsOnly(Collector):

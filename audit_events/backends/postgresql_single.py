@@ -43,7 +43,7 @@ from django.db import models
 
 from ..encoding import value_field
 from ..models import Event
-from .postgresql_events import _CONTENT_TYPES, _EVENT_COLUMNS, _literal
+from .postgresql_events import _CONTENT_TYPES, _EVENT_COLUMNS, _literal, _object
 
 # The event's hash is NULL (the statement fails) in a session that writes floats otherwise.
 _DIGITS = "current_setting('extra_float_digits') = '1'"
@@ -84,7 +84,7 @@ def update(
             f"CASE WHEN '' = ANY(ARRAY[{named}]) THEN NULL ELSE '{{' || concat_ws(',', {named}) || '}}' END AS changes",
         ],
         where="s1.changes IS DISTINCT FROM '{}'",  # a save that changes nothing records nothing
-        snapshot=(due, _state(state)),
+        snapshot=(due, _object(state)),
         event=("'update'", "CAST(n.changes AS jsonb)", "CAST(n.snapshot AS jsonb)"),
         hashed="n.previous || %s || n.changes || %s || to_json(n.object_pk)::text || %s "
         "|| CASE WHEN n.due THEN n.snapshot ELSE 'null' END || '}'",
@@ -123,17 +123,12 @@ def _state_event(write: str, width: int, state: list[tuple[str, str]], object_pk
     return _statement(
         write,
         width,
-        [f"{_state(state)} AS state, {object_pk} AS object_pk"],
+        [f"{_object(state)} AS state, {object_pk} AS object_pk"],
         where=None,
         event=(f"'{action}'", "'{}'::jsonb", "CAST(n.state AS jsonb)"),
         hashed="n.previous || %s || to_json(n.object_pk)::text || %s || n.state || '}'",
         answer=answer,
     )
-
-
-def _state(state: list[tuple[str, str]]) -> str:
-    """The canonical JSON text of a state (NULL if a value is)."""
-    return "'{' || " + " || ',' || ".join(f"{_literal(name + ':')} || {value}" for name, value in state) + " || '}'"
 
 
 def _statement(
